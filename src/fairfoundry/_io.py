@@ -1,0 +1,253 @@
+"""Reading inputs and writing artifacts atomically, with provenance sidecars.
+
+Every artifact fairfoundry writes goes through :func:`write_atomic` (temp file, then
+``os.replace``), so a crash never leaves a half-written file, and run directories get a
+sidecar JSON (:func:`write_sidecar`) written last: its presence means "complete".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._errors import FairfoundryError
+
+__all__ = [
+    "write_atomic",
+    "write_text_atomic",
+    "write_json_atomic",
+    "write_table_atomic",
+    "read_table",
+    "prepare_out_dir",
+    "staged_dir",
+    "versions",
+    "git_sha",
+    "file_fingerprint",
+    "frame_fingerprint",
+    "write_sidecar",
+    "to_jsonable",
+]
+
+SCHEMA_VERSION = 1
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then atomically move the temp file onto ``path``.
+
+    The temp file lives in the same directory (so ``os.replace`` is atomic) and is removed
+    if ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy / pandas / Path values to plain JSON types; NaN becomes ``None``."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "model_dump"):
+        return to_jsonable(obj.model_dump())
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (NaN -> null) atomically."""
+    return write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def write_table_atomic(path: str | os.PathLike, frame) -> Path:
+    """Write a DataFrame as CSV, TSV or Parquet (by suffix) atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+
+    def _write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix in (".tsv", ".tab"):
+            frame.to_csv(tmp, sep="\t", index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+    return write_atomic(path, _write)
+
+
+def read_table(path: str | os.PathLike, *, what: str = "input"):
+    """Read a CSV, TSV (optionally gzipped) or Parquet file into a DataFrame.
+
+    Raises
+    ------
+    FairfoundryError
+        If the file does not exist, cannot be parsed, or is empty.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FairfoundryError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise FairfoundryError(f"{what} {path} is a directory, expected a CSV, TSV or Parquet file")
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet") or name.endswith(".pq"):
+            frame = pd.read_parquet(path)
+        elif name.endswith((".tsv", ".tsv.gz", ".tab")):
+            frame = pd.read_csv(path, sep="\t", low_memory=False)
+        else:
+            frame = pd.read_csv(path, sep=None if name.endswith(".txt") else ",", low_memory=False,
+                                engine="python" if name.endswith(".txt") else "c")
+    except pd.errors.EmptyDataError as exc:
+        raise FairfoundryError(f"{what} file {path} is empty") from exc
+    except Exception as exc:  # any parser failure is a user-input problem
+        raise FairfoundryError(f"cannot read {what} file {path}: {exc}".splitlines()[0]) from exc
+    if frame.shape[0] == 0:
+        raise FairfoundryError(f"{what} file {path} has a header but no rows")
+    return frame
+
+
+def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool, outputs: list[str] | None = None) -> Path:
+    """Check that ``out`` may be written to without losing anything the user has.
+
+    ``out`` may not exist, or be empty. If it holds any of ``outputs`` (or anything at all when
+    ``outputs`` is None), ``overwrite`` must be True.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FairfoundryError(f"--out {out} exists and is not a directory")
+    if out.exists():
+        present = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+        clash = present if outputs is None else [o for o in outputs if (out / o).exists()]
+        if clash and not overwrite:
+            raise FairfoundryError(
+                f"output directory {out} already holds {', '.join(sorted(clash)[:5])}",
+                hint="pass --overwrite to replace them, or choose another --out",
+            )
+    return out
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Stage a run's outputs in a hidden sibling directory, then move them into ``out``.
+
+    Either every file appears in ``out`` or none does (files already in ``out`` that the run
+    does not produce are left alone).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for item in sorted(stage.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(stage)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def git_sha() -> str | None:
+    """The git commit of the fairfoundry source tree, when it is a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Versions of Python, fairfoundry and the key libraries (only those already importable)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    out: dict[str, str | None] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "fairfoundry": __version__,
+        "git_sha": git_sha(),
+    }
+    for pkg in ("numpy", "pandas", "scipy", "scikit-learn", "torch", "timm", *extra):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def file_fingerprint(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def frame_fingerprint(frame) -> str:
+    """Order-sensitive SHA-256 of a DataFrame's columns and values (hex, 16 chars)."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+def write_sidecar(path: str | os.PathLike, *, kind: str, config: dict | None = None,
+                  seed: int | None = None, inputs: dict | None = None, **extra: Any) -> Path:
+    """Write a provenance sidecar JSON: schema version, kind, config, seed, versions, inputs."""
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "config": config or {},
+        "inputs": inputs or {},
+        "versions": versions(),
+        **extra,
+    }
+    return write_json_atomic(path, payload)

@@ -1,0 +1,119 @@
+"""The ``fairfoundry`` command: one Typer app, one module per command.
+
+Adding a command is one file: create ``cli/_<name>.py`` that does
+``from ._app import app`` and decorates a function with ``@app.command("<name>")``
+(or ``app.add_typer(sub, name=...)`` for a group), then add the module name to
+:data:`COMMAND_MODULES`. Heavy imports (torch, matplotlib, ...) go inside the command
+function, never at module level, so ``fairfoundry --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as _cx
+
+from .._errors import FairfoundryError
+
+app = typer.Typer(
+    name="fairfoundry",
+    help=(
+        "Fair foundation models for medical image analysis: audit data, extract embeddings, "
+        "adapt and de-bias models, and evaluate fairness with honest error bars."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+#: command modules imported by :func:`main`; keep in CLI order.
+COMMAND_MODULES: list[str] = [
+    "_evaluate",
+    "_data",
+    "_models",
+    "_pretrain",
+    "_adapt",
+]
+
+_STATE = {"debug": False}
+log = logging.getLogger("fairfoundry")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"fairfoundry {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for unexpected errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                 is_eager=True, callback=_print_version),
+) -> None:
+    """Fair foundation models for medical image analysis."""
+    _STATE["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+
+
+def error_exit(err: FairfoundryError) -> int:
+    """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2."""
+    msg = f"error: {err.message}"
+    if err.hint:
+        msg += f"\n  hint: {err.hint}"
+    print(msg, file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fairfoundry`` console script.
+
+    Exit codes: 0 success, 2 bad input or usage (one clear message, no traceback),
+    1 an unexpected error (a bug: one line, ``--debug`` shows the traceback).
+    """
+    _load_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    _STATE["debug"] = "--debug" in args
+    try:
+        app(args=args, prog_name="fairfoundry", standalone_mode=False)
+    except FairfoundryError as err:
+        return error_exit(err)
+    except (typer.Exit, getattr(_cx, "Exit", typer.Exit)) as exc:
+        return int(exc.exit_code or 0)
+    except (typer.Abort, getattr(_cx, "Abort", typer.Abort)):
+        print("aborted", file=sys.stderr)
+        return 130
+    except _cx.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last-resort handler
+        if _STATE["debug"]:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0

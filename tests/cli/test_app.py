@@ -1,0 +1,47 @@
+from fairfoundry import __version__
+from fairfoundry._errors import FairfoundryError, did_you_mean
+from fairfoundry._io import prepare_out_dir, staged_dir, write_json_atomic
+
+
+def test_version_flag(cli):
+    res = cli("--version")
+    assert res.code == 0
+    assert __version__ in res.out
+
+
+def test_unknown_command_exits_2_without_traceback(cli):
+    res = cli("no-such-command")
+    assert res.code == 2
+    assert "Traceback" not in res.err
+
+
+def test_did_you_mean_suggests_closest():
+    hint = did_you_mean("sexe", ["sample_id", "sex", "age"], what="columns")
+    assert "'sex'" in hint and "columns are" in hint
+
+
+def test_prepare_out_dir_refuses_to_overwrite(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    try:
+        prepare_out_dir(tmp_path, overwrite=False, outputs=["summary.json"])
+    except FairfoundryError as err:
+        assert "summary.json" in err.message and "--overwrite" in err.hint
+    else:  # pragma: no cover
+        raise AssertionError("expected FairfoundryError")
+    assert prepare_out_dir(tmp_path, overwrite=True, outputs=["summary.json"]) == tmp_path
+
+
+def test_staged_dir_is_all_or_nothing(tmp_path):
+    out = tmp_path / "run"
+    try:
+        with staged_dir(out) as stage:
+            write_json_atomic(stage / "a.json", {"x": float("nan")})
+            raise RuntimeError("crash mid-run")
+    except RuntimeError:
+        pass
+    assert not out.exists() or not any(out.iterdir())
+    with staged_dir(out) as stage:
+        write_json_atomic(stage / "a.json", {"x": float("nan")})
+    assert (out / "a.json").read_text().strip().startswith("{")
+    assert '"x": null' in (out / "a.json").read_text()
+    assert not list(tmp_path.glob(".run.staging-*"))
