@@ -1,0 +1,610 @@
+r"""The group evaluation engine: every metric, every summary, one set of bootstrap replicates.
+
+:func:`evaluate_groups` sorts the data once per layout (by group then score, and by score),
+evaluates the point estimates with unit weights, then bootstrap replicates (multinomial counts
+within groups, or cluster counts), permutations (group indicators) and jackknife blocks (0/1
+weights) through the same weighted kernel, in chunks of replicates of bounded memory, on
+``n_jobs`` threads. Every per-group metric and every summary of a replicate comes from the same
+weights, so CIs of gaps and of their components are coherent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .._errors import FairfoundryError, did_you_mean
+from ._bootstrap import ResamplePlan, bca_interval, percentile_interval, permutation_pvalue
+from ._calibration import _check_ece
+from ._checks import as_binary, as_scores, same_length
+from ._confusion import nan_reason, rates_from_counts
+from ._kernel import build_layout, segment_stats
+from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
+
+__all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
+           "METRICS", "FAMILY"]
+
+log = logging.getLogger(__name__)
+
+#: per-group metric names, in table order
+METRICS = ("n", "positives", "prevalence", "auc", "average_precision", "accuracy",
+           "balanced_accuracy", "tpr", "fpr", "tnr", "fnr", "ppv", "npv", "selection_rate",
+           "f1", "ece", "brier", "log_loss", "calibration_slope", "calibration_intercept")
+_KERNEL = {"auc": "auc", "average_precision": "ap", "ece": "ece", "brier": "brier",
+           "log_loss": "log_loss", "calibration_slope": "cal_slope",
+           "calibration_intercept": "cal_intercept"}
+#: per-metric summary suffixes and how a permutation p-value reads them
+FAMILY = {"gap": "high", "ratio": "low", "to_overall": "high", "vs_reference": "abs",
+          "worst_group": None}
+CI_METHODS = ("percentile", "bca")
+OVERALL = "overall"
+
+
+@dataclass
+class GroupResult:
+    """Result of :func:`evaluate_groups`.
+
+    Attributes
+    ----------
+    per_group : DataFrame
+        Tidy: ``group, metric, estimate, ci_low, ci_high, n, reason``; one row per
+        (group incl. ``"overall"``, metric). ``reason`` is ``""`` or why the value is NaN.
+    summary : DataFrame
+        ``metric, estimate, ci_low, ci_high, p_value, reason, detail``.
+    replicates : dict
+        Bootstrap replicate values: ``"<metric>"`` -> array ``(B, G + 1)`` (columns: groups in
+        ``group_names`` order, then overall) and ``"<summary>"`` -> array ``(B,)``. Empty
+        without bootstrap.
+    null : dict
+        Permutation-null values of each summary (``(P,)`` arrays); empty without permutations.
+    plan : ResamplePlan or None
+        The resampling plan (``plan.indices(b)`` maps through ``layout_order`` to the rows of
+        replicate ``b``).
+    layout_order : ndarray
+        Layout position -> input row (for ``plan.indices``).
+    config : dict
+        Everything needed to reproduce the run (threshold, seed, replicates, methods, ...).
+    """
+
+    per_group: pd.DataFrame
+    summary: pd.DataFrame
+    replicates: dict = field(default_factory=dict)
+    null: dict = field(default_factory=dict)
+    plan: ResamplePlan | None = None
+    layout_order: np.ndarray | None = None
+    config: dict = field(default_factory=dict)
+
+    def estimate(self, metric: str, group: str = OVERALL) -> float:
+        """The point estimate of ``metric`` for ``group`` (or of a summary when ``group`` is
+        ``None``)."""
+        if group is None:
+            row = self.summary.loc[self.summary["metric"] == metric]
+        else:
+            pg = self.per_group
+            row = pg.loc[(pg["metric"] == metric) & (pg["group"] == group)]
+        if row.empty:
+            raise FairfoundryError(f"no result for metric {metric!r}, group {group!r}")
+        return float(row["estimate"].iloc[0])
+
+    def replicate_rows(self, b: int) -> np.ndarray:
+        """Input row indices of bootstrap replicate ``b`` (with repeats): the explicit resample."""
+        if self.plan is None or self.layout_order is None:
+            raise FairfoundryError("this result has no bootstrap replicates")
+        return self.layout_order[self.plan.indices(b)]
+
+
+class _Engine:
+    """Both layouts of one data set and the weighted evaluation over them."""
+
+    def __init__(self, y, s, codes, n_groups, *, threshold, ece_bins, ece_strategy, metrics):
+        self.n = len(y)
+        self.G = n_groups
+        self.lg = build_layout(y, s, codes, n_groups, threshold=threshold, ece_bins=ece_bins,
+                               ece_strategy=ece_strategy)
+        self.lo = build_layout(y, s, np.zeros(self.n, dtype=np.int64), 1, threshold=threshold,
+                               ece_bins=ece_bins, ece_strategy=ece_strategy)
+        inv = np.empty(self.n, dtype=np.int64)
+        inv[self.lg.order] = np.arange(self.n)
+        self.to_overall = inv[self.lo.order]
+        self.bounds = np.array([sg.start for sg in self.lg.segments] + [self.n])
+        self.seg_of_row = np.repeat(np.arange(n_groups), np.diff(self.bounds))
+        self.need = {_KERNEL[m] for m in metrics if m in _KERNEL}
+        self.cal_g: list[tuple[float, float]] | None = None
+        self.cal_o: tuple[float, float] | None = None
+
+    @staticmethod
+    def _to_metrics(st: dict) -> dict:
+        out = rates_from_counts(st["tp"], st["fp"], st["fn"], st["tn"])
+        for m, k in _KERNEL.items():
+            if k in st:
+                out[m] = st[k]
+        return out
+
+    def _start(self, cal, K):
+        if cal is None:
+            return None
+        return np.full(K, cal[0]), np.full(K, cal[1])
+
+    def groups(self, W: np.ndarray) -> dict:
+        """Per-group metrics ``(K, G)`` for weights ``W`` in group-layout order."""
+        K = W.shape[0]
+        cols = []
+        for g, sg in enumerate(self.lg.segments):
+            cal = None if self.cal_g is None else self._start(self.cal_g[g], K)
+            cols.append(self._to_metrics(segment_stats(sg, W[:, sg.start:sg.stop], self.lg,
+                                                       need=self.need, cal_start=cal)))
+        return {m: np.stack([c[m] for c in cols], axis=1) for m in cols[0]}
+
+    def overall(self, Wo: np.ndarray) -> dict:
+        """Overall metrics ``(K,)`` for weights ``Wo`` in overall-layout order."""
+        cal = self._start(self.cal_o, Wo.shape[0])
+        return self._to_metrics(segment_stats(self.lo.segments[0], Wo, self.lo, need=self.need,
+                                              cal_start=cal))
+
+    def both(self, W: np.ndarray) -> tuple[dict, dict]:
+        return self.groups(W), self.overall(W[:, self.to_overall])
+
+
+def _validate(y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
+              ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations):
+    y = as_binary(y_true, name="y_true")
+    s = as_scores(y_score, name="y_score")
+    n = same_length(y, s)
+    if not np.isfinite(threshold):
+        raise FairfoundryError(f"threshold must be a finite number, got {threshold!r}")
+    names = [str(g) for g in group_names]
+    if len(set(names)) != len(names):
+        raise FairfoundryError("group_names contains duplicates")
+    codes = np.asarray(groups)
+    if codes.shape != (n,) or not np.issubdtype(codes.dtype, np.integer):
+        raise FairfoundryError("groups must be integer codes 0..G-1, one per row",
+                               hint="use intersect_groups(frame, columns) to build them")
+    if n and (codes.min() < 0 or codes.max() >= len(names)):
+        raise FairfoundryError(f"group codes must be in 0..{len(names) - 1}")
+    if metrics is None:
+        metrics = list(METRICS)
+    for m in metrics:
+        if m not in METRICS:
+            raise FairfoundryError(f"unknown metric {m!r}", hint=did_you_mean(m, METRICS,
+                                                                               what="metrics"))
+    metrics = [m for m in METRICS if m in set(metrics)]
+    if reference is not None and str(reference) not in names:
+        raise FairfoundryError(f"unknown reference group {reference!r}",
+                               hint=did_you_mean(str(reference), names, what="groups"))
+    _check_ece(ece_bins, ece_strategy)
+    if ci_method not in CI_METHODS:
+        raise FairfoundryError(f"unknown ci_method {ci_method!r}", hint="use percentile or bca")
+    if not 0 < confidence < 1:
+        raise FairfoundryError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_bootstrap < 0 or n_permutations < 0:
+        raise FairfoundryError("n_bootstrap and n_permutations must be >= 0")
+    if cluster is not None and np.asarray(cluster).shape != (n,):
+        raise FairfoundryError("cluster must have one value per row")
+    return y, s, codes.astype(np.int64), names, metrics
+
+
+def _summaries(per: dict, ov: dict, metrics: list[str], ref: int, names: list[str],
+               fixed: dict | None) -> tuple[dict, dict]:
+    """All summaries ``(K,)`` from per-group ``(K, G)`` and overall ``(K,)`` arrays.
+
+    ``fixed`` holds the vs-reference target group per metric chosen on the point estimate
+    (``None`` on the point estimate itself, which chooses them). Returns (values, details).
+    """
+    vals, details = {}, {}
+    choose = fixed is None
+    fixed = {} if fixed is None else fixed
+    for m in metrics:
+        v, o = per[m], ov[m]
+        vals[f"{m}_gap"] = gap(v)
+        vals[f"{m}_ratio"] = ratio(v)
+        vals[f"{m}_to_overall"] = to_overall(v, o)
+        vals[f"{m}_worst_group"], widx = worst_group(v, direction=DIRECTION[m])
+        if choose:
+            r, t = vs_reference(v, reference=ref)
+            fixed[m] = t
+        else:
+            t = fixed[m]
+            r = vs_reference(v, reference=ref, target=t)[0] if t is not None else np.full(
+                v.shape[0], np.nan)
+        vals[f"{m}_vs_reference"] = r
+        if choose:
+            row = v[0]
+            defined = ~np.isnan(row)
+            if defined.any():
+                hi = names[int(np.nanargmax(row))]
+                lo = names[int(np.nanargmin(row))]
+                details[f"{m}_gap"] = f"{hi} - {lo}"
+                details[f"{m}_ratio"] = f"{lo} / {hi}"
+                dev = np.abs(row - o[0])
+                details[f"{m}_to_overall"] = names[int(np.nanargmax(dev))]
+            details[f"{m}_worst_group"] = names[int(widx[0])] if widx[0] >= 0 else ""
+            details[f"{m}_vs_reference"] = f"{names[t]} vs {names[ref]}" if t is not None else ""
+    have = set(metrics)
+    for name, spec in SUMMARIES.items():
+        if set(spec.needs) <= have:
+            vals[name] = np.asarray(spec.func(per, ov), dtype=np.float64).reshape(-1)
+            details.setdefault(name, spec.doc)
+    if choose:
+        details["__fixed__"] = fixed
+    return vals, details
+
+
+def _summary_reason(name: str, metrics: list[str], per: dict, ref: int, names: list[str]) -> str:
+    for m in sorted(metrics, key=len, reverse=True):
+        for suffix in FAMILY:
+            if name == f"{m}_{suffix}":
+                row = per[m][0]
+                k = int(np.sum(~np.isnan(row)))
+                if suffix == "vs_reference":
+                    if np.isnan(row[ref]):
+                        return f"{m} is undefined for the reference group {names[ref]}"
+                    return f"{m} is undefined for every other group"
+                if k == 0:
+                    return f"{m} is undefined for every group"
+                if suffix == "ratio":
+                    return f"largest group {m} is 0"
+                return f"{m} is undefined"
+    spec = SUMMARIES.get(name)
+    needs = ", ".join(spec.needs) if spec else name
+    return f"{needs} undefined for the groups involved"
+
+
+def _chunks(total: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+def _run_chunks(func, chunks, n_jobs, progress):
+    results = [None] * len(chunks)
+    if n_jobs <= 1 or len(chunks) <= 1:
+        for i, (a, b) in enumerate(chunks):
+            results[i] = func(a, b)
+            if progress is not None:
+                progress(b - a)
+        return results
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        futs = [pool.submit(func, a, b) for a, b in chunks]
+        for i, fut in enumerate(futs):
+            results[i] = fut.result()
+            if progress is not None:
+                progress(chunks[i][1] - chunks[i][0])
+    return results
+
+
+def evaluate_groups(
+    y_true,
+    y_score,
+    *,
+    threshold: float,
+    groups: np.ndarray,
+    group_names: Sequence[str],
+    reference: str | None = None,
+    metrics: list[str] | None = None,
+    ece_bins: int = 10,
+    ece_strategy: str = "uniform",
+    n_bootstrap: int = 0,
+    ci_method: str = "percentile",
+    confidence: float = 0.95,
+    cluster: np.ndarray | None = None,
+    n_permutations: int = 0,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    n_jobs: int = 1,
+    bca_blocks: int = 100,
+    chunk_elements: int = 2**21,
+) -> GroupResult:
+    r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
+
+    Predictions are :math:`\hat y = [s \ge t]` for the threshold ``t``. Per group and overall:
+    ``n, positives, prevalence, auc, average_precision, accuracy, balanced_accuracy, tpr, fpr,
+    tnr, fnr, ppv, npv, selection_rate, f1, ece, brier, log_loss, calibration_slope,
+    calibration_intercept`` (see each public function for formula and source). Summaries: for
+    each metric ``m``: ``m_gap`` (max - min), ``m_ratio`` (min / max), ``m_to_overall``
+    (:math:`\max_g |m_g - m|`), ``m_vs_reference`` (signed :math:`m_g - m_{ref}` for the
+    group furthest from the reference, chosen on the point estimate; the default reference
+    is the largest group), ``m_worst_group``; plus fairlearn's ``demographic_parity_*``,
+    ``equalized_odds_*``, ``equal_opportunity_difference``, ``predictive_parity_difference``,
+    FairCLIP's ``es_auc``/``es_accuracy`` and MEDFAIR's ``equalized_odds_score``.
+
+    Parameters
+    ----------
+    y_true : array (n,) of 0/1
+    y_score : array (n,) of probabilities in [0, 1]
+    threshold : float
+        Decision threshold (chosen on another split; see ``fairfoundry.metrics`` thresholds).
+    groups : int array (n,)
+        Group code ``0..G-1`` of each row (see :func:`intersect_groups`).
+    group_names : list of str
+        Name of each code; a name without rows gets NaN rows with reason "group is empty".
+    reference : str, optional
+        Reference group for ``*_vs_reference`` (default: the largest group).
+    metrics : list of str, optional
+        Subset of per-group metrics (default: all); summaries follow.
+    ece_bins, ece_strategy : int, {"uniform", "quantile"}
+        ECE binning (as scikit-learn's ``calibration_curve``).
+    n_bootstrap : int
+        Bootstrap replicates (0: no CIs). Stratified by group; clustered when ``cluster``.
+    ci_method : {"percentile", "bca"}
+        BCa uses a delete-block jackknife over at most ``bca_blocks`` blocks of units.
+    confidence : float
+        CI level.
+    cluster : array (n,), optional
+        Cluster of each row (e.g. patient id): whole clusters are resampled.
+    n_permutations : int
+        Permutations of the group labels (of whole clusters when clustered) for p-values of
+        gaps, ratios, differences and scores.
+    seed : int
+        Seed of all resampling; the same seed gives the same CIs and p-values.
+    progress : callable, optional
+        Called with the number of replicates just finished (bootstrap, then permutations);
+        the increments sum to ``n_bootstrap + n_permutations``.
+    n_jobs : int
+        Threads over chunks of replicates (numpy releases the GIL).
+    chunk_elements : int
+        Replicates per chunk are ``max(1, chunk_elements // n)``, bounding memory.
+
+    Returns
+    -------
+    GroupResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = evaluate_groups([0, 1, 0, 1, 0, 1], [0.2, 0.8, 0.6, 0.7, 0.1, 0.4],
+    ...                       threshold=0.5, groups=np.array([0, 0, 0, 1, 1, 1]),
+    ...                       group_names=["a", "b"])
+    >>> res.estimate("tpr", "b"), res.estimate("tpr_gap", None)
+    (0.5, 0.5)
+    """
+    y, s, codes, names, metrics = _validate(
+        y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
+        ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations)
+    n = len(y)
+    counts = np.bincount(codes, minlength=len(names))
+    present = np.flatnonzero(counts > 0)
+    pnames = [names[g] for g in present]
+    dense = np.full(len(names), -1)
+    dense[present] = np.arange(len(present))
+    dcodes = dense[codes]
+    if reference is not None and counts[names.index(str(reference))] == 0:
+        raise FairfoundryError(f"reference group {reference!r} has no rows")
+    ref = (int(dense[names.index(str(reference))]) if reference is not None
+           else int(np.argmax(counts[present])))
+
+    eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,
+                  ece_strategy=ece_strategy, metrics=metrics)
+    per0, ov0 = eng.both(np.ones((1, n)))
+    eng.cal_g = [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
+                 for g in range(len(present))] if "cal_slope" in eng.need else None
+    eng.cal_o = ((ov0["calibration_intercept"][0], ov0["calibration_slope"][0])
+                 if "cal_slope" in eng.need else None)
+    sum0, details = _summaries(per0, ov0, metrics, ref, pnames, None)
+    fixed = details.pop("__fixed__")
+
+    plan = None
+    reps_per: dict = {}
+    reps_ov: dict = {}
+    reps_sum: dict = {}
+    chunk = max(1, int(chunk_elements) // max(n, 1))
+    if n_bootstrap > 0 or n_permutations > 0:
+        cl = None
+        if cluster is not None:
+            cl = np.unique(np.asarray(cluster), return_inverse=True)[1].reshape(-1)[eng.lg.order]
+        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed)
+
+    def boot_chunk(a, b):
+        W = np.empty((b - a, n))
+        for k in range(b - a):
+            plan.weights(a + k, out=W[k])
+        return eng.both(W)
+
+    if n_bootstrap > 0:
+        parts = _run_chunks(boot_chunk, _chunks(n_bootstrap, chunk), n_jobs, progress)
+        reps_per = {m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]}
+        reps_ov = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
+        reps_sum, _ = _summaries(reps_per, reps_ov, metrics, ref, pnames, fixed)
+
+    jack_sum: dict = {}
+    jack_per: dict = {}
+    jack_ov: dict = {}
+    if n_bootstrap > 0 and ci_method == "bca":
+        blocks = plan.jackknife_blocks(bca_blocks)
+
+        def jack_chunk(a, b):
+            W = np.ones((b - a, n))
+            for k in range(b - a):
+                W[k, blocks[a + k]] = 0.0
+            return eng.both(W)
+
+        parts = _run_chunks(jack_chunk, _chunks(len(blocks), chunk), n_jobs, None)
+        jack_per = {m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]}
+        jack_ov = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
+        jack_sum, _ = _summaries(jack_per, jack_ov, metrics, ref, pnames, fixed)
+
+    null: dict = {}
+    if n_permutations > 0:
+        G = len(present)
+        pchunk = max(1, chunk // max(G, 1))
+
+        def perm_chunk(a, b):
+            W = np.zeros(((b - a) * G, n))
+            for k in range(b - a):
+                pg = plan.permuted_groups(a + k, eng.seg_of_row)[eng.to_overall]
+                W[k * G + pg, np.arange(n)] = 1.0
+            st = eng._to_metrics(segment_stats(
+                eng.lo.segments[0], W, eng.lo, need=eng.need,
+                cal_start=eng._start(eng.cal_o, W.shape[0])))
+            return {m: v.reshape(b - a, G) for m, v in st.items()}
+
+        parts = _run_chunks(perm_chunk, _chunks(n_permutations, pchunk), n_jobs, progress)
+        null_per = {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+        null_ov = {m: np.repeat(ov0[m], n_permutations) for m in ov0}
+        null, _ = _summaries(null_per, null_ov, metrics, ref, pnames, fixed)
+
+    # ---- assemble the per-group table
+    rows = []
+    full_reps = {}
+    for m in metrics:
+        est = np.concatenate([per0[m][0], ov0[m]])
+        lo = np.full(len(est), np.nan)
+        hi = np.full(len(est), np.nan)
+        if n_bootstrap > 0:
+            R = np.column_stack([reps_per[m], reps_ov[m]])
+            if ci_method == "bca":
+                J = np.column_stack([jack_per[m], jack_ov[m]])
+                for j in range(len(est)):
+                    lo[j], hi[j] = bca_interval(R[:, j], est[j], J[:, j], confidence=confidence)
+            else:
+                lo, hi = percentile_interval(R, confidence=confidence)
+            Rf = np.full((n_bootstrap, len(names) + 1), np.nan)
+            Rf[:, present] = reps_per[m]
+            Rf[:, -1] = reps_ov[m]
+            full_reps[m] = Rf
+        for j, gname in enumerate([*pnames, OVERALL]):
+            if j < len(present):
+                cnt = _counts(per0, j)
+            else:
+                cnt = _counts({k: v[None, :] for k, v in ov0.items()}, 0)
+            reason = ""
+            if np.isnan(est[j]):
+                reason = nan_reason(m, **cnt) or (
+                    "calibration fit did not converge (separation)"
+                    if m.startswith("calibration") else "undefined")
+            rows.append((gname, m, est[j], lo[j], hi[j], int(round(cnt["n"])), reason))
+        for g in np.flatnonzero(counts == 0):
+            rows.append((names[g], m, np.nan, np.nan, np.nan, 0, "group is empty"))
+    per_group = pd.DataFrame(rows, columns=["group", "metric", "estimate", "ci_low", "ci_high",
+                                            "n", "reason"])
+    order = {g: i for i, g in enumerate([*names, OVERALL])}
+    morder = {m: i for i, m in enumerate(metrics)}
+    per_group = per_group.sort_values(
+        ["metric", "group"], key=lambda c: c.map(morder) if c.name == "metric" else c.map(order),
+        kind="stable").reset_index(drop=True)
+
+    # ---- assemble the summary table
+    srows = []
+    for name, v in sum0.items():
+        est = float(v[0])
+        lo = hi = np.nan
+        if n_bootstrap > 0:
+            if ci_method == "bca":
+                lo, hi = bca_interval(reps_sum[name], est, jack_sum[name], confidence=confidence)
+            else:
+                lo, hi = (float(x[0]) for x in percentile_interval(reps_sum[name][:, None],
+                                                                  confidence=confidence))
+            full_reps[name] = reps_sum[name]
+        p = np.nan
+        if n_permutations > 0:
+            ext = _extreme(name, metrics)
+            if ext is not None:
+                p = permutation_pvalue(est, null[name], extreme=ext)
+        reason = "" if np.isfinite(est) else _summary_reason(name, metrics, per0, ref, pnames)
+        srows.append((name, est, lo, hi, p, reason, details.get(name, "")))
+    summary = pd.DataFrame(srows, columns=["metric", "estimate", "ci_low", "ci_high", "p_value",
+                                           "reason", "detail"])
+    config = {
+        "threshold": float(threshold), "reference": pnames[ref], "metrics": metrics,
+        "ece_bins": int(ece_bins), "ece_strategy": ece_strategy, "n_bootstrap": int(n_bootstrap),
+        "ci_method": ci_method, "confidence": float(confidence), "clustered": cluster is not None,
+        "cluster_stratified": bool(plan.stratified) if plan is not None else None,
+        "n_permutations": int(n_permutations), "seed": int(seed),
+        "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
+        "groups": list(names), "n": int(n),
+    }
+    return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,
+                       plan=plan, layout_order=eng.lg.order, config=config)
+
+
+def _counts(per: dict, g: int) -> dict:
+    n = per["n"][0, g]
+    pos = per["positives"][0, g]
+    sel = per["selection_rate"][0, g]
+    pred_pos = sel * n if np.isfinite(sel) else 0.0
+    return {"n": n, "pos": pos, "neg": n - pos, "pred_pos": pred_pos, "pred_neg": n - pred_pos}
+
+
+def _extreme(name: str, metrics: list[str]) -> str | None:
+    if name in SUMMARIES:
+        return SUMMARIES[name].extreme
+    for m in metrics:
+        for suffix, ext in FAMILY.items():
+            if name == f"{m}_{suffix}":
+                return ext
+    return None
+
+
+def intersect_groups(frame: pd.DataFrame, columns: Sequence[str], *,
+                     missing: str = "missing") -> tuple[np.ndarray, list[str]]:
+    """Integer group codes for the observed combinations of ``columns``.
+
+    Names are the value for one column, ``"col1=a & col2=b"`` for several; missing values
+    become the explicit group ``missing`` (never dropped, never imputed). Codes follow the
+    sorted names.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"sex": ["F", "M", "F"], "age": ["<60", "<60", "60+"]})
+    >>> codes, names = intersect_groups(df, ["sex", "age"])
+    >>> codes.tolist(), names
+    ([1, 2, 0], ['sex=F & age=60+', 'sex=F & age=<60', 'sex=M & age=<60'])
+    """
+    columns = list(columns)
+    if not columns:
+        raise FairfoundryError("intersect_groups needs at least one column")
+    for c in columns:
+        if c not in frame.columns:
+            raise FairfoundryError(f"column {c!r} not found",
+                                   hint=did_you_mean(c, frame.columns, what="columns"))
+    parts = []
+    for c in columns:
+        col = frame[c]
+        vals = col.astype(object).where(col.notna(), missing).astype(str)
+        parts.append(vals if len(columns) == 1 else f"{c}=" + vals)
+    label = parts[0]
+    for p in parts[1:]:
+        label = label + " & " + p
+    codes, uniq = pd.factorize(label, sort=True)
+    return codes.astype(np.int64), [str(u) for u in uniq]
+
+
+def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: float,
+                            groups: np.ndarray, group_names: Sequence[str],
+                            **kwargs) -> GroupResult:
+    r"""Underdiagnosis rate by group with bootstrap CIs (same machinery as
+    :func:`evaluate_groups`).
+
+    Among truly diseased patients (true "No Finding" = 0) the share predicted "No Finding"
+    (score >= ``threshold``): :math:`UR_g = P(\hat y_{NF} = 1 \mid y_{NF} = 0, A = g)`.
+    Source: Seyyed-Kalantari et al., Nature Medicine 2021. The result has per-group metrics
+    ``n`` and ``underdiagnosis_rate`` and summaries ``underdiagnosis_rate_gap``, ``_ratio``,
+    ``_to_overall``, ``_vs_reference``, ``_worst_group``. Keyword arguments go to
+    :func:`evaluate_groups` (``n_bootstrap``, ``cluster``, ``seed``, ``reference``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = underdiagnosis_by_group([0, 0, 1, 0, 0], [0.9, 0.1, 0.8, 0.2, 0.3], threshold=0.5,
+    ...                             groups=np.array([0, 0, 0, 1, 1]), group_names=["a", "b"])
+    >>> r.estimate("underdiagnosis_rate", "a"), r.estimate("underdiagnosis_rate", "b")
+    (0.5, 0.0)
+    """
+    kwargs.pop("metrics", None)
+    res = evaluate_groups(no_finding_true, no_finding_score, threshold=threshold, groups=groups,
+                          group_names=group_names, metrics=["n", "fpr"], **kwargs)
+
+    def rename(s: str) -> str:
+        return "underdiagnosis_rate" + s[3:] if s.startswith("fpr") else s
+
+    res.per_group["metric"] = res.per_group["metric"].map(rename)
+    res.per_group["reason"] = res.per_group["reason"].replace(
+        "group has no negatives", "group has no diseased patients (no finding = 0)")
+    res.summary["metric"] = res.summary["metric"].map(rename)
+    res.replicates = {rename(k): v for k, v in res.replicates.items()}
+    res.null = {rename(k): v for k, v in res.null.items()}
+    res.config["metrics"] = ["n", "underdiagnosis_rate"]
+    return res
