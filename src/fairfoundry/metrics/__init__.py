@@ -55,6 +55,7 @@ from ._summary import (
     vs_reference,
     worst_group,
 )
+from ._thresholds import THRESHOLD_METHODS, ThresholdRule, choose_threshold, parse_threshold
 
 __all__ = [
     "DIRECTION", "FAMILY", "METRICS", "SUMMARIES", "GroupResult", "ResamplePlan",
@@ -68,4 +69,6 @@ __all__ = [
     "rates_from_counts", "ratio", "register_summary", "roc_auc", "selection_rate", "tnr",
     "to_overall", "tpr", "underdiagnosis_by_group", "underdiagnosis_rate", "vs_reference",
     "worst_group",
+    # decision thresholds (fixed or chosen on a validation split)
+    "THRESHOLD_METHODS", "ThresholdRule", "choose_threshold", "parse_threshold",
 ]

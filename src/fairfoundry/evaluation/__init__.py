@@ -1,0 +1,29 @@
+"""Fairness evaluation of per-sample predictions: ``fairfoundry.evaluate`` and its outputs.
+
+Layer 1: validates inputs, chooses thresholds, calls :mod:`fairfoundry.metrics` (the single source
+of metric values) and assembles the :class:`Evaluation`; the HTML lives in :mod:`fairfoundry.report`.
+"""
+
+from ._evaluate import (
+    MACRO_LABEL,
+    UNDERDIAGNOSIS_LABEL,
+    EvaluationPlan,
+    evaluate,
+    prepare_evaluation,
+)
+from ._examples import EXAMPLES, example_options
+from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, Evaluation
+
+__all__ = [
+    "BY_GROUP_COLUMNS",
+    "EXAMPLES",
+    "MACRO_LABEL",
+    "OUTPUT_FILES",
+    "SUMMARY_COLUMNS",
+    "UNDERDIAGNOSIS_LABEL",
+    "Evaluation",
+    "EvaluationPlan",
+    "evaluate",
+    "example_options",
+    "prepare_evaluation",
+]

@@ -1,0 +1,731 @@
+"""``fairfoundry.evaluate``: per-sample predictions in, per-group metrics with CIs out.
+
+The numbers all come from :func:`fairfoundry.metrics.evaluate_groups` (one call per label and
+attribute, every metric and summary on the same bootstrap replicates); this module validates the
+input, chooses thresholds on a split that is not reported, builds the groups (bins,
+intersections), suppresses small cells and assembles the tidy outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .._errors import FairfoundryError, did_you_mean
+from ._inputs import (
+    RowNamer,
+    attribute_values,
+    binary_labels,
+    check_unique_ids,
+    find_id_column,
+    find_score_column,
+    load_table,
+    numeric_scores,
+    resolve_column,
+)
+from ._result import BY_GROUP_COLUMNS, SUMMARY_COLUMNS, Evaluation
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate", "prepare_evaluation", "EvaluationPlan", "UNDERDIAGNOSIS_LABEL", "MACRO_LABEL"]
+
+#: ``label`` value of the rows for the multi-label underdiagnosis rate.
+UNDERDIAGNOSIS_LABEL = "any_finding"
+#: ``label`` value of the macro averages over labels.
+MACRO_LABEL = "macro"
+_CI_METHODS = ("percentile", "bca")
+
+
+@dataclass
+class _Attribute:
+    name: str
+    columns: list[str]
+    codes: np.ndarray          # codes over the report rows, 0..G-1
+    names: list[str]
+    binned: bool = False
+
+
+@dataclass
+class EvaluationPlan:
+    """A validated evaluation, ready to run: inputs resolved, thresholds chosen.
+
+    Built by :func:`prepare_evaluation`; :meth:`run` does the (possibly long) bootstrap.
+    :attr:`total_replicates` is the number of units reported to ``progress``.
+    """
+
+    source: str
+    fingerprint: str
+    n_rows: int
+    labels: list[str]
+    score_cols: list[str]
+    y: dict[str, np.ndarray]              # report rows
+    s: dict[str, np.ndarray]              # report rows
+    attributes: list[_Attribute]
+    cluster: np.ndarray | None
+    thresholds: list[dict]
+    threshold_on_report_split: bool
+    report_split: str | None
+    reference: dict[str, str]
+    options: dict
+    config: dict
+    no_finding: np.ndarray | None = None  # dedicated "no finding" score, report rows
+    no_finding_threshold: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def multilabel(self) -> bool:
+        return len(self.labels) > 1 or self.no_finding is not None
+
+    def _suppressing(self, attr: _Attribute) -> bool:
+        k = self.options["min_group_size"]
+        return k > 0 and bool((np.bincount(attr.codes, minlength=len(attr.names)) < k).any())
+
+    def _calls_per_label(self) -> int:
+        return sum(2 if self._suppressing(a) else 1 for a in self.attributes)
+
+    @property
+    def total_replicates(self) -> int:
+        """Bootstrap + permutation replicates over all engine calls (for a progress bar)."""
+        per_call = self.options["bootstrap"] + self.options["permutations"]
+        calls = len(self.labels) * self._calls_per_label()
+        if self.multilabel:
+            calls += self._calls_per_label()
+        return per_call * calls
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _engine_kwargs(self, progress) -> dict:
+        o = self.options
+        return dict(ece_bins=o["ece_bins"], n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
+                    confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
+                    progress=progress)
+
+    def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
+        """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
+        rows = keep_groups[attr.codes]
+        remap = np.cumsum(keep_groups) - 1
+        names = [n for n, k in zip(attr.names, keep_groups, strict=True) if k]
+        return rows, remap[attr.codes[rows]].astype(np.int64), names
+
+    def _run_attribute(self, call: Callable, attr: _Attribute):
+        """Per-group rows and summary rows of one attribute, with small-cell suppression."""
+        k = self.options["min_group_size"]
+        ref = self.reference.get(attr.name)
+        res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
+        per_group = res.per_group.copy()
+        summary = res.summary.copy()
+        if not self._suppressing(attr):
+            return per_group, summary, []
+        sizes = np.bincount(attr.codes, minlength=len(attr.names))
+        small = sizes < k
+        small_names = [n for n, s in zip(attr.names, small, strict=True) if s]
+        if int(attr.codes.size) < k:
+            small_names.append("overall")
+        mask = per_group["group"].astype(str).isin(small_names)
+        per_group.loc[mask, ["estimate", "ci_low", "ci_high", "n"]] = np.nan
+        per_group.loc[mask, "reason"] = f"suppressed: n < {k}"
+        keep = ~small
+        if keep.sum() >= 2 and (ref is None or ref not in small_names):
+            rows, codes, names = self._subset(attr, keep)
+            summary = call(rows, codes, names, ref).summary.copy()
+            note = (f"groups with n < {k} ({', '.join(small_names)}) left out of the summaries")
+        else:
+            summary = summary.iloc[0:0].copy()
+            note = (f"summaries of {attr.name!r} not reported: fewer than two groups (or the "
+                    f"reference group) have n >= {k}")
+        suppressed = [{"attribute": attr.name, "group": g, "reason": f"n < {k}"} for g in small_names]
+        return per_group, summary, [note, suppressed]
+
+    def run(self, progress: Callable[[int], None] | None = None) -> Evaluation:
+        """Run the engine for every label and attribute; return the :class:`Evaluation`."""
+        from ..metrics import evaluate_groups
+
+        by_group: list[pd.DataFrame] = []
+        summaries: list[pd.DataFrame] = []
+        suppressed: list[dict] = []
+        warnings = list(self.warnings)
+        kw = self._engine_kwargs(progress)
+
+        for label, thr in zip(self.labels, self.thresholds, strict=True):
+            y, s = self.y[label], self.s[label]
+            overall_done = False
+            for attr in self.attributes:
+                def call(rows, codes, names, ref, y=y, s=s, thr=thr):
+                    return evaluate_groups(
+                        y[rows], s[rows], threshold=thr["threshold"], groups=codes,
+                        group_names=names, reference=ref,
+                        cluster=None if self.cluster is None else self.cluster[rows], **kw)
+
+                per_group, summary, extra = self._run_attribute(call, attr)
+                per_group = per_group.assign(label=label, attribute=attr.name)
+                is_overall = per_group["group"].astype(str) == "overall"
+                if overall_done:
+                    per_group = per_group[~is_overall]
+                else:
+                    per_group.loc[is_overall, "attribute"] = "overall"
+                    overall_done = True
+                by_group.append(per_group)
+                summaries.append(summary.assign(label=label, attribute=attr.name))
+                if extra:
+                    note, supp = extra
+                    if label == self.labels[0]:
+                        warnings.append(note)
+                        suppressed.extend(supp)
+        if self.multilabel:
+            by_u, sum_u = self._underdiagnosis(progress)
+            by_group.extend(by_u)
+            summaries.extend(sum_u)
+
+        table = pd.concat(by_group, ignore_index=True)
+        summary = pd.concat(summaries, ignore_index=True)
+        if len(self.labels) > 1:
+            table = pd.concat([table, _macro_by_group(table, self.labels)], ignore_index=True)
+            summary = pd.concat([summary, _macro_summary(summary, self.labels)], ignore_index=True)
+        table = _tidy(table, BY_GROUP_COLUMNS)
+        summary = _tidy(summary, SUMMARY_COLUMNS)
+        warnings.extend(_undefined_warnings(table))
+        return Evaluation(
+            by_group=table, summary_table=summary, thresholds=pd.DataFrame(self.thresholds),
+            config=self.config, warnings=warnings, suppressed=suppressed,
+            info={"source": self.source, "fingerprint": self.fingerprint, "n_rows": self.n_rows,
+                  "n_report_rows": int(next(iter(self.y.values())).size),
+                  "report_split": self.report_split,
+                  "threshold_on_report_split": self.threshold_on_report_split},
+            curves=self._curve_frame(),
+        )
+
+    def _underdiagnosis(self, progress):
+        """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""
+        from ..metrics import underdiagnosis_by_group
+
+        diseased = np.zeros_like(self.y[self.labels[0]], dtype=bool)
+        for label in self.labels:
+            diseased |= self.y[label].astype(bool)
+        no_finding_true = (~diseased).astype(np.int8)
+        if self.no_finding is not None:
+            nf_score, nf_threshold = self.no_finding, float(self.no_finding_threshold)
+        else:  # predicted "no finding" = every label's score below its threshold
+            nf_pred = np.ones_like(diseased)
+            for label, thr in zip(self.labels, self.thresholds, strict=True):
+                nf_pred &= self.s[label] < thr["threshold"]
+            nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
+        kw = self._engine_kwargs(progress)
+        kw.pop("ece_bins")
+        by, sm = [], []
+        first = True
+        for attr in self.attributes:
+            def call(rows, codes, names, ref):
+                return underdiagnosis_by_group(
+                    no_finding_true[rows], nf_score[rows], threshold=nf_threshold, groups=codes,
+                    group_names=names, reference=ref,
+                    cluster=None if self.cluster is None else self.cluster[rows], **kw)
+
+            per_group, summary, _ = self._run_attribute(call, attr)
+            per_group = per_group.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name)
+            is_overall = per_group["group"].astype(str) == "overall"
+            if first:
+                per_group.loc[is_overall, "attribute"] = "overall"
+                first = False
+            else:
+                per_group = per_group[~is_overall]
+            by.append(per_group)
+            sm.append(summary.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name))
+        return by, sm
+
+    def _curve_frame(self) -> pd.DataFrame:
+        """Report-split labels, scores and group names (for ROC / calibration plots)."""
+        cols: dict[str, object] = {}
+        for label in self.labels:
+            cols[f"y::{label}"] = self.y[label]
+            cols[f"s::{label}"] = self.s[label]
+        k = self.options["min_group_size"]
+        for attr in self.attributes:
+            names = np.asarray(attr.names, dtype=object)[attr.codes]
+            if k > 0:
+                sizes = np.bincount(attr.codes, minlength=len(attr.names))
+                names = np.where(sizes[attr.codes] < k, None, names)
+            cols[f"g::{attr.name}"] = names
+        return pd.DataFrame(cols)
+
+
+def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = "" if col in ("reason", "detail") else np.nan
+    out = frame[list(columns)].copy()
+    for col in ("reason", "detail", "group"):
+        if col in out.columns:
+            out[col] = out[col].fillna("").astype(str)
+    return out.reset_index(drop=True)
+
+
+def _macro_by_group(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Mean over labels of each (attribute, group, metric) estimate; no CI."""
+    sub = table[table["label"].isin(labels)]
+    rows = []
+    for (attr, group, metric), part in sub.groupby(["attribute", "group", "metric"], sort=False):
+        est = part["estimate"].to_numpy(dtype=float)
+        ok = np.isfinite(est)
+        suppressed = part["reason"].astype(str).str.startswith("suppressed").any()
+        reason = ""
+        if suppressed:
+            reason = part["reason"].iloc[0]
+        elif not ok.any():
+            reason = "undefined for every label"
+        elif not ok.all():
+            reason = f"mean over the {int(ok.sum())} of {len(labels)} labels where it is defined"
+        rows.append({"label": MACRO_LABEL, "attribute": attr, "group": group, "metric": metric,
+                     "estimate": float(est[ok].mean()) if ok.any() and not suppressed else np.nan,
+                     "ci_low": np.nan, "ci_high": np.nan,
+                     "n": part["n"].iloc[0], "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def _macro_summary(summary: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Mean over labels of each (attribute, summary metric); no CI, no p-value."""
+    sub = summary[summary["label"].isin(labels)]
+    rows = []
+    for (attr, metric), part in sub.groupby(["attribute", "metric"], sort=False):
+        est = pd.to_numeric(part["estimate"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(est)
+        if metric.endswith(("_worst_group", "_vs_reference")):
+            continue  # which group is worst differs by label: a mean would mix groups
+        reason = "" if ok.all() else (
+            "undefined for every label" if not ok.any()
+            else f"mean over the {int(ok.sum())} of {len(labels)} labels where it is defined")
+        rows.append({"label": MACRO_LABEL, "attribute": attr, "metric": metric,
+                     "estimate": float(est[ok].mean()) if ok.any() else np.nan,
+                     "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
+                     "reason": reason, "detail": f"mean over {len(labels)} labels"})
+    return pd.DataFrame(rows)
+
+
+def _undefined_warnings(table: pd.DataFrame) -> list[str]:
+    """One line per (attribute, group) whose AUC is undefined (a single class), any label."""
+    auc = table[(table["metric"] == "auc") & table["estimate"].isna()
+                & ~table["reason"].str.startswith("suppressed") & (table["label"] != MACRO_LABEL)]
+    out = []
+    for (attr, group), part in auc.groupby(["attribute", "group"], sort=False):
+        labels = ", ".join(map(str, part["label"].unique()[:6]))
+        more = "" if part["label"].nunique() <= 6 else ", ..."
+        reason = part["reason"].iloc[0] or "undefined"
+        out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) {labels}{more}")
+    return out
+
+
+# -- preparation ---------------------------------------------------------------------------------
+
+
+def _as_list(value, *, option: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    out: list[str] = []
+    for v in value:
+        out.extend(_as_list(v, option=option) if isinstance(v, str) else [str(v)])
+    return out
+
+
+def prepare_evaluation(
+    data,
+    *,
+    label: str | Sequence[str],
+    score: str | Sequence[str] | None = None,
+    sensitive: str | Sequence[str],
+    intersect: Sequence[Sequence[str]] | None = None,
+    bins: dict[str, Sequence[float]] | None = None,
+    split_col: str | None = "split",
+    report_split: str = "test",
+    threshold: float | str = "youden",
+    threshold_split: str = "val",
+    allow_threshold_on_report_split: bool = False,
+    bootstrap: int = 0,
+    ci_method: str = "percentile",
+    confidence: float = 0.95,
+    cluster: str | None = None,
+    reference: dict[str, str] | None = None,
+    min_group_size: int = 0,
+    id_col: str | None = None,
+    seed: int = 0,
+    scores_are_logits: bool = False,
+    ece_bins: int = 10,
+    permutations: int = 0,
+    no_finding_score: str | None = None,
+    source_name: str | None = None,
+) -> EvaluationPlan:
+    """Validate everything and choose thresholds; see :func:`evaluate` for the parameters."""
+    from ..metrics import choose_threshold, parse_threshold
+
+    table = load_table(data)
+    if source_name:
+        table.source = source_name
+    frame, source = table.frame, table.source
+    if table.path is not None:
+        source = table.path.name
+    labels = _as_list(label, option="label")
+    if not labels:
+        raise FairfoundryError("no label column given", hint="pass --label COLUMN (repeatable)")
+    labels = [resolve_column(frame, c, option="--label", source=source) for c in labels]
+    if len(set(labels)) != len(labels):
+        raise FairfoundryError(f"--label lists a column twice: {', '.join(labels)}")
+    scores = _as_list(score, option="score")
+    if scores:
+        if len(scores) != len(labels):
+            raise FairfoundryError(
+                f"{len(scores)} --score column(s) for {len(labels)} --label column(s)",
+                hint="give one --score per --label, in the same order, or none to auto-detect")
+        scores = [resolve_column(frame, c, option="--score", source=source) for c in scores]
+    else:
+        scores = [find_score_column(frame, lab, single=len(labels) == 1, source=source)
+                  for lab in labels]
+    sens = _as_list(sensitive, option="sensitive")
+    if not sens:
+        raise FairfoundryError("no sensitive attribute given",
+                               hint="pass --sensitive COLUMN (repeatable), e.g. --sensitive sex")
+    sens = [resolve_column(frame, c, option="--sensitive", source=source) for c in sens]
+    inter = [[resolve_column(frame, c, option="--intersect", source=source)
+              for c in _as_list(group, option="intersect")] for group in (intersect or [])]
+    for group in inter:
+        if len(group) < 2:
+            raise FairfoundryError(f"--intersect needs two or more columns, got {group}",
+                                   hint="for example --intersect sex,age")
+    bins = {resolve_column(frame, c, option="--bins", source=source): list(map(float, e))
+            for c, e in (bins or {}).items()}
+
+    if id_col is not None:
+        id_col = resolve_column(frame, id_col, option="--id", source=source)
+    else:
+        id_col = find_id_column(frame)
+    rows = RowNamer(frame, id_col)
+    if id_col is not None:
+        check_unique_ids(frame, id_col)
+
+    # -- splits --------------------------------------------------------------------------------
+    split = None
+    if split_col:
+        found = resolve_column(frame, split_col, option="--split-col", source=source) \
+            if split_col != "split" else next((c for c in frame.columns if str(c).lower() == "split"),
+                                              None)
+        if found is not None:
+            split_col = str(found)
+            split = frame[split_col].astype(object).where(frame[split_col].notna(), "").astype(str)
+            split = split.to_numpy()
+        else:
+            split_col = None
+    values = sorted(set(split)) if split is not None else []
+    if split is not None and report_split not in values:
+        raise FairfoundryError(f"--report-split {report_split!r} not found in column {split_col!r}",
+                               hint=did_you_mean(report_split, values, what="splits"))
+    report_mask = (split == report_split) if split is not None else np.ones(len(frame), bool)
+
+    rule = parse_threshold(threshold)
+    on_report = False
+    if rule.needs_labels:
+        if split is None:
+            if not allow_threshold_on_report_split:
+                raise FairfoundryError(
+                    f"threshold {str(rule)!r} must be chosen on a validation split, but the input "
+                    "has no split column",
+                    hint="pass a fixed --threshold (e.g. 0.5), name the split column with "
+                         "--split-col, or pass --allow-threshold-on-report-split to choose it on the "
+                         "reported rows (optimistic)")
+            thr_mask, on_report, thr_split_name = report_mask, True, "(all rows)"
+        else:
+            if threshold_split not in values:
+                raise FairfoundryError(
+                    f"--threshold-split {threshold_split!r} not found in column {split_col!r}",
+                    hint=did_you_mean(threshold_split, values, what="splits"))
+            if threshold_split == report_split and not allow_threshold_on_report_split:
+                raise FairfoundryError(
+                    f"the threshold would be chosen on the reported split {report_split!r}",
+                    hint="choose it on another split (--threshold-split val), pass a fixed "
+                         "--threshold, or pass --allow-threshold-on-report-split (optimistic)")
+            thr_mask = split == threshold_split
+            on_report = threshold_split == report_split
+            thr_split_name = threshold_split
+    else:
+        thr_mask, thr_split_name = None, None
+
+    # -- labels and scores (checked on every row that is used) ---------------------------------
+    used = report_mask | (thr_mask if thr_mask is not None else False)
+    used_frame = frame.loc[used].reset_index(drop=True)
+    orig_index = np.flatnonzero(used)
+
+    def _namer(i: int) -> str:
+        return rows(int(orig_index[i]))
+
+    y_all: dict[str, np.ndarray] = {}
+    s_all: dict[str, np.ndarray] = {}
+    for lab, sc in zip(labels, scores, strict=True):
+        y_all[lab] = binary_labels(used_frame, lab, _namer)
+        s_all[lab] = numeric_scores(used_frame, sc, _namer, logits=scores_are_logits)
+    nf_all = None
+    if no_finding_score is not None:
+        no_finding_score = resolve_column(frame, no_finding_score, option="--no-finding-score",
+                                          source=source)
+        nf_all = numeric_scores(used_frame, no_finding_score, _namer, logits=scores_are_logits)
+
+    rep = report_mask[used]
+    if not rep.any():
+        raise FairfoundryError(f"no rows in the report split {report_split!r}")
+
+    # -- thresholds ----------------------------------------------------------------------------
+    thresholds: list[dict] = []
+    for lab in labels:
+        if rule.needs_labels:
+            sel = thr_mask[used]
+            try:
+                value = choose_threshold(y_all[lab][sel], s_all[lab][sel], rule)
+            except FairfoundryError as err:
+                raise FairfoundryError(f"label {lab!r}: {err.message}", hint=err.hint) from err
+            n_on = int(sel.sum())
+        else:
+            value, n_on = float(rule.value), 0
+        thresholds.append({"label": lab, "threshold": value, "rule": str(rule), "method": rule.method,
+                           "chosen_on_split": thr_split_name, "n_rows_chosen_on": n_on,
+                           "on_report_split": on_report})
+    nf_threshold = None
+    if nf_all is not None:
+        any_pos = np.zeros(int(used.sum()), dtype=bool)
+        for lab in labels:
+            any_pos |= y_all[lab].astype(bool)
+        sel = thr_mask[used] if rule.needs_labels else None
+        nf_threshold = (choose_threshold((~any_pos[sel]).astype(int), nf_all[sel], rule)
+                        if sel is not None else float(rule.value))
+        thresholds.append({"label": f"{no_finding_score} (no finding)", "threshold": nf_threshold,
+                           "rule": str(rule), "method": rule.method,
+                           "chosen_on_split": thr_split_name,
+                           "n_rows_chosen_on": int(sel.sum()) if sel is not None else 0,
+                           "on_report_split": on_report})
+        nf_all = nf_all[rep]
+
+    # -- groups on the report rows -------------------------------------------------------------
+    report_frame = frame.loc[report_mask].reset_index(drop=True)
+    report_index = np.flatnonzero(report_mask)
+    per_col: dict[str, pd.Categorical] = {}
+    for col in dict.fromkeys([*sens, *[c for g in inter for c in g]]):
+        full = attribute_values(frame, col, rows, bins.get(col))
+        per_col[col] = full[report_mask]
+    attributes: list[_Attribute] = []
+    split_txt = f" of split {report_split!r}" if split is not None else ""
+    for col in sens:
+        cat = per_col[col]
+        counts = pd.Series(cat).value_counts()
+        empty = [str(g) for g in cat.categories if counts.get(g, 0) == 0]
+        if empty:
+            raise FairfoundryError(
+                f"group {col}={empty[0]!r} has no rows{split_txt}"
+                + (f" (bins {bins[col]})" if col in bins else " (it has rows in other splits)"),
+                hint=("change the --bins edges so that every bin has rows" if col in bins else
+                      "drop those rows or map the value to another group before evaluating"))
+        codes = np.asarray(cat.codes, dtype=np.int64)
+        attributes.append(_Attribute(col, [col], codes, [str(c) for c in cat.categories],
+                                     binned=col in bins))
+    from ..metrics import intersect_groups
+
+    warnings: list[str] = []
+    for group in inter:
+        sub = pd.DataFrame({c: np.asarray(per_col[c].astype(str)) for c in group})
+        codes, names = intersect_groups(sub, group)
+        codes = np.asarray(codes, dtype=np.int64)
+        present = np.bincount(codes, minlength=len(names)) > 0
+        if not present.all():
+            missing = [n for n, p in zip(names, present, strict=True) if not p]
+            warnings.append(f"{len(missing)} combination(s) of {' x '.join(group)} have no rows"
+                            f"{split_txt}: {', '.join(map(str, missing[:8]))}")
+            remap = np.cumsum(present) - 1
+            codes = remap[codes]
+            names = [n for n, p in zip(names, present, strict=True) if p]
+        attributes.append(_Attribute("&".join(group), list(group), codes, [str(n) for n in names]))
+
+    ref = {}
+    for attr_name, group_name in (reference or {}).items():
+        match = next((a for a in attributes if a.name == attr_name), None)
+        if match is None:
+            raise FairfoundryError(f"--reference {attr_name}={group_name}: {attr_name!r} is not an "
+                                   "evaluated attribute",
+                                   hint=did_you_mean(attr_name, [a.name for a in attributes],
+                                                     what="attributes"))
+        if str(group_name) not in match.names:
+            raise FairfoundryError(
+                f"--reference {attr_name}={group_name}: unknown reference group {group_name!r}"
+                f" (not among the rows{split_txt})",
+                hint=did_you_mean(str(group_name), match.names, what=f"groups of {attr_name}"))
+        ref[attr_name] = str(group_name)
+
+    clus = None
+    if cluster is not None:
+        cluster = resolve_column(frame, cluster, option="--cluster", source=source)
+        cvals = report_frame[cluster]
+        if cvals.isna().any():
+            i = int(np.flatnonzero(cvals.isna().to_numpy())[0])
+            raise FairfoundryError(f"--cluster column {cluster!r} is empty at {rows(report_index[i])}",
+                                   hint="every row needs its patient id")
+        clus = pd.factorize(cvals, sort=True)[0].astype(np.int64)
+
+    if ci_method not in _CI_METHODS:
+        raise FairfoundryError(f"unknown --ci-method {ci_method!r}",
+                               hint=did_you_mean(ci_method, _CI_METHODS, what="methods"))
+    for name, value in (("bootstrap", bootstrap), ("permutations", permutations),
+                        ("min-group-size", min_group_size)):
+        if int(value) < 0:
+            raise FairfoundryError(f"--{name} must be >= 0, got {value}")
+    if int(ece_bins) < 1:
+        raise FairfoundryError(f"--ece-bins must be >= 1, got {ece_bins}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise FairfoundryError(f"confidence must be in (0, 1), got {confidence}")
+    if on_report:
+        warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
+                           f"({thr_split_name}): threshold-dependent metrics are optimistic")
+
+    options = {"bootstrap": int(bootstrap), "permutations": int(permutations),
+               "ci_method": ci_method, "confidence": float(confidence), "seed": int(seed),
+               "ece_bins": int(ece_bins), "min_group_size": int(min_group_size)}
+    config = {
+        "input": table.source, "label": labels, "score": scores, "sensitive": sens,
+        "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
+        "threshold": str(rule), "threshold_split": thr_split_name,
+        "allow_threshold_on_report_split": bool(allow_threshold_on_report_split),
+        "cluster": cluster, "reference": ref, "id_col": id_col,
+        "scores_are_logits": bool(scores_are_logits), "no_finding_score": no_finding_score,
+        **options,
+    }
+    return EvaluationPlan(
+        source=table.source, fingerprint=table.fingerprint, n_rows=int(len(frame)), labels=labels,
+        score_cols=scores, y={k: v[rep] for k, v in y_all.items()},
+        s={k: v[rep] for k, v in s_all.items()}, attributes=attributes, cluster=clus,
+        thresholds=thresholds, threshold_on_report_split=on_report,
+        report_split=report_split if split is not None else None, reference=ref, options=options,
+        config=config, no_finding=nf_all, no_finding_threshold=nf_threshold, warnings=warnings,
+    )
+
+
+def evaluate(
+    data,
+    *,
+    label: str | Sequence[str],
+    score: str | Sequence[str] | None = None,
+    sensitive: str | Sequence[str],
+    intersect: Sequence[Sequence[str]] | None = None,
+    bins: dict[str, Sequence[float]] | None = None,
+    split_col: str | None = "split",
+    report_split: str = "test",
+    threshold: float | str = "youden",
+    threshold_split: str = "val",
+    allow_threshold_on_report_split: bool = False,
+    bootstrap: int = 0,
+    ci_method: str = "percentile",
+    confidence: float = 0.95,
+    cluster: str | None = None,
+    reference: dict[str, str] | None = None,
+    min_group_size: int = 0,
+    id_col: str | None = None,
+    seed: int = 0,
+    scores_are_logits: bool = False,
+    ece_bins: int = 10,
+    permutations: int = 0,
+    no_finding_score: str | None = None,
+    source_name: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Evaluate how differently a model treats each group, with bootstrap CIs.
+
+    Parameters
+    ----------
+    data : DataFrame or path to a CSV / TSV / Parquet file
+        One row per sample: label column(s) (0/1), score column(s), protected attributes.
+    label : column name or list of names
+        Binary ground truth; several names make a multi-label evaluation (one set of metrics per
+        label, plus ``label="macro"`` means over labels and the underdiagnosis rate).
+    score : column name or list (one per label), optional
+        Model probabilities. Auto-detected when omitted: for label ``L`` the first of
+        ``prob_L, p_L, score_L, pred_L, L_prob, L_score, ...``; with one label also
+        ``y_score, score, prob, pred, ...``.
+    sensitive : column name or list
+        Protected attributes; every value is its own group (no binarisation), missing values form
+        the group ``unknown``.
+    intersect : list of lists of column names, optional
+        Intersections to evaluate as extra attributes (named ``"sex&age"``).
+    bins : dict column -> edges, optional
+        Left-closed bins for numeric attributes (:func:`fairfoundry.data.bin_values`), e.g.
+        ``{"age": [40, 60, 80]}``.
+    split_col : str or None
+        Column naming each row's split (used when present). None: no split.
+    report_split : str
+        Split whose rows are reported (default ``"test"``).
+    threshold : float or str
+        A fixed value, or a rule chosen on ``threshold_split``: ``"youden"``, ``"max_f1"``,
+        ``"sens=0.9"``, ``"spec=0.95"`` (:func:`fairfoundry.metrics.choose_threshold`).
+        Predictions are ``score >= threshold``. One threshold per label.
+    threshold_split : str
+        Split on which a rule-based threshold is chosen (default ``"val"``).
+    allow_threshold_on_report_split : bool
+        Allow choosing the threshold on the reported rows (optimistic); flagged in every output.
+    bootstrap : int
+        Bootstrap replicates for CIs (0: point estimates only).
+    ci_method : {"percentile", "bca"}
+    confidence : float
+        CI level (default 0.95).
+    cluster : str, optional
+        Column of cluster ids (patient) resampled as a whole in the bootstrap.
+    reference : dict attribute -> group, optional
+        Reference group for the signed ``<metric>_vs_reference`` summaries.
+    min_group_size : int
+        Cells of groups with fewer rows are blanked (``reason="suppressed: n < K"``) and those
+        groups are left out of the summaries and curves.
+    id_col : str, optional
+        Sample id column (checked for duplicates); auto-detected (``sample_id``, ``image_id``,
+        ``Image Index``, ...).
+    seed : int
+        Seed of the bootstrap and permutations.
+    scores_are_logits : bool
+        Scores are logits: the sigmoid maps them to probabilities first (thresholds are on the
+        probability scale).
+    ece_bins : int
+        Bins of the expected calibration error.
+    permutations : int
+        Permutation-test replicates for p-values of gaps (0: none).
+    no_finding_score : str, optional
+        A dedicated "no finding" score column for the underdiagnosis rate; without it a sample is
+        predicted "no finding" when every label's score is below its threshold.
+    source_name : str, optional
+        How to name a DataFrame input in messages and outputs (default ``"DataFrame"``).
+    progress : callable, optional
+        Called with the number of finished replicates (see
+        :attr:`EvaluationPlan.total_replicates` for the total).
+
+    Returns
+    -------
+    Evaluation
+        ``.by_group`` (tidy: label, attribute, group, metric, estimate, ci_low, ci_high, n,
+        reason), ``.summary`` (dict), ``.summary_table``, ``.to_frame()``, ``.to_json(path)``,
+        ``.to_html(path)``.
+
+    Raises
+    ------
+    FairfoundryError
+        For every problem with the input, naming the column and row.
+
+    Examples
+    --------
+    >>> import fairfoundry
+    >>> from fairfoundry.datasets import nih_chexnet
+    >>> ev = fairfoundry.evaluate(nih_chexnet(), label="Effusion", sensitive=["sex"])
+    >>> ev.thresholds.loc[0, "chosen_on_split"]
+    'val'
+    """
+    plan = prepare_evaluation(
+        data, label=label, score=score, sensitive=sensitive, intersect=intersect, bins=bins,
+        split_col=split_col, report_split=report_split, threshold=threshold,
+        threshold_split=threshold_split,
+        allow_threshold_on_report_split=allow_threshold_on_report_split, bootstrap=bootstrap,
+        ci_method=ci_method, confidence=confidence, cluster=cluster, reference=reference,
+        min_group_size=min_group_size, id_col=id_col, seed=seed,
+        scores_are_logits=scores_are_logits, ece_bins=ece_bins, permutations=permutations,
+        no_finding_score=no_finding_score, source_name=source_name)
+    return plan.run(progress=progress)

@@ -1,0 +1,148 @@
+"""The :class:`Evaluation` returned by :func:`fairfoundry.evaluate` and its files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["Evaluation", "BY_GROUP_COLUMNS", "SUMMARY_COLUMNS", "OUTPUT_FILES"]
+
+#: columns of :attr:`Evaluation.by_group` and ``evaluation.csv``.
+BY_GROUP_COLUMNS = ("label", "attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n",
+                    "reason")
+#: columns of :attr:`Evaluation.summary_table` (``summaries`` in ``summary.json``).
+SUMMARY_COLUMNS = ("label", "attribute", "metric", "estimate", "ci_low", "ci_high", "p_value",
+                   "reason", "detail")
+#: files written by :meth:`Evaluation.save`.
+OUTPUT_FILES = ("evaluation.csv", "summary.json", "report.html")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`fairfoundry.evaluate`.
+
+    Attributes
+    ----------
+    by_group : DataFrame
+        Tidy per-group metrics: ``label, attribute, group, metric, estimate, ci_low, ci_high, n,
+        reason``. ``attribute == "overall"`` rows hold the whole report split; ``label ==
+        "macro"`` rows are means over labels; ``label == "any_finding"`` rows hold the
+        underdiagnosis rate (multi-label). ``reason`` says why an estimate is NaN (one class in
+        the group, or ``suppressed: n < K``).
+    summary_table : DataFrame
+        Gaps, ratios, worst groups, fairness differences: ``label, attribute, metric, estimate,
+        ci_low, ci_high, p_value, reason, detail``.
+    thresholds : DataFrame
+        One row per label: ``threshold``, ``rule``, ``chosen_on_split``, ``n_rows_chosen_on``,
+        ``on_report_split``.
+    config : dict
+        Every option of the run (re-running with it gives the same numbers).
+    warnings : list of str
+    suppressed : list of dict
+        ``attribute, group, reason`` of the cells blanked by ``min_group_size``.
+    info : dict
+        Input source, fingerprint, row counts, report split.
+    """
+
+    by_group: pd.DataFrame
+    summary_table: pd.DataFrame
+    thresholds: pd.DataFrame
+    config: dict
+    warnings: list[str] = field(default_factory=list)
+    suppressed: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    curves: pd.DataFrame | None = field(default=None, repr=False)
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        from .._io import versions
+
+        self.versions = versions()
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """The evaluated labels, in input order."""
+        return list(self.config.get("label", []))
+
+    @property
+    def attributes(self) -> list[str]:
+        """The evaluated attributes (sensitive columns, then intersections)."""
+        return [a for a in dict.fromkeys(self.by_group["attribute"]) if a != "overall"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """A copy of :attr:`by_group` (the tidy table written to ``evaluation.csv``)."""
+        return self.by_group.copy()
+
+    def get(self, metric: str, *, label: str | None = None, attribute: str | None = None):
+        """Rows of :attr:`by_group` for ``metric`` (optionally one label / attribute)."""
+        t = self.by_group[self.by_group["metric"] == metric]
+        if label is not None:
+            t = t[t["label"] == label]
+        if attribute is not None:
+            t = t[t["attribute"] == attribute]
+        return t.reset_index(drop=True)
+
+    @property
+    def summary(self) -> dict:
+        """Everything of ``summary.json``: summaries with CIs and p-values, thresholds and the split
+        they were chosen on, warnings, suppressed cells, config, versions, input fingerprint."""
+        from .._io import to_jsonable
+
+        return to_jsonable({
+            "schema_version": SCHEMA_VERSION,
+            "kind": "fairfoundry.evaluation",
+            "created": self.created,
+            "input": self.info,
+            "threshold_on_report_split": bool(self.info.get("threshold_on_report_split", False)),
+            "thresholds": self.thresholds.to_dict(orient="records"),
+            "summaries": self.summary_table.to_dict(orient="records"),
+            "warnings": list(self.warnings),
+            "suppressed": list(self.suppressed),
+            "config": self.config,
+            "seed": self.config.get("seed"),
+            "versions": self.versions,
+        })
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`summary` as JSON (atomically; NaN -> null)."""
+        from .._io import write_json_atomic
+
+        return write_json_atomic(path, self.summary)
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`by_group` as CSV (atomically)."""
+        from .._io import write_table_atomic
+
+        return write_table_atomic(path, self.by_group)
+
+    def to_html(self, path: str | os.PathLike) -> Path:
+        """Write the self-contained HTML report (plots embedded; opens offline)."""
+        from .._io import write_text_atomic
+        from ..report import evaluation_report_html
+
+        return write_text_atomic(path, evaluation_report_html(self))
+
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``evaluation.csv``, ``summary.json`` and ``report.html`` into ``out``.
+
+        All three appear together or none does; files already there are replaced only with
+        ``overwrite=True``.
+        """
+        from .._io import prepare_out_dir, staged_dir
+
+        out = prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))
+        with staged_dir(out) as stage:
+            self.to_csv(stage / "evaluation.csv")
+            self.to_html(stage / "report.html")
+            self.to_json(stage / "summary.json")
+        return out

@@ -1,0 +1,204 @@
+"""fairfoundry.evaluate on the bundled real NIH data and on small seeded data.
+
+Values are checked against scikit-learn (oracle) and the authors' published AUCs.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import recall_score, roc_auc_score
+
+import fairfoundry
+from fairfoundry._errors import FairfoundryError
+from fairfoundry.datasets import NIH_LABELS, nih_chexnet, nih_chexnet_published_aucs
+from fairfoundry.metrics import choose_threshold
+
+
+@pytest.fixture(scope="module")
+def nih():
+    return nih_chexnet()
+
+
+@pytest.fixture(scope="module")
+def nih_small(nih):
+    """A patient-level 3,000-row slice (val + test) of the real NIH predictions."""
+    keep = nih["patient_id"].drop_duplicates().sample(1400, random_state=0)
+    return nih[nih["patient_id"].isin(keep)].reset_index(drop=True)
+
+
+def synthetic(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["female", "male"], n)
+    age = rng.uniform(18, 90, n).round()
+    y = rng.integers(0, 2, n)
+    shift = np.where(sex == "female", 0.1, 0.3)
+    p = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 2 * y * shift * 4 - 1)))
+    return pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient": rng.integers(0, n // 2, n),
+                         "y": y, "p": p, "sex": sex, "age": age,
+                         "split": np.where(rng.random(n) < 0.4, "val", "test")})
+
+
+def test_nih_aucs_equal_the_published_values(nih):
+    ev = fairfoundry.evaluate(nih, label=list(NIH_LABELS), sensitive=["sex"], split_col=None,
+                              threshold=0.5)
+    overall = ev.get("auc", attribute="overall").set_index("label")["estimate"]
+    published = nih_chexnet_published_aucs().set_index("label")["auc"]
+    assert len(nih) == 22_433 and len(published) == 14
+    for label in NIH_LABELS:
+        assert round(overall[label], 4) == round(published[label], 4), label
+
+
+def test_thresholds_chosen_on_val_and_applied_to_test(nih_small):
+    ev = fairfoundry.evaluate(nih_small, label="Effusion", sensitive="sex", threshold="youden")
+    val = nih_small[nih_small["split"] == "val"]
+    test = nih_small[nih_small["split"] == "test"]
+    thr = choose_threshold(val["Effusion"], val["prob_Effusion"], "youden")
+    row = ev.thresholds.iloc[0]
+    assert row["threshold"] == thr and row["chosen_on_split"] == "val" and not row["on_report_split"]
+    assert row["n_rows_chosen_on"] == len(val)
+    tpr = ev.get("tpr", attribute="sex").set_index("group")["estimate"]
+    for sex, part in test.groupby("sex"):
+        assert tpr[sex] == pytest.approx(recall_score(part["Effusion"], part["prob_Effusion"] >= thr),
+                                         abs=1e-12)
+    assert ev.info["n_report_rows"] == len(test)
+    assert ev.summary["thresholds"][0]["chosen_on_split"] == "val"
+
+
+def test_threshold_on_report_split_needs_the_flag_and_is_flagged(nih_small):
+    with pytest.raises(FairfoundryError, match="reported split"):
+        fairfoundry.evaluate(nih_small, label="Edema", sensitive="sex", threshold_split="test")
+    ev = fairfoundry.evaluate(nih_small, label="Edema", sensitive="sex", threshold_split="test",
+                              allow_threshold_on_report_split=True)
+    assert ev.summary["threshold_on_report_split"] is True
+    assert "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS" in ev.warnings[0]
+
+
+def test_without_split_column_a_fixed_threshold_or_the_flag_is_required():
+    df = synthetic().drop(columns="split")
+    with pytest.raises(FairfoundryError, match="no split column") as err:
+        fairfoundry.evaluate(df, label="y", sensitive="sex")
+    assert "--threshold" in err.value.hint
+    ev = fairfoundry.evaluate(df, label="y", sensitive="sex", threshold=0.4)
+    assert ev.thresholds.loc[0, "threshold"] == 0.4 and ev.info["n_report_rows"] == len(df)
+    ev = fairfoundry.evaluate(df, label="y", sensitive="sex", allow_threshold_on_report_split=True)
+    assert ev.thresholds.loc[0, "threshold"] == choose_threshold(df["y"], df["p"], "youden")
+
+
+def test_scores_auto_detected_and_per_group_auc_matches_sklearn():
+    df = synthetic().rename(columns={"p": "y_score"})
+    ev = fairfoundry.evaluate(df, label="y", sensitive="sex", bins={"age": [40, 60]},
+                              intersect=[["sex", "age"]])
+    assert ev.config["score"] == ["y_score"]
+    test = df[df["split"] == "test"]
+    auc = ev.get("auc")
+    for (attr, group), est in auc.set_index(["attribute", "group"])["estimate"].items():
+        if attr == "sex":
+            part = test[test["sex"] == group]
+        elif attr == "age":
+            lo, hi = {"<40": (0, 40), "40-59": (40, 60), "60+": (60, 999)}[group]
+            part = test[(test["age"] >= lo) & (test["age"] < hi)]
+        elif attr == "overall":
+            part = test
+        else:
+            assert attr == "sex&age"
+            continue
+        assert est == pytest.approx(roc_auc_score(part["y"], part["y_score"]), abs=1e-12)
+    assert set(ev.get("auc", attribute="sex&age")["group"]) and "sex&age" in ev.attributes
+
+
+def test_logit_scores_give_the_same_ranking_metrics():
+    df = synthetic()
+    df["logit"] = np.log(df["p"] / (1 - df["p"]))
+    with pytest.raises(FairfoundryError, match="outside"):
+        fairfoundry.evaluate(df, label="y", score="logit", sensitive="sex")
+    a = fairfoundry.evaluate(df, label="y", score="p", sensitive="sex")
+    b = fairfoundry.evaluate(df, label="y", score="logit", sensitive="sex", scores_are_logits=True)
+    for metric in ("auc", "tpr", "fpr"):
+        np.testing.assert_allclose(a.get(metric)["estimate"], b.get(metric)["estimate"], atol=1e-9)
+
+
+def test_multilabel_macro_and_underdiagnosis(nih_small):
+    labels = ["Effusion", "Edema", "Atelectasis"]
+    ev = fairfoundry.evaluate(nih_small, label=labels, sensitive=["sex"])
+    auc = ev.get("auc", attribute="sex").pivot(index="group", columns="label", values="estimate")
+    np.testing.assert_allclose(auc["macro"], auc[labels].mean(axis=1), atol=1e-12)
+    assert len(ev.thresholds) == 3
+    # underdiagnosis: diseased (any label) predicted "no finding" (every score below threshold)
+    test = nih_small[nih_small["split"] == "test"]
+    thr = ev.thresholds.set_index("label")["threshold"]
+    diseased = test[labels].any(axis=1)
+    no_finding = np.all([test[f"prob_{lab}"] < thr[lab] for lab in labels], axis=0)
+    ud = ev.by_group[(ev.by_group["label"] == "any_finding") & (ev.by_group["attribute"] == "sex")]
+    ud = ud[ud["metric"].str.contains("underdiagnosis")].set_index("group")["estimate"]
+    for sex in ("female", "male"):
+        m = (test["sex"] == sex).to_numpy() & diseased.to_numpy()
+        assert ud[sex] == pytest.approx(no_finding[m].mean(), abs=1e-12)
+
+
+def test_min_group_size_suppresses_cells_and_leaves_them_out_of_gaps(tmp_path):
+    df = synthetic(900, seed=3)
+    df.loc[df.index[:40], "sex"] = "other"  # a small group (~24 test rows)
+    n_other = int(((df["sex"] == "other") & (df["split"] == "test")).sum())
+    ev = fairfoundry.evaluate(df, label="y", sensitive="sex", min_group_size=n_other + 1)
+    other = ev.by_group[(ev.by_group["attribute"] == "sex") & (ev.by_group["group"] == "other")]
+    assert len(other) > 5
+    assert other["estimate"].isna().all() and other["n"].isna().all()
+    assert (other["reason"] == f"suppressed: n < {n_other + 1}").all()
+    tpr = ev.get("tpr", attribute="sex").set_index("group")["estimate"]
+    gap = ev.summary_table.set_index(["attribute", "metric"]).loc[("sex", "tpr_gap"), "estimate"]
+    assert gap == pytest.approx(abs(tpr["female"] - tpr["male"]), abs=1e-12)
+    assert ev.suppressed == [{"attribute": "sex", "group": "other", "reason": f"n < {n_other + 1}"}]
+    ev.save(tmp_path / "out")
+    csv = pd.read_csv(tmp_path / "out" / "evaluation.csv", keep_default_na=False)
+    cell = csv[(csv["group"] == "other") & (csv["metric"] == "tpr")]
+    assert cell["estimate"].iloc[0] == "" and cell["reason"].iloc[0].startswith("suppressed")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["suppressed"][0]["group"] == "other"
+    assert "suppressed" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_one_class_group_gives_nan_auc_with_reason_and_goes_on():
+    df = synthetic(500, seed=4)
+    df.loc[df["sex"] == "male", "y"] = 0
+    ev = fairfoundry.evaluate(df, label="y", sensitive="sex")
+    male = ev.get("auc", attribute="sex").set_index("group").loc["male"]
+    assert np.isnan(male["estimate"]) and male["reason"]
+    assert np.isfinite(ev.get("auc", attribute="sex").set_index("group").loc["female", "estimate"])
+    assert any("male" in w and "AUC" in w for w in ev.warnings)
+
+
+def test_bootstrap_clustered_is_seeded_and_reports_progress(nih_small):
+    calls = []
+    kw = dict(label="Effusion", sensitive=["sex"], bootstrap=30, cluster="patient_id", seed=7,
+              reference={"sex": "male"})
+    ev = fairfoundry.evaluate(nih_small, **kw, progress=calls.append)
+    again = fairfoundry.evaluate(nih_small, **kw)
+    pd.testing.assert_frame_equal(ev.by_group, again.by_group)
+    auc = ev.get("auc", attribute="sex")
+    assert (auc["ci_low"] <= auc["estimate"]).all() and (auc["estimate"] <= auc["ci_high"]).all()
+    assert (auc["ci_high"] - auc["ci_low"] > 0).all()
+    assert sum(calls) >= 30
+    vs_ref = ev.summary_table[ev.summary_table["metric"] == "auc_vs_reference"]
+    assert len(vs_ref) == 1 and np.isfinite(vs_ref["estimate"]).all()
+    assert ev.config["cluster"] == "patient_id" and ev.summary["seed"] == 7
+
+
+def test_evaluation_files_and_lazy_top_level_import(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys, fairfoundry; assert 'fairfoundry.evaluation' not in sys.modules; " \
+           "fairfoundry.evaluate; assert 'fairfoundry.evaluation' in sys.modules; " \
+           "assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    ev = fairfoundry.evaluate(synthetic(), label="y", sensitive="sex")
+    frame = ev.to_frame()
+    assert list(frame.columns) == ["label", "attribute", "group", "metric", "estimate", "ci_low",
+                                   "ci_high", "n", "reason"]
+    path = ev.to_json(tmp_path / "s.json")
+    data = json.loads(path.read_text())
+    assert {"summaries", "thresholds", "config", "versions", "input"} <= set(data)
+    assert data["input"]["fingerprint"].startswith("frame:")
+    assert data["versions"]["numpy"] == np.__version__
