@@ -63,7 +63,7 @@ def patient_split(manifest, *, ratios: Mapping[str, float] | Sequence[float] | N
     >>> import pandas as pd
     >>> m = pd.DataFrame({"patient_id": list("aabbccddeeffgghhiijj")})
     >>> s = patient_split(m, ratios={"train": .8, "test": .2}, seed=0)
-    >>> s.groupby(m["patient_id"]).nunique().max(), s.value_counts()["test"]
+    >>> int(s.groupby(m["patient_id"]).nunique().max()), int(s.value_counts()["test"])
     (1, 4)
     """
     import numpy as np

@@ -1,0 +1,557 @@
+"""Dataset representation audit: who is in a dataset, who is missing, and how unequal it is.
+
+:func:`audit_manifest` computes, from a harmonised manifest, counts and shares per attribute
+and per intersection, label prevalence by group, missingness of each protected attribute,
+imbalance (min/max ratio, effective number of groups), representation against a reference
+population, geography (country, region, income group), small-group warnings, and (when asked)
+leakage and exact duplicates. Counts are integer-coded once (``pd.factorize``) and tallied with
+``np.bincount``, so a million-row manifest with five attributes and their intersections takes
+seconds (``benchmarks/bench_audit.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import FairfoundryError, did_you_mean
+
+__all__ = ["Audit", "audit_manifest", "read_reference", "effective_groups", "SEP"]
+
+log = logging.getLogger(__name__)
+
+#: separator of attribute and group names in intersections (``sex×age_group``, ``female×40-59``).
+SEP = "×"
+UNKNOWN = "unknown"
+GEO_COLUMNS = ("country", "region", "income_group")
+
+
+def effective_groups(counts, *, order: float = 1.0) -> float:
+    r"""Effective number of groups (Hill number) of a count vector.
+
+    .. math::
+        D_1 = \exp\Big(-\sum_g p_g \ln p_g\Big), \qquad
+        D_2 = 1 \Big/ \sum_g p_g^2
+
+    ``order=1`` is the exponential of Shannon entropy, ``order=2`` the inverse Simpson index.
+    It equals the number of groups when all are equally large and tends to 1 as one group
+    dominates. Source: Hill MO, "Diversity and evenness: a unifying notation and its
+    consequences", Ecology 54 (1973); used for dataset diversity by e.g. Jost L, Oikos 113 (2006).
+
+    Examples
+    --------
+    >>> effective_groups([50, 50]), round(effective_groups([90, 10], order=2), 3)
+    (2.0, 1.22)
+    """
+    import numpy as np
+
+    c = np.asarray(counts, dtype=float)
+    c = c[c > 0]
+    if c.size == 0:
+        return math.nan
+    p = c / c.sum()
+    if order == 1:
+        return float(np.exp(-(p * np.log(p)).sum()))
+    if order == 0:
+        return float(c.size)
+    return float((p ** order).sum() ** (1.0 / (1.0 - order)))
+
+
+def read_reference(source) -> dict[str, dict[str, float]]:
+    """Read a reference population: a mapping ``{attribute: {group: share}}``, a JSON/YAML file
+    holding one, or a CSV/TSV with columns ``attribute, group, share`` (shares are normalised
+    per attribute; counts work too).
+
+    Examples
+    --------
+    >>> read_reference({"sex": {"female": 51, "male": 49}})["sex"]["female"]
+    0.51
+    """
+    import json
+
+    import pandas as pd
+
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        raw = {str(a): {str(g): float(v) for g, v in groups.items()} for a, groups in source.items()}
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FairfoundryError(f"reference population file not found: {path}")
+        name = path.name.lower()
+        if name.endswith(".json"):
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        elif name.endswith((".yaml", ".yml")):
+            import yaml
+
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        else:
+            table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+            need = {"attribute", "group", "share"}
+            if not need <= set(table.columns):
+                raise FairfoundryError(f"reference population {path} needs columns attribute, "
+                                       f"group, share", hint=f"it has: {', '.join(table.columns)}")
+            raw = {}
+            for rec in table.itertuples(index=False):
+                raw.setdefault(str(rec.attribute), {})[str(rec.group)] = float(rec.share)
+        if not isinstance(raw, Mapping):
+            raise FairfoundryError(f"reference population {path} must map attributes to "
+                                   f"{{group: share}}")
+        return read_reference(raw)
+    out = {}
+    for a, groups in raw.items():
+        total = sum(groups.values())
+        if total <= 0 or any(v < 0 for v in groups.values()):
+            raise FairfoundryError(f"reference population for {a!r} needs non-negative shares "
+                                   f"with a positive sum")
+        out[a] = {g: v / total for g, v in groups.items()}
+    return out
+
+
+@dataclass
+class Audit:
+    """Result of :func:`audit_manifest`. Tables are tidy DataFrames; published outputs
+    (:meth:`to_json`, :meth:`to_html`, :meth:`to_datasheet`) suppress counts below
+    ``min_group_size``."""
+
+    n_samples: int
+    n_patients: int
+    attributes: list[str]
+    intersections: list[tuple[str, ...]]
+    groups: Any  # attribute, group, n, share, n_patients, share_known
+    missingness: Any  # attribute, recorded, n_unknown, share_unknown
+    imbalance: Any  # attribute, n_groups, smallest, largest, min_max_ratio, effective_groups...
+    prevalence: Any  # attribute, group, label, n, positives, prevalence
+    representation: Any  # attribute, group, share_known, reference_share, ratio, difference
+    geography: Any  # level, group, n, share
+    small_groups: Any  # attribute, group, n
+    leakage: Any = None
+    duplicates: Any = None
+    problems: Any = None
+    min_group_size: int = 10
+    dataset: str | None = None
+    spec: Any = None
+    notes: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ publishing
+    def suppressed(self, frame, *, count_cols=("n", "n_patients", "positives")):
+        """Copy of ``frame`` with counts in ``1..min_group_size-1`` replaced by ``"<k"`` and the
+        shares / prevalences computed from them blanked (small-cell suppression)."""
+        import numpy as np
+
+        if frame is None or len(frame) == 0 or self.min_group_size <= 1:
+            return frame
+        k = self.min_group_size
+        out = frame.copy()
+        small = np.zeros(len(out), dtype=bool)
+        if "n" in out.columns:
+            n = out["n"].to_numpy(dtype=float)
+            small = (n > 0) & (n < k)
+        for col in count_cols:
+            if col in out.columns:
+                v = out[col].to_numpy(dtype=float)
+                mask = ((v > 0) & (v < k)) | small
+                out[col] = out[col].astype(object)
+                out.loc[mask, col] = f"<{k}"
+        for col in ("share", "share_known", "prevalence", "ratio", "difference"):
+            if col in out.columns:
+                out[col] = out[col].astype(object)
+                out.loc[small, col] = None
+        return out
+
+    def summary(self) -> dict:
+        """Headline numbers (JSON-ready)."""
+        recorded = self.missingness[self.missingness["recorded"]]["attribute"].tolist()
+        return {
+            "dataset": self.dataset,
+            "n_samples": self.n_samples,
+            "n_patients": self.n_patients,
+            "attributes_recorded": recorded,
+            "attributes_missing": self.missingness[~self.missingness["recorded"]]["attribute"].tolist(),
+            "n_small_groups": int(len(self.small_groups)),
+            "n_leaking_patients": None if self.leakage is None else int(len(self.leakage)),
+            "n_duplicate_files": None if self.duplicates is None else int(len(self.duplicates)),
+            "n_unreadable_files": None if self.problems is None else int(len(self.problems)),
+            "min_group_size": self.min_group_size,
+        }
+
+    def to_dict(self) -> dict:
+        """Everything in :meth:`to_json`, as plain Python objects (suppressed)."""
+        from .._io import to_jsonable
+
+        def records(frame):
+            if frame is None:
+                return None
+            return to_jsonable(self.suppressed(frame).to_dict(orient="records"))
+
+        return {
+            "schema": "fairfoundry.audit/1",
+            "summary": self.summary(),
+            "config": self.config,
+            "notes": self.notes,
+            "warnings": self.warnings,
+            "groups": records(self.groups),
+            "missingness": to_jsonable(self.missingness.to_dict(orient="records")),
+            "imbalance": to_jsonable(self.imbalance.to_dict(orient="records")),
+            "prevalence": records(self.prevalence),
+            "representation": records(self.representation),
+            "geography": records(self.geography),
+            "small_groups": to_jsonable(self.small_groups.assign(
+                n=[f"<{self.min_group_size}" if 0 < v < self.min_group_size else v
+                   for v in self.small_groups["n"]]).to_dict(orient="records")),
+            "leakage": None if self.leakage is None else to_jsonable(
+                self.leakage.to_dict(orient="records")),
+            "duplicates": None if self.duplicates is None else to_jsonable(
+                self.duplicates.to_dict(orient="records")),
+            "problems": None if self.problems is None else to_jsonable(
+                self.problems.to_dict(orient="records")),
+        }
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The audit as JSON (small cells suppressed); written atomically when ``path`` given."""
+        import json
+
+        from .._io import write_text_atomic
+
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+    def to_html(self, path: str | os.PathLike | None = None, *, title: str | None = None) -> str:
+        """A self-contained HTML report with tables and plots."""
+        from .._io import write_text_atomic
+        from ._html import audit_html
+
+        text = audit_html(self, title=title)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+    def to_datasheet(self, path: str | os.PathLike | None = None) -> str:
+        """A "Datasheets for Datasets" markdown file pre-filled from the spec and the audit."""
+        from .._io import write_text_atomic
+        from ._datasheet import datasheet_markdown
+
+        text = datasheet_markdown(self)
+        if path is not None:
+            write_text_atomic(path, text)
+        return text
+
+
+def _group_key(name: str):
+    """Sort key: numeric bins by their lower edge (``<20`` first), text alphabetically,
+    ``unknown`` last."""
+    import re
+
+    if name == UNKNOWN:
+        return (2, 0.0, name)
+    m = re.match(r"^(<)?\[?(-?\d+(?:\.\d+)?)", name)
+    if m:
+        return (0, float("-inf") if m.group(1) else float(m.group(2)), name)
+    return (1, 0.0, name)
+
+
+def _codes(series):
+    """Integer codes of a column with missing values mapped to the group ``unknown``."""
+    import numpy as np
+    import pandas as pd
+
+    s = series
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = [str(c) for c in s.cat.categories]
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+    else:
+        codes, uniq = pd.factorize(s, sort=True, use_na_sentinel=True)
+        cats = [str(u) for u in uniq]
+    if (codes < 0).any():
+        if UNKNOWN in cats:
+            codes = np.where(codes < 0, cats.index(UNKNOWN), codes)
+        else:
+            cats = [*cats, UNKNOWN]
+            codes = np.where(codes < 0, len(cats) - 1, codes)
+    # merge duplicate labels (e.g. 'unknown' twice after str()) and order the groups
+    ordered = sorted(dict.fromkeys(cats), key=_group_key)
+    if ordered != cats:
+        remap = np.array([ordered.index(c) for c in cats], dtype=np.int64)
+        codes, cats = remap[codes], ordered
+    return codes.astype(np.int64), cats
+
+
+def _label_columns(manifest, labels):
+    import pandas as pd
+
+    if labels is None:
+        labels = [c for c in ("label", "y_true", "target") if c in manifest.columns]
+    out = []
+    for col in labels:
+        if col not in manifest.columns:
+            raise FairfoundryError(f"label column {col!r} not in the manifest",
+                                   hint=did_you_mean(col, manifest.columns, what="columns"))
+        s = manifest[col]
+        num = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_bool_dtype(s) else s.astype(float)
+        vals = set(pd.unique(num.dropna()))
+        if num.notna().sum() == s.notna().sum() and vals <= {0.0, 1.0}:
+            out.append((col, None, num.to_numpy(dtype=float)))
+        elif vals <= {0.0, 1.0, -1.0} and num.notna().sum() == s.notna().sum():
+            # CheXpert-style uncertain (-1): prevalence of definite positives among definite
+            out.append((col, None, num.where(num != -1).to_numpy(dtype=float)))
+        else:
+            classes = [c for c in pd.unique(s.dropna())]
+            if len(classes) > 50:
+                log.warning("label %s has %d classes; prevalence kept for the 50 largest", col,
+                            len(classes))
+                classes = s.value_counts().index[:50].tolist()
+            for c in sorted(classes, key=str):
+                arr = (s == c).astype(float).where(s.notna()).to_numpy(dtype=float)
+                out.append((col, str(c), arr))
+    return out
+
+
+def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
+                   intersections: Sequence[Sequence[str]] | str | None = "pairs",
+                   labels: Sequence[str] | None = None,
+                   reference_population=None, min_group_size: int = 10,
+                   age_bins: Sequence[float] | None = None, root: str | os.PathLike | None = None,
+                   check_duplicates: bool = False, problems=None, dataset: str | None = None,
+                   spec=None, notes: Sequence[str] = ()) -> Audit:
+    """Audit who is represented in a manifest.
+
+    Parameters
+    ----------
+    manifest : harmonised manifest (one row per image; see :mod:`fairfoundry.data`)
+    attributes : attribute columns to audit; default: every protected attribute present
+        (``age`` is audited through ``age_group``, binned with ``age_bins`` when absent)
+    intersections : ``"pairs"`` (every pair of ``attributes``, the default), ``"none"``/None,
+        or explicit tuples such as ``[("sex", "age_group"), ("sex", "race", "age_group")]``
+    labels : label columns for prevalence by group (default: ``label`` if present); 0/1 columns
+        give one prevalence, categorical columns one per class
+    reference_population : ``{attribute: {group: share}}`` or a CSV/JSON/YAML file (see
+        :func:`read_reference`); shares of the dataset (among known values) are compared to it
+    min_group_size : groups smaller than this are flagged, and suppressed in published outputs
+    root : folder relative paths start from (needed for ``check_duplicates``)
+    check_duplicates : hash every image file to find exact duplicates
+    problems : DataFrame of unreadable files (``path``, ``error``) to include in the report
+    dataset, spec, notes : provenance shown in the report and the datasheet
+
+    Returns
+    -------
+    Audit
+
+    Notes
+    -----
+    ``share`` is over all images (unknown included); ``share_known`` over images whose value
+    is known, which is what a reference population is compared with. Imbalance excludes
+    ``unknown``: ``min_max_ratio`` = smallest / largest group (1 is balanced), effective number
+    of groups = exp(Shannon entropy) (:func:`effective_groups`).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
+
+    if manifest is None or len(manifest) == 0:
+        raise FairfoundryError("cannot audit an empty manifest")
+    if min_group_size < 1:
+        raise FairfoundryError(f"--min-group-size must be >= 1, got {min_group_size}")
+    frame = manifest
+    n = len(frame)
+    notes = list(notes)
+    warnings: list[str] = []
+    if "age" in frame.columns and "age_group" not in frame.columns:
+        frame = frame.assign(age_group=np.asarray(bin_values(frame["age"], age_bins or
+                                                             [20, 40, 60, 80]), dtype=object))
+    present = [a for a in PROTECTED_ATTRIBUTES if a in frame.columns and a != "age"]
+    if attributes is None:
+        attributes = present
+    else:
+        attributes = ["age_group" if a == "age" else a for a in attributes]
+        for a in attributes:
+            if a not in frame.columns:
+                raise FairfoundryError(f"attribute {a!r} not in the manifest",
+                                       hint=did_you_mean(a, frame.columns, what="columns"))
+    attributes = list(dict.fromkeys(attributes))
+    if intersections in (None, "none", ()):
+        inter = []
+    elif intersections == "pairs":
+        skip = set(GEO_COLUMNS[1:])  # region / income are functions of country
+        base = [a for a in attributes if a not in skip and
+                frame[a].astype(object).where(frame[a].notna(), UNKNOWN)
+                .loc[lambda v: v != UNKNOWN].nunique() > 1]
+        inter = [tuple(p) for p in itertools.combinations(base, 2)]
+    else:
+        inter = [tuple("age_group" if a == "age" else a for a in t) for t in intersections]
+        for t in inter:
+            for a in t:
+                if a not in frame.columns:
+                    raise FairfoundryError(f"intersection {SEP.join(t)}: {a!r} not in the "
+                                           f"manifest", hint=did_you_mean(a, frame.columns,
+                                                                          what="columns"))
+    # patients
+    if "patient_id" in frame.columns:
+        pid = frame["patient_id"]
+        if "sample_id" in frame.columns:
+            pid = pid.astype(object).where(pid.notna(), "__s__" + frame["sample_id"].astype(str))
+        pcodes, puniq = pd.factorize(pid)
+        n_patients = len(puniq)
+    else:
+        pcodes, n_patients = np.arange(n), n
+        notes.append("no patient_id column: each image is counted as one patient")
+    label_arrays = _label_columns(frame, labels)
+
+    codes_of: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for a in set(attributes) | {x for t in inter for x in t}:
+        codes_of[a] = _codes(frame[a])
+
+    group_rows, prev_rows, imb_rows = [], [], []
+
+    def tally(name: str, codes: np.ndarray, names: list[str], known_mask_groups: np.ndarray):
+        k = len(names)
+        counts = np.bincount(codes, minlength=k)
+        # patients per group: unique (group, patient) pairs
+        pair = np.unique(codes.astype(np.int64) * (n_patients + 1) + pcodes)
+        pcount = np.bincount(pair // (n_patients + 1), minlength=k)
+        known_total = counts[known_mask_groups].sum()
+        for g in range(k):
+            if counts[g] == 0:
+                continue
+            group_rows.append({
+                "attribute": name, "group": names[g], "n": int(counts[g]),
+                "share": counts[g] / n, "n_patients": int(pcount[g]),
+                "share_known": (counts[g] / known_total) if known_mask_groups[g] and known_total
+                else math.nan,
+            })
+        for col, cls, y in label_arrays:
+            valid = ~np.isnan(y)
+            pos = np.bincount(codes[valid], weights=y[valid], minlength=k)
+            tot = np.bincount(codes[valid], minlength=k)
+            for g in range(k):
+                if counts[g] == 0:
+                    continue
+                prev_rows.append({"attribute": name, "group": names[g], "label": col,
+                                  "class": cls, "n": int(tot[g]), "positives": int(round(pos[g])),
+                                  "prevalence": pos[g] / tot[g] if tot[g] else math.nan})
+        kc = counts[known_mask_groups]
+        kc = kc[kc > 0]
+        imb_rows.append({
+            "attribute": name, "n_groups": int(kc.size),
+            "smallest": int(kc.min()) if kc.size else 0, "largest": int(kc.max()) if kc.size else 0,
+            "min_max_ratio": float(kc.min() / kc.max()) if kc.size else math.nan,
+            "effective_groups": effective_groups(kc), "effective_groups_simpson":
+                effective_groups(kc, order=2),
+            "evenness": effective_groups(kc) / kc.size if kc.size else math.nan,
+        })
+
+    for a in attributes:
+        codes, names = codes_of[a]
+        known = np.array([nm != UNKNOWN for nm in names])
+        tally(a, codes, names, known)
+    for t in inter:
+        combo = np.zeros(n, dtype=np.int64)
+        sizes = []
+        for a in t:
+            c, names = codes_of[a]
+            combo = combo * len(names) + c
+            sizes.append(names)
+        uniq, inv = np.unique(combo, return_inverse=True)
+        labels_t, known_t = [], []
+        for u in uniq:
+            parts, rem = [], int(u)
+            for names in reversed(sizes):
+                parts.append(names[rem % len(names)])
+                rem //= len(names)
+            parts.reverse()
+            labels_t.append(SEP.join(parts))
+            known_t.append(UNKNOWN not in parts)
+        tally(SEP.join(t), inv.astype(np.int64), labels_t, np.array(known_t, dtype=bool))
+
+    groups = pd.DataFrame(group_rows, columns=["attribute", "group", "n", "share", "n_patients",
+                                               "share_known"])
+    prevalence = pd.DataFrame(prev_rows, columns=["attribute", "group", "label", "class", "n",
+                                                  "positives", "prevalence"])
+    imbalance = pd.DataFrame(imb_rows)
+    # missingness of every canonical attribute (recorded or not)
+    miss_rows = []
+    for a in [x for x in PROTECTED_ATTRIBUTES if x != "age_group"]:
+        if a not in frame.columns:
+            miss_rows.append({"attribute": a, "recorded": False, "n_unknown": n, "share_unknown": 1.0})
+            continue
+        s = frame[a]
+        unk = s.isna() | (s.astype(str) == UNKNOWN) if s.dtype == object or \
+            pd.api.types.is_string_dtype(s) else s.isna()
+        miss_rows.append({"attribute": a, "recorded": True, "n_unknown": int(unk.sum()),
+                          "share_unknown": float(unk.mean())})
+    missingness = pd.DataFrame(miss_rows)
+    # representation vs reference
+    ref = read_reference(reference_population)
+    rep_rows = []
+    for a, shares in ref.items():
+        if a not in attributes and a not in {SEP.join(t) for t in inter}:
+            warnings.append(f"reference population gives {a!r}, which is not audited")
+            continue
+        sub = groups[groups["attribute"] == a]
+        have = dict(zip(sub["group"], sub["share_known"], strict=True))
+        counts = dict(zip(sub["group"], sub["n"], strict=True))
+        for g, r in shares.items():
+            s = have.get(g, 0.0)
+            s = 0.0 if s != s else s
+            rep_rows.append({"attribute": a, "group": g, "n": int(counts.get(g, 0)),
+                             "share_known": s, "reference_share": r,
+                             "ratio": s / r if r > 0 else math.nan, "difference": s - r})
+        extra = sorted(set(have) - set(shares) - {UNKNOWN})
+        if extra:
+            warnings.append(f"reference population for {a!r} lacks group(s) {extra}")
+    representation = pd.DataFrame(rep_rows, columns=["attribute", "group", "n", "share_known",
+                                                     "reference_share", "ratio", "difference"])
+    # geography
+    geo_rows = []
+    for level in GEO_COLUMNS:
+        if level in frame.columns:
+            vc = frame[level].astype(object).where(frame[level].notna(), UNKNOWN).value_counts()
+            for g, c in vc.items():
+                geo_rows.append({"level": level, "group": str(g), "n": int(c), "share": c / n})
+    geography = pd.DataFrame(geo_rows, columns=["level", "group", "n", "share"])
+    small = groups[(groups["n"] < min_group_size) & (groups["group"] != UNKNOWN)][
+        ["attribute", "group", "n"]].reset_index(drop=True)
+    if len(small):
+        warnings.append(f"{len(small)} group(s) or intersection(s) have fewer than "
+                        f"{min_group_size} images: estimates for them are unreliable and their "
+                        f"counts are suppressed in published outputs")
+    leakage = None
+    if "split" in frame.columns and "patient_id" in frame.columns:
+        leakage = check_leakage(frame)
+        if len(leakage):
+            warnings.append(f"patient leakage: {len(leakage)} patient(s) appear in more than one "
+                            f"split")
+    duplicates = None
+    if check_duplicates:
+        if "path" not in frame.columns:
+            raise FairfoundryError("duplicate check needs a 'path' column in the manifest")
+        duplicates, dup_problems = exact_duplicates(frame, root=root or ".")
+        if len(dup_problems):
+            problems = dup_problems if problems is None else pd.concat([problems, dup_problems],
+                                                                       ignore_index=True)
+        if len(duplicates):
+            warnings.append(f"{len(duplicates)} image files have a byte-identical twin "
+                            f"({duplicates['group'].nunique()} groups)")
+    if problems is not None and len(problems):
+        warnings.append(f"{len(problems)} file(s) could not be read (listed under problems)")
+    config = {"attributes": attributes, "intersections": [list(t) for t in inter],
+              "labels": [c if k is None else f"{c}={k}" for c, k, _ in label_arrays],
+              "min_group_size": min_group_size, "age_bins": list(age_bins) if age_bins else None,
+              "reference_population": ref or None, "check_duplicates": check_duplicates}
+    return Audit(n_samples=n, n_patients=int(n_patients), attributes=attributes,
+                 intersections=inter, groups=groups, missingness=missingness,
+                 imbalance=imbalance, prevalence=prevalence, representation=representation,
+                 geography=geography, small_groups=small, leakage=leakage,
+                 duplicates=duplicates, problems=problems, min_group_size=min_group_size,
+                 dataset=dataset, spec=spec, notes=notes, config=config, warnings=warnings)

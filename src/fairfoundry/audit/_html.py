@@ -1,0 +1,200 @@
+"""``audit.html``: the audit as one self-contained page (tables + embedded PNG plots)."""
+
+from __future__ import annotations
+
+import math
+
+from ..report import esc, figure_html, render_page, table_html
+
+__all__ = ["audit_html"]
+
+
+def _fmt_pct(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _bar_grid(audit):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    attrs = [a for a in audit.attributes if a not in ("region", "income_group")]
+    if not attrs:
+        return None
+    ncol = min(3, len(attrs))
+    nrow = math.ceil(len(attrs) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False)
+    ref = audit.representation
+    for ax, a in zip(axes.ravel(), attrs, strict=False):
+        sub = audit.groups[audit.groups["attribute"] == a].head(15)
+        k = audit.min_group_size
+        colors = ["#c0c4cc" if g == "unknown" else ("#e0a100" if n < k else "#3a78d8")
+                  for g, n in zip(sub["group"], sub["n"], strict=True)]
+        ax.barh(range(len(sub)), sub["share"], color=colors)
+        ax.set_yticks(range(len(sub)), [str(g)[:22] for g in sub["group"]], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(a, fontsize=10)
+        ax.set_xlabel("share of images", fontsize=8)
+        rsub = ref[ref["attribute"] == a] if ref is not None and len(ref) else None
+        if rsub is not None and len(rsub):
+            pos = {g: i for i, g in enumerate(sub["group"])}
+            for g, r in zip(rsub["group"], rsub["reference_share"], strict=True):
+                if g in pos:
+                    ax.plot([r, r], [pos[g] - 0.4, pos[g] + 0.4], color="#c0392b", lw=2)
+    for ax in axes.ravel()[len(attrs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _missing_fig(audit):
+    import matplotlib.pyplot as plt
+
+    m = audit.missingness
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(m) + 0.8))
+    colors = ["#c0c4cc" if not r else "#3a78d8" for r in m["recorded"]]
+    ax.barh(range(len(m)), 1 - m["share_unknown"], color=colors)
+    ax.set_yticks(range(len(m)), m["attribute"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of images with the attribute known (grey: column absent)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _heatmap(audit, inter):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    name = "×".join(inter)
+    sub = audit.groups[audit.groups["attribute"] == name]
+    if sub.empty:
+        return None
+    parts = sub["group"].str.split("×", expand=True)
+    rows = list(dict.fromkeys(parts[0]))[:20]
+    cols = list(dict.fromkeys(parts[1]))[:20]
+    mat = np.zeros((len(rows), len(cols)))
+    for (r, c), n in zip(zip(parts[0], parts[1], strict=True), sub["n"], strict=True):
+        if r in rows and c in cols:
+            mat[rows.index(r), cols.index(c)] = n
+    fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2.5, 0.4 * len(rows) + 1.5))
+    ax.imshow(np.log10(mat + 1), cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(cols)), [str(c)[:14] for c in cols], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [str(r)[:18] for r in rows], fontsize=8)
+    k = audit.min_group_size
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = int(mat[i, j])
+            txt = f"<{k}" if 0 < v < k else str(v)
+            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                    color="white" if mat[i, j] > mat.max() / 3 else "black")
+    ax.set_xlabel(inter[1])
+    ax.set_ylabel(inter[0])
+    ax.set_title(f"images per {name} (colour: log scale)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _geo_fig(audit):
+    import matplotlib.pyplot as plt
+
+    geo = audit.geography
+    levels = [lv for lv in ("income_group", "region", "country") if (geo["level"] == lv).any()]
+    if not levels:
+        return None
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.4 * len(levels), 2.8), squeeze=False)
+    for ax, lv in zip(axes.ravel(), levels, strict=True):
+        sub = geo[geo["level"] == lv].head(15)
+        ax.barh(range(len(sub)), sub["share"], color="#2a9d8f")
+        ax.set_yticks(range(len(sub)), sub["group"], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(lv, fontsize=10)
+        ax.set_xlabel("share of images", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def audit_html(audit, *, title: str | None = None) -> str:
+    """Render an :class:`~fairfoundry.audit.Audit` as a self-contained HTML page."""
+    s = audit.summary()
+    name = audit.dataset or "manifest"
+    title = title or f"Data audit: {name}"
+    parts = []
+    spec = audit.spec
+    if spec is not None:
+        parts.append(f'<p class="note"><b>{esc(spec.title)}</b> — {esc(spec.modality)}; '
+                     f'licence: {esc(spec.licence)}.<br>{esc(spec.citation)}</p>')
+    parts.append("<h2>Summary</h2><ul>"
+                 f"<li>{s['n_samples']:,} images of {s['n_patients']:,} patients</li>"
+                 f"<li>protected attributes recorded: {esc(', '.join(s['attributes_recorded']) or 'none')}</li>"
+                 f"<li>not recorded: {esc(', '.join(s['attributes_missing']) or 'none')}</li>"
+                 f"<li>cells with fewer than {audit.min_group_size} images are shown as "
+                 f"&lt;{audit.min_group_size} (small-cell suppression)</li></ul>")
+    for w in audit.warnings:
+        parts.append(f'<div class="warn">{esc(w)}</div>')
+    for note in audit.notes:
+        parts.append(f'<div class="note">{esc(note)}</div>')
+    parts.append("<h2>Missingness of protected attributes</h2>")
+    parts.append(figure_html(_missing_fig(audit), caption="Share of images whose attribute is known."))
+    miss = audit.missingness.assign(share_unknown=[_fmt_pct(x) for x in audit.missingness["share_unknown"]])
+    parts.append(table_html(miss, left=["attribute"]))
+    parts.append("<h2>Who is in the data</h2>")
+    fig = _bar_grid(audit)
+    if fig is not None:
+        parts.append(figure_html(fig, caption="Share of images per group (orange: fewer than "
+                                 f"{audit.min_group_size} images; grey: unknown; red ticks: "
+                                 "reference population)."))
+    single = audit.groups[audit.groups["attribute"].isin(audit.attributes)]
+    parts.append(table_html(audit.suppressed(single), left=["attribute", "group"]))
+    parts.append("<h2>Imbalance</h2><p class=\"meta\">min/max ratio = smallest / largest known "
+                 "group (1 is balanced); effective groups = exp(Shannon entropy) of the group "
+                 "shares (equals the number of groups when balanced).</p>")
+    parts.append(table_html(audit.imbalance, left=["attribute"]))
+    if audit.intersections:
+        parts.append("<h2>Intersections</h2>")
+        first = audit.intersections[0]
+        if len(first) == 2:
+            fig = _heatmap(audit, first)
+            if fig is not None:
+                parts.append(figure_html(fig, caption=f"Images per {'×'.join(first)}."))
+        inter = audit.groups[~audit.groups["attribute"].isin(audit.attributes)]
+        parts.append(table_html(audit.suppressed(inter), left=["attribute", "group"], max_rows=300))
+    if len(audit.representation):
+        parts.append("<h2>Representation vs reference population</h2><p class=\"meta\">ratio = "
+                     "share among known values / reference share (1 = represented as in the "
+                     "reference, &lt;1 under-represented).</p>")
+        parts.append(table_html(audit.suppressed(audit.representation), left=["attribute", "group"]))
+    if len(audit.geography):
+        parts.append("<h2>Geography</h2>")
+        fig = _geo_fig(audit)
+        if fig is not None:
+            parts.append(figure_html(fig, caption="Images by World Bank income group (FY2025), UN "
+                                     "M49 region and country."))
+        parts.append(table_html(audit.suppressed(audit.geography), left=["level", "group"]))
+    if len(audit.prevalence):
+        parts.append("<h2>Label prevalence by group</h2>")
+        single_prev = audit.prevalence[audit.prevalence["attribute"].isin(audit.attributes)]
+        parts.append(table_html(audit.suppressed(single_prev),
+                                left=["attribute", "group", "label", "class"], max_rows=400))
+    if len(audit.small_groups):
+        parts.append(f"<h2>Small groups (&lt; {audit.min_group_size} images)</h2>")
+        parts.append(table_html(audit.suppressed(audit.small_groups), left=["attribute", "group"]))
+    parts.append("<h2>Leakage and duplicates</h2>")
+    if audit.leakage is None:
+        parts.append("<p>No split or patient column: leakage not checked.</p>")
+    elif len(audit.leakage) == 0:
+        parts.append("<p>No patient appears in more than one split.</p>")
+    else:
+        parts.append(table_html(audit.leakage, left=["patient_id", "splits"]))
+    if audit.duplicates is None:
+        parts.append("<p>Exact duplicates not checked (use <code>--duplicates</code>).</p>")
+    elif len(audit.duplicates) == 0:
+        parts.append("<p>No byte-identical image files.</p>")
+    else:
+        parts.append(table_html(audit.duplicates, left=["sample_id", "path", "sha256"]))
+    if audit.problems is not None and len(audit.problems):
+        parts.append("<h2>Unreadable files</h2>")
+        parts.append(table_html(audit.problems, left=["path", "error"]))
+    return render_page(title, "".join(parts),
+                       subtitle=f"{s['n_samples']:,} images, {s['n_patients']:,} patients")

@@ -1,0 +1,215 @@
+"""``fairfoundry datasets list/show`` and ``fairfoundry audit-data``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from .._errors import FairfoundryError
+from ._app import app
+
+log = logging.getLogger(__name__)
+
+datasets_app = typer.Typer(help="Dataset specs shipped with fairfoundry: list them, show one.",
+                           no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+AUDIT_OUTPUTS = ["audit.json", "audit.html", "datasheet.md", "manifest.csv", "groups.csv",
+                 "problems.csv", "run.json"]
+
+
+def _split_multi(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
+
+
+@datasets_app.command("list")
+def datasets_list(
+    coverage: bool = typer.Option(False, "--coverage",
+                                  help="Print the datasets x protected attributes coverage matrix."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the dataset specs (name, modality, licence, access, attributes recorded)."""
+    import json
+
+    from ..data import coverage_matrix, get_spec, list_specs
+
+    if coverage:
+        cov = coverage_matrix()
+        if as_json:
+            typer.echo(json.dumps(cov.reset_index().to_dict(orient="records"), indent=2))
+        else:
+            typer.echo(cov.to_string())
+        return
+    rows = []
+    for name in list_specs():
+        spec = get_spec(name)
+        rows.append({"name": name, "modality": spec.modality, "access": spec.access,
+                     "licence": spec.licence, "attributes": ", ".join(spec.attributes)})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        typer.echo(f"{r['name']:<{width}}  {r['access']:<12}  {r['modality'][:40]:<40}  "
+                   f"{r['attributes'] or '-'}")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    name: str = typer.Argument(..., help="Dataset name, e.g. ham10000 (see `datasets list`)."),
+) -> None:
+    """Print one dataset spec as YAML: files, labels, attributes and value maps, split, licence."""
+    import yaml
+
+    from ..data import get_spec
+
+    spec = get_spec(name)
+    data = spec.model_dump(exclude_defaults=True)
+    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
+
+
+_AUDIT_EPILOG = (
+    "Examples:\n\n"
+    "  fairfoundry audit-data --dataset nih-chestxray14 --root ~/data/nih --out nih-audit\n\n"
+    "  fairfoundry audit-data --manifest manifest.csv --attributes sex,age,race "
+    "--intersect sex,age --labels label --reference census.csv --min-group-size 20 --out audit\n\n"
+    "Outputs: OUT/audit.json, OUT/audit.html (self-contained), OUT/datasheet.md (Datasheets for "
+    "Datasets, pre-filled), OUT/groups.csv, OUT/manifest.csv (the harmonised manifest, with "
+    "--dataset), OUT/problems.csv (unreadable files), OUT/run.json (config, versions, inputs)."
+)
+
+
+@app.command("audit-data", epilog=_AUDIT_EPILOG)
+def audit_data_command(
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d",
+        help="Dataset spec name (see `fairfoundry datasets list`) or a spec YAML path; needs --root."),
+    root: Path | None = typer.Option(None, "--root", help="Folder holding the dataset's files."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", "-m", help="A harmonised manifest (CSV, TSV or Parquet) to audit."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    attributes: list[str] | None = typer.Option(
+        None, "--attributes", "-a",
+        help="Attributes to audit, e.g. --attributes sex,age,race. Default: every protected "
+             "attribute present."),
+    intersect: list[str] | None = typer.Option(
+        None, "--intersect",
+        help="Intersections, e.g. --intersect sex,age (repeatable). Default: every pair of "
+             "attributes; --intersect none for none."),
+    labels: list[str] | None = typer.Option(
+        None, "--labels", "-l",
+        help="Label columns for prevalence by group, e.g. --labels Effusion,Edema. Default: "
+             "the spec's labels, or a column named label."),
+    reference: Path | None = typer.Option(
+        None, "--reference",
+        help="Reference population: CSV with attribute,group,share (or JSON/YAML "
+             "{attribute: {group: share}})."),
+    min_group_size: int = typer.Option(
+        10, "--min-group-size",
+        help="Groups smaller than this are flagged and their counts suppressed in outputs."),
+    bins: list[str] | None = typer.Option(
+        None, "--bins", help="Age bins, e.g. --bins age=18,40,65 (left-closed)."),
+    duplicates: bool = typer.Option(
+        False, "--duplicates", help="Hash every image file to find byte-identical duplicates."),
+    check_files: bool = typer.Option(
+        False, "--check-files", help="Check that every image file exists (with --dataset)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail on the first missing or unreadable file instead of listing it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
+) -> None:
+    """Audit who is in a dataset: counts, shares, intersections, missingness, imbalance,
+    geography, reference population, small groups, leakage and duplicates."""
+    import pandas as pd
+
+    from .._io import (
+        file_fingerprint,
+        frame_fingerprint,
+        prepare_out_dir,
+        staged_dir,
+        write_sidecar,
+        write_table_atomic,
+    )
+    from ..audit import audit_manifest
+    from ..data import load_dataset, parse_bins, read_manifest
+    from ..data._readers import PROBLEM_COLUMNS
+
+    if (dataset is None) == (manifest is None):
+        raise FairfoundryError("give either --dataset NAME --root DIR or --manifest FILE",
+                               hint="see `fairfoundry datasets list` for dataset names")
+    if dataset is not None and root is None:
+        raise FairfoundryError(f"--dataset {dataset} needs --root DIR (the folder with its files)")
+    edges = parse_bins(bins).get("age")
+    prepare_out_dir(out, overwrite=overwrite, outputs=AUDIT_OUTPUTS)
+    spec = None
+    notes: list[str] = []
+    problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
+    inputs: dict = {}
+    if dataset is not None:
+        loaded = load_dataset(dataset, root, check_files=check_files, strict=strict, bins=edges)
+        frame, spec, notes = loaded.manifest, loaded.spec, loaded.notes
+        problems = loaded.problems
+        base = Path(root)
+        label_cols = _spec_labels(spec, frame)
+        name = spec.name
+        inputs = {"dataset": spec.name, "root": str(Path(root).resolve())}
+    else:
+        frame = read_manifest(manifest)
+        base = Path(manifest).resolve().parent
+        label_cols = None
+        name = Path(manifest).name
+        inputs = {"manifest": str(Path(manifest).resolve()), "sha256": file_fingerprint(manifest)}
+        if check_files and "path" in frame.columns:
+            exists = [(base / p).exists() for p in frame["path"].astype(str)]
+            missing = frame.loc[[not e for e in exists], "path"]
+            if len(missing) and strict:
+                raise FairfoundryError(f"{len(missing)} image file(s) listed in {manifest} do not "
+                                       f"exist, e.g. {missing.head(3).tolist()}")
+            problems = pd.DataFrame({"path": missing.to_numpy(), "error": "file not found"})
+    if labels:
+        label_cols = _split_multi(labels)
+    inter: object = "pairs"
+    if intersect:
+        if [i.lower() for i in intersect] == ["none"]:
+            inter = None
+        else:
+            inter = [tuple(p.strip() for p in i.split(",") if p.strip()) for i in intersect]
+    audit = audit_manifest(
+        frame, attributes=_split_multi(attributes) or None, intersections=inter,
+        labels=label_cols, reference_population=reference, min_group_size=min_group_size,
+        age_bins=edges, root=base, check_duplicates=duplicates,
+        problems=problems if len(problems) else None, dataset=name, spec=spec, notes=notes)
+    if strict and audit.problems is not None and len(audit.problems):
+        raise FairfoundryError(f"{len(audit.problems)} file(s) could not be read, e.g. "
+                               f"{audit.problems['path'].head(3).tolist()}")
+    with staged_dir(out) as stage:
+        audit.to_json(stage / "audit.json")
+        audit.to_html(stage / "audit.html")
+        audit.to_datasheet(stage / "datasheet.md")
+        write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups))
+        if dataset is not None:
+            write_table_atomic(stage / "manifest.csv", frame)
+        if audit.problems is not None and len(audit.problems):
+            write_table_atomic(stage / "problems.csv", audit.problems)
+        write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,
+                      inputs={**inputs, "manifest_fingerprint": frame_fingerprint(frame)})
+    s = audit.summary()
+    typer.echo(f"audited {s['n_samples']:,} images of {s['n_patients']:,} patients; "
+               f"attributes recorded: {', '.join(s['attributes_recorded']) or 'none'}")
+    for w in audit.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(f"wrote {out}/audit.html, audit.json, datasheet.md")
+
+
+def _spec_labels(spec, frame) -> list[str] | None:
+    lab = spec.labels
+    if lab.kind in ("multiclass", "binary", "onehot"):
+        return ["label"] if "label" in frame.columns else None
+    if lab.kind in ("multilabel_string", "multilabel_columns"):
+        cols = lab.classes or lab.columns
+        return [c for c in cols if c in frame.columns] or None
+    return ["label"] if "label" in frame.columns else None
