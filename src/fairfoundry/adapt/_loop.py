@@ -41,6 +41,10 @@ Subclass :class:`Hook` and override any of (all optional; defaults do nothing):
 ``sample_weights(trainer) -> array (n,) | None``
     Sampling probabilities over the training rows (group-balanced resampling). The loop
     draws each epoch's indices with replacement from them using the seeded generator.
+``batch_plan(trainer) -> iterable of index arrays | None``
+    The batches (row indices) of the coming epoch, replacing shuffling and
+    ``sample_weights`` (per-batch stratified sampling of pre-training; the plan may start
+    from ``trainer.step`` so a resumed run draws the same batches).
 ``batch_weights(trainer, batch) -> Tensor (b,) | None``
     Per-sample loss weights multiplied into ``batch["weight"]`` (reweighing).
 ``on_output(trainer, batch, out) -> dict``
@@ -189,6 +193,9 @@ class Hook:
         return None
 
     def sample_weights(self, trainer: Trainer):
+        return None
+
+    def batch_plan(self, trainer: Trainer):
         return None
 
     def batch_weights(self, trainer: Trainer, batch: dict):
@@ -386,13 +393,14 @@ class Trainer:
     evaluator : callable ``trainer -> dict[str, float]`` run on validation data.
     progress : callable ``progress(n)`` called with the number of finished steps.
     track_emissions : measure energy and CO2 with codecarbon's offline tracker.
+    wrap : apply the hooks' ``wrap_model`` (False when the caller already did).
     country_iso_code : for the offline tracker's carbon intensity (ISO 3166 alpha-3).
     """
 
     def __init__(self, model, objective=None, *, hooks: Iterable[Hook] = (), config: TrainConfig | None = None,
                  params=None, evaluator: Callable[[Trainer], dict] | None = None,
                  progress: Callable[[int], None] | None = None, track_emissions: bool = False,
-                 country_iso_code: str = "USA", **kwargs):
+                 country_iso_code: str = "USA", wrap: bool = True, **kwargs):
         if config is None:
             config = TrainConfig(**kwargs)
         elif kwargs:
@@ -400,8 +408,9 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.hooks: list[Hook] = list(hooks)
-        for h in self.hooks:
-            model = h.wrap_model(model)
+        if wrap:  # wrap=False: the caller already applied the hooks' wrap_model
+            for h in self.hooks:
+                model = h.wrap_model(model)
         self.model = model.to(self.device)
         self.objective = objective if objective is not None else SupervisedObjective()
         self.evaluator = evaluator
@@ -461,6 +470,11 @@ class Trainer:
         import torch
 
         n = len(self.train_data)
+        for h in self.hooks:  # a hook may plan the epoch's batches itself (stratified batches)
+            plan = h.batch_plan(self)
+            if plan is not None:
+                yield from (torch.as_tensor(b, dtype=torch.long) for b in plan)
+                return
         probs = None
         for h in self.hooks:
             w = h.sample_weights(self)
@@ -683,8 +697,12 @@ class Trainer:
         n = len(train_data)
         per_epoch = (n // cfg.batch_size) if (cfg.drop_last and n >= cfg.batch_size) else math.ceil(n / cfg.batch_size)
         planned = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
-        for h in self.hooks:
-            h.on_fit_start(self)
+        import torch as _t
+
+        with _t.random.fork_rng(devices=[]):  # modules hooks create here are seeded too
+            _t.manual_seed(int(cfg.seed))
+            for h in self.hooks:
+                h.on_fit_start(self)
         self._build_optimizer(planned)
         if resume is not None:
             self.load_checkpoint(resume)

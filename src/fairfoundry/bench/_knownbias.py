@@ -1,0 +1,204 @@
+r"""A benchmark with *known* injected bias, so the true effect of a mitigation is measurable.
+
+Feature level (:func:`make_knownbias_features`), the mechanisms of Sec. 5 of the issue:
+
+- **group shift**: the group moves the features along its own direction (the group is
+  recoverable from the features, as age, sex and race are from X-ray embeddings);
+- **under-diagnosis label noise**: in the train and validation splits, diseased patients of the
+  ``noisy_group`` are labelled healthy with probability ``p_underdiagnosis`` (the mechanism
+  Seyyed-Kalantari et al., Nature Medicine 2021, describe for under-served patients);
+- **different prevalence and different signal per group** (``prevalence``, ``specificity``):
+  part of the disease signal lies in a group-specific direction, so a model fit mostly to the
+  majority under-serves the minority;
+- **spurious feature**: one feature equals the label (up to noise) for the ``spurious_group``
+  in training and validation only, and is pure noise at test time (a shortcut).
+
+The test split keeps **clean labels** and no shortcut, so test metrics measure the true effect.
+Image level (:func:`inject_marker`, :func:`make_knownbias_images`): a small bright square (a
+"hospital token", Zech et al., PLoS Medicine 2018) stamped on images whose label is positive in
+one group, in train/val only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import FairfoundryError
+
+__all__ = ["KnownBiasData", "make_knownbias_features", "inject_marker", "make_knownbias_images"]
+
+
+@dataclass
+class KnownBiasData:
+    """Features ``X`` (n, d) and a frame with ``sample_id, split, y, y_clean, group``.
+
+    ``y`` is the observed (noisy) label in train/val and the clean label in test;
+    ``y_clean`` is always the true label. ``params`` records the generator settings.
+    """
+
+    X: np.ndarray
+    frame: object
+    params: dict = field(default_factory=dict)
+
+    def split(self, name: str):
+        m = (self.frame["split"] == name).to_numpy()
+        return self.X[m], self.frame.loc[m].reset_index(drop=True)
+
+
+def make_knownbias_features(n: int = 6000, d: int = 32, *, seed: int = 0, minority_fraction: float = 0.3,
+                            prevalence: tuple[float, float] = (0.4, 0.25), signal: float = 2.0,
+                            specificity: float = 0.6, group_shift: float = 1.5,
+                            p_underdiagnosis: float = 0.35, noisy_group: int = 1,
+                            spurious_strength: float = 2.0, spurious_group: int = 0,
+                            split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> KnownBiasData:
+    r"""Simulated embeddings of two groups with known, injected biases (see the module docstring).
+
+    .. math:: x = y\,s\,\big((1-\rho) w_0 + \rho\, w_g\big) + \delta\,[g=1]\, u + \varepsilon,
+              \quad \varepsilon \sim N(0, I)
+
+    with unit directions :math:`w_0, w_g, u`, signal ``s``, specificity :math:`\rho` and group
+    shift :math:`\delta`; the last feature is the shortcut (``y_obs`` times ``spurious_strength``
+    plus noise for ``spurious_group`` in train/val, noise elsewhere).
+
+    Parameters
+    ----------
+    n, d : samples and feature dimensions (d >= 4).
+    seed : all randomness.
+    minority_fraction : share of group 1.
+    prevalence : disease prevalence in group 0 and group 1.
+    p_underdiagnosis : probability that a diseased train/val patient of ``noisy_group`` is
+        labelled healthy.
+    spurious_strength : shortcut strength (0 disables it).
+
+    Returns
+    -------
+    KnownBiasData
+    """
+    import pandas as pd
+
+    if d < 4:
+        raise FairfoundryError(f"d must be >= 4, got {d}")
+    if not 0 <= p_underdiagnosis < 1:
+        raise FairfoundryError("p_underdiagnosis must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    g = (rng.random(n) < minority_fraction).astype(int)
+    prev = np.asarray(prevalence, dtype=float)[g]
+    y = (rng.random(n) < prev).astype(int)
+    dirs = np.linalg.qr(rng.normal(size=(d - 1, 4)))[0].T  # orthonormal w0, w_g0, w_g1, u
+    w0, wg, u = dirs[0], dirs[1:3], dirs[3]
+    sig = (1 - specificity) * w0[None, :] + specificity * wg[g]
+    X = np.zeros((n, d))
+    X[:, :-1] = y[:, None] * signal * sig + group_shift * g[:, None] * u[None, :] + rng.normal(size=(n, d - 1))
+    fr = np.asarray(split_fractions, dtype=float)
+    split = rng.choice(np.array(["train", "val", "test"]), size=n, p=fr / fr.sum())
+    y_obs = y.copy()
+    dev = split != "test"
+    flip = dev & (g == noisy_group) & (y == 1) & (rng.random(n) < p_underdiagnosis)
+    y_obs[flip] = 0
+    shortcut = rng.normal(size=n)
+    sc = dev & (g == spurious_group)
+    shortcut[sc] += spurious_strength * (2 * y_obs[sc] - 1)
+    X[:, -1] = shortcut
+    frame = pd.DataFrame({
+        "sample_id": [f"kb{i:06d}" for i in range(n)],
+        "split": split,
+        "y": y_obs,
+        "y_clean": y,
+        "group": np.where(g == 1, "minority", "majority"),
+    })
+    params = dict(n=n, d=d, seed=seed, minority_fraction=minority_fraction, prevalence=list(prevalence),
+                  signal=signal, specificity=specificity, group_shift=group_shift,
+                  p_underdiagnosis=p_underdiagnosis, noisy_group=noisy_group,
+                  spurious_strength=spurious_strength, spurious_group=spurious_group)
+    return KnownBiasData(X=X.astype(np.float32), frame=frame, params=params)
+
+
+def inject_marker(image: np.ndarray, *, size: int | None = None, corner: str = "top-left",
+                  value: int | None = None) -> np.ndarray:
+    """Return a copy of ``image`` with a bright square marker in one corner.
+
+    Parameters
+    ----------
+    image : ``(H, W)`` or ``(H, W, 3)`` array (uint8/uint16/float).
+    size : side of the square in pixels (default: 1/10 of the shorter side).
+    corner : ``"top-left"``, ``"top-right"``, ``"bottom-left"`` or ``"bottom-right"``.
+    value : marker intensity (default: the dtype's maximum, 1.0 for floats).
+    """
+    img = np.array(image, copy=True)
+    h, w = img.shape[:2]
+    s = int(size or max(2, min(h, w) // 10))
+    if value is None:
+        value = np.iinfo(img.dtype).max if np.issubdtype(img.dtype, np.integer) else 1.0
+    m = max(1, s // 2)
+    rows = slice(m, m + s) if corner.startswith("top") else slice(h - m - s, h - m)
+    cols = slice(m, m + s) if corner.endswith("left") else slice(w - m - s, w - m)
+    if corner not in ("top-left", "top-right", "bottom-left", "bottom-right"):
+        raise FairfoundryError(f"unknown corner {corner!r}")
+    img[rows, cols] = value
+    return img
+
+
+def make_knownbias_images(manifest, *, label: str, group_col: str, marked_group: str,
+                          out_dir: str | os.PathLike, image_root: str | os.PathLike | None = None,
+                          p_marker: float = 0.9, p_marker_negative: float = 0.05, size_px: int = 64,
+                          split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0):
+    """Write a shortcut-injected copy of an image dataset and return its manifest.
+
+    In train and validation, images of ``marked_group`` with a positive ``label`` get the marker
+    with probability ``p_marker`` (negatives with ``p_marker_negative``); test images never do,
+    and test labels are the original ones. Images are resized to ``size_px`` (grayscale PNG).
+
+    Parameters
+    ----------
+    manifest : DataFrame with ``path`` (relative to ``image_root``), ``label`` and ``group_col``.
+    out_dir : where the images and ``manifest.csv`` are written.
+
+    Returns
+    -------
+    pandas.DataFrame with ``sample_id, path, split, <label>, <group_col>, marker``.
+    """
+    from PIL import Image
+
+    from .._io import write_table_atomic
+    from ..data import load_image
+
+    for col in ("path", label, group_col):
+        if col not in manifest.columns:
+            raise FairfoundryError(f"column {col!r} not found in the manifest",
+                                   hint=f"columns are: {', '.join(map(str, manifest.columns))}")
+    rng = np.random.default_rng(seed)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    root = Path(image_root) if image_root is not None else Path(".")
+    frame = manifest.reset_index(drop=True).copy()
+    fr = np.asarray(split_fractions, dtype=float)
+    frame["split"] = rng.choice(np.array(["train", "val", "test"]), size=len(frame), p=fr / fr.sum())
+    yv = frame[label].astype(int).to_numpy()
+    in_group = frame[group_col].astype(str).to_numpy() == str(marked_group)
+    prob = np.where(yv == 1, p_marker, p_marker_negative) * in_group
+    marker = (rng.random(len(frame)) < prob) & (frame["split"] != "test").to_numpy()
+    frame["marker"] = marker.astype(int)
+    paths = []
+    for i, row in frame.iterrows():
+        arr = load_image(root / row["path"])
+        if arr.ndim == 3:
+            arr = np.asarray(Image.fromarray(arr).convert("L"))
+        if arr.dtype != np.uint8:
+            arr = (arr / max(1, arr.max()) * 255).astype(np.uint8)
+        im = np.asarray(Image.fromarray(arr).resize((size_px, size_px), Image.BILINEAR))
+        if marker[i]:
+            im = inject_marker(im)
+        name = f"images/{i:05d}.png"
+        Image.fromarray(im).save(out / name)
+        paths.append(name)
+    frame["path"] = paths
+    if "sample_id" not in frame.columns:
+        frame["sample_id"] = [f"img{i:05d}" for i in range(len(frame))]
+    keep = ["sample_id", "path", "split", label, group_col, "marker"]
+    result = frame[keep]
+    write_table_atomic(out / "manifest.csv", result)
+    return result
