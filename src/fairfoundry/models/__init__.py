@@ -71,11 +71,13 @@ from ._extract import (
     read_image_manifest,
 )
 from ._preprocess import preprocess_image, to_unit_range
+from ._probe import ProbeResult, probe_attributes
 from ._registry import (
     BACKENDS,
     RANDOM,
     Backend,
     ModelRef,
+    list_backends,
     load_encoder,
     register_backend,
     resolve_model,
@@ -113,11 +115,14 @@ __all__ = [
     "ModelRef",
     "Preprocessing",
     "Preset",
+    "ProbeResult",
     "get_preset",
+    "list_backends",
     "list_presets",
     "load_encoder",
     "load_state_dict_into",
     "preprocess_image",
+    "probe_attributes",
     "read_state_dict",
     "register_backend",
     "register_preset",

@@ -19,7 +19,7 @@ from ._checkpoint import (
 )
 from ._spec import Preprocessing, Preset, get_preset, list_presets
 
-__all__ = ["Backend", "BACKENDS", "register_backend", "load_encoder", "save_encoder", "resolve_model",
+__all__ = ["Backend", "BACKENDS", "list_backends", "register_backend", "load_encoder", "save_encoder", "resolve_model",
            "ModelRef", "RANDOM"]
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,12 @@ def _backend(name: str) -> type[Backend]:
         raise FairfoundryError(f"unknown model backend {name!r}",
                                hint=did_you_mean(name, sorted(BACKENDS), what="backends"))
     return BACKENDS[name]
+
+
+def list_backends() -> dict[str, type[Backend]]:
+    """All registered backends, by name."""
+    _load_backends()
+    return dict(sorted(BACKENDS.items()))
 
 
 def _load_backends() -> None:

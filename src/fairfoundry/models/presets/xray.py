@@ -2,6 +2,11 @@
 
 from .._spec import Preprocessing, Preset, register_preset
 
+# torchxrayvision's convention: 1 channel, pixels mapped to [-1024, 1024] (xrv.datasets.normalize),
+# centre crop to a square, resize (XRayCenterCrop + XRayResizer, bilinear)
+_XRV = Preprocessing(size=224, channels=1, mean=(0.0,), std=(1.0,), value_range=(-1024.0, 1024.0),
+                     resize="shortest", interpolation="bilinear")
+
 register_preset(Preset(
     name="rad-dino",
     backend="hf",
@@ -23,6 +28,7 @@ register_preset(Preset(
     name="xrv-densenet121-all",
     backend="xrv",
     model="densenet121-res224-all",
+    preprocessing=_XRV,
     licence="Apache-2.0",
     source="https://github.com/mlmed/torchxrayvision (release v1)",
     get_weights="python -c \"import torchxrayvision as xrv; xrv.models.get_model('densenet121-res224-all')\"  "
@@ -38,6 +44,7 @@ register_preset(Preset(
     name="xrv-resnet50-all",
     backend="xrv",
     model="resnet50-res512-all",
+    preprocessing=_XRV.replace(size=512),
     licence="Apache-2.0",
     source="https://github.com/mlmed/torchxrayvision (release v1)",
     get_weights="python -c \"import torchxrayvision as xrv; xrv.models.get_model('resnet50-res512-all')\"",
