@@ -202,3 +202,16 @@ def test_evaluation_files_and_lazy_top_level_import(tmp_path):
     assert {"summaries", "thresholds", "config", "versions", "input"} <= set(data)
     assert data["input"]["fingerprint"].startswith("frame:")
     assert data["versions"]["numpy"] == np.__version__
+
+
+def test_macro_over_labels_has_bootstrap_cis(nih_small):
+    ev = fairfoundry.evaluate(nih_small, label=["Effusion", "Edema"], sensitive="sex", bootstrap=25,
+                              cluster="patient_id")
+    macro = ev.get("auc", label="macro").set_index("group")
+    assert np.isfinite(macro[["ci_low", "ci_high"]].to_numpy()).all()
+    assert (macro["ci_low"] < macro["ci_high"]).all()
+    gap = ev.summary_table.set_index(["label", "attribute", "metric"]).loc[("macro", "sex", "auc_gap")]
+    per_label = ev.summary_table.set_index(["label", "attribute", "metric"])["estimate"]
+    assert gap["estimate"] == pytest.approx(
+        (per_label[("Effusion", "sex", "auc_gap")] + per_label[("Edema", "sex", "auc_gap")]) / 2)
+    assert gap["ci_low"] <= gap["estimate"] <= gap["ci_high"]

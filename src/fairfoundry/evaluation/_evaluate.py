@@ -118,8 +118,10 @@ class EvaluationPlan:
         res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
         per_group = res.per_group.copy()
         summary = res.summary.copy()
+        reps = {"per": res.replicates, "names": [*attr.names, "overall"],
+                "summary": res.replicates, "rows0": _rows0(res)}
         if not self._suppressing(attr):
-            return per_group, summary, []
+            return per_group, summary, [], reps
         sizes = np.bincount(attr.codes, minlength=len(attr.names))
         small = sizes < k
         small_names = [n for n, s in zip(attr.names, small, strict=True) if s]
@@ -131,14 +133,17 @@ class EvaluationPlan:
         keep = ~small
         if keep.sum() >= 2 and (ref is None or ref not in small_names):
             rows, codes, names = self._subset(attr, keep)
-            summary = call(rows, codes, names, ref).summary.copy()
+            res_b = call(rows, codes, names, ref)
+            summary = res_b.summary.copy()
+            reps["summary"] = res_b.replicates
             note = (f"groups with n < {k} ({', '.join(small_names)}) left out of the summaries")
         else:
             summary = summary.iloc[0:0].copy()
+            reps["summary"] = {}
             note = (f"summaries of {attr.name!r} not reported: fewer than two groups (or the "
                     f"reference group) have n >= {k}")
         suppressed = [{"attribute": attr.name, "group": g, "reason": f"n < {k}"} for g in small_names]
-        return per_group, summary, [note, suppressed]
+        return per_group, summary, [note, suppressed], reps
 
     def run(self, progress: Callable[[int], None] | None = None) -> Evaluation:
         """Run the engine for every label and attribute; return the :class:`Evaluation`."""
@@ -147,6 +152,7 @@ class EvaluationPlan:
         by_group: list[pd.DataFrame] = []
         summaries: list[pd.DataFrame] = []
         suppressed: list[dict] = []
+        replicates: dict[str, dict[str, dict]] = {}
         warnings = list(self.warnings)
         kw = self._engine_kwargs(progress)
 
@@ -160,7 +166,8 @@ class EvaluationPlan:
                         group_names=names, reference=ref,
                         cluster=None if self.cluster is None else self.cluster[rows], **kw)
 
-                per_group, summary, extra = self._run_attribute(call, attr)
+                per_group, summary, extra, reps = self._run_attribute(call, attr)
+                replicates.setdefault(attr.name, {})[label] = reps
                 per_group = per_group.assign(label=label, attribute=attr.name)
                 is_overall = per_group["group"].astype(str) == "overall"
                 if overall_done:
@@ -183,8 +190,12 @@ class EvaluationPlan:
         table = pd.concat(by_group, ignore_index=True)
         summary = pd.concat(summaries, ignore_index=True)
         if len(self.labels) > 1:
-            table = pd.concat([table, _macro_by_group(table, self.labels)], ignore_index=True)
-            summary = pd.concat([summary, _macro_summary(summary, self.labels)], ignore_index=True)
+            conf = self.options["confidence"]
+            reps = _aligned(replicates, self.attributes[0].name)
+            table = pd.concat([table, _macro_by_group(table, self.labels, reps, conf)],
+                              ignore_index=True)
+            summary = pd.concat([summary, _macro_summary(summary, self.labels, reps, conf)],
+                                ignore_index=True)
         table = _tidy(table, BY_GROUP_COLUMNS)
         summary = _tidy(summary, SUMMARY_COLUMNS)
         warnings.extend(_undefined_warnings(table))
@@ -224,7 +235,7 @@ class EvaluationPlan:
                     group_names=names, reference=ref,
                     cluster=None if self.cluster is None else self.cluster[rows], **kw)
 
-            per_group, summary, _ = self._run_attribute(call, attr)
+            per_group, summary, _, _ = self._run_attribute(call, attr)
             per_group = per_group.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name)
             is_overall = per_group["group"].astype(str) == "overall"
             if first:
@@ -244,11 +255,11 @@ class EvaluationPlan:
             cols[f"s::{label}"] = self.s[label]
         k = self.options["min_group_size"]
         for attr in self.attributes:
-            names = np.asarray(attr.names, dtype=object)[attr.codes]
-            if k > 0:
+            codes = attr.codes
+            if k > 0:  # suppressed groups are left out of the curves too
                 sizes = np.bincount(attr.codes, minlength=len(attr.names))
-                names = np.where(sizes[attr.codes] < k, None, names)
-            cols[f"g::{attr.name}"] = names
+                codes = np.where(sizes[attr.codes] < k, -1, attr.codes)
+            cols[f"g::{attr.name}"] = pd.Categorical.from_codes(codes, categories=attr.names)
         return pd.DataFrame(cols)
 
 
@@ -263,44 +274,104 @@ def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _macro_by_group(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """Mean over labels of each (attribute, group, metric) estimate; no CI."""
+def _rows0(res) -> np.ndarray | None:
+    """Sorted rows of bootstrap replicate 0 (to check that labels share their resamples)."""
+    if not res.replicates:
+        return None
+    try:
+        return np.sort(res.replicate_rows(0))
+    except (AttributeError, FairfoundryError):
+        return None
+
+
+def _aligned(replicates: dict, overall_attr: str) -> dict | None:
+    """The replicates when every label of every attribute was resampled identically, else None.
+
+    The engine's resampling depends only on groups, clusters and seed, so the labels of one
+    attribute share their bootstrap rows and a macro mean can be taken replicate by replicate.
+    """
+    if not replicates:
+        return None
+    for per_label in replicates.values():
+        rows = [r["rows0"] for r in per_label.values()]
+        if any(r is None for r in rows) or any(not np.array_equal(rows[0], r) for r in rows[1:]):
+            return None
+    out = dict(replicates)
+    out["overall"] = replicates[overall_attr]
+    return out
+
+
+def _macro_ci(values: list[np.ndarray], conf: float) -> tuple[float, float]:
+    mean = np.nanmean(np.vstack(values), axis=0) if values else np.array([])
+    mean = mean[np.isfinite(mean)]
+    if mean.size < 2:
+        return np.nan, np.nan
+    alpha = (1.0 - conf) / 2.0
+    lo, hi = np.quantile(mean, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _macro_reason(ok: np.ndarray, n_labels: int) -> str:
+    if not ok.any():
+        return "undefined for every label"
+    if not ok.all():
+        return f"mean over the {int(ok.sum())} of {n_labels} labels where it is defined"
+    return ""
+
+
+def _macro_by_group(table: pd.DataFrame, labels: list[str], reps: dict | None,
+                    conf: float) -> pd.DataFrame:
+    r"""Mean over labels of each (attribute, group, metric) estimate.
+
+    The CI is the percentile interval of the replicate-wise mean over labels (labels share
+    their bootstrap resamples): :math:`\bar m^{*b} = \frac1L \sum_l m_l^{*b}`.
+    """
     sub = table[table["label"].isin(labels)]
     rows = []
     for (attr, group, metric), part in sub.groupby(["attribute", "group", "metric"], sort=False):
         est = part["estimate"].to_numpy(dtype=float)
         ok = np.isfinite(est)
         suppressed = part["reason"].astype(str).str.startswith("suppressed").any()
-        reason = ""
-        if suppressed:
-            reason = part["reason"].iloc[0]
-        elif not ok.any():
-            reason = "undefined for every label"
-        elif not ok.all():
-            reason = f"mean over the {int(ok.sum())} of {len(labels)} labels where it is defined"
+        reason = part["reason"].iloc[0] if suppressed else _macro_reason(ok, len(labels))
+        lo = hi = np.nan
+        if reps is not None and ok.any() and not suppressed and attr in reps:
+            vals = []
+            for lab, good in zip(part["label"], ok, strict=True):
+                r = reps[attr].get(lab)
+                if good and r and metric in r["per"] and group in r["names"]:
+                    vals.append(np.asarray(r["per"][metric])[:, r["names"].index(group)])
+            if len(vals) == int(ok.sum()):
+                lo, hi = _macro_ci(vals, conf)
         rows.append({"label": MACRO_LABEL, "attribute": attr, "group": group, "metric": metric,
                      "estimate": float(est[ok].mean()) if ok.any() and not suppressed else np.nan,
-                     "ci_low": np.nan, "ci_high": np.nan,
-                     "n": part["n"].iloc[0], "reason": reason})
+                     "ci_low": lo, "ci_high": hi, "n": part["n"].iloc[0], "reason": reason})
     return pd.DataFrame(rows)
 
 
-def _macro_summary(summary: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """Mean over labels of each (attribute, summary metric); no CI, no p-value."""
+def _macro_summary(summary: pd.DataFrame, labels: list[str], reps: dict | None,
+                   conf: float) -> pd.DataFrame:
+    """Mean over labels of each (attribute, summary metric), with a replicate-wise CI."""
     sub = summary[summary["label"].isin(labels)]
     rows = []
     for (attr, metric), part in sub.groupby(["attribute", "metric"], sort=False):
-        est = pd.to_numeric(part["estimate"], errors="coerce").to_numpy(dtype=float)
-        ok = np.isfinite(est)
         if metric.endswith(("_worst_group", "_vs_reference")):
             continue  # which group is worst differs by label: a mean would mix groups
-        reason = "" if ok.all() else (
-            "undefined for every label" if not ok.any()
-            else f"mean over the {int(ok.sum())} of {len(labels)} labels where it is defined")
+        est = pd.to_numeric(part["estimate"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(est)
+        lo = hi = np.nan
+        if reps is not None and ok.any() and attr in reps:
+            vals = []
+            for lab, good in zip(part["label"], ok, strict=True):
+                r = reps[attr].get(lab)
+                if good and r and metric in r["summary"]:
+                    vals.append(np.asarray(r["summary"][metric], dtype=float))
+            if len(vals) == int(ok.sum()):
+                lo, hi = _macro_ci(vals, conf)
         rows.append({"label": MACRO_LABEL, "attribute": attr, "metric": metric,
                      "estimate": float(est[ok].mean()) if ok.any() else np.nan,
-                     "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
-                     "reason": reason, "detail": f"mean over {len(labels)} labels"})
+                     "ci_low": lo, "ci_high": hi, "p_value": np.nan,
+                     "reason": _macro_reason(ok, len(labels)),
+                     "detail": f"mean over {len(labels)} labels"})
     return pd.DataFrame(rows)
 
 

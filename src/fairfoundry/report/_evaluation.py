@@ -229,7 +229,10 @@ def _curve_panels(ev, attribute: str, kind: str):
     if cur is None or gcol not in cur.columns:
         return None
     labels = [lab for lab in ev.labels if f"y::{lab}" in cur.columns][:_MAX_CURVE_PANELS]
-    groups = [g for g in dict.fromkeys(cur[gcol].dropna())]
+    col = cur[gcol]
+    present = set(col.dropna())
+    order = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else list(present)
+    groups = [g for g in order if g in present]
     if not labels or not groups:
         return None
     ncols = min(4, len(labels))
@@ -379,7 +382,7 @@ def evaluation_report_html(ev) -> str:
     plot_labels = [lab for lab in per_label if lab != "macro"]
     for attr in attributes:
         parts.append(f"<h2>By {esc(attr)}</h2>")
-        fig = _group_metric_figure(ev, attr, plot_labels)
+        fig = _group_metric_figure(ev, attr, [lab for lab in plot_labels if lab in labels])
         if fig is not None:
             parts.append(figure_html(fig, alt=f"metrics by {attr}",
                                      caption=f"Per-group estimates by {attr}"
