@@ -104,10 +104,12 @@ class _Engine:
     def __init__(self, y, s, codes, n_groups, *, threshold, ece_bins, ece_strategy, metrics):
         self.n = len(y)
         self.G = n_groups
+        so = np.argsort(s, kind="stable")
         self.lg = build_layout(y, s, codes, n_groups, threshold=threshold, ece_bins=ece_bins,
-                               ece_strategy=ece_strategy)
+                               ece_strategy=ece_strategy, score_order=so)
         self.lo = build_layout(y, s, np.zeros(self.n, dtype=np.int64), 1, threshold=threshold,
-                               ece_bins=ece_bins, ece_strategy=ece_strategy)
+                               ece_bins=ece_bins, ece_strategy=ece_strategy, score_order=so)
+        self.calibration = "newton"
         inv = np.empty(self.n, dtype=np.int64)
         inv[self.lg.order] = np.arange(self.n)
         self.to_overall = inv[self.lo.order]
@@ -116,6 +118,13 @@ class _Engine:
         self.need = {_KERNEL[m] for m in metrics if m in _KERNEL}
         self.cal_g: list[tuple[float, float]] | None = None
         self.cal_o: tuple[float, float] | None = None
+
+    def set_calibration_start(self, cal_g, cal_o) -> None:
+        """Warm starts (and one-step features) from the full-data calibration fits."""
+        self.cal_g, self.cal_o = cal_g, cal_o
+        for sg, (a, b) in zip(self.lg.segments, cal_g, strict=True):
+            sg.set_calibration_start(a, b)
+        self.lo.segments[0].set_calibration_start(*cal_o)
 
     @staticmethod
     def _to_metrics(st: dict) -> dict:
@@ -130,28 +139,55 @@ class _Engine:
             return None
         return np.full(K, cal[0]), np.full(K, cal[1])
 
-    def groups(self, W: np.ndarray) -> dict:
-        """Per-group metrics ``(K, G)`` for weights ``W`` in group-layout order."""
+    def _stats(self, seg, W, layout, need, cal):
+        return segment_stats(seg, W, layout, need=need, cal_start=cal,
+                             calibration=self.calibration, integer_weights=True)
+
+    def groups(self, W: np.ndarray) -> tuple[dict, list[dict]]:
+        """Per-group metrics ``(K, G)`` (and raw per-segment stats) for weights ``W`` in
+        group-layout order."""
         K = W.shape[0]
-        cols = []
+        raw = []
         for g, sg in enumerate(self.lg.segments):
             cal = None if self.cal_g is None else self._start(self.cal_g[g], K)
-            cols.append(self._to_metrics(segment_stats(sg, W[:, sg.start:sg.stop], self.lg,
-                                                       need=self.need, cal_start=cal)))
-        return {m: np.stack([c[m] for c in cols], axis=1) for m in cols[0]}
+            raw.append(self._stats(sg, W[:, sg.start:sg.stop], self.lg, self.need, cal))
+        cols = [self._to_metrics(st) for st in raw]
+        return {m: np.stack([c[m] for c in cols], axis=1) for m in cols[0]}, raw
 
-    def overall(self, Wo: np.ndarray) -> dict:
-        """Overall metrics ``(K,)`` for weights ``Wo`` in overall-layout order."""
+    def overall(self, Wo: np.ndarray, raw: list[dict] | None = None) -> dict:
+        """Overall metrics ``(K,)`` for weights ``Wo`` in overall-layout order.
+
+        With the groups' ``raw`` stats, everything linear in the weights (confusion cells,
+        Brier, log loss, uniform-bin ECE) is summed over groups and only the rank and
+        calibration statistics are computed on the overall layout.
+        """
         cal = self._start(self.cal_o, Wo.shape[0])
-        return self._to_metrics(segment_stats(self.lo.segments[0], Wo, self.lo, need=self.need,
-                                              cal_start=cal))
+        need = set(self.need)
+        if raw is not None:
+            need -= {"brier", "log_loss"}
+            if self.lo.ece_strategy == "uniform":
+                need.discard("ece")
+        st = self._stats(self.lo.segments[0], Wo, self.lo, need, cal)
+        if raw is not None:
+            for k in ("n", "pos", "tp", "fp", "fn", "tn"):
+                st[k] = np.sum([r[k] for r in raw], axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for k in ("brier", "log_loss"):
+                    if k in self.need:
+                        st[k] = np.sum([r[k] * r["n"] for r in raw], axis=0) / st["n"]
+                if "ece" in self.need and "ece" not in need:
+                    bins = np.sum([r["ece_bins"] for r in raw], axis=0)
+                    st["ece"] = np.abs(bins).sum(axis=1) / st["n"]
+        return self._to_metrics(st)
 
     def both(self, W: np.ndarray) -> tuple[dict, dict]:
-        return self.groups(W), self.overall(W[:, self.to_overall])
+        per, raw = self.groups(W)
+        return per, self.overall(np.take(W, self.to_overall, axis=1), raw)
 
 
 def _validate(y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
-              ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations):
+              ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
+              calibration_bootstrap):
     y = as_binary(y_true, name="y_true")
     s = as_scores(y_score, name="y_score")
     n = same_length(y, s)
@@ -181,6 +217,9 @@ def _validate(y_true, y_score, threshold, groups, group_names, reference, metric
         raise FairfoundryError(f"unknown ci_method {ci_method!r}", hint="use percentile or bca")
     if not 0 < confidence < 1:
         raise FairfoundryError(f"confidence must be in (0, 1), got {confidence!r}")
+    if calibration_bootstrap not in ("auto", "newton", "one_step"):
+        raise FairfoundryError(f"unknown calibration_bootstrap {calibration_bootstrap!r}",
+                               hint="use auto, newton or one_step")
     if n_bootstrap < 0 or n_permutations < 0:
         raise FairfoundryError("n_bootstrap and n_permutations must be >= 0")
     if cluster is not None and np.asarray(cluster).shape != (n,):
@@ -295,7 +334,8 @@ def evaluate_groups(
     progress: Callable[[int], None] | None = None,
     n_jobs: int = 1,
     bca_blocks: int = 100,
-    chunk_elements: int = 2**21,
+    calibration_bootstrap: str = "auto",
+    chunk_elements: int = 2**23,
 ) -> GroupResult:
     r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
 
@@ -344,6 +384,12 @@ def evaluate_groups(
         the increments sum to ``n_bootstrap + n_permutations``.
     n_jobs : int
         Threads over chunks of replicates (numpy releases the GIL).
+    calibration_bootstrap : {"auto", "newton", "one_step"}
+        How replicates refit the calibration slope/intercept: ``"newton"`` iterates to
+        convergence (exact, the costliest part of a bootstrap); ``"one_step"`` takes one
+        Newton step from the full-data fit (linear in the weights, nearly free; first-order
+        equivalent, Andrews, Econometrica 2002); ``"auto"`` uses Newton when
+        ``n * replicates <= 1e7``. Recorded in ``config``.
     chunk_elements : int
         Replicates per chunk are ``max(1, chunk_elements // n)``, bounding memory.
 
@@ -362,7 +408,8 @@ def evaluate_groups(
     """
     y, s, codes, names, metrics = _validate(
         y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
-        ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations)
+        ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
+        calibration_bootstrap)
     n = len(y)
     counts = np.bincount(codes, minlength=len(names))
     present = np.flatnonzero(counts > 0)
@@ -378,10 +425,16 @@ def evaluate_groups(
     eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,
                   ece_strategy=ece_strategy, metrics=metrics)
     per0, ov0 = eng.both(np.ones((1, n)))
-    eng.cal_g = [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
-                 for g in range(len(present))] if "cal_slope" in eng.need else None
-    eng.cal_o = ((ov0["calibration_intercept"][0], ov0["calibration_slope"][0])
-                 if "cal_slope" in eng.need else None)
+    n_reps = n_bootstrap + n_permutations * len(present) + (
+        bca_blocks if (ci_method == "bca" and n_bootstrap > 0) else 0)
+    if calibration_bootstrap == "auto":
+        calibration_bootstrap = "newton" if n * n_reps <= 10_000_000 else "one_step"
+    if "cal_slope" in eng.need:
+        eng.set_calibration_start(
+            [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
+             for g in range(len(present))],
+            (ov0["calibration_intercept"][0], ov0["calibration_slope"][0]))
+        eng.calibration = calibration_bootstrap
     sum0, details = _summaries(per0, ov0, metrics, ref, pnames, None)
     fixed = details.pop("__fixed__")
 
@@ -435,9 +488,8 @@ def evaluate_groups(
             for k in range(b - a):
                 pg = plan.permuted_groups(a + k, eng.seg_of_row)[eng.to_overall]
                 W[k * G + pg, np.arange(n)] = 1.0
-            st = eng._to_metrics(segment_stats(
-                eng.lo.segments[0], W, eng.lo, need=eng.need,
-                cal_start=eng._start(eng.cal_o, W.shape[0])))
+            st = eng._to_metrics(eng._stats(eng.lo.segments[0], W, eng.lo, eng.need,
+                                            eng._start(eng.cal_o, W.shape[0])))
             return {m: v.reshape(b - a, G) for m, v in st.items()}
 
         parts = _run_chunks(perm_chunk, _chunks(n_permutations, pchunk), n_jobs, progress)
@@ -513,6 +565,7 @@ def evaluate_groups(
         "cluster_stratified": bool(plan.stratified) if plan is not None else None,
         "n_permutations": int(n_permutations), "seed": int(seed),
         "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
+        "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
         "groups": list(names), "n": int(n),
     }
     return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,

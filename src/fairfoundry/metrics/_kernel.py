@@ -45,13 +45,38 @@ class Segment:
     y: np.ndarray  # float64 0/1
     s: np.ndarray  # float64 sorted scores
     x: np.ndarray  # logit of clipped scores
-    losses: np.ndarray  # (m, 2): squared error, log loss per row
     resid: np.ndarray  # y - s
     pos: np.ndarray  # local indices of positives
     block_start: np.ndarray  # for each positive: first row of its tie block
     block_stop: np.ndarray  # for each positive: one past the last row of its tie block
+    pos_before_start: np.ndarray  # for each positive: number of positives before its block
+    pos_before_stop: np.ndarray  # for each positive: number of positives up to its block end
+    ties: bool  # whether any positive shares its score with another row
     split: int  # first row with s >= threshold
+    pos_split: int  # first positive with s >= threshold (index into ``pos``)
     ece_bounds: np.ndarray | None  # uniform-bin boundaries (n_bins + 1,) or None (quantile)
+    #: linear features: squared error, log loss, then (after :meth:`set_calibration_start`)
+    #: the one-step logistic score / Hessian terms
+    F: np.ndarray = None
+    n_base: int = 0
+    cal_start: tuple[float, float] | None = None
+    x2: np.ndarray | None = None
+
+    def set_calibration_start(self, a0: float, b0: float) -> None:
+        """Append the one-step Newton features evaluated at the fit ``(a0, b0)``."""
+        self.F = self.F[:, :self.n_base]
+        self.cal_start = (float(a0), float(b0))
+        if not (np.isfinite(a0) and np.isfinite(b0)):
+            return
+        mu = expit(a0 + b0 * self.x)
+        F = np.empty((len(self.x), self.n_base + 5))
+        F[:, :self.n_base] = self.F
+        np.subtract(self.y, mu, out=F[:, self.n_base])
+        np.multiply(F[:, self.n_base], self.x, out=F[:, self.n_base + 1])
+        np.multiply(mu, 1 - mu, out=F[:, self.n_base + 2])
+        np.multiply(F[:, self.n_base + 2], self.x, out=F[:, self.n_base + 3])
+        np.multiply(F[:, self.n_base + 3], self.x, out=F[:, self.n_base + 4])
+        self.F = F
 
 
 @dataclass
@@ -64,10 +89,6 @@ class Layout:
     threshold: float
     ece_bins: int
     ece_strategy: str
-
-    @property
-    def starts(self) -> np.ndarray:
-        return np.array([s.start for s in self.segments], dtype=np.int64)
 
 
 def _numpy_percentile_edges(values_at, total: float, n_bins: int) -> np.ndarray:
@@ -93,12 +114,17 @@ def _numpy_percentile_edges(values_at, total: float, n_bins: int) -> np.ndarray:
 
 
 def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
-                 threshold: float, ece_bins: int = 10, ece_strategy: str = "uniform") -> Layout:
+                 threshold: float, ece_bins: int = 10, ece_strategy: str = "uniform",
+                 score_order: np.ndarray | None = None) -> Layout:
     """Sort rows by (segment, score) and precompute everything that does not depend on weights.
 
-    Every segment ``0..n_seg-1`` must be non-empty.
+    Every segment ``0..n_seg-1`` must be non-empty. ``score_order`` (a stable argsort of ``s``)
+    can be passed to share one sort between layouts.
     """
-    order = np.lexsort((s, seg))
+    if score_order is None:
+        score_order = np.argsort(s, kind="stable")
+    small = seg.astype(np.int16) if n_seg < 2**15 else seg
+    order = score_order[np.argsort(small[score_order], kind="stable")]
     ys = y[order].astype(np.float64)
     ss = s[order].astype(np.float64)
     segs = seg[order]
@@ -113,48 +139,58 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
         new_block = np.empty(m, dtype=bool)
         new_block[0] = True
         np.not_equal(sg[1:], sg[:-1], out=new_block[1:])
-        idx = np.arange(m)
-        bstart = np.maximum.accumulate(np.where(new_block, idx, 0))
-        end_block = np.empty(m, dtype=bool)
-        end_block[-1] = True
-        end_block[:-1] = new_block[1:]
-        bstop = np.minimum.accumulate(np.where(end_block, idx + 1, m)[::-1])[::-1]
         pos = np.flatnonzero(yg == 1)
+        block_id = np.cumsum(new_block) - 1
+        starts = np.flatnonzero(new_block)
+        stops = np.append(starts[1:], m)
+        bstart = starts[block_id[pos]]
+        bstop = stops[block_id[pos]]
         pc = np.clip(sg, LOGIT_EPS, 1 - LOGIT_EPS)
         x = np.log(pc) - np.log1p(-pc)
         ll = -(yg * np.log(pc) + (1 - yg) * np.log1p(-pc))
-        losses = np.column_stack([(sg - yg) ** 2, ll])
+        split = int(np.searchsorted(sg, threshold, side="left"))
         ece_b = None
+        resid = yg - sg
         if ece_strategy == "uniform":
             inner = np.linspace(0.0, 1.0, ece_bins + 1)[1:-1]
             ece_b = np.concatenate([[0], np.searchsorted(sg, inner, side="right"), [m]])
+        F = np.empty((m, 2))
+        np.subtract(sg, yg, out=F[:, 0])
+        F[:, 0] **= 2
+        F[:, 1] = ll
         segments.append(Segment(
-            start=a, stop=b, y=yg, s=sg, x=x, losses=losses, resid=yg - sg, pos=pos,
-            block_start=bstart[pos], block_stop=bstop[pos],
-            split=int(np.searchsorted(sg, threshold, side="left")), ece_bounds=ece_b,
+            start=a, stop=b, y=yg, s=sg, x=x, resid=resid, pos=pos,
+            block_start=bstart, block_stop=bstop,
+            pos_before_start=np.searchsorted(pos, bstart), pos_before_stop=np.searchsorted(pos, bstop),
+            ties=bool(np.any(bstop - bstart > 1)), split=split,
+            pos_split=int(np.searchsorted(pos, split)), ece_bounds=ece_b,
+            F=F, n_base=F.shape[1],
         ))
     return Layout(order=order, segments=segments, n=len(y), threshold=float(threshold),
                   ece_bins=int(ece_bins), ece_strategy=ece_strategy)
 
 
-def _padded_cumsum(a: np.ndarray) -> np.ndarray:
-    out = np.empty((a.shape[0], a.shape[1] + 1), dtype=np.float64)
+def _padded_cumsum(a: np.ndarray, dtype=np.float64) -> np.ndarray:
+    out = np.empty((a.shape[0], a.shape[1] + 1), dtype=dtype)
     out[:, 0] = 0.0
-    np.cumsum(a, axis=1, out=out[:, 1:])
+    np.cumsum(a, axis=1, dtype=dtype, out=out[:, 1:])
     return out
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray, a0: np.ndarray, b0: np.ndarray,
-                  *, max_iter: int = 100, tol: float = 1e-11) -> tuple[np.ndarray, np.ndarray]:
+                  *, x2: np.ndarray | None = None, max_iter: int = 100,
+                  tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
     """Weighted logistic regression ``y ~ a + b x`` for each row of ``W`` by Newton's method.
 
+    Stops after a step smaller than ``tol * (1 + |a| + |b|)``: Newton converges
+    quadratically, so the remaining error is of the order of the squared step (~1e-14).
     Returns ``(a, b)``; entries that did not converge (separation, degenerate data) are NaN.
     """
     K = W.shape[0]
     a = np.array(a0, dtype=np.float64).reshape(K).copy()
     b = np.array(b0, dtype=np.float64).reshape(K).copy()
-    X1 = np.column_stack([np.ones_like(x), x])
-    X2 = np.column_stack([np.ones_like(x), x, x * x])
+    if x2 is None:
+        x2 = x * x
     active = np.ones(K, dtype=bool)
     done = np.zeros(K, dtype=bool)
     for _ in range(max_iter):
@@ -162,13 +198,19 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray, a0: np.ndarray, b
         if rows.size == 0:
             break
         Wr = W[rows]
-        mu = expit(b[rows, None] * x + a[rows, None])
-        g = ((y - mu) * Wr) @ X1
-        h = ((mu * (1 - mu)) * Wr) @ X2
-        det = h[:, 0] * h[:, 2] - h[:, 1] ** 2
+        mu = b[rows, None] * x
+        mu += a[rows, None]
+        expit(mu, out=mu)
+        R = y - mu
+        R *= Wr
+        mu *= 1 - mu
+        mu *= Wr
+        g0, g1 = R.sum(axis=1), R @ x
+        h0, h1, h2 = mu.sum(axis=1), mu @ x, mu @ x2
+        det = h0 * h2 - h1 * h1
         with np.errstate(divide="ignore", invalid="ignore"):
-            da = (h[:, 2] * g[:, 0] - h[:, 1] * g[:, 1]) / det
-            db = (h[:, 0] * g[:, 1] - h[:, 1] * g[:, 0]) / det
+            da = (h2 * g0 - h1 * g1) / det
+            db = (h0 * g1 - h1 * g0) / det
         bad = ~(np.isfinite(da) & np.isfinite(db))
         # damp very long steps (Newton on a concave log-likelihood; keeps far starts stable)
         step = np.maximum(np.abs(da), np.abs(db))
@@ -185,43 +227,76 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray, a0: np.ndarray, b
 
 
 def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str],
+                  calibration: str = "newton", integer_weights: bool = False,
                   cal_start: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Weighted statistics of one segment for each row of ``W`` (shape ``(K, m)``).
 
     Returns arrays of shape ``(K,)``: ``n`` (total weight), ``pos``, ``tp``, ``fp``, ``fn``,
     ``tn`` always; ``auc``, ``ap``, ``ece``, ``brier``, ``log_loss``, ``cal_slope``,
     ``cal_intercept`` when in ``need``. Undefined values are NaN.
+
+    ``calibration="newton"`` iterates Newton's method to convergence from ``cal_start``;
+    ``integer_weights`` (all weights integers, e.g. bootstrap counts) allows exact float32
+    cumulative sums. ``"one_step"`` takes a single Newton step from the segment's full-data fit (set with
+    :meth:`Segment.set_calibration_start`), which is linear in ``W`` (one matrix product).
     """
-    K = W.shape[0]
-    C = _padded_cumsum(W)
-    P = _padded_cumsum(W * seg.y)
-    n = C[:, -1]
-    pos = P[:, -1]
+    K, m = W.shape
+    one_step = (calibration == "one_step" and bool(need & {"cal_slope", "cal_intercept"})
+                and seg.F.shape[1] > seg.n_base)
+    n = W.sum(axis=1)
+    Wp = np.take(W, seg.pos, axis=1)
+    pos = Wp.sum(axis=1)
+    pred_pos = W[:, seg.split:].sum(axis=1)
+    tp = Wp[:, seg.pos_split:].sum(axis=1)
     neg = n - pos
-    fn = P[:, seg.split]
-    tn = C[:, seg.split] - fn
-    out = {"n": n, "pos": pos, "tp": pos - fn, "fp": neg - tn, "fn": fn, "tn": tn}
+    fp = pred_pos - tp
+    fn = pos - tp
+    out = {"n": n, "pos": pos, "tp": tp, "fp": fp, "fn": fn, "tn": neg - fp}
+    # integer weights with totals < 2**24 have exact float32 cumulative sums (3x faster)
+    c_dtype = np.float32 if (integer_weights and n.max(initial=0) < 2**24) else np.float64
     with np.errstate(divide="ignore", invalid="ignore"):
+        WF = None
+        if one_step or need & {"brier", "log_loss"}:
+            WF = W @ (seg.F if one_step else seg.F[:, :seg.n_base])
+            out["brier"] = WF[:, 0] / n
+            out["log_loss"] = WF[:, 1] / n
+        C = None
         if need & {"auc", "ap"}:
-            Wp = W[:, seg.pos]
-            Cb = C[:, seg.block_start]
-            Pb = P[:, seg.block_start]
+            C = _padded_cumsum(W, c_dtype)
+            P = _padded_cumsum(Wp, c_dtype)
+            Cb = np.take(C, seg.block_start, axis=1).astype(np.float64)
+            Pb = np.take(P, seg.pos_before_start, axis=1).astype(np.float64)
             if "auc" in need:
                 Nb = Cb - Pb
-                Ne = C[:, seg.block_stop] - P[:, seg.block_stop]
-                num = np.einsum("ij,ij->i", Wp, Nb + Ne)
-                out["auc"] = num / (2.0 * pos * neg)
+                if seg.ties:
+                    Nb += np.take(C, seg.block_stop, axis=1)
+                    Nb -= np.take(P, seg.pos_before_stop, axis=1)
+                    num = np.einsum("ij,ij->i", Wp, Nb) / 2.0
+                else:
+                    num = np.einsum("ij,ij->i", Wp, Nb)
+                out["auc"] = num / (pos * neg)
             if "ap" in need:
-                tp_t = pos[:, None] - Pb
-                pp_t = n[:, None] - Cb
-                prec = np.divide(tp_t, pp_t, out=np.zeros_like(tp_t), where=pp_t > 0)
-                out["ap"] = np.einsum("ij,ij->i", Wp, prec) / pos
+                # precision at each positive's threshold; its own weight keeps the
+                # denominator > 0 whenever its weight is > 0 (zero-weight rows add nothing)
+                Pb -= pos[:, None]
+                Cb -= n[:, None]
+                np.minimum(Cb, -1e-300, out=Cb)
+                Pb /= Cb
+                out["ap"] = np.einsum("ij,ij->i", Wp, Pb) / pos
         if "ece" in need:
-            D = _padded_cumsum(W * seg.resid)
             if seg.ece_bounds is not None:
-                diffs = np.diff(D[:, seg.ece_bounds], axis=1)
-                out["ece"] = np.abs(diffs).sum(axis=1) / n
+                eb = seg.ece_bounds
+                sums = np.zeros((K, layout.ece_bins))
+                for k in range(layout.ece_bins):
+                    if eb[k + 1] > eb[k]:
+                        sums[:, k] = np.einsum("ij,j->i", W[:, eb[k]:eb[k + 1]],
+                                               seg.resid[eb[k]:eb[k + 1]])
+                out["ece_bins"] = sums
+                out["ece"] = np.abs(sums).sum(axis=1) / n
             else:
+                if C is None:
+                    C = _padded_cumsum(W, c_dtype)
+                D = _padded_cumsum(W * seg.resid)
                 ece = np.full(K, np.nan)
                 cinc = C[:, 1:]
                 for k in range(K):
@@ -236,23 +311,36 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
                                           [len(seg.s)]])
                     ece[k] = np.abs(np.diff(D[k, bnd])).sum() / tot
                 out["ece"] = ece
-        if need & {"brier", "log_loss"}:
-            L = W @ seg.losses
-            out["brier"] = L[:, 0] / n
-            out["log_loss"] = L[:, 1] / n
         if need & {"cal_slope", "cal_intercept"}:
-            if cal_start is None:
-                a0, b0 = np.zeros(K), np.ones(K)
-            else:
-                a0, b0 = cal_start
             a = np.full(K, np.nan)
             b = np.full(K, np.nan)
             ok = (pos > 0) & (neg > 0)
-            if ok.any():
+            if one_step:
+                a0, b0 = seg.cal_start
+                WF = WF[:, seg.n_base:]
+                g0, g1, h0, h1, h2 = (WF[:, j] for j in range(5))
+                det = h0 * h2 - h1 * h1
+                a = np.where(ok, a0 + (h2 * g0 - h1 * g1) / det, np.nan)
+                b = np.where(ok, b0 + (h0 * g1 - h1 * g0) / det, np.nan)
+            elif ok.any():
+                if cal_start is None:
+                    a0, b0 = np.zeros(K), np.ones(K)
+                    if m > 50_000:
+                        # warm start from a systematic subsample of the (score-sorted) rows;
+                        # the full-data Newton iterations below make the result exact
+                        step = m // 20_000
+                        a0, b0 = _logistic_fit(seg.x[::step], seg.y[::step], W[:, ::step],
+                                               a0, b0, tol=1e-4)
+                        bad = ~(np.isfinite(a0) & np.isfinite(b0))
+                        a0[bad], b0[bad] = 0.0, 1.0
+                else:
+                    a0, b0 = cal_start
                 rows = np.flatnonzero(ok)
                 a0r = np.where(np.isfinite(a0[rows]), a0[rows], 0.0)
                 b0r = np.where(np.isfinite(b0[rows]), b0[rows], 1.0)
-                a[rows], b[rows] = _logistic_fit(seg.x, seg.y, W[rows], a0r, b0r)
+                if seg.x2 is None:
+                    seg.x2 = seg.x * seg.x
+                a[rows], b[rows] = _logistic_fit(seg.x, seg.y, W[rows], a0r, b0r, x2=seg.x2)
             out["cal_intercept"] = a
             out["cal_slope"] = b
     return out

@@ -20,8 +20,9 @@ def single_segment_stats(y_true, y_score, *, sample_weight=None, need=(), thresh
     layout = build_layout(y, s, np.zeros(n, dtype=np.int64), 1, threshold=threshold,
                           ece_bins=ece_bins, ece_strategy=ece_strategy)
     W = w[layout.order][None, :]
-    stats = segment_stats(layout.segments[0], W, layout, need=set(need))
-    return {k: float(v[0]) for k, v in stats.items()}
+    integer = bool(np.all(w == np.round(w)))
+    stats = segment_stats(layout.segments[0], W, layout, need=set(need), integer_weights=integer)
+    return {k: float(v[0]) for k, v in stats.items() if v.ndim == 1}
 
 
 def roc_auc(y_true, y_score, *, sample_weight=None) -> float:
