@@ -14,6 +14,7 @@ race          ``asian``, ``black``, ``white``, ``native_american``, ``pacific_is
               field), ``multiracial``, ``other``, ``unknown``
 ethnicity     ``hispanic_or_latino``, ``not_hispanic_or_latino``, ``unknown``
 skin_type     Fitzpatrick ``I``, ``II``, ``III``, ``IV``, ``V``, ``VI``, ``unknown``
+              (``I-II``, ``III-IV``, ``V-VI`` where a source only records pairs, as DDI)
 country       ISO 3166-1 alpha-3 (``unknown`` when absent)
 ============  =====================================================================
 
@@ -64,7 +65,7 @@ SEX_VALUES = ("female", "male", "other", UNKNOWN)
 RACE_VALUES = ("asian", "black", "white", "native_american", "pacific_islander", "hispanic",
                "multiracial", "other", UNKNOWN)
 ETHNICITY_VALUES = ("hispanic_or_latino", "not_hispanic_or_latino", UNKNOWN)
-SKIN_TYPE_VALUES = ("I", "II", "III", "IV", "V", "VI", UNKNOWN)
+SKIN_TYPE_VALUES = ("I", "II", "III", "IV", "V", "VI", "I-II", "III-IV", "V-VI", UNKNOWN)
 INCOME_GROUPS = ("High income", "Upper middle income", "Lower middle income", "Low income",
                  "Unclassified")
 
@@ -412,7 +413,8 @@ def age_from_dates(birth_dates, study_dates):
 
     .. math:: \\mathrm{age} = (\\mathrm{study} - \\mathrm{birth})_{\\mathrm{days}} / 365.2425
 
-    Invalid dates (``11111111``, empty) or a birth after the study give NaN.
+    Invalid dates (empty, unparseable), a birth after the study or an implausible age above
+    120 years (e.g. the placeholder birth date ``11111111``) give NaN.
 
     Examples
     --------
@@ -426,7 +428,7 @@ def age_from_dates(birth_dates, study_dates):
     days = (study.to_numpy() - birth.to_numpy()).astype("timedelta64[D]").astype(float)
     days[np.isnat(study.to_numpy()) | np.isnat(birth.to_numpy())] = np.nan
     years = days / 365.2425
-    years[years < 0] = np.nan
+    years[(years < 0) | (years > 120)] = np.nan
     return years
 
 

@@ -473,12 +473,14 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
     if spec.format == "table" or spec.format == "canonical":
         frame = None
         derived = False
+        skipped: list[str] = []
         for i, table in enumerate(spec.tables):
             path = _find(root, table)
             if path is None:
                 names = ", ".join([table.file, *table.alternatives])
                 if table.optional:
                     notes.append(f"optional table {table.file} not found: its columns are unknown")
+                    skipped.append(table.file)
                     continue
                 raise FairfoundryError(f"{spec.name}: file {names} not found under {root}",
                                        hint=f"download it from {spec.url}" if spec.url else None)
@@ -513,6 +515,7 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
         if not derived:
             for name, d in spec.derive.items():
                 frame[name] = _derive(frame, d, name=name, source=spec.name)
+        frame.attrs["skipped_tables"] = skipped
         return frame
     if spec.format == "npz_bundle":
         files = sorted(glob.glob(str(root / (spec.files or "*.npz"))))
@@ -618,7 +621,8 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
         raise FairfoundryError(f"dataset root {root} is not a directory")
     notes: list[str] = []
     frame = _base_frame(spec, root, notes)
-    problems = frame.attrs.pop("problems", None) if hasattr(frame, "attrs") else None
+    problems = frame.attrs.pop("problems", None)
+    skipped = frame.attrs.pop("skipped_tables", [])
     frame = frame.reset_index(drop=True)
     src = spec.name
     out = pd.DataFrame(index=frame.index)
@@ -657,6 +661,11 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
         if spec.format == "dicom" and attr.column in (None, name) and name in frame.columns:
             col = frame[name]
             out[name] = col if name == "age" else col.astype(object).where(col.notna(), UNKNOWN)
+            continue
+        if skipped and attr.column is not None and attr.column not in frame.columns:
+            out[name] = np.nan if name == "age" else UNKNOWN
+            notes.append(f"{name}: column {attr.column!r} is in a table that was not found "
+                         f"({', '.join(skipped)}); {name} is unknown")
             continue
         out[name] = _harmonise_attribute(name, attr, frame, source=src, notes=notes)
     if "age" in out.columns:

@@ -1,0 +1,89 @@
+import json
+
+import pandas as pd
+
+
+def test_datasets_list_and_show(cli):
+    r = cli("datasets", "list")
+    assert r.code == 0 and "nih-chestxray14" in r.out and "mimic-cxr-jpg" in r.out
+    r = cli("datasets", "list", "--coverage", "--json")
+    rows = json.loads(r.out)
+    assert {x["dataset"] for x in rows} >= {"chexpert", "ham10000"}
+    r = cli("datasets", "show", "pad-ufes-20")
+    assert r.code == 0 and "fitspatrick" in r.out and "CC BY 4.0" in r.out
+    r = cli("datasets", "show", "ham1000")
+    assert r.code == 2 and "ham10000" in r.err and "Traceback" not in r.err
+
+
+def test_audit_data_on_real_ham10000(cli, data_dir, tmp_path):
+    out = tmp_path / "audit"
+    r = cli("audit-data", "--dataset", "ham10000", "--root", data_dir / "ham10000", "--out", out,
+            "--min-group-size", "20")
+    assert r.code == 0, r
+    for f in ("audit.json", "audit.html", "datasheet.md", "manifest.csv", "groups.csv", "run.json"):
+        assert (out / f).exists(), f
+    raw = pd.read_csv(data_dir / "ham10000" / "HAM10000_metadata.csv")
+    audit = json.loads((out / "audit.json").read_text())
+    sex = {g["group"]: g["n"] for g in audit["groups"] if g["attribute"] == "sex"}
+    assert sex == raw["sex"].value_counts().to_dict()
+    prev = [p for p in audit["prevalence"] if p["attribute"] == "sex" and p["class"] == "mel"
+            and p["group"] == "male"][0]
+    ref = raw[raw["sex"] == "male"]["dx"].eq("mel")
+    assert prev["positives"] == ref.sum()
+    # refuses to overwrite without --overwrite
+    r = cli("audit-data", "--dataset", "ham10000", "--root", data_dir / "ham10000", "--out", out)
+    assert r.code == 2 and "--overwrite" in r.err
+
+
+def test_audit_data_manifest_with_reference_and_leakage(cli, tmp_path):
+    m = pd.DataFrame({"sample_id": [f"s{i}" for i in range(40)],
+                      "patient_id": [f"p{i // 2}" for i in range(40)],
+                      "split": ["train", "test"] * 20,
+                      "sex": ["female"] * 30 + ["male"] * 10, "age": range(20, 60),
+                      "label": [0, 1, 1, 0] * 10})
+    m.to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "ref.json").write_text(json.dumps({"sex": {"female": 0.5, "male": 0.5}}))
+    r = cli("audit-data", "--manifest", tmp_path / "m.csv", "--reference", tmp_path / "ref.json",
+            "--intersect", "sex,age", "--bins", "age=30,50", "--min-group-size", "2",
+            "--out", tmp_path / "o")
+    assert r.code == 0, r
+    assert "leakage: 20 patient(s)" in r.err
+    audit = json.loads((tmp_path / "o" / "audit.json").read_text())
+    assert audit["summary"]["n_leaking_patients"] == 20
+    rep = {x["group"]: x["ratio"] for x in audit["representation"]}
+    assert rep["male"] == 0.5
+    groups = {(g["attribute"], g["group"]) for g in audit["groups"]}
+    assert ("sex×age_group", "female×30-49") in groups
+
+
+def test_audit_data_bad_input_gives_exit_2_and_no_outputs(cli, data_dir, tmp_path):
+    pd.DataFrame({"id": ["a"], "sex": ["F"]}).to_csv(tmp_path / "bad.csv", index=False)
+    r = cli("audit-data", "--manifest", tmp_path / "bad.csv", "--out", tmp_path / "o1")
+    assert r.code == 2 and "sample_id" in r.err and not (tmp_path / "o1").exists()
+    r = cli("audit-data", "--dataset", "nope", "--root", tmp_path, "--out", tmp_path / "o2")
+    assert r.code == 2 and "known datasets" in r.err and not (tmp_path / "o2").exists()
+    r = cli("audit-data", "--dataset", "ham10000", "--root", tmp_path / "missing",
+            "--out", tmp_path / "o3")
+    assert r.code == 2 and "does not exist" in r.err
+    r = cli("audit-data", "--dataset", "ham10000", "--out", tmp_path / "o4")
+    assert r.code == 2 and "--root" in r.err
+    r = cli("audit-data", "--dataset", "ham10000", "--root", data_dir / "ham10000",
+            "--check-files", "--strict", "--out", tmp_path / "o5")
+    assert r.code == 2 and "missing" in r.err and not (tmp_path / "o5").exists()
+
+
+def test_audit_data_lists_unreadable_dicoms(cli, data_dir, tmp_path):
+    import shutil
+    import warnings
+
+    root = tmp_path / "dcm"
+    shutil.copytree(data_dir / "dicom_pydicom_testfiles" / "files", root)
+    (root / "broken.dcm").write_bytes(b"\x00" * 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = cli("audit-data", "--dataset", "dicom", "--root", root, "--out", tmp_path / "o")
+    assert r.code == 0, r
+    problems = pd.read_csv(tmp_path / "o" / "problems.csv")
+    assert problems["path"].tolist() == ["broken.dcm"]
+    audit = json.loads((tmp_path / "o" / "audit.json").read_text())
+    assert audit["summary"]["n_samples"] == 13
