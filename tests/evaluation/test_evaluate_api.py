@@ -215,3 +215,12 @@ def test_macro_over_labels_has_bootstrap_cis(nih_small):
     assert gap["estimate"] == pytest.approx(
         (per_label[("Effusion", "sex", "auc_gap")] + per_label[("Edema", "sex", "auc_gap")]) / 2)
     assert gap["ci_low"] <= gap["estimate"] <= gap["ci_high"]
+
+
+def test_row_order_does_not_change_the_results():
+    df = synthetic(700, seed=5)
+    a = fairfoundry.evaluate(df, label="y", sensitive=["sex"], bins={"age": [50]})
+    b = fairfoundry.evaluate(df.sample(frac=1.0, random_state=1), label="y", sensitive=["sex"],
+                             bins={"age": [50]})
+    pd.testing.assert_frame_equal(a.by_group, b.by_group, check_exact=False, rtol=1e-12)
+    assert a.thresholds.loc[0, "threshold"] == b.thresholds.loc[0, "threshold"]

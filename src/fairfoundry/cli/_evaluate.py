@@ -152,6 +152,7 @@ def evaluate_command(
 
     if label:
         kwargs["label"] = _split_multi(label)
+        kwargs.pop("score", None)  # the example's scores belong to its own labels
     if score:
         kwargs["score"] = _split_multi(score)
     if sensitive:
