@@ -260,7 +260,8 @@ def _summaries(per: dict, ov: dict, metrics: list[str], ref: int, names: list[st
                 details[f"{m}_gap"] = f"{hi} - {lo}"
                 details[f"{m}_ratio"] = f"{lo} / {hi}"
                 dev = np.abs(row - o[0])
-                details[f"{m}_to_overall"] = names[int(np.nanargmax(dev))]
+                if np.isfinite(dev).any():  # overall may be undefined while a group is not
+                    details[f"{m}_to_overall"] = names[int(np.nanargmax(dev))]
             details[f"{m}_worst_group"] = names[int(widx[0])] if widx[0] >= 0 else ""
             details[f"{m}_vs_reference"] = f"{names[t]} vs {names[ref]}" if t is not None else ""
     have = set(metrics)
