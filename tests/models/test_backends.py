@@ -1,0 +1,182 @@
+"""Every backend: tiny random-init model -> saved to tmp_path -> loaded back through load_encoder."""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from fairfoundry._errors import FairfoundryError
+from fairfoundry.models import load_encoder, read_state_dict, save_encoder
+
+RNG = np.random.default_rng(0)
+GREY = RNG.integers(0, 256, (40, 48)).astype(np.uint8)
+RGB = RNG.integers(0, 256, (36, 30, 3)).astype(np.uint8)
+
+
+def _same(a, b):
+    ea = a.encode_image([GREY, RGB])
+    eb = b.encode_image([GREY, RGB])
+    assert ea.shape == (2, a.embed_dim)
+    torch.testing.assert_close(ea, eb, rtol=0, atol=1e-6)
+
+
+def test_timm_safetensors_round_trip_and_weights_override(tmp_path, tiny_vit):
+    TINY_VIT = tiny_vit
+    enc = load_encoder("timm:vit_tiny_patch16_224", weights="random", model_kwargs=TINY_VIT)
+    assert enc.embed_dim == 32 and enc.preprocessing.size == 32 and enc.weights_id == "random:seed=0"
+    path = save_encoder(enc, tmp_path / "tiny.safetensors")
+    back = load_encoder(path)
+    _same(enc, back)
+    assert back.weights_id.startswith("sha256:")
+    # a plain state dict (.pth, weights_only) for an explicit backend:id + --weights
+    torch.save(enc.module.state_dict(), tmp_path / "sd.pth")
+    again = load_encoder("timm:vit_tiny_patch16_224", weights=tmp_path / "sd.pth", model_kwargs=TINY_VIT)
+    _same(enc, again)
+    other = load_encoder("timm:vit_tiny_patch16_224", weights="random", seed=1, model_kwargs=TINY_VIT)
+    assert not torch.allclose(other.encode_image([GREY]), enc.encode_image([GREY]))
+
+
+def test_wrong_architecture_names_the_mismatched_keys(tiny_encoder_file, tiny_vit):
+    with pytest.raises(FairfoundryError) as err:
+        load_encoder("timm:vit_tiny_patch16_224", weights=tiny_encoder_file,
+                     model_kwargs={**tiny_vit, "depth": 2, "embed_dim": 48})
+    msg = err.value.message
+    assert "missing keys: blocks.1." in msg
+    assert "shape mismatch (file vs model): blocks.0.attn.proj.bias (32,) vs (48,)" in msg
+
+
+def test_open_clip_tiny_custom_model_image_and_text(tmp_path):
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    enc = load_encoder("open_clip:custom", weights="random", model_kwargs={"model_cfg": cfg})
+    assert enc.is_vlm and enc.embed_dim == 16 and enc.preprocessing.size == 32
+    back = load_encoder(save_encoder(enc, tmp_path / "clip.safetensors"))
+    _same(enc, back)
+    t1, t2 = enc.encode_text(["a chest x-ray"]), back.encode_text(["a chest x-ray"])
+    assert t1.shape == (1, 16)
+    torch.testing.assert_close(t1, t2, rtol=0, atol=1e-6)
+    # open_clip's own local-dir format (open_clip_config.json + weights) loads as a folder too
+    import json
+
+    d = tmp_path / "oc_dir"
+    d.mkdir()
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    torch.save(enc.module.state_dict(), d / "open_clip_pytorch_model.bin")
+    _same(enc, load_encoder(d))
+
+
+def test_hf_tiny_dinov2_and_clip_folders(tmp_path):
+    from transformers import CLIPConfig, CLIPModel, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64, image_size=28, patch_size=14)).save_pretrained(tmp_path / "dino")
+    enc = load_encoder(f"hf:{tmp_path / 'dino'}")
+    assert enc.embed_dim == 32 and enc.preprocessing.size == 28 and not enc.is_vlm
+    _same(enc, load_encoder(tmp_path / "dino"))  # a bare folder path resolves to the hf backend
+    _same(enc, load_encoder(save_encoder(enc, tmp_path / "dino.safetensors")))
+    # the CLS embedding is the model's own layer-normed [CLS] token
+    x = enc.preprocess(RGB)[None]
+    with torch.no_grad():
+        ref = enc.module(pixel_values=x).last_hidden_state[:, 0]
+    torch.testing.assert_close(enc.encode_image(x), ref)
+
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "vocab_size": 100, "max_position_embeddings": 16,
+                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    clip = load_encoder(tmp_path / "clip")
+    assert clip.is_vlm and clip.embed_dim == 16
+    assert clip.encode_image([GREY]).shape == (1, 16)
+
+
+def test_xrv_tiny_densenet_uses_one_channel_and_xrv_range(tmp_path):
+    kw = {"block_config": [1, 1, 1, 1], "growth_rate": 8, "num_init_features": 8, "input_resolution": 64}
+    enc = load_encoder("xrv:densenet121", weights="random", model_kwargs=kw)
+    p = enc.preprocessing
+    assert (p.channels, p.size, p.value_range) == (1, 64, (-1024.0, 1024.0))
+    _same(enc, load_encoder(save_encoder(enc, tmp_path / "xrv.safetensors")))
+    # torchxrayvision publishes whole pickled models: refused unless trusted
+    torch.save(enc.module, tmp_path / "xrv_full.pt")
+    with pytest.raises(FairfoundryError, match="refusing to unpickle"):
+        load_encoder("xrv:densenet121", weights=tmp_path / "xrv_full.pt", model_kwargs=kw)
+    trusted = load_encoder("xrv:densenet121", weights=tmp_path / "xrv_full.pt", model_kwargs=kw,
+                           trust_checkpoint=True)
+    _same(enc, trusted)
+    # same features as torchxrayvision's own features2
+    x = enc.preprocess(GREY)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode_image(x), enc.module.features2(x))
+
+
+def test_retfound_checkpoint_format_with_mae_decoder_and_training_args(tmp_path):
+    import timm
+
+    kw = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_large_patch16_224", num_classes=0, **kw)
+    sd = vit.state_dict()
+    sd["mask_token"] = torch.zeros(1, 1, 32)
+    sd["decoder_embed.weight"] = torch.zeros(16, 32)
+    torch.save({"model": sd, "epoch": 799, "args": argparse.Namespace(lr=1e-3)}, tmp_path / "rf.pth")
+    enc = load_encoder("retfound:vit_large_patch16", weights=tmp_path / "rf.pth", model_kwargs=kw)
+    assert enc.embed_dim == 32 and enc.preprocessing.crop_pct == pytest.approx(0.875)
+    # RETFound's feature: mean of patch tokens, then a fresh LayerNorm (unit weight, zero bias)
+    x = enc.preprocess(RGB)[None]
+    with torch.no_grad():
+        tokens = vit.forward_features(x)  # blocks + (checkpoint) norm; recompute without norm
+        h = vit.patch_embed(x)
+        h = vit._pos_embed(h)
+        h = vit.blocks(vit.norm_pre(h))
+        ref = torch.nn.functional.layer_norm(h[:, 1:].mean(1), (32,), eps=1e-6)
+    assert tokens.shape[-1] == 32
+    torch.testing.assert_close(enc.encode_image(x), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(FairfoundryError, match="needs its checkpoint"):
+        load_encoder("retfound-cfp")
+
+
+def test_pickle_files_are_refused_unless_trusted(tmp_path):
+    sd = {"w": torch.zeros(2)}
+    with open(tmp_path / "w.pkl", "wb") as fh:
+        pickle.dump(sd, fh)
+    with pytest.raises(FairfoundryError, match="refusing to unpickle") as err:
+        read_state_dict(tmp_path / "w.pkl")
+    assert "--trust-checkpoint" in err.value.hint
+    assert set(read_state_dict(tmp_path / "w.pkl", trust_checkpoint=True)) == {"w"}
+
+
+def test_unknown_models_and_missing_weights_give_actionable_errors(tmp_path, tiny_encoder_file):
+    with pytest.raises(FairfoundryError, match="unknown model 'radd-ino'") as err:
+        load_encoder("radd-ino")
+    assert "did you mean 'rad-dino'" in err.value.hint
+    with pytest.raises(FairfoundryError, match="unknown model backend 'tim'") as err:
+        load_encoder("tim:vit_small_patch16_224")
+    assert "timm" in err.value.hint
+    with pytest.raises(FairfoundryError, match="unknown timm model") as err:
+        load_encoder("timm:vit_smal_patch16_224", weights="random")
+    assert "vit_small_patch16_224" in err.value.hint
+    # offline: nothing is downloaded; the hint says how to get the weights
+    with pytest.raises(FairfoundryError, match="no local weights for timm:resnet18") as err:
+        load_encoder("timm:resnet18.a1_in1k")
+    assert "timm.create_model('resnet18.a1_in1k', pretrained=True)" in err.value.hint
+    with pytest.raises(FairfoundryError, match="no local copy of hf:microsoft/rad-dino") as err:
+        load_encoder("rad-dino")
+    assert "huggingface-cli download microsoft/rad-dino" in err.value.hint
+    with pytest.raises(FairfoundryError, match="weights file not found"):
+        load_encoder("timm:vit_tiny_patch16_224", weights=tmp_path / "nope.safetensors")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "bare.pt")
+    with pytest.raises(FairfoundryError, match="cannot tell which architecture"):
+        load_encoder(tmp_path / "bare.pt")
+    with pytest.raises(FairfoundryError, match="not a vision-language model"):
+        load_encoder(tiny_encoder_file).encode_text(["x"])
+    with pytest.raises(FairfoundryError, match="expects input"):
+        load_encoder(tiny_encoder_file).encode_image(torch.zeros(1, 3, 16, 16))
