@@ -1,0 +1,155 @@
+"""``fairfoundry pretrain`` and ``fairfoundry distill``: pre-train or distil a ViT from a manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .._errors import FairfoundryError
+from ._app import app
+from ._common import parse_key_values, rich_progress
+
+log = logging.getLogger(__name__)
+
+_PRETRAIN_EPILOG = (
+    "Examples:\n\n"
+    "  fairfoundry pretrain --objective mae --manifest manifest.csv --model timm:vit_tiny_patch16_224 "
+    "--image-size 64 --steps 200 --out runs/mae\n\n"
+    "  fairfoundry pretrain --objective dino --manifest manifest.csv --sampling balanced "
+    "--balance-by sex,age_group --option local_crops=4 --option out_dim=4096 --out runs/dino\n\n"
+    "  fairfoundry pretrain --objective clip --manifest manifest.csv --text-column finding_labels "
+    "--text-template 'chest x-ray: {}' --out runs/clip\n\n"
+    "  fairfoundry pretrain config.yaml --out runs/x      (keys as in OUT/config.yaml)\n\n"
+    "  fairfoundry pretrain config.yaml --out runs/x --steps 400 --resume\n\n"
+    "Outputs: OUT/encoder.safetensors (timm ViT weights + spec), OUT/loss_log.csv, "
+    "OUT/composition.csv (groups seen vs manifest), OUT/config.yaml, OUT/checkpoint/ (resume), "
+    "OUT/run.json (summary, versions; written last)."
+)
+
+
+def _parse_values(items: list[str] | None, *, option: str) -> dict[str, Any]:
+    """``key=value`` options with YAML-typed values (``0.75``, ``true``, ``[0.2, 1.0]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, raw in parse_key_values(items, option=option).items():
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _read_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.exists():
+        raise FairfoundryError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise FairfoundryError(f"cannot parse config {path}: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise FairfoundryError(f"config {path} must be a mapping of keys to values")
+    if "manifest" in data and not Path(str(data["manifest"])).is_absolute():
+        candidate = path.parent / str(data["manifest"])
+        if candidate.exists():
+            data["manifest"] = str(candidate)
+    return data
+
+
+def _merge(base: dict, **flags: Any) -> dict:
+    out = dict(base)
+    for key, value in flags.items():
+        if value is None or value == [] or value == {}:
+            continue
+        out[key] = value
+    return out
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+@app.command("pretrain", epilog=_PRETRAIN_EPILOG)
+def pretrain_command(
+    config: Path | None = typer.Argument(None, metavar="[CONFIG.yaml]",
+                                         help="Run config (YAML); flags override its keys.",
+                                         show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory, e.g. --out runs/mae."),
+    objective: str | None = typer.Option(None, "--objective",
+                                         help="mae, simclr, dino, ijepa, clip or siglip."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m",
+                                         help="CSV/Parquet manifest with a path column."),
+    model: str | None = typer.Option(None, "--model",
+                                     help="timm ViT, e.g. timm:vit_tiny_patch16_224 (default)."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Training resolution (64)."),
+    patch_size: int | None = typer.Option(None, "--patch-size", help="Override the ViT's patch size."),
+    embed_dim: int | None = typer.Option(None, "--embed-dim", help="Override the ViT's width."),
+    depth: int | None = typer.Option(None, "--depth", help="Override the ViT's depth."),
+    num_heads: int | None = typer.Option(None, "--num-heads", help="Override the ViT's heads."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (100)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step (32)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (5e-4)."),
+    modality: str | None = typer.Option(
+        None, "--modality",
+        help="Augmentation preset: xray (default; no flip, no colour jitter), ct, mri, derm, "
+             "fundus, natural."),
+    augment: list[str] | None = typer.Option(
+        None, "--augment", help="Override an augmentation field, e.g. --augment color_jitter=0.2."),
+    option: list[str] | None = typer.Option(
+        None, "--option", help="Objective option, e.g. --option mask_ratio=0.6 (repeatable)."),
+    text_column: str | None = typer.Option(None, "--text-column",
+                                           help="Caption column for clip/siglip."),
+    text_template: str | None = typer.Option(None, "--text-template",
+                                             help="Caption template, e.g. 'chest x-ray: {}'."),
+    sampling: str | None = typer.Option(None, "--sampling",
+                                        help="uniform (default), balanced or stratified."),
+    balance_by: list[str] | None = typer.Option(
+        None, "--balance-by", help="Attribute(s) to balance or stratify, e.g. sex,age_group."),
+    target: list[str] | None = typer.Option(
+        None, "--target", help="Target composition, e.g. --target female=0.5 --target male=0.5."),
+    keep_column: str | None = typer.Option(
+        None, "--keep-column", help="0/1 column of a curated manifest selecting the rows to use."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
+    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, mps."),
+    track_emissions: bool = typer.Option(False, "--track-emissions",
+                                         help="Estimate energy and CO2 with codecarbon."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+) -> None:
+    """Pre-train a ViT with a self-supervised or image-text objective."""
+    from ..pretrain import pretrain
+
+    targets = {k: float(v) for k, v in _parse_values(target, option="--target").items()} or None
+    cfg = _merge(
+        _read_config(config), objective=objective, manifest=str(manifest) if manifest else None,
+        model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
+        depth=depth, num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr,
+        modality=modality, text_column=text_column, text_template=text_template,
+        sampling=sampling, balance_by=_split(balance_by), target=targets,
+        keep_column=keep_column, seed=seed, device=device,
+        track_emissions=track_emissions or None)
+    if augment:
+        cfg["augment"] = {**cfg.get("augment", {}), **_parse_values(augment, option="--augment")}
+    if option:
+        cfg["options"] = {**cfg.get("options", {}), **_parse_values(option, option="--option")}
+    for key in ("objective", "manifest"):
+        if key not in cfg:
+            raise FairfoundryError(f"--{key} is required (or a CONFIG.yaml with {key}: ...)")
+    n_steps = int(cfg.get("steps", 100))
+    with rich_progress(f"pretrain {cfg['objective']}", n_steps) as advance:
+        summary = pretrain(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
+    typer.echo(json.dumps({
+        "objective": summary["objective"], "steps": summary["steps"],
+        "first_loss": round(summary["first_loss"], 4), "final_loss": round(summary["final_loss"], 4),
+        "images_per_s": round(summary["images_per_s"] or 0.0, 1), "out": str(out),
+    }))

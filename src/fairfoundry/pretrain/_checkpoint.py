@@ -1,0 +1,70 @@
+"""Exported encoders: plain timm ViT weights in safetensors (no pickle), with a rebuild spec.
+
+(Resumable training states are the adapt loop's checkpoints.)
+
+- ``encoder.safetensors`` -- the state dict of a timm ``VisionTransformer`` with string metadata
+  ``format = fairfoundry-vit``, ``timm_spec`` (JSON of the ``timm.create_model`` arguments),
+  ``pixel_mean`` / ``pixel_std`` and the training recipe. It loads without fairfoundry::
+
+      spec = json.loads(safe_open(path, "pt").metadata()["timm_spec"])
+      model = timm.create_model(spec.pop("architecture"), pretrained=False, **spec)
+      model.load_state_dict(safetensors.torch.load_file(path))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._errors import FairfoundryError
+from .._io import write_atomic
+from ._backbone import ViTBackbone
+
+__all__ = ["save_vit", "load_pretrained_vit", "read_metadata"]
+
+
+def save_vit(backbone: ViTBackbone, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write a backbone's timm weights + rebuild spec to ``path`` (atomically)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in backbone.net.state_dict().items()}
+    meta = backbone.export_metadata(**metadata)
+    return write_atomic(path, lambda p: save_file(state, str(p), metadata=meta))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """String metadata of a safetensors file (empty dict when it has none)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FairfoundryError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # corrupt / not a safetensors file
+        raise FairfoundryError(f"cannot read {path} as safetensors: {exc}".splitlines()[0]) from exc
+
+
+def load_pretrained_vit(path: str | os.PathLike, *, device: str = "cpu") -> tuple[ViTBackbone, dict]:
+    """Rebuild a ViT saved by :func:`save_vit`; returns ``(backbone, metadata)``.
+
+    Raises
+    ------
+    FairfoundryError
+        If the file is missing, not safetensors, or not a fairfoundry ViT export.
+    """
+    import timm
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    if meta.get("format") != "fairfoundry-vit" or "timm_spec" not in meta:
+        raise FairfoundryError(f"{path} is not a fairfoundry ViT export (no timm_spec metadata)",
+                               hint="export encoders with fairfoundry pretrain / distill")
+    spec = json.loads(meta["timm_spec"])
+    args = {k: v for k, v in spec.items() if k != "architecture"}
+    net = timm.create_model(spec["architecture"], pretrained=False, **args)
+    net.load_state_dict(load_file(str(path), device=str(device)))
+    return ViTBackbone(net.to(device), spec=spec), meta
