@@ -529,7 +529,10 @@ def evaluate_groups(
                     if m.startswith("calibration") else "undefined")
             rows.append((gname, m, est[j], lo[j], hi[j], int(round(cnt["n"])), reason))
         for g in np.flatnonzero(counts == 0):
-            rows.append((names[g], m, np.nan, np.nan, np.nan, 0, "group is empty"))
+            if m in ("n", "positives"):
+                rows.append((names[g], m, 0.0, np.nan, np.nan, 0, ""))
+            else:
+                rows.append((names[g], m, np.nan, np.nan, np.nan, 0, "group is empty"))
     per_group = pd.DataFrame(rows, columns=["group", "metric", "estimate", "ci_low", "ci_high",
                                             "n", "reason"])
     order = {g: i for i, g in enumerate([*names, OVERALL])}
