@@ -222,3 +222,23 @@ def test_bad_threshold_spec_and_split_name(cli, preds, tmp_path):
                                                  "sex", "--threshold", "yuden")
     err = _bad(cli, preds, tmp_path, "--label", "y", "--sensitive", "sex", "--report-split", "tset")
     assert "did you mean 'test'" in err
+
+
+def test_intersections_permutation_pvalues_and_bca(cli, preds, tmp_path):
+    out = tmp_path / "eval"
+    res = cli("evaluate", preds, "--label", "y", "--sensitive", "sex,age", "--bins", "age=55",
+              "--intersect", "sex,age", "--bootstrap", "30", "--ci-method", "bca", "--permutations",
+              "40", "--ece-strategy", "quantile", "--jobs", "2", "--threshold", "sens=0.8",
+              "--out", out)
+    assert res.code == 0, res
+    csv = pd.read_csv(out / "evaluation.csv")
+    inter = csv[csv["attribute"] == "sex&age"]
+    assert inter["group"].nunique() == 4
+    summary = json.loads((out / "summary.json").read_text())
+    gaps = [s for s in summary["summaries"] if s["metric"] == "tpr_gap"]
+    assert {s["attribute"] for s in gaps} == {"sex", "age", "sex&age"}
+    assert all(s["p_value"] is not None and 0 < s["p_value"] <= 1 for s in gaps)
+    assert summary["config"]["ci_method"] == "bca" and summary["config"]["ece_strategy"] == "quantile"
+    assert summary["thresholds"][0]["rule"] == "sens=0.8"
+    auc = csv[(csv["metric"] == "auc") & (csv["attribute"] == "sex")]
+    assert (auc["ci_low"] <= auc["estimate"]).all() and (auc["estimate"] <= auc["ci_high"]).all()

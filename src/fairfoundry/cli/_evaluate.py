@@ -108,6 +108,11 @@ def evaluate_command(
     ece_bins: int = typer.Option(
         10, "--ece-bins", min=1, help="Equal-width bins of the expected calibration error, e.g. "
                                       "--ece-bins 15."),
+    ece_strategy: str = typer.Option(
+        "uniform", "--ece-strategy", help="ECE bins: uniform (equal width) or quantile (equal "
+                                          "mass), e.g. --ece-strategy quantile."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Threads for the bootstrap (same results), e.g. --jobs 2."),
     scores_are_logits: bool = typer.Option(
         False, "--scores-are-logits",
         help="Scores are logits: map them through the sigmoid first (thresholds are then on the "
@@ -184,6 +189,7 @@ def evaluate_command(
                   allow_threshold_on_report_split=allow_threshold_on_report_split,
                   ci_method=ci_method.lower(), permutations=permutations,
                   min_group_size=min_group_size, ece_bins=ece_bins,
+                  ece_strategy=ece_strategy.lower(), n_jobs=jobs,
                   scores_are_logits=scores_are_logits, no_finding_score=no_finding_score, seed=seed)
 
     prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))

@@ -100,9 +100,10 @@ class EvaluationPlan:
 
     def _engine_kwargs(self, progress) -> dict:
         o = self.options
-        return dict(ece_bins=o["ece_bins"], n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
+        return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
+                    n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
                     confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
-                    progress=progress)
+                    n_jobs=o["n_jobs"], progress=progress)
 
     def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
         """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
@@ -226,6 +227,7 @@ class EvaluationPlan:
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
         kw = self._engine_kwargs(progress)
         kw.pop("ece_bins")
+        kw.pop("ece_strategy")
         by, sm = [], []
         first = True
         for attr in self.attributes:
@@ -425,8 +427,10 @@ def prepare_evaluation(
     seed: int = 0,
     scores_are_logits: bool = False,
     ece_bins: int = 10,
+    ece_strategy: str = "uniform",
     permutations: int = 0,
     no_finding_score: str | None = None,
+    n_jobs: int = 1,
     source_name: str | None = None,
 ) -> EvaluationPlan:
     """Validate everything and choose thresholds; see :func:`evaluate` for the parameters."""
@@ -654,9 +658,13 @@ def prepare_evaluation(
         warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
                            f"({thr_split_name}): threshold-dependent metrics are optimistic")
 
+    if ece_strategy not in ("uniform", "quantile"):
+        raise FairfoundryError(f"unknown --ece-strategy {ece_strategy!r}",
+                               hint="uniform (equal-width bins) or quantile (equal-mass bins)")
     options = {"bootstrap": int(bootstrap), "permutations": int(permutations),
                "ci_method": ci_method, "confidence": float(confidence), "seed": int(seed),
-               "ece_bins": int(ece_bins), "min_group_size": int(min_group_size)}
+               "ece_bins": int(ece_bins), "ece_strategy": ece_strategy,
+               "min_group_size": int(min_group_size), "n_jobs": max(1, int(n_jobs))}
     config = {
         "input": table.source, "label": labels, "score": scores, "sensitive": sens,
         "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
@@ -699,8 +707,10 @@ def evaluate(
     seed: int = 0,
     scores_are_logits: bool = False,
     ece_bins: int = 10,
+    ece_strategy: str = "uniform",
     permutations: int = 0,
     no_finding_score: str | None = None,
+    n_jobs: int = 1,
     source_name: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
@@ -759,11 +769,15 @@ def evaluate(
         probability scale).
     ece_bins : int
         Bins of the expected calibration error.
+    ece_strategy : {"uniform", "quantile"}
+        Equal-width or equal-mass ECE bins.
     permutations : int
         Permutation-test replicates for p-values of gaps (0: none).
     no_finding_score : str, optional
         A dedicated "no finding" score column for the underdiagnosis rate; without it a sample is
         predicted "no finding" when every label's score is below its threshold.
+    n_jobs : int
+        Threads for the bootstrap (results do not depend on it).
     source_name : str, optional
         How to name a DataFrame input in messages and outputs (default ``"DataFrame"``).
     progress : callable, optional
@@ -797,6 +811,7 @@ def evaluate(
         allow_threshold_on_report_split=allow_threshold_on_report_split, bootstrap=bootstrap,
         ci_method=ci_method, confidence=confidence, cluster=cluster, reference=reference,
         min_group_size=min_group_size, id_col=id_col, seed=seed,
-        scores_are_logits=scores_are_logits, ece_bins=ece_bins, permutations=permutations,
-        no_finding_score=no_finding_score, source_name=source_name)
+        scores_are_logits=scores_are_logits, ece_bins=ece_bins, ece_strategy=ece_strategy,
+        permutations=permutations, no_finding_score=no_finding_score, n_jobs=n_jobs,
+        source_name=source_name)
     return plan.run(progress=progress)

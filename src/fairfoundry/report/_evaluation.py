@@ -44,6 +44,11 @@ def _mpl():
     return plt
 
 
+def _group_ref(attribute: str, group: str) -> str:
+    """``sex=female``; intersection names already read ``sex=female & age=<40``."""
+    return str(group) if "=" in str(group) else f"{attribute}={group}"
+
+
 def _count(n) -> str:
     return "?" if n is None or not np.isfinite(float(n)) else f"{int(n):,}"
 
@@ -105,9 +110,9 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
     out = []
     for _, _, rec, base, hi, lo, has_ci in rows[:top]:
         name = METRIC_NAMES.get(base, base)
-        attr = rec.attribute
-        text = (f"{rec.label}: {name} for {attr}={lo['group']} is {rec.estimate:.2f} lower than for "
-                f"{attr}={hi['group']} ({lo['estimate']:.2f} vs {hi['estimate']:.2f}, n = "
+        g_lo, g_hi = _group_ref(rec.attribute, lo["group"]), _group_ref(rec.attribute, hi["group"])
+        text = (f"{rec.label}: {name} for {g_lo} is {rec.estimate:.2f} lower than for "
+                f"{g_hi} ({lo['estimate']:.2f} vs {hi['estimate']:.2f}, n = "
                 f"{_count(lo['n'])} vs {_count(hi['n'])}")
         if has_ci:
             text += f"; {conf:.0%} CI of the gap {rec.ci_low:.2f} to {rec.ci_high:.2f}"
@@ -135,7 +140,8 @@ def _group_metric_figure(ev, attribute: str, labels: list[str]):
     plt = _mpl()
     metrics = [m for m in _PLOT_METRICS if (ev.by_group["metric"] == m).any()]
     t = ev.by_group[(ev.by_group["attribute"] == attribute) & ev.by_group["label"].isin(labels)]
-    groups = [g for g in dict.fromkeys(t["group"]) if g != "overall"]
+    shown = t[np.isfinite(t["estimate"].to_numpy(dtype=float))]
+    groups = [g for g in dict.fromkeys(t["group"]) if g != "overall" and (shown["group"] == g).any()]
     if not metrics or not groups:
         return None
     ncols = min(3, len(metrics))
@@ -172,8 +178,8 @@ def _group_metric_figure(ev, attribute: str, labels: list[str]):
         ax.axis("off")
     handles, names = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, names, title=attribute, loc="upper center", ncol=min(len(groups), 8),
-               fontsize=8, bbox_to_anchor=(0.5, 1.02))
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+               fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     return fig
 
 
@@ -277,8 +283,8 @@ def _curve_panels(ev, attribute: str, kind: str):
     handles, names = axes.ravel()[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, title=attribute, loc="upper center", ncol=min(len(groups), 8),
-                   fontsize=8, bbox_to_anchor=(0.5, 1.03))
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+                   fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     return fig
 
 
