@@ -214,9 +214,19 @@ def test_check_files_lists_missing_images(data_dir, tmp_path):
 
 def test_coverage_matrix_from_specs():
     cov = coverage_matrix()
-    assert "generic" not in cov.index and len(cov) == len(ALL) - 1
+    assert "generic" not in cov.index and "dicom" not in cov.index and len(cov) == len(ALL) - 2
     assert cov.loc["mimic-cxr-jpg", "insurance"] == "image"
     assert cov.loc["nih-chestxray14", "race"] == "-"
     assert cov.loc["fitzpatrick17k", "skin_type"] == "image"
     assert cov.loc["pad-ufes-20", "country"] == "dataset"
     assert cov.loc["medmnist"].drop("n_recorded").eq("-").all()
+
+
+def test_docs_coverage_matrix_is_generated_from_specs():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("data_docs", root / "scripts" / "data_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.coverage_markdown() in (root / "docs" / "data.md").read_text(encoding="utf-8")

@@ -145,7 +145,9 @@ class Audit:
     # ------------------------------------------------------------------ publishing
     def suppressed(self, frame, *, count_cols=("n", "n_patients", "positives")):
         """Copy of ``frame`` with counts in ``1..min_group_size-1`` replaced by ``"<k"`` and the
-        shares / prevalences computed from them blanked (small-cell suppression)."""
+        shares / prevalences computed from them blanked (small-cell suppression). A prevalence is
+        also blanked when its positives or negatives are a small count, since it would reveal
+        them. Zeros are shown (no complementary suppression)."""
         import numpy as np
 
         if frame is None or len(frame) == 0 or self.min_group_size <= 1:
@@ -162,10 +164,16 @@ class Audit:
                 mask = ((v > 0) & (v < k)) | small
                 out[col] = out[col].astype(object)
                 out.loc[mask, col] = f"<{k}"
+        if "positives" in frame.columns:  # a prevalence would reveal a small positive count
+            pos = frame["positives"].to_numpy(dtype=float)
+            neg = frame["n"].to_numpy(dtype=float) - pos if "n" in frame.columns else pos
+            small_pos = ((pos > 0) & (pos < k)) | ((neg > 0) & (neg < k))
+        else:
+            small_pos = np.zeros(len(out), dtype=bool)
         for col in ("share", "share_known", "prevalence", "ratio", "difference"):
             if col in out.columns:
                 out[col] = out[col].astype(object)
-                out.loc[small, col] = None
+                out.loc[small | (small_pos if col == "prevalence" else False), col] = None
         return out
 
     def summary(self) -> dict:
@@ -287,6 +295,27 @@ def _codes(series):
     return codes.astype(np.int64), cats
 
 
+def _n_known_groups(series) -> int:
+    codes, names = _codes(series)
+    import numpy as np
+
+    present = np.bincount(codes, minlength=len(names)) > 0
+    return int(sum(1 for i, nm in enumerate(names) if present[i] and nm != UNKNOWN))
+
+
+def _distinct_per_group(codes, k: int, pcodes, n_patients: int):
+    """Number of distinct patients in each of ``k`` groups (bitmap when it fits, else hashing)."""
+    import numpy as np
+    import pandas as pd
+
+    if k * n_patients <= 64_000_000:
+        mark = np.zeros(k * n_patients, dtype=bool)
+        mark[codes * n_patients + pcodes] = True
+        return mark.reshape(k, n_patients).sum(axis=1)
+    pair = pd.unique(codes.astype(np.int64) * n_patients + pcodes)
+    return np.bincount(pair // n_patients, minlength=k)
+
+
 def _label_columns(manifest, labels):
     import pandas as pd
 
@@ -384,9 +413,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
         inter = []
     elif intersections == "pairs":
         skip = set(GEO_COLUMNS[1:])  # region / income are functions of country
-        base = [a for a in attributes if a not in skip and
-                frame[a].astype(object).where(frame[a].notna(), UNKNOWN)
-                .loc[lambda v: v != UNKNOWN].nunique() > 1]
+        base = [a for a in attributes if a not in skip and _n_known_groups(frame[a]) > 1]
         inter = [tuple(p) for p in itertools.combinations(base, 2)]
     else:
         inter = [tuple("age_group" if a == "age" else a for a in t) for t in intersections]
@@ -417,9 +444,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     def tally(name: str, codes: np.ndarray, names: list[str], known_mask_groups: np.ndarray):
         k = len(names)
         counts = np.bincount(codes, minlength=k)
-        # patients per group: unique (group, patient) pairs
-        pair = np.unique(codes.astype(np.int64) * (n_patients + 1) + pcodes)
-        pcount = np.bincount(pair // (n_patients + 1), minlength=k)
+        pcount = _distinct_per_group(codes, k, pcodes, n_patients)
         known_total = counts[known_mask_groups].sum()
         for g in range(k):
             if counts[g] == 0:
@@ -462,9 +487,19 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
             c, names = codes_of[a]
             combo = combo * len(names) + c
             sizes.append(names)
-        uniq, inv = np.unique(combo, return_inverse=True)
+        total = int(np.prod([len(x) for x in sizes]))
+        if total <= 1_000_000:  # direct mixed-radix codes, already in group order
+            present = np.flatnonzero(np.bincount(combo, minlength=total))
+        else:
+            present = np.unique(combo)
+        remap = np.full(total if total <= 1_000_000 else 0, -1, dtype=np.int64)
+        if total <= 1_000_000:
+            remap[present] = np.arange(len(present))
+            inv = remap[combo]
+        else:
+            inv = np.searchsorted(present, combo)
         labels_t, known_t = [], []
-        for u in uniq:
+        for u in present:
             parts, rem = [], int(u)
             for names in reversed(sizes):
                 parts.append(names[rem % len(names)])
@@ -472,7 +507,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
             parts.reverse()
             labels_t.append(SEP.join(parts))
             known_t.append(UNKNOWN not in parts)
-        tally(SEP.join(t), inv.astype(np.int64), labels_t, np.array(known_t, dtype=bool))
+        tally(SEP.join(t), inv, labels_t, np.array(known_t, dtype=bool))
 
     groups = pd.DataFrame(group_rows, columns=["attribute", "group", "n", "share", "n_patients",
                                                "share_known"])
@@ -486,8 +521,9 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
             miss_rows.append({"attribute": a, "recorded": False, "n_unknown": n, "share_unknown": 1.0})
             continue
         s = frame[a]
-        unk = s.isna() | (s.astype(str) == UNKNOWN) if s.dtype == object or \
-            pd.api.types.is_string_dtype(s) else s.isna()
+        unk = s.isna()
+        if not pd.api.types.is_numeric_dtype(s):
+            unk = unk | (s == UNKNOWN).fillna(False).astype(bool)
         miss_rows.append({"attribute": a, "recorded": True, "n_unknown": int(unk.sum()),
                           "share_unknown": float(unk.mean())})
     missingness = pd.DataFrame(miss_rows)

@@ -710,6 +710,9 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
 
 # ------------------------------------------------------------------------------ coverage
 
+#: specs that describe a file layout rather than one dataset (left out of the coverage matrix).
+READER_SPECS = ("generic", "dicom")
+
 #: attributes shown in the coverage matrix, in order.
 COVERAGE_ATTRIBUTES = ("sex", "age", "race", "ethnicity", "skin_type", "site", "country",
                        "income_group", "language", "insurance")
@@ -742,7 +745,7 @@ def coverage_matrix(specs: list[str] | None = None):
     """
     import pandas as pd
 
-    names = specs or [n for n in list_specs() if n != "generic"]
+    names = specs or [n for n in list_specs() if n not in READER_SPECS]
     rows = []
     for n in names:
         spec = get_spec(n)
