@@ -92,3 +92,9 @@ def tiny_vit() -> dict:
 def tiny_options() -> dict:
     """Small heads per objective (the papers' defaults are far too big for a test)."""
     return {k: dict(v) for k, v in _TINY_OPTIONS.items()}
+
+
+@pytest.fixture(scope="session")
+def write_textures_fn():
+    """The texture-manifest writer, for tests that need more (held-out) data."""
+    return write_textures

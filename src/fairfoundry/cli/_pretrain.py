@@ -153,3 +153,82 @@ def pretrain_command(
         "first_loss": round(summary["first_loss"], 4), "final_loss": round(summary["final_loss"], 4),
         "images_per_s": round(summary["images_per_s"] or 0.0, 1), "out": str(out),
     }))
+
+
+_DISTILL_EPILOG = (
+    "Examples:\n\n"
+    "  fairfoundry distill --manifest manifest.csv --teacher fairfoundry-tiny --teacher rad-dino "
+    "--image-size 64 --steps 500 --out runs/student\n\n"
+    "  fairfoundry distill --manifest manifest.csv --teacher rad-dino --teacher dinov2-small "
+    "--teacher-weighting worst_group --weight-label Effusion --weight-groups sex "
+    "--min-worst-group-auc 0.6 --out runs/fair-student\n\n"
+    "  fairfoundry distill config.yaml --out runs/student   (teachers: [{name: ..., weight: ...}])\n\n"
+    "Outputs: OUT/encoder.safetensors (student ViT), OUT/teachers.csv (weights, dropped, "
+    "worst-group AUC), OUT/loss_log.csv, OUT/composition.csv, OUT/config.yaml, OUT/checkpoint/, "
+    "OUT/teacher_cache/ (cached teacher features), OUT/run.json (written last)."
+)
+
+
+@app.command("distill", epilog=_DISTILL_EPILOG)
+def distill_command(
+    config: Path | None = typer.Argument(None, metavar="[CONFIG.yaml]",
+                                         help="Run config (YAML); flags override its keys.",
+                                         show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="CSV/Parquet manifest."),
+    teacher: list[str] | None = typer.Option(
+        None, "--teacher", help="Teacher from the model zoo (preset, backend:id or path); repeat."),
+    model: str | None = typer.Option(None, "--model", help="Student timm ViT architecture."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Student resolution (64)."),
+    patch_size: int | None = typer.Option(None, "--patch-size", help="Student patch size."),
+    embed_dim: int | None = typer.Option(None, "--embed-dim", help="Student width."),
+    depth: int | None = typer.Option(None, "--depth", help="Student depth."),
+    num_heads: int | None = typer.Option(None, "--num-heads", help="Student heads."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (100)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step (32)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (5e-4)."),
+    feature_grid: int | None = typer.Option(
+        None, "--feature-grid", help="Grid of the distilled patch features (student grid)."),
+    teacher_weighting: str | None = typer.Option(
+        None, "--teacher-weighting", help="equal (default), fixed or worst_group."),
+    weight_label: str | None = typer.Option(
+        None, "--weight-label", help="0/1 label column used to measure teachers per group."),
+    weight_groups: list[str] | None = typer.Option(
+        None, "--weight-groups", help="Attribute(s) defining the groups, e.g. sex,age_group."),
+    min_worst_group_auc: float | None = typer.Option(
+        None, "--min-worst-group-auc", help="Drop teachers whose worst-group AUC is below this."),
+    teacher_dropout: float | None = typer.Option(
+        None, "--teacher-dropout", help="Probability of dropping each teacher's loss per step."),
+    sampling: str | None = typer.Option(None, "--sampling", help="uniform, balanced, stratified."),
+    balance_by: list[str] | None = typer.Option(None, "--balance-by", help="e.g. sex,age_group."),
+    keep_column: str | None = typer.Option(None, "--keep-column", help="0/1 curated-row column."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
+    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, mps."),
+    track_emissions: bool = typer.Option(False, "--track-emissions",
+                                         help="Estimate energy and CO2 with codecarbon."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+) -> None:
+    """Distil a student ViT from several frozen model-zoo teachers (knowledge agglomeration)."""
+    from ..pretrain import distill
+
+    cfg = _merge(
+        _read_config(config), manifest=str(manifest) if manifest else None,
+        teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
+        patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        steps=steps, batch_size=batch_size, lr=lr, feature_grid=feature_grid,
+        teacher_weighting=teacher_weighting, weight_label=weight_label,
+        weight_groups=_split(weight_groups), min_worst_group_auc=min_worst_group_auc,
+        teacher_dropout=teacher_dropout, sampling=sampling, balance_by=_split(balance_by),
+        keep_column=keep_column, seed=seed, device=device,
+        track_emissions=track_emissions or None)
+    if "manifest" not in cfg:
+        raise FairfoundryError("--manifest is required (or a CONFIG.yaml with manifest: ...)")
+    with rich_progress("distill", int(cfg.get("steps", 100))) as advance:
+        summary = distill(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
+    typer.echo(json.dumps({
+        "steps": summary["steps"], "first_loss": round(summary["first_loss"], 4),
+        "final_loss": round(summary["final_loss"], 4),
+        "teachers": {t["teacher"]: round(t["weight"], 4) for t in summary["teachers"]},
+        "out": str(out),
+    }))

@@ -50,7 +50,7 @@ DEFAULT_REPORT_ATTRIBUTES = ("sex", "age_group", "race", "ethnicity", "skin_type
 AGE_EDGES = (40, 60, 80)
 
 OUTPUTS = ["encoder.safetensors", "checkpoint", "loss_log.csv", "composition.csv", "config.yaml",
-           "run.json"]
+           "run.json", "teachers.csv"]
 
 
 class DataConfig(BaseModel):
