@@ -550,9 +550,15 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
                                                      "reference_share", "ratio", "difference"])
     # geography
     geo_rows = []
+    full = {"region": ["Africa", "Americas", "Asia", "Europe", "Oceania"],
+            "income_group": ["High income", "Upper middle income", "Lower middle income",
+                             "Low income"]}
     for level in GEO_COLUMNS:
         if level in frame.columns:
             vc = frame[level].astype(object).where(frame[level].notna(), UNKNOWN).value_counts()
+            if level in full:  # every region / income group, zeros included: who is missing
+                order = full[level] + [g for g in vc.index if g not in full[level]]
+                vc = vc.reindex(order, fill_value=0)
             for g, c in vc.items():
                 geo_rows.append({"level": level, "group": str(g), "n": int(c), "share": c / n})
     geography = pd.DataFrame(geo_rows, columns=["level", "group", "n", "share"])

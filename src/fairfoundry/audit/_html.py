@@ -79,16 +79,21 @@ def _heatmap(audit, inter):
         if r in rows and c in cols:
             mat[rows.index(r), cols.index(c)] = n
     fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2.5, 0.4 * len(rows) + 1.5))
-    ax.imshow(np.log10(mat + 1), cmap="Blues", aspect="auto")
+    k = audit.min_group_size
+    shade = np.log10(mat + 1)
+    shade[(mat > 0) & (mat < k)] = np.nan  # suppressed cells get no colour either
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#eeeeee")
+    ax.imshow(np.ma.masked_invalid(shade), cmap=cmap, aspect="auto", vmin=0)
+    top = np.nanmax(shade) if np.isfinite(shade).any() else 1.0
     ax.set_xticks(range(len(cols)), [str(c)[:14] for c in cols], rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), [str(r)[:18] for r in rows], fontsize=8)
-    k = audit.min_group_size
     for i in range(len(rows)):
         for j in range(len(cols)):
             v = int(mat[i, j])
             txt = f"<{k}" if 0 < v < k else str(v)
+            dark = np.isfinite(shade[i, j]) and shade[i, j] > 0.6 * top
             ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                    color="white" if mat[i, j] > mat.max() / 3 else "black")
+                    color="white" if dark else "black")
     ax.set_xlabel(inter[1])
     ax.set_ylabel(inter[0])
     ax.set_title(f"images per {name} (colour: log scale)", fontsize=10)
@@ -107,6 +112,9 @@ def _geo_fig(audit):
     for ax, lv in zip(axes.ravel(), levels, strict=True):
         sub = geo[geo["level"] == lv].head(15)
         ax.barh(range(len(sub)), sub["share"], color="#2a9d8f")
+        for i, n in enumerate(sub["n"]):
+            if n == 0:
+                ax.text(0.005, i, "0 images", va="center", fontsize=7, color="#c0392b")
         ax.set_yticks(range(len(sub)), sub["group"], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(lv, fontsize=10)
