@@ -87,3 +87,26 @@ def test_audit_data_lists_unreadable_dicoms(cli, data_dir, tmp_path):
     assert problems["path"].tolist() == ["broken.dcm"]
     audit = json.loads((tmp_path / "o" / "audit.json").read_text())
     assert audit["summary"]["n_samples"] == 13
+
+
+def test_audit_data_check_images_lists_unreadable(cli, data_dir, tmp_path):
+    import shutil
+
+    src = sorted((data_dir / "ham10000_images_224" / "images").iterdir())[:3]
+    (tmp_path / "img").mkdir()
+    for p in src:
+        shutil.copy(p, tmp_path / "img" / p.name)
+    (tmp_path / "img" / "broken.jpg").write_bytes(b"not a jpeg")
+    paths = [f"img/{p.name}" for p in src] + ["img/broken.jpg", "img/absent.jpg"]
+    pd.DataFrame({"sample_id": list("abcde"), "path": paths,
+                  "sex": ["female", "male", "male", "female", "male"]}).to_csv(
+        tmp_path / "m.csv", index=False)
+    r = cli("audit-data", "--manifest", tmp_path / "m.csv", "--check-images",
+            "--out", tmp_path / "o")
+    assert r.code == 0, r
+    problems = pd.read_csv(tmp_path / "o" / "problems.csv")
+    assert problems["path"].tolist() == ["img/broken.jpg", "img/absent.jpg"]
+    assert "cannot read image" in problems["error"].iloc[0]
+    r = cli("audit-data", "--manifest", tmp_path / "m.csv", "--check-images", "--strict",
+            "--out", tmp_path / "o2")
+    assert r.code == 2 and "broken.jpg" in r.err and not (tmp_path / "o2").exists()

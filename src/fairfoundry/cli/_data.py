@@ -9,6 +9,7 @@ import typer
 
 from .._errors import FairfoundryError
 from ._app import app
+from ._common import rich_progress
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,10 @@ def audit_data_command(
     duplicates: bool = typer.Option(
         False, "--duplicates", help="Hash every image file to find byte-identical duplicates."),
     check_files: bool = typer.Option(
-        False, "--check-files", help="Check that every image file exists (with --dataset)."),
+        False, "--check-files", help="Check that every image file exists."),
+    check_images: bool = typer.Option(
+        False, "--check-images",
+        help="Decode every image (PNG/JPEG/DICOM/NIfTI/npz) and list the unreadable ones."),
     strict: bool = typer.Option(
         False, "--strict", help="Fail on the first missing or unreadable file instead of listing it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
@@ -163,13 +167,23 @@ def audit_data_command(
         label_cols = None
         name = Path(manifest).name
         inputs = {"manifest": str(Path(manifest).resolve()), "sha256": file_fingerprint(manifest)}
-        if check_files and "path" in frame.columns:
+        if check_files and not check_images and "path" in frame.columns:
             exists = [(base / p).exists() for p in frame["path"].astype(str)]
             missing = frame.loc[[not e for e in exists], "path"]
             if len(missing) and strict:
                 raise FairfoundryError(f"{len(missing)} image file(s) listed in {manifest} do not "
                                        f"exist, e.g. {missing.head(3).tolist()}")
             problems = pd.DataFrame({"path": missing.to_numpy(), "error": "file not found"})
+    if check_images:
+        if "path" not in frame.columns:
+            raise FairfoundryError("--check-images needs a 'path' column")
+        from ..data import check_images as _check_images
+
+        with rich_progress("decoding images", len(frame)) as advance:
+            bad = _check_images(frame, root=base, strict=strict, progress=advance)
+        known = set(problems["path"]) if len(problems) else set()
+        bad = bad[~bad["path"].isin(known)]
+        problems = pd.concat([problems, bad], ignore_index=True) if len(problems) else bad
     if labels:
         label_cols = _split_multi(labels)
     inter: object = "pairs"

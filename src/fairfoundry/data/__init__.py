@@ -33,6 +33,7 @@ from ._manifest import (
     write_manifest,
 )
 from ._readers import (
+    check_images,
     load_npz_image,
     read_dicom_header,
     read_npz_bundle,
@@ -74,6 +75,7 @@ __all__ = [
     "age_from_dates",
     "bin_labels",
     "bin_values",
+    "check_images",
     "check_leakage",
     "country_income",
     "country_region",

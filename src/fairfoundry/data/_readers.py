@@ -16,7 +16,7 @@ from .._errors import FairfoundryError
 from ._harmonise import age_from_dates, harmonise_age, harmonise_race, harmonise_sex
 from ._images import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, _is_dicom
 
-__all__ = ["DICOM_KEYWORDS", "PROBLEM_COLUMNS", "load_npz_image", "read_dicom_header",
+__all__ = ["DICOM_KEYWORDS", "PROBLEM_COLUMNS", "check_images", "load_npz_image", "read_dicom_header",
            "read_npz_bundle", "scan_dicom", "scan_images"]
 
 log = logging.getLogger(__name__)
@@ -284,3 +284,48 @@ def load_npz_image(reference: str, *, base: str | os.PathLike = "."):
             raise FairfoundryError(f"index {idx} out of range for {file}#{m.group(2)} "
                                    f"({arr.shape[0]} images)")
         return np.asarray(arr[idx])
+
+
+def check_images(manifest, *, root: str | os.PathLike = ".", path_col: str = "path",
+                 strict: bool = False, progress: Callable[[int], None] | None = None):
+    """Decode every image of a manifest with :func:`load_image` and list those that fail.
+
+    Parameters
+    ----------
+    manifest : DataFrame with ``path_col`` (paths relative to ``root``, absolute paths, or npz
+        array references ``file.npz#key[i]``)
+    root : folder relative paths start from (usually the manifest's folder)
+    strict : raise on the first missing or unreadable image instead of listing it
+
+    Returns
+    -------
+    pandas.DataFrame ``(path, error)``, one row per missing or undecodable image.
+    """
+    import pandas as pd
+
+    from ._images import load_image
+
+    if path_col not in manifest.columns:
+        raise FairfoundryError(f"image check needs a {path_col!r} column in the manifest")
+    root = Path(root)
+    problems = []
+    for p in manifest[path_col]:
+        if progress is not None:
+            progress(1)
+        if p is None or p != p or str(p).strip() == "":
+            problems.append({"path": "", "error": "empty path"})
+            continue
+        text = str(p)
+        try:
+            if "#" in text and ".npz#" in text:
+                load_npz_image(text, base=root)
+            else:
+                full = Path(text) if Path(text).is_absolute() else root / text
+                if not full.exists():
+                    raise FairfoundryError(f"image file not found: {full}")
+                load_image(full)
+        except FairfoundryError as err:
+            if strict:
+                raise
+            problems.append({"path": text, "error": err.message})
+    return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
