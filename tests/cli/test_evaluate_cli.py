@@ -242,3 +242,17 @@ def test_intersections_permutation_pvalues_and_bca(cli, preds, tmp_path):
     assert summary["thresholds"][0]["rule"] == "sens=0.8"
     auc = csv[(csv["metric"] == "auc") & (csv["attribute"] == "sex")]
     assert (auc["ci_low"] <= auc["estimate"]).all() and (auc["estimate"] <= auc["ci_high"]).all()
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".parquet"])
+def test_tsv_and_parquet_inputs_give_the_csv_results(cli, preds, tmp_path, suffix):
+    frame = pd.read_csv(preds)
+    other = tmp_path / f"preds{suffix}"
+    if suffix == ".tsv":
+        frame.to_csv(other, sep="\t", index=False)
+    else:
+        frame.to_parquet(other, index=False)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli("evaluate", preds, "--sensitive", "sex", "--threshold", "0.5", "--out", a).code == 0
+    assert cli("evaluate", other, "--sensitive", "sex", "--threshold", "0.5", "--out", b).code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(a / "evaluation.csv"), pd.read_csv(b / "evaluation.csv"))

@@ -224,3 +224,13 @@ def test_row_order_does_not_change_the_results():
                              bins={"age": [50]})
     pd.testing.assert_frame_equal(a.by_group, b.by_group, check_exact=False, rtol=1e-12)
     assert a.thresholds.loc[0, "threshold"] == b.thresholds.loc[0, "threshold"]
+
+
+def test_renaming_groups_only_renames_the_per_group_rows():
+    df = synthetic(500, seed=6)
+    renamed = df.assign(sex=df["sex"].map({"female": "F", "male": "M"}))
+    a = fairfoundry.evaluate(df, label="y", sensitive="sex").get("tpr", attribute="sex")
+    b = fairfoundry.evaluate(renamed, label="y", sensitive="sex").get("tpr", attribute="sex")
+    est_a = a.set_index("group")["estimate"]
+    est_b = b.set_index("group")["estimate"]
+    assert est_b["F"] == est_a["female"] and est_b["M"] == est_a["male"]
