@@ -78,19 +78,24 @@ class ResamplePlan:
             return [rng.integers(0, m, size=m) for m in np.diff(self.bounds)]
         return [sc[rng.integers(0, len(sc), size=len(sc))] for sc in self.strata_clusters]
 
-    def weights(self, b: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Counts (float64, shape ``(n,)``) of replicate ``b`` in layout order."""
-        if out is None:
-            out = np.empty(self.n, dtype=np.float64)
+    def weights(self, b: int, out: np.ndarray) -> bool:
+        """Write the counts of replicate ``b`` (layout order) into ``out``; returns False
+        (leaving ``out`` unspecified) when a count does not fit ``out``'s integer dtype."""
         draws = self._draws(b)
+        limit = np.iinfo(out.dtype).max if np.issubdtype(out.dtype, np.integer) else np.inf
         if self.cluster is None:
             for (a, z), d in zip(zip(self.bounds[:-1], self.bounds[1:], strict=True), draws,
                                  strict=True):
-                out[a:z] = np.bincount(d, minlength=z - a)
+                c = np.bincount(d, minlength=z - a)
+                if c.max(initial=0) > limit:
+                    return False
+                out[a:z] = c
         else:
             counts = np.bincount(np.concatenate(draws), minlength=self.n_clusters)
-            np.take(counts.astype(np.float64), self.cluster, out=out)
-        return out
+            if counts.max(initial=0) > limit:
+                return False
+            np.take(counts.astype(out.dtype), self.cluster, out=out)
+        return True
 
     def indices(self, b: int) -> np.ndarray:
         """Layout positions of the explicit resample of replicate ``b`` (the slow oracle)."""

@@ -425,7 +425,7 @@ def evaluate_groups(
 
     eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,
                   ece_strategy=ece_strategy, metrics=metrics)
-    per0, ov0 = eng.both(np.ones((1, n)))
+    per0, ov0 = eng.both(np.ones((1, n), dtype=np.uint8))
     n_reps = n_bootstrap + n_permutations * len(present) + (
         bca_blocks if (ci_method == "bca" and n_bootstrap > 0) else 0)
     if calibration_bootstrap == "auto":
@@ -451,9 +451,14 @@ def evaluate_groups(
         plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed)
 
     def boot_chunk(a, b):
-        W = np.empty((b - a, n))
+        # counts as bytes (a count above 255 is practically impossible; checked)
+        W = np.empty((b - a, n), dtype=np.uint8)
         for k in range(b - a):
-            plan.weights(a + k, out=W[k])
+            if not plan.weights(a + k, out=W[k]):
+                W = W.astype(np.float64)
+                for j in range(b - a):
+                    plan.weights(a + j, out=W[j])
+                break
         return eng.both(W)
 
     if n_bootstrap > 0:
@@ -469,7 +474,7 @@ def evaluate_groups(
         blocks = plan.jackknife_blocks(bca_blocks)
 
         def jack_chunk(a, b):
-            W = np.ones((b - a, n))
+            W = np.ones((b - a, n), dtype=np.uint8)
             for k in range(b - a):
                 W[k, blocks[a + k]] = 0.0
             return eng.both(W)
@@ -485,10 +490,10 @@ def evaluate_groups(
         pchunk = max(1, chunk // max(G, 1))
 
         def perm_chunk(a, b):
-            W = np.zeros(((b - a) * G, n))
+            W = np.zeros(((b - a) * G, n), dtype=np.uint8)
             for k in range(b - a):
                 pg = plan.permuted_groups(a + k, eng.seg_of_row)[eng.to_overall]
-                W[k * G + pg, np.arange(n)] = 1.0
+                W[k * G + pg, np.arange(n)] = 1
             st = eng._to_metrics(eng._stats(eng.lo.segments[0], W, eng.lo, eng.need,
                                             eng._start(eng.cal_o, W.shape[0])))
             return {m: v.reshape(b - a, G) for m, v in st.items()}

@@ -243,27 +243,42 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
     K, m = W.shape
     one_step = (calibration == "one_step" and bool(need & {"cal_slope", "cal_intercept"})
                 and seg.F.shape[1] > seg.n_base)
-    n = W.sum(axis=1)
     Wp = np.take(W, seg.pos, axis=1)
-    pos = Wp.sum(axis=1)
-    pred_pos = W[:, seg.split:].sum(axis=1)
-    tp = Wp[:, seg.pos_split:].sum(axis=1)
+    # small-integer weights (uint8 bootstrap counts) are gathered and summed as bytes and
+    # widened to float64 once, only for the products with float features
+    linear = one_step or bool(need & {"brier", "log_loss", "ece"})
+    Wf = W.astype(np.float64) if (W.dtype != np.float64 and linear) else W
+    C = None
+    if need & {"auc", "ap"} or (seg.ece_bounds is None and "ece" in need):
+        # integer weights have exact float32 cumulative sums while the total is < 2**24
+        # (all partial sums are then exact integers); float32 halves the memory traffic
+        C = _padded_cumsum(W, np.float32 if integer_weights else np.float64)
+        P = _padded_cumsum(Wp, C.dtype)
+        if C.dtype == np.float32 and C[:, -1].max(initial=0) >= 2**24:
+            C = _padded_cumsum(W)
+            P = _padded_cumsum(Wp)
+        n = C[:, -1].astype(np.float64)
+        pos = P[:, -1].astype(np.float64)
+        pred_pos = n - C[:, seg.split]
+        tp = pos - P[:, seg.pos_split]
+    else:
+        n = W.sum(axis=1, dtype=np.float64)
+        pos = Wp.sum(axis=1, dtype=np.float64)
+        pred_pos = W[:, seg.split:].sum(axis=1, dtype=np.float64)
+        tp = Wp[:, seg.pos_split:].sum(axis=1, dtype=np.float64)
+    if Wp.dtype != np.float64:
+        Wp = Wp.astype(np.float64)
     neg = n - pos
     fp = pred_pos - tp
     fn = pos - tp
     out = {"n": n, "pos": pos, "tp": tp, "fp": fp, "fn": fn, "tn": neg - fp}
-    # integer weights with totals < 2**24 have exact float32 cumulative sums (3x faster)
-    c_dtype = np.float32 if (integer_weights and n.max(initial=0) < 2**24) else np.float64
     with np.errstate(divide="ignore", invalid="ignore"):
         WF = None
         if one_step or need & {"brier", "log_loss"}:
-            WF = W @ (seg.F if one_step else seg.F[:, :seg.n_base])
+            WF = Wf @ (seg.F if one_step else seg.F[:, :seg.n_base])
             out["brier"] = WF[:, 0] / n
             out["log_loss"] = WF[:, 1] / n
-        C = None
         if need & {"auc", "ap"}:
-            C = _padded_cumsum(W, c_dtype)
-            P = _padded_cumsum(Wp, c_dtype)
             Cb = np.take(C, seg.block_start, axis=1).astype(np.float64)
             Pb = np.take(P, seg.pos_before_start, axis=1).astype(np.float64)
             if "auc" in need:
@@ -289,13 +304,11 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
                 sums = np.zeros((K, layout.ece_bins))
                 for k in range(layout.ece_bins):
                     if eb[k + 1] > eb[k]:
-                        sums[:, k] = np.einsum("ij,j->i", W[:, eb[k]:eb[k + 1]],
+                        sums[:, k] = np.einsum("ij,j->i", Wf[:, eb[k]:eb[k + 1]],
                                                seg.resid[eb[k]:eb[k + 1]])
                 out["ece_bins"] = sums
                 out["ece"] = np.abs(sums).sum(axis=1) / n
             else:
-                if C is None:
-                    C = _padded_cumsum(W, c_dtype)
                 D = _padded_cumsum(W * seg.resid)
                 ece = np.full(K, np.nan)
                 cinc = C[:, 1:]
