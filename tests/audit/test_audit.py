@@ -116,3 +116,15 @@ def test_permuting_rows_changes_nothing(nih):
     a = audit_manifest(m, attributes=["sex", "age_group"])
     b = audit_manifest(m.sample(frac=1, random_state=1), attributes=["sex", "age_group"])
     pd.testing.assert_frame_equal(a.groups, b.groups)
+
+
+def test_prevalence_from_a_small_positive_count_is_suppressed():
+    m = pd.DataFrame({"sample_id": [str(i) for i in range(200)],
+                      "sex": ["female"] * 100 + ["male"] * 100,
+                      "label": [1] * 3 + [0] * 97 + [1] * 50 + [0] * 50})
+    a = audit_manifest(m, min_group_size=10)
+    pub = a.suppressed(a.prevalence).set_index("group")
+    assert pub.loc["female", "positives"] == "<10" and pub.loc["female", "prevalence"] is None
+    assert pub.loc["male", "prevalence"] == 0.5
+    # the exact numbers stay available to the analyst
+    assert a.prevalence.set_index("group").loc["female", "positives"] == 3

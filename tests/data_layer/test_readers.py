@@ -141,3 +141,14 @@ def test_medmnist_npz_bundle(data_dir):
     assert manifest.groupby("split")["label"].sum().to_dict() == pos
     ref = manifest.loc[manifest["split"] == "test", "path"].iloc[0]
     assert np.array_equal(load_npz_image(ref, base=f.parent), first_test)
+
+
+def test_load_image_follows_npz_references(data_dir):
+    from fairfoundry.data import load_dataset
+
+    root = data_dir / "medmnist_pneumoniamnist_balanced"
+    m = load_dataset("medmnist", root).manifest
+    ref = m.loc[m["split"] == "val", "path"].iloc[5]
+    with np.load(root / "pneumoniamnist_balanced_subset.npz") as z:
+        expected = z["val_images"][5]
+    assert np.array_equal(load_image(root / ref), expected)

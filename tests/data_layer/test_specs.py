@@ -230,3 +230,16 @@ def test_docs_coverage_matrix_is_generated_from_specs():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.coverage_markdown() in (root / "docs" / "data.md").read_text(encoding="utf-8")
+
+
+def test_generic_spec_on_a_canonical_table(tmp_path):
+    pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "patient_id": ["1", "1", "2", "3"],
+                  "path": ["a.png", "b.png", "c.png", "d.png"], "label": ["x", "y", "x", "x"],
+                  "sex": ["F", "F", "M", "M"], "age": [30, 30, "065Y", None]}).to_csv(
+        tmp_path / "manifest.csv", index=False)
+    r = load_dataset("generic", tmp_path)
+    m = r.manifest
+    assert m["sex"].tolist() == ["female", "female", "male", "male"]
+    assert m["age"].tolist()[:3] == [30.0, 30.0, 65.0] and np.isnan(m["age"].iloc[3])
+    assert m["age_group"].tolist() == ["20-39", "20-39", "60-79", "unknown"]
+    assert len(check_leakage(m)) == 0

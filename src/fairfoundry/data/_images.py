@@ -106,6 +106,8 @@ def load_image(path: str | os.PathLike):
         MONOCHROME1 inverted so that high values are bright. Headers are read with
         ``force=True`` so files without a preamble or file meta still load.
         NIfTI: the volume (``(X, Y, Z[, T])``) with the header's scaling applied.
+        npz array references ``dir/file.npz#train_images[3]`` (as in MedMNIST manifests): that
+        array row, as stored.
 
     Raises
     ------
@@ -115,6 +117,12 @@ def load_image(path: str | os.PathLike):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    text = str(path)
+    if ".npz#" in text:  # array reference into an npz bundle (MedMNIST manifests)
+        from ._readers import load_npz_image
+
+        file, _, key = text.partition(".npz#")
+        return load_npz_image(f"{Path(file).name}.npz#{key}", base=Path(file).parent)
     path = Path(path)
     if path.name.lower().endswith(NIFTI_SUFFIXES):
         return _load_nifti(path)

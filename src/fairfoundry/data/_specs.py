@@ -153,7 +153,7 @@ class DatasetSpec(_Strict):
     licence: str
     citation: str
     access: Literal["open", "registration", "credentialed", "agreement"] = "open"
-    format: Literal["table", "dicom", "npz_bundle", "npz_files", "canonical"] = "table"
+    format: Literal["table", "dicom", "npz_bundle", "npz_files"] = "table"
     tables: list[TableSpec] = Field(default_factory=list)
     files: str | None = Field(None, description="glob of npz / DICOM files under the root")
     derive: dict[str, DeriveSpec] = Field(default_factory=dict)
@@ -470,7 +470,7 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
 
     from ._readers import read_npz_bundle
 
-    if spec.format == "table" or spec.format == "canonical":
+    if spec.format == "table":
         frame = None
         derived = False
         skipped: list[str] = []
