@@ -4,14 +4,10 @@ Layer 1: validates inputs, chooses thresholds, calls :mod:`fairfoundry.metrics` 
 of metric values) and assembles the :class:`Evaluation`; the HTML lives in :mod:`fairfoundry.report`.
 """
 
-from ._evaluate import (
-    MACRO_LABEL,
-    UNDERDIAGNOSIS_LABEL,
-    EvaluationPlan,
-    evaluate,
-    prepare_evaluation,
-)
+from ._evaluate import evaluate, prepare_evaluation
 from ._examples import EXAMPLES, example_options
+from ._macro import MACRO_LABEL
+from ._plan import UNDERDIAGNOSIS_LABEL, EvaluationPlan
 from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, Evaluation
 
 __all__ = [

@@ -1,0 +1,273 @@
+"""The validated evaluation plan and its run: one engine call per label and attribute."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._macro import (
+    MACRO_LABEL,
+    aligned_replicates,
+    first_replicate_rows,
+    macro_by_group,
+    macro_summary,
+)
+from ._result import BY_GROUP_COLUMNS, SUMMARY_COLUMNS, Evaluation
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EvaluationPlan", "UNDERDIAGNOSIS_LABEL"]
+
+#: ``label`` value of the rows for the multi-label underdiagnosis rate.
+UNDERDIAGNOSIS_LABEL = "any_finding"
+
+
+@dataclass
+class _Attribute:
+    name: str
+    columns: list[str]
+    codes: np.ndarray          # codes over the report rows, 0..G-1
+    names: list[str]
+    binned: bool = False
+
+
+@dataclass
+class EvaluationPlan:
+    """A validated evaluation, ready to run: inputs resolved, thresholds chosen.
+
+    Built by :func:`prepare_evaluation`; :meth:`run` does the (possibly long) bootstrap.
+    :attr:`total_replicates` is the number of units reported to ``progress``.
+    """
+
+    source: str
+    fingerprint: str
+    n_rows: int
+    labels: list[str]
+    score_cols: list[str]
+    y: dict[str, np.ndarray]              # report rows
+    s: dict[str, np.ndarray]              # report rows
+    attributes: list[_Attribute]
+    cluster: np.ndarray | None
+    thresholds: list[dict]
+    threshold_on_report_split: bool
+    report_split: str | None
+    reference: dict[str, str]
+    options: dict
+    config: dict
+    no_finding: np.ndarray | None = None  # dedicated "no finding" score, report rows
+    no_finding_threshold: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def multilabel(self) -> bool:
+        return len(self.labels) > 1 or self.no_finding is not None
+
+    def _suppressing(self, attr: _Attribute) -> bool:
+        k = self.options["min_group_size"]
+        return k > 0 and bool((np.bincount(attr.codes, minlength=len(attr.names)) < k).any())
+
+    def _calls_per_label(self) -> int:
+        return sum(2 if self._suppressing(a) else 1 for a in self.attributes)
+
+    @property
+    def total_replicates(self) -> int:
+        """Bootstrap + permutation replicates over all engine calls (for a progress bar)."""
+        per_call = self.options["bootstrap"] + self.options["permutations"]
+        calls = len(self.labels) * self._calls_per_label()
+        if self.multilabel:
+            calls += self._calls_per_label()
+        return per_call * calls
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _engine_kwargs(self, progress) -> dict:
+        o = self.options
+        return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
+                    n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
+                    confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
+                    n_jobs=o["n_jobs"], progress=progress)
+
+    def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
+        """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
+        rows = keep_groups[attr.codes]
+        remap = np.cumsum(keep_groups) - 1
+        names = [n for n, k in zip(attr.names, keep_groups, strict=True) if k]
+        return rows, remap[attr.codes[rows]].astype(np.int64), names
+
+    def _run_attribute(self, call: Callable, attr: _Attribute):
+        """Per-group rows and summary rows of one attribute, with small-cell suppression."""
+        k = self.options["min_group_size"]
+        ref = self.reference.get(attr.name)
+        res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
+        per_group = res.per_group.copy()
+        summary = res.summary.copy()
+        reps = {"per": res.replicates, "names": [*attr.names, "overall"],
+                "summary": res.replicates, "rows0": first_replicate_rows(res)}
+        if not self._suppressing(attr):
+            return per_group, summary, [], reps
+        sizes = np.bincount(attr.codes, minlength=len(attr.names))
+        small = sizes < k
+        small_names = [n for n, s in zip(attr.names, small, strict=True) if s]
+        if int(attr.codes.size) < k:
+            small_names.append("overall")
+        mask = per_group["group"].astype(str).isin(small_names)
+        per_group.loc[mask, ["estimate", "ci_low", "ci_high", "n"]] = np.nan
+        per_group.loc[mask, "reason"] = f"suppressed: n < {k}"
+        keep = ~small
+        if keep.sum() >= 2 and (ref is None or ref not in small_names):
+            rows, codes, names = self._subset(attr, keep)
+            res_b = call(rows, codes, names, ref)
+            summary = res_b.summary.copy()
+            reps["summary"] = res_b.replicates
+            note = (f"groups with n < {k} ({', '.join(small_names)}) left out of the summaries")
+        else:
+            summary = summary.iloc[0:0].copy()
+            reps["summary"] = {}
+            note = (f"summaries of {attr.name!r} not reported: fewer than two groups (or the "
+                    f"reference group) have n >= {k}")
+        suppressed = [{"attribute": attr.name, "group": g, "reason": f"n < {k}"} for g in small_names]
+        return per_group, summary, [note, suppressed], reps
+
+    def run(self, progress: Callable[[int], None] | None = None) -> Evaluation:
+        """Run the engine for every label and attribute; return the :class:`Evaluation`."""
+        from ..metrics import evaluate_groups
+
+        by_group: list[pd.DataFrame] = []
+        summaries: list[pd.DataFrame] = []
+        suppressed: list[dict] = []
+        replicates: dict[str, dict[str, dict]] = {}
+        warnings = list(self.warnings)
+        kw = self._engine_kwargs(progress)
+
+        for label, thr in zip(self.labels, self.thresholds, strict=True):
+            y, s = self.y[label], self.s[label]
+            overall_done = False
+            for attr in self.attributes:
+                def call(rows, codes, names, ref, y=y, s=s, thr=thr):
+                    return evaluate_groups(
+                        y[rows], s[rows], threshold=thr["threshold"], groups=codes,
+                        group_names=names, reference=ref,
+                        cluster=None if self.cluster is None else self.cluster[rows], **kw)
+
+                per_group, summary, extra, reps = self._run_attribute(call, attr)
+                replicates.setdefault(attr.name, {})[label] = reps
+                per_group = per_group.assign(label=label, attribute=attr.name)
+                is_overall = per_group["group"].astype(str) == "overall"
+                if overall_done:
+                    per_group = per_group[~is_overall]
+                else:
+                    per_group.loc[is_overall, "attribute"] = "overall"
+                    overall_done = True
+                by_group.append(per_group)
+                summaries.append(summary.assign(label=label, attribute=attr.name))
+                if extra:
+                    note, supp = extra
+                    if label == self.labels[0]:
+                        warnings.append(note)
+                        suppressed.extend(supp)
+        if self.multilabel:
+            by_u, sum_u = self._underdiagnosis(progress)
+            by_group.extend(by_u)
+            summaries.extend(sum_u)
+
+        table = pd.concat(by_group, ignore_index=True)
+        summary = pd.concat(summaries, ignore_index=True)
+        if len(self.labels) > 1:
+            conf = self.options["confidence"]
+            reps = aligned_replicates(replicates, self.attributes[0].name)
+            table = pd.concat([table, macro_by_group(table, self.labels, reps, conf)],
+                              ignore_index=True)
+            summary = pd.concat([summary, macro_summary(summary, self.labels, reps, conf)],
+                                ignore_index=True)
+        table = _tidy(table, BY_GROUP_COLUMNS)
+        summary = _tidy(summary, SUMMARY_COLUMNS)
+        warnings.extend(_undefined_warnings(table))
+        return Evaluation(
+            by_group=table, summary_table=summary, thresholds=pd.DataFrame(self.thresholds),
+            config=self.config, warnings=warnings, suppressed=suppressed,
+            info={"source": self.source, "fingerprint": self.fingerprint, "n_rows": self.n_rows,
+                  "n_report_rows": int(next(iter(self.y.values())).size),
+                  "report_split": self.report_split,
+                  "threshold_on_report_split": self.threshold_on_report_split},
+            curves=self._curve_frame(),
+        )
+
+    def _underdiagnosis(self, progress):
+        """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""
+        from ..metrics import underdiagnosis_by_group
+
+        diseased = np.zeros_like(self.y[self.labels[0]], dtype=bool)
+        for label in self.labels:
+            diseased |= self.y[label].astype(bool)
+        no_finding_true = (~diseased).astype(np.int8)
+        if self.no_finding is not None:
+            nf_score, nf_threshold = self.no_finding, float(self.no_finding_threshold)
+        else:  # predicted "no finding" = every label's score below its threshold
+            nf_pred = np.ones_like(diseased)
+            for label, thr in zip(self.labels, self.thresholds, strict=True):
+                nf_pred &= self.s[label] < thr["threshold"]
+            nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
+        kw = self._engine_kwargs(progress)
+        kw.pop("ece_bins")
+        kw.pop("ece_strategy")
+        by, sm = [], []
+        first = True
+        for attr in self.attributes:
+            def call(rows, codes, names, ref):
+                return underdiagnosis_by_group(
+                    no_finding_true[rows], nf_score[rows], threshold=nf_threshold, groups=codes,
+                    group_names=names, reference=ref,
+                    cluster=None if self.cluster is None else self.cluster[rows], **kw)
+
+            per_group, summary, _, _ = self._run_attribute(call, attr)
+            per_group = per_group.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name)
+            is_overall = per_group["group"].astype(str) == "overall"
+            if first:
+                per_group.loc[is_overall, "attribute"] = "overall"
+                first = False
+            else:
+                per_group = per_group[~is_overall]
+            by.append(per_group)
+            sm.append(summary.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name))
+        return by, sm
+
+    def _curve_frame(self) -> pd.DataFrame:
+        """Report-split labels, scores and group names (for ROC / calibration plots)."""
+        cols: dict[str, object] = {}
+        for label in self.labels:
+            cols[f"y::{label}"] = self.y[label]
+            cols[f"s::{label}"] = self.s[label]
+        k = self.options["min_group_size"]
+        for attr in self.attributes:
+            codes = attr.codes
+            if k > 0:  # suppressed groups are left out of the curves too
+                sizes = np.bincount(attr.codes, minlength=len(attr.names))
+                codes = np.where(sizes[attr.codes] < k, -1, attr.codes)
+            cols[f"g::{attr.name}"] = pd.Categorical.from_codes(codes, categories=attr.names)
+        return pd.DataFrame(cols)
+
+def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = "" if col in ("reason", "detail") else np.nan
+    out = frame[list(columns)].copy()
+    for col in ("reason", "detail", "group"):
+        if col in out.columns:
+            out[col] = out[col].fillna("").astype(str)
+    return out.reset_index(drop=True)
+
+def _undefined_warnings(table: pd.DataFrame) -> list[str]:
+    """One line per (attribute, group) whose AUC is undefined (a single class), any label."""
+    auc = table[(table["metric"] == "auc") & table["estimate"].isna()
+                & ~table["reason"].str.startswith("suppressed") & (table["label"] != MACRO_LABEL)]
+    out = []
+    for (attr, group), part in auc.groupby(["attribute", "group"], sort=False):
+        labels = ", ".join(map(str, part["label"].unique()[:6]))
+        more = "" if part["label"].nunique() <= 6 else ", ..."
+        reason = part["reason"].iloc[0] or "undefined"
+        out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) {labels}{more}")
+    return out
