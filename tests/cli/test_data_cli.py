@@ -110,3 +110,18 @@ def test_audit_data_check_images_lists_unreadable(cli, data_dir, tmp_path):
     r = cli("audit-data", "--manifest", tmp_path / "m.csv", "--check-images", "--strict",
             "--out", tmp_path / "o2")
     assert r.code == 2 and "broken.jpg" in r.err and not (tmp_path / "o2").exists()
+
+
+def test_datasets_build_writes_manifest_with_paths_relative_to_it(cli, data_dir, tmp_path):
+    from fairfoundry.data import load_image, read_manifest
+
+    out = tmp_path / "runs" / "mm.parquet"
+    root = data_dir / "medmnist_pneumoniamnist_balanced"
+    r = cli("datasets", "build", "medmnist", "--root", root, "--out", out)
+    assert r.code == 0, r
+    m = read_manifest(out, required=("sample_id", "path", "split"))
+    assert len(m) == 3166 and (out.parent / (out.name + ".json")).exists()
+    img = load_image(out.parent / m["path"].iloc[0])
+    assert img.shape == (28, 28)
+    r = cli("datasets", "build", "medmnist", "--root", root, "--out", out)
+    assert r.code == 2 and "--overwrite" in r.err

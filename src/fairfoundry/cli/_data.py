@@ -74,6 +74,44 @@ def datasets_show(
     typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip())
 
 
+@datasets_app.command("build")
+def datasets_build(
+    name: str = typer.Argument(..., help="Dataset name (see `datasets list`) or a spec YAML path."),
+    root: Path = typer.Option(..., "--root", help="Folder holding the dataset's files."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Manifest to write (.csv, .tsv or .parquet)."),
+    bins: list[str] | None = typer.Option(
+        None, "--bins", help="Age bins for age_group, e.g. --bins age=18,40,65."),
+    check_files: bool = typer.Option(False, "--check-files",
+                                     help="List image files that do not exist."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first missing image."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
+    """Build the harmonised manifest of a dataset (paths relative to the manifest file)."""
+    from .._io import write_sidecar
+    from ..data import load_dataset, parse_bins, rebase_paths, write_manifest
+
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".tsv", ".parquet"):
+        raise FairfoundryError(f"--out {out} must end in .csv, .tsv or .parquet")
+    if out.exists() and not overwrite:
+        raise FairfoundryError(f"{out} already exists", hint="pass --overwrite to replace it")
+    loaded = load_dataset(name, root, check_files=check_files, strict=strict,
+                          bins=parse_bins(bins).get("age"))
+    frame = rebase_paths(loaded.manifest, from_dir=root, to_dir=out.resolve().parent)
+    write_manifest(frame, out)
+    write_sidecar(out.with_name(out.name + ".json"), kind="manifest",
+                  config={"dataset": loaded.spec.name, "bins": bins or None},
+                  seed=loaded.spec.split.seed, inputs={"root": str(Path(root).resolve())},
+                  notes=loaded.notes, n_missing_files=int(len(loaded.problems)))
+    typer.echo(f"wrote {out}: {len(frame):,} images, {frame['patient_id'].nunique():,} patients")
+    for note in loaded.notes:
+        typer.echo(f"note: {note}", err=True)
+    if len(loaded.problems):
+        typer.echo(f"warning: {len(loaded.problems)} image file(s) missing, e.g. "
+                   f"{loaded.problems['path'].head(3).tolist()}", err=True)
+
+
 _AUDIT_EPILOG = (
     "Examples:\n\n"
     "  fairfoundry audit-data --dataset nih-chestxray14 --root ~/data/nih --out nih-audit\n\n"
@@ -139,7 +177,7 @@ def audit_data_command(
         write_table_atomic,
     )
     from ..audit import audit_manifest
-    from ..data import load_dataset, parse_bins, read_manifest
+    from ..data import load_dataset, parse_bins, read_manifest, rebase_paths
     from ..data._readers import PROBLEM_COLUMNS
 
     if (dataset is None) == (manifest is None):
@@ -205,8 +243,9 @@ def audit_data_command(
         audit.to_html(stage / "audit.html")
         audit.to_datasheet(stage / "datasheet.md")
         write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups))
-        if dataset is not None:
-            write_table_atomic(stage / "manifest.csv", frame)
+        if dataset is not None:  # paths relative to the written manifest, so embed can use it
+            write_table_atomic(stage / "manifest.csv",
+                               rebase_paths(frame, from_dir=base, to_dir=out))
         if audit.problems is not None and len(audit.problems):
             write_table_atomic(stage / "problems.csv", audit.problems)
         write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,

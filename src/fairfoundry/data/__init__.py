@@ -29,6 +29,7 @@ from ._manifest import (
     ID_COLUMNS,
     PROTECTED_ATTRIBUTES,
     read_manifest,
+    rebase_paths,
     validate_manifest,
     write_manifest,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "read_dicom_header",
     "read_manifest",
     "read_npz_bundle",
+    "rebase_paths",
     "register_spec",
     "scan_dicom",
     "scan_images",

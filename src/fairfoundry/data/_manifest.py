@@ -42,6 +42,7 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "validate_manifest",
+    "rebase_paths",
 ]
 
 #: column names every component agrees on (labels are one column per label, named by the spec).
@@ -208,3 +209,37 @@ def write_manifest(frame, path: str | os.PathLike, *, overwrite: bool = True) ->
         raise FairfoundryError(f"{path} already exists", hint="pass --overwrite to replace it")
     frame = validate_manifest(frame, source=f"manifest to write to {path}")
     return write_table_atomic(path, frame)
+
+
+def rebase_paths(frame, *, from_dir: str | os.PathLike, to_dir: str | os.PathLike,
+                 column: str = "path"):
+    """Return ``frame`` with relative ``column`` paths rewritten from ``from_dir`` to ``to_dir``.
+
+    Use it before writing a manifest into another folder, so that its paths stay relative to
+    the manifest file. Absolute paths and empty values are left alone; npz array references
+    (``file.npz#key[i]``) are rebased on their file part.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rebase_paths(pd.DataFrame({"path": ["img/a.png"]}), from_dir="/data/ham",
+    ...              to_dir="/data/runs")["path"].tolist()
+    ['../ham/img/a.png']
+    """
+    if column not in frame.columns:
+        return frame
+    src = Path(os.path.abspath(from_dir))
+    dst = Path(os.path.abspath(to_dir))
+
+    def move(p):
+        if p is None or p != p or str(p) == "":
+            return p
+        text = str(p)
+        file, sep, ref = text.partition("#") if ".npz#" in text else (text, "", "")
+        if Path(file).is_absolute():
+            return text
+        return Path(os.path.relpath(src / file, dst)).as_posix() + sep + ref
+
+    out = frame.copy()
+    out[column] = [move(p) for p in frame[column]]
+    return out
