@@ -29,9 +29,14 @@ def _bar_grid(audit):
     for ax, a in zip(axes.ravel(), attrs, strict=False):
         sub = audit.groups[audit.groups["attribute"] == a].head(15)
         k = audit.min_group_size
-        colors = ["#c0c4cc" if g == "unknown" else ("#e0a100" if n < k else "#3a78d8")
-                  for g, n in zip(sub["group"], sub["n"], strict=True)]
-        ax.barh(range(len(sub)), sub["share"], color=colors)
+        small = [0 < n < k for n in sub["n"]]
+        colors = ["#c0c4cc" if g == "unknown" else "#3a78d8" for g in sub["group"]]
+        # suppressed groups get no bar (its length would reveal the count), only a label
+        ax.barh(range(len(sub)), [0 if sm else v for sm, v in zip(small, sub["share"],
+                                                                 strict=True)], color=colors)
+        for i, sm in enumerate(small):
+            if sm:
+                ax.text(0, i, f" <{k} images", va="center", fontsize=7, color="#b07d00")
         ax.set_yticks(range(len(sub)), [str(g)[:22] for g in sub["group"]], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(a, fontsize=10)
@@ -57,8 +62,14 @@ def _missing_fig(audit):
     ax.barh(range(len(m)), 1 - m["share_unknown"], color=colors)
     ax.set_yticks(range(len(m)), m["attribute"], fontsize=8)
     ax.invert_yaxis()
+    for i, (rec, unk) in enumerate(zip(m["recorded"], m["share_unknown"], strict=True)):
+        if not rec:
+            ax.text(0.01, i, "not recorded", va="center", fontsize=7, color="#8a8f99")
+        else:
+            ax.text(min(1 - unk, 0.86) + 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
+                    fontsize=7, color="white" if 1 - unk > 0.86 else "black")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of images with the attribute known (grey: column absent)", fontsize=8)
+    ax.set_xlabel("share of images with the attribute known", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -150,9 +161,9 @@ def audit_html(audit, *, title: str | None = None) -> str:
     parts.append("<h2>Who is in the data</h2>")
     fig = _bar_grid(audit)
     if fig is not None:
-        parts.append(figure_html(fig, caption="Share of images per group (orange: fewer than "
-                                 f"{audit.min_group_size} images; grey: unknown; red ticks: "
-                                 "reference population)."))
+        parts.append(figure_html(fig, caption="Share of images per group (groups with fewer than "
+                                 f"{audit.min_group_size} images are labelled, not drawn; grey: "
+                                 "unknown; red ticks: reference population)."))
     single = audit.groups[audit.groups["attribute"].isin(audit.attributes)]
     parts.append(table_html(audit.suppressed(single), left=["attribute", "group"]))
     parts.append("<h2>Imbalance</h2><p class=\"meta\">min/max ratio = smallest / largest known "
