@@ -65,6 +65,9 @@ def _build_custom(model_cfg: dict):
 
     cfg = dict(model_cfg)
     text = cfg.get("text_cfg", {})
+    if isinstance(text, dict) and "hf_model_name" in text:
+        # the full checkpoint replaces the text tower: do not fetch the base language model
+        cfg["text_cfg"] = text = {**text, "hf_model_pretrained": False}
     cls = CustomTextCLIP if isinstance(text, dict) and ("hf_model_name" in text or cfg.pop("custom_text", False)) else CLIP
     try:
         return cls(**cfg)

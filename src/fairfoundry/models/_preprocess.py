@@ -73,9 +73,7 @@ def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
         x = torch.from_numpy(np.ascontiguousarray(arr))[None]
     else:
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-    if prep.channels == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    elif prep.channels == 1 and x.shape[0] == 3:
+    if prep.channels == 1 and x.shape[0] == 3:
         w = torch.tensor(_LUMA, dtype=x.dtype).view(3, 1, 1)
         x = (x * w).sum(0, keepdim=True)
 
@@ -102,6 +100,8 @@ def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
         top = (x.shape[1] - size) // 2
         left = (x.shape[2] - size) // 2
         x = x[:, top:top + size, left:left + size]
+    if prep.channels == 3 and x.shape[0] == 1:  # after resizing: 3x less work
+        x = x.expand(3, -1, -1)
     lo, hi = prep.value_range
     if (lo, hi) != (0.0, 1.0):
         x = x * (hi - lo) + lo

@@ -73,7 +73,7 @@ register_preset(Preset(
     backend="hf",
     model="google/medsiglip-448",
     preprocessing=Preprocessing(size=448, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
-                                resize="squash", interpolation="bilinear"),
+                                resize="squash", interpolation="bicubic"),
     licence="Health AI Developer Foundations terms of use (gated)",
     source="https://huggingface.co/google/medsiglip-448",
     get_weights="accept the terms on the model page, then huggingface-cli login && "

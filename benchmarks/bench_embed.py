@@ -1,0 +1,117 @@
+"""bench_embed: fairfoundry extraction vs a bare timm forward loop, and cold vs cached re-runs.
+
+Same images (the bundled real NIH X-rays), same model (a timm ViT-S/16 at 224 px, seeded random
+init saved once as .safetensors), same batch size, same thread count, in one process:
+
+* ``bare``: PIL decode -> timm's own eval transform -> ``model(x)`` under ``inference_mode``;
+* ``fairfoundry``: ``extract_embeddings`` cold (empty cache; includes loading the model, reading
+  the manifest, hashing weights, writing shards and the outputs);
+* ``cached``: ``extract_embeddings`` again into a new output directory (all shards from cache),
+  and into the same directory (nothing to do).
+
+Each timing is the fastest of ``--repeats`` interleaved runs (on a shared machine the fastest run
+is the least disturbed one). Targets: fairfoundry / bare <= 1.10; cold / cached >= 50.
+
+Usage: python benchmarks/bench_embed.py [--n-images 160] [--repeats 5] [--model vit_small_patch16_224]
+       [--batch-size 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def bare_timm_loop(model, paths, *, batch_size, device):
+    import timm.data
+    import torch
+    from PIL import Image
+
+    cfg = timm.data.resolve_model_data_config(model)
+    tf = timm.data.create_transform(**cfg, is_training=False)
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch_size):
+            x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
+            outs.append(model(x.to(device)).float().cpu())
+    return torch.cat(outs).numpy()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-images", type=int, default=160)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--model", default="vit_small_patch16_224")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+
+    import pandas as pd
+    import torch
+
+    from fairfoundry.datasets import nih_images
+    from fairfoundry.models import extract_embeddings, load_encoder, read_embeddings, save_encoder
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_embed-"))
+    src = nih_images()
+    frame = pd.read_csv(src, dtype={"sample_id": str}).head(args.n_images)
+    frame["path"] = [str(src.parent / p) for p in frame["path"]]
+    manifest = tmp / "manifest.csv"
+    frame.to_csv(manifest, index=False)
+    paths = frame["path"].tolist()
+
+    enc = load_encoder(f"timm:{args.model}", weights="random")
+    weights = save_encoder(enc, tmp / "model.safetensors")
+    model = enc.module.to(args.device)
+    print(f"# bench_embed: {len(paths)} NIH images, timm {args.model} ({enc.embed_dim}-d), "
+          f"batch {args.batch_size}, device {args.device}, torch threads {torch.get_num_threads()}")
+
+    def run_ff(k: int):
+        return extract_embeddings(manifest, str(weights), out=tmp / f"out{k}", cache_dir=tmp / f"cache{k}",
+                                  batch_size=args.batch_size, num_workers=0, device=args.device)
+
+    bare_warm = bare_timm_loop(model, paths[: args.batch_size], batch_size=args.batch_size, device=args.device)
+    del bare_warm
+    t_bare, t_ff = [], []
+    for k in range(args.repeats):  # interleaved so both see the same machine load
+        t0 = time.perf_counter()
+        ref = bare_timm_loop(model, paths, batch_size=args.batch_size, device=args.device)
+        t_bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = run_ff(k)
+        t_ff.append(time.perf_counter() - t0)
+        assert res.shards_computed == res.shards_total
+    ours = read_embeddings(tmp / "out0")[1]
+    diff = float(abs(ours - ref).max())
+    scale = float(abs(ref).max())
+
+    t0 = time.perf_counter()
+    res = extract_embeddings(manifest, str(weights), out=tmp / "out-cached", cache_dir=tmp / "cache0",
+                             batch_size=args.batch_size, num_workers=0, device=args.device)
+    t_cached = time.perf_counter() - t0
+    assert res.shards_computed == 0
+    t0 = time.perf_counter()
+    res = extract_embeddings(manifest, str(weights), out=tmp / "out0", cache_dir=tmp / "cache0",
+                             batch_size=args.batch_size, num_workers=0, device=args.device)
+    t_noop = time.perf_counter() - t0
+    assert res.up_to_date
+
+    # the machine may be shared: the fastest of the interleaved repeats is the least disturbed
+    bare, ff = min(t_bare), min(t_ff)
+    ratio = ff / bare
+    speedup = ff / t_cached
+    print(f"bare timm loop     : {bare:8.3f} s  (runs: {', '.join(f'{t:.2f}' for t in t_bare)})")
+    print(f"fairfoundry cold   : {ff:8.3f} s  (runs: {', '.join(f'{t:.2f}' for t in t_ff)})")
+    print(f"fairfoundry cached : {t_cached:8.3f} s  (new --out, all shards from cache)")
+    print(f"fairfoundry no-op  : {t_noop:8.3f} s  (same --out, up to date)")
+    print(f"max |ours - bare|  : {diff:.3g} (max |bare| {scale:.3g}; preprocessing: torch vs PIL resize)")
+    print(f"ratio fairfoundry/bare = {ratio:.3f}  (target <= 1.10)  {'PASS' if ratio <= 1.10 else 'FAIL'}")
+    print(f"speed-up cold/cached   = {speedup:.0f}x  (target >= 50x)  {'PASS' if speedup >= 50 else 'FAIL'}")
+    return 0 if ratio <= 1.10 and speedup >= 50 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
