@@ -73,11 +73,24 @@ def datasheet_markdown(audit) -> str:
     ask("Are relationships between individual instances made explicit?",
         "Images of one patient share a `patient_id`." if s["n_patients"] < s["n_samples"]
         else None)
+    def sentence(text: str) -> str:
+        text = text.strip().rstrip(".")
+        return f" {text[:1].upper()}{text[1:]}." if text else ""
+
     split_note = None
-    if spec is not None and spec.split.note:
-        split_note = spec.split.note
+    leak = ("" if audit.leakage is None else
+            f" Patients found in more than one split: {len(audit.leakage)}.")
+    if spec is not None and spec.split.rule == "column":
+        split_note = (f"Yes: the dataset's own split (column `{spec.split.column}`)."
+                      + sentence(spec.split.note) + leak)
+    elif spec is not None and spec.split.rule == "patient_random":
+        split_note = ("No official split is used here: fairfoundry assigned a seeded "
+                      f"patient-level split {dict(spec.split.ratios)} (seed {spec.split.seed}"
+                      + (f", stratified by {', '.join(spec.split.stratify)}"
+                         if spec.split.stratify else "") + ")."
+                      + sentence(spec.split.note) + leak)
     elif audit.leakage is not None:
-        split_note = "A `split` column is present; splits are checked to be patient-disjoint."
+        split_note = "A `split` column is present." + leak
     ask("Are there recommended data splits?", split_note)
     noise = list(spec.notes) if spec is not None else []
     dup = (f"{s['n_duplicate_files']} image files have a byte-identical twin."
