@@ -322,8 +322,10 @@ def _by_group_html(ev, label: str) -> str:
     if t.empty:
         return ""
     t = t.assign(value=[
-        ("suppressed" if str(r).startswith("suppressed") else _with_ci(e, lo, hi))
-        for e, lo, hi, r in zip(t["estimate"], t["ci_low"], t["ci_high"], t["reason"], strict=True)])
+        ("suppressed" if str(r).startswith("suppressed") else
+         (_count(e) if m == "n" else _with_ci(e, lo, hi)))
+        for e, lo, hi, r, m in zip(t["estimate"], t["ci_low"], t["ci_high"], t["reason"],
+                                   t["metric"], strict=True)])
     wide = t.pivot_table(index=["attribute", "group"], columns="metric", values="value",
                          aggfunc="first", sort=False)
     cols = [m for m in ("n", "prevalence", *_PLOT_METRICS) if m in wide.columns]
@@ -412,21 +414,25 @@ def evaluation_report_html(ev) -> str:
     parts.append("<h2>Per-group table</h2>")
     main_label = "macro" if "macro" in per_label else (labels[0] if labels else per_label[0])
     parts.append(f"<p>Label <b>{esc(main_label)}</b>"
-                 + (" (mean over labels, no CI)" if main_label == "macro" else "")
+                 + (" (mean over labels)" if main_label == "macro" else "")
                  + "; every label, metric and CI is in <code>evaluation.csv</code>.</p>")
     parts.append(_by_group_html(ev, main_label))
     if "any_finding" in per_label:
         parts.append("<h3>Underdiagnosis (Seyyed-Kalantari et al., Nat. Med. 2021)</h3>")
         parts.append("<p>Share of patients with at least one finding whom the model calls "
                      "\"no finding\" (every score below its threshold).</p>")
-        t = ev.by_group[ev.by_group["label"] == "any_finding"]
+        t = ev.by_group[(ev.by_group["label"] == "any_finding")
+                        & (ev.by_group["metric"] == "underdiagnosis_rate")]
         t = t.assign(value=[_with_ci(e, lo, hi) for e, lo, hi in
                             zip(t["estimate"], t["ci_low"], t["ci_high"], strict=True)])
         parts.append(table_html(t[["attribute", "group", "metric", "value", "n", "reason"]],
                                 left=("attribute", "group", "metric", "value", "reason")))
 
     parts.append("<h2>Configuration</h2>")
-    parts.append("<pre>" + esc(json.dumps(ev.summary["config"], indent=1)) + "</pre>")
+    config = ev.summary["config"]
+    parts.append(table_html(pd.DataFrame({"option": list(config),
+                                          "value": [json.dumps(v) for v in config.values()]}),
+                            left=("option", "value")))
     parts.append("<p class=\"meta\">" + esc(", ".join(f"{k} {v}" for k, v in ev.versions.items()
                                                         if v)) + "</p>")
     title = "Fairness evaluation"
