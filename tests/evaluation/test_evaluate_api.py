@@ -234,3 +234,20 @@ def test_renaming_groups_only_renames_the_per_group_rows():
     est_a = a.set_index("group")["estimate"]
     est_b = b.set_index("group")["estimate"]
     assert est_b["F"] == est_a["female"] and est_b["M"] == est_a["male"]
+
+
+def test_underdiagnosis_with_a_dedicated_no_finding_score(nih_small):
+    labels = ["Effusion", "Edema"]
+    df = nih_small.assign(prob_nf=1 - nih_small[[f"prob_{lab}" for lab in labels]].max(axis=1))
+    ev = fairfoundry.evaluate(df, label=labels, sensitive="sex", no_finding_score="prob_nf")
+    nf = ev.thresholds[ev.thresholds["label"].str.contains("no finding")].iloc[0]
+    val = df[df["split"] == "val"]
+    healthy = (~val[labels].any(axis=1)).astype(int)
+    assert nf["threshold"] == choose_threshold(healthy, val["prob_nf"], "youden")
+    test = df[df["split"] == "test"]
+    diseased = test[labels].any(axis=1).to_numpy()
+    called_healthy = (test["prob_nf"] >= nf["threshold"]).to_numpy()
+    ud = ev.get("underdiagnosis_rate", label="any_finding", attribute="sex").set_index("group")
+    for sex in ("female", "male"):
+        m = diseased & (test["sex"] == sex).to_numpy()
+        assert ud.loc[sex, "estimate"] == pytest.approx(called_healthy[m].mean(), abs=1e-12)

@@ -143,7 +143,7 @@ class EvaluationPlan:
         warnings = list(self.warnings)
         kw = self._engine_kwargs(progress)
 
-        for label, thr in zip(self.labels, self.thresholds, strict=True):
+        for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
             y, s = self.y[label], self.s[label]
             overall_done = False
             for attr in self.attributes:
@@ -208,7 +208,7 @@ class EvaluationPlan:
             nf_score, nf_threshold = self.no_finding, float(self.no_finding_threshold)
         else:  # predicted "no finding" = every label's score below its threshold
             nf_pred = np.ones_like(diseased)
-            for label, thr in zip(self.labels, self.thresholds, strict=True):
+            for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
                 nf_pred &= self.s[label] < thr["threshold"]
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
         kw = self._engine_kwargs(progress)
