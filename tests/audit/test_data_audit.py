@@ -88,6 +88,7 @@ def test_html_is_self_contained_and_datasheet_marks_open_questions(nih_audit):
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     assert "http://" not in html.split("<main>")[0] and "<script src" not in html
     assert "112,120 images of 30,805 patients" in html
+    assert "Coverage across datasets" in html and "» nih-chestxray14" in html
     ds = nih_audit.to_datasheet()
     assert "## Composition" in ds and "## Maintenance" in ds
     assert "112,120 images of 30,805 patients" in ds

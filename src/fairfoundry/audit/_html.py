@@ -134,6 +134,31 @@ def _geo_fig(audit):
     return fig
 
 
+def _coverage_section(audit) -> str:
+    """This dataset next to every shipped spec: which protected attributes are recorded."""
+    import pandas as pd
+
+    from ..data import COVERAGE_ATTRIBUTES, coverage_matrix
+
+    cov = coverage_matrix().reset_index()
+    miss = audit.missingness.set_index("attribute")
+    groups = audit.groups
+    row = {"dataset": f"» {audit.dataset or 'this manifest'}"}
+    for a in COVERAGE_ATTRIBUTES:
+        known = a in miss.index and miss.loc[a, "recorded"] and miss.loc[a, "share_unknown"] < 1
+        n_groups = int(((groups["attribute"] == a) & (groups["group"] != "unknown")).sum())
+        row[a] = "-" if not known else ("dataset" if n_groups == 1 else "image")
+    row["n_recorded"] = sum(row[a] == "image" for a in COVERAGE_ATTRIBUTES)
+    if audit.spec is not None:
+        cov = cov[cov["dataset"] != audit.spec.name]
+    cov = pd.concat([pd.DataFrame([row]), cov], ignore_index=True)
+    return ("<h3>Coverage across datasets</h3><p class=\"meta\">Which protected attributes each "
+            "dataset spec shipped with fairfoundry records (image: per image or patient; "
+            "dataset: one value for the whole dataset; -: not recorded), with this dataset on "
+            "the first row. Compare Table 2 of Jin et al., arXiv 2502.16841.</p>"
+            + table_html(cov, left=["dataset", *COVERAGE_ATTRIBUTES]))
+
+
 def audit_html(audit, *, title: str | None = None) -> str:
     """Render an :class:`~fairfoundry.audit.Audit` as a self-contained HTML page."""
     s = audit.summary()
@@ -158,6 +183,7 @@ def audit_html(audit, *, title: str | None = None) -> str:
     parts.append(figure_html(_missing_fig(audit), caption="Share of images whose attribute is known."))
     miss = audit.missingness.assign(share_unknown=[_fmt_pct(x) for x in audit.missingness["share_unknown"]])
     parts.append(table_html(miss, left=["attribute"]))
+    parts.append(_coverage_section(audit))
     parts.append("<h2>Who is in the data</h2>")
     fig = _bar_grid(audit)
     if fig is not None:
