@@ -129,3 +129,21 @@ def test_prevalence_from_a_small_positive_count_is_suppressed():
     assert pub.loc["male", "prevalence"] == 0.5
     # the exact numbers stay available to the analyst
     assert a.prevalence.set_index("group").loc["female", "positives"] == 3
+
+
+def test_relabelling_groups_permutes_the_table():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=20, deadline=None)
+    @given(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=60))
+    def check(values):
+        m = pd.DataFrame({"sample_id": [str(i) for i in range(len(values))], "race": values})
+        rename = {"a": "x", "b": "y", "c": "z"}
+        one = audit_manifest(m, attributes=["race"], min_group_size=1).groups
+        two = audit_manifest(m.assign(race=m["race"].map(rename)), attributes=["race"],
+                             min_group_size=1).groups
+        got = dict(zip(two["group"], two["n"], strict=True))
+        assert {rename[g]: n for g, n in zip(one["group"], one["n"], strict=True)} == got
+
+    check()
