@@ -180,3 +180,15 @@ def test_unknown_models_and_missing_weights_give_actionable_errors(tmp_path, tin
         load_encoder(tiny_encoder_file).encode_text(["x"])
     with pytest.raises(FairfoundryError, match="expects input"):
         load_encoder(tiny_encoder_file).encode_image(torch.zeros(1, 3, 16, 16))
+
+
+def test_encoder_outputs_serve_as_distillation_targets(tiny_encoder_file, tiny_vit):
+    teacher = load_encoder(tiny_encoder_file)
+    student = load_encoder("timm:vit_tiny_patch16_224", weights="random", seed=3, model_kwargs=tiny_vit)
+    student.module.train()
+    x = teacher.preprocess(RGB)[None]
+    target = teacher.encode_image(x)
+    assert not target.requires_grad
+    loss = torch.nn.functional.mse_loss(student.image_features(x), target)
+    loss.backward()  # would fail with an inference-mode tensor as target
+    assert student.module.patch_embed.proj.weight.grad is not None

@@ -104,7 +104,7 @@ class Encoder(abc.ABC):
         return x.to(self.device, non_blocking=True)
 
     def encode_image(self, images, *, amp: bool | None = None):
-        """Embed images without gradients.
+        """Embed images without gradients (the result is usable as a distillation target).
 
         Parameters
         ----------
@@ -128,7 +128,8 @@ class Encoder(abc.ABC):
                     out = self.image_features(x)
             else:
                 out = self.image_features(x)
-        return out.float()
+        # a normal tensor (not an inference tensor), so it can serve as a distillation target
+        return out.float().clone()
 
     def encode_text(self, texts: Sequence[str]):
         """Embed texts without gradients (vision-language models only)."""
@@ -137,7 +138,8 @@ class Encoder(abc.ABC):
         if isinstance(texts, str):
             texts = [texts]
         with torch.inference_mode():
-            return self.text_features(list(texts)).float()
+            out = self.text_features(list(texts))
+        return out.float().clone()
 
     def portable_spec(self) -> tuple[str, dict]:
         """``(model_id, model_kwargs)`` that rebuild the architecture with no network access."""

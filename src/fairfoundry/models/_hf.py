@@ -60,9 +60,10 @@ class HFEncoder(Encoder):
         if self._tokenizer is None:
             raise FairfoundryError(f"no tokenizer files found locally for {self.name}",
                                    hint="save the tokenizer next to the model (save_pretrained)")
-        tok = self._tokenizer(list(texts), padding="max_length", truncation=True, return_tensors="pt",
-                              max_length=getattr(self._tokenizer, "model_max_length", 64) if
-                              getattr(self._tokenizer, "model_max_length", 10**9) < 10**6 else 64)
+        max_len = getattr(self._tokenizer, "model_max_length", None)
+        max_len = max_len if max_len and max_len < 10**6 else 64  # unset -> 64 (SigLIP's length)
+        tok = self._tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_len,
+                              return_tensors="pt")
         tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
         return _tensor(self.module.get_text_features(**tok))
 
