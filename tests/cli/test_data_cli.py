@@ -125,3 +125,17 @@ def test_datasets_build_writes_manifest_with_paths_relative_to_it(cli, data_dir,
     assert img.shape == (28, 28)
     r = cli("datasets", "build", "medmnist", "--root", root, "--out", out)
     assert r.code == 2 and "--overwrite" in r.err
+
+
+def test_datasets_scan_dicom_folder_lists_unreadable(cli, data_dir, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = cli("datasets", "scan", data_dir / "dicom_pydicom_testfiles" / "files", "--dicom",
+                "--check", "--out", tmp_path / "m.csv")
+    assert r.code == 0, r
+    m = pd.read_csv(tmp_path / "m.csv")
+    bad = pd.read_csv(tmp_path / "m.problems.csv")
+    assert len(m) == 9 and len(bad) == 4 and "JPEG-lossy.dcm" in set(bad["path"])
+    assert (tmp_path / m["path"].iloc[0]).exists()  # paths relative to the manifest

@@ -112,6 +112,48 @@ def datasets_build(
                    f"{loaded.problems['path'].head(3).tolist()}", err=True)
 
 
+@datasets_app.command("scan")
+def datasets_scan(
+    root: Path = typer.Argument(..., help="Folder of images (PNG/JPEG/TIFF/BMP, DICOM, NIfTI)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Manifest to write (.csv/.tsv/.parquet)."),
+    dicom: bool = typer.Option(False, "--dicom",
+                               help="Read DICOM headers: patient id, sex, age, race, site, view."),
+    label_from_folder: bool = typer.Option(
+        False, "--label-from-folder", help="Label = name of each image's parent folder."),
+    check: bool = typer.Option(False, "--check", help="Decode every image; list unreadable ones."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
+    """Build a manifest from a folder of images or DICOM files; unreadable files are listed in
+    OUT.problems.csv (or fail with --strict)."""
+    from .._io import write_table_atomic
+    from ..data import rebase_paths, scan_dicom, scan_images, write_manifest
+
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".tsv", ".parquet"):
+        raise FairfoundryError(f"--out {out} must end in .csv, .tsv or .parquet")
+    if out.exists() and not overwrite:
+        raise FairfoundryError(f"{out} already exists", hint="pass --overwrite to replace it")
+    with rich_progress("scanning", None) as advance:
+        if dicom:
+            frame, problems = scan_dicom(root, check=check, strict=strict, progress=advance)
+        else:
+            frame, problems = scan_images(root, check=check, strict=strict,
+                                          label_from_folder=label_from_folder, progress=advance)
+    if frame.empty:
+        raise FairfoundryError(f"no readable file under {root}",
+                               hint=f"{len(problems)} file(s) could not be read")
+    frame = rebase_paths(frame, from_dir=root, to_dir=out.resolve().parent)
+    write_manifest(frame, out)
+    bad = out.with_name(out.stem + ".problems.csv")
+    if len(problems):
+        write_table_atomic(bad, problems)
+    typer.echo(f"wrote {out}: {len(frame):,} files")
+    if len(problems):
+        typer.echo(f"warning: {len(problems)} file(s) could not be read, listed in {bad}",
+                   err=True)
+
+
 _AUDIT_EPILOG = (
     "Examples:\n\n"
     "  fairfoundry audit-data --dataset nih-chestxray14 --root ~/data/nih --out nih-audit\n\n"
