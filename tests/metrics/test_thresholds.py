@@ -86,3 +86,14 @@ def test_single_class_cannot_choose_a_threshold():
     with pytest.raises(FairfoundryError, match="0 positives"):
         choose_threshold([0, 0, 0], [0.1, 0.5, 0.7], "youden")
     assert choose_threshold([0, 0], [0.1, 0.2], 0.3) == 0.3
+
+
+def test_roc_points_match_sklearn_roc_curve():
+    from fairfoundry.metrics import roc_points
+
+    y, s = _data(6)
+    thr, fpr, tpr = roc_points(y, s)
+    ref_fpr, ref_tpr, ref_thr = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(thr, ref_thr[1:])
+    np.testing.assert_allclose(fpr, ref_fpr[1:], atol=1e-12)
+    np.testing.assert_allclose(tpr, ref_tpr[1:], atol=1e-12)

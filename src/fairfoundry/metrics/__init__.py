@@ -55,7 +55,13 @@ from ._summary import (
     vs_reference,
     worst_group,
 )
-from ._thresholds import THRESHOLD_METHODS, ThresholdRule, choose_threshold, parse_threshold
+from ._thresholds import (
+    THRESHOLD_METHODS,
+    ThresholdRule,
+    choose_threshold,
+    parse_threshold,
+    roc_points,
+)
 
 __all__ = [
     "DIRECTION", "FAMILY", "METRICS", "SUMMARIES", "GroupResult", "ResamplePlan",
@@ -70,5 +76,5 @@ __all__ = [
     "to_overall", "tpr", "underdiagnosis_by_group", "underdiagnosis_rate", "vs_reference",
     "worst_group",
     # decision thresholds (fixed or chosen on a validation split)
-    "THRESHOLD_METHODS", "ThresholdRule", "choose_threshold", "parse_threshold",
+    "THRESHOLD_METHODS", "ThresholdRule", "choose_threshold", "parse_threshold", "roc_points",
 ]

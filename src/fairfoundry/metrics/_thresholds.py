@@ -16,7 +16,7 @@ import numpy as np
 
 from .._errors import FairfoundryError
 
-__all__ = ["ThresholdRule", "parse_threshold", "choose_threshold", "THRESHOLD_METHODS"]
+__all__ = ["ThresholdRule", "parse_threshold", "choose_threshold", "roc_points", "THRESHOLD_METHODS"]
 
 #: rule names accepted by :func:`parse_threshold` (besides a plain number).
 THRESHOLD_METHODS = ("fixed", "youden", "max_f1", "sensitivity", "specificity")
@@ -110,6 +110,35 @@ def _roc_points(y_true: np.ndarray, y_score: np.ndarray):
     tp = np.cumsum(y)[last_of_block].astype(float)
     fp = (last_of_block + 1 - tp).astype(float)
     return s[last_of_block], tp, fp
+
+
+def roc_points(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The ROC operating points: one per distinct score, tie-aware.
+
+    For each distinct score :math:`t` (descending), :math:`\mathrm{TPR}(t)` and
+    :math:`\mathrm{FPR}(t)` of the decision ``y_score >= t`` (as scikit-learn's ``roc_curve`` with
+    ``drop_intermediate=False``, without its leading infinite threshold).
+
+    Returns
+    -------
+    thresholds, fpr, tpr : arrays of shape (k,)
+        NaN rates when a class is absent.
+
+    Examples
+    --------
+    >>> t, fpr, tpr = roc_points([0, 1, 1], [0.2, 0.9, 0.2])
+    >>> t.tolist(), fpr.tolist(), tpr.tolist()
+    ([0.9, 0.2], [0.0, 1.0], [0.5, 1.0])
+    """
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    s = np.asarray(y_score, dtype=np.float64).ravel()
+    if s.size == 0:
+        empty = np.empty(0)
+        return empty, empty, empty
+    thr, tp, fp = _roc_points(y, s)
+    n_pos, n_neg = tp[-1], fp[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return thr, fp / n_neg, tp / n_pos
 
 
 def choose_threshold(y_true, y_score, rule: float | str | ThresholdRule) -> float:

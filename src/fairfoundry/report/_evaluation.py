@@ -218,17 +218,10 @@ def _forest_figure(ev, attribute: str, labels: list[str]):
     return fig
 
 
-def _roc_points(y: np.ndarray, s: np.ndarray):
-    order = np.argsort(-s, kind="mergesort")
-    ys, ss = y[order], s[order]
-    last = np.r_[np.flatnonzero(np.diff(ss) != 0), ss.size - 1]
-    tp = np.cumsum(ys)[last]
-    fp = last + 1 - tp
-    return np.r_[0, fp / max(fp[-1], 1)], np.r_[0, tp / max(tp[-1], 1)]
-
-
 def _curve_panels(ev, attribute: str, kind: str):
     """ROC (``kind="roc"``) or reliability (``"calibration"``) curves by group, one panel per label."""
+    from ..metrics import roc_points
+
     plt = _mpl()
     cur = ev.curves
     gcol = f"g::{attribute}"
@@ -256,8 +249,8 @@ def _curve_panels(ev, attribute: str, kind: str):
             if kind == "roc":
                 if yg.min(initial=1) == yg.max(initial=0):
                     continue
-                fpr, tpr = _roc_points(yg, sg)
-                ax.plot(fpr, tpr, color=colors[gi], lw=1.1, label=str(group))
+                _, fpr, tpr = roc_points(yg, sg)
+                ax.plot(np.r_[0.0, fpr], np.r_[0.0, tpr], color=colors[gi], lw=1.1, label=str(group))
             else:
                 idx = np.clip((sg * n_bins).astype(int), 0, n_bins - 1)
                 cnt = np.bincount(idx, minlength=n_bins)
