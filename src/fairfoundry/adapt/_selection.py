@@ -121,7 +121,10 @@ def dto(group_aucs) -> np.ndarray:
     a = np.asarray(group_aucs, dtype=float)
     if a.ndim != 2 or a.shape[0] == 0:
         raise FairfoundryError("dto expects a 2-D array: candidates x groups")
-    with np.errstate(all="ignore"):
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a group with NaN AUC in every candidate
         utopia = np.nanmax(a, axis=0)
     diff = np.where(np.isnan(a), 0.0, utopia[None, :] - a)
     diff = np.nan_to_num(diff)

@@ -10,6 +10,7 @@ from ._adversarial import Adversarial, grad_reverse
 from ._fairclip import DistributionAlignment, sinkhorn_distance, wasserstein_1d
 from ._group_heads import FairIdentityNormalization, GroupHeads
 from ._groupdro import GroupDRO
+from ._inputs import load_embeddings, prepare_columns, training_groups
 from ._penalty import FairnessPenalty, fairness_penalty
 from ._post import GroupCalibration, GroupThreshold
 from ._pre import (
@@ -21,8 +22,17 @@ from ._pre import (
     reweighing_weights,
 )
 from ._registry import MITIGATIONS, list_mitigations, make_mitigation, parse_method_args, register
+from ._run import RUN_FILES, FitConfig, MethodSpec, fit_run, load_fit_config
 
 __all__ = [
+    "RUN_FILES",
+    "FitConfig",
+    "MethodSpec",
+    "fit_run",
+    "load_embeddings",
+    "load_fit_config",
+    "prepare_columns",
+    "training_groups",
     "CRITERIA",
     "ERM",
     "MITIGATIONS",

@@ -1,0 +1,163 @@
+"""``fairfoundry fit``: adapt a head on cached embeddings, with and without mitigation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from .._errors import FairfoundryError
+from ._app import app
+from ._common import parse_key_values, rich_progress
+
+log = logging.getLogger(__name__)
+
+_EPILOG = (
+    "Examples:\n\n"
+    "  fairfoundry fit --embeddings emb/ --manifest manifest.csv --label Effusion --sensitive sex "
+    "--head linear --method erm --method groupdro --seed 0 --seed 1 --out runs/effusion\n\n"
+    "  fairfoundry fit --embeddings emb.npy --manifest m.parquet --label y --sensitive sex --sensitive age "
+    "--method fair-penalty --method-arg weight=2 --method-arg variant=eo --select worst_group_auc --out run\n\n"
+    "  fairfoundry fit config.yaml --out run      (keys: embeddings, manifest, label, sensitive, head, "
+    "methods, select, seeds, epochs, ...; flags override the file)\n\n"
+    "  fairfoundry fit --list-methods\n\n"
+    "Outputs (per run): predictions.parquet (sample_id, split, y_true, y_score + attributes, every split), "
+    "head.safetensors + head.json, history.csv (validation metrics per epoch), evaluation/ (evaluation.csv, "
+    "summary.json, report.html: test with CIs, thresholds from val), model_card.md/.json, emissions.json, "
+    "config.yaml, run.json. Several methods or seeds: one sub-directory per run plus comparison.csv and "
+    "comparison.html (utility vs fairness, Pareto front)."
+)
+
+
+def _split_multi(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
+
+
+def _method_specs(methods: list[str], method_args: list[str] | None) -> list[dict]:
+    """``--method-arg k=v`` applies to the only method; with several use ``METHOD:k=v``."""
+    specs = [{"name": m, "args": {}} for m in methods]
+    for item in method_args or []:
+        target = None
+        if ":" in item.split("=", 1)[0]:
+            target, item = item.split(":", 1)
+        kv = parse_key_values([item], option="--method-arg")
+        if target is None:
+            if len(specs) != 1:
+                raise FairfoundryError(f"--method-arg {item!r} is ambiguous with several --method",
+                                       hint="prefix it with the method, e.g. --method-arg groupdro:eta=0.5")
+            specs[0]["args"].update(kv)
+            continue
+        hit = [s for s in specs if s["name"] == target]
+        if not hit:
+            raise FairfoundryError(f"--method-arg names method {target!r}, which is not among --method",
+                                   hint=f"methods given: {', '.join(methods)}")
+        for s in hit:
+            s["args"].update(kv)
+    return specs
+
+
+@app.command("fit", epilog=_EPILOG)
+def fit_command(
+    config: Path | None = typer.Argument(None, metavar="[CONFIG.yaml]",
+                                         help="YAML run configuration; flags given too override its keys.",
+                                         show_default=False),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", "-e",
+        help="Cached embeddings: a `fairfoundry embed` directory, a .npy aligned with the manifest rows, "
+             "or a Parquet keyed by sample_id."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", "-m", help="Manifest (CSV/Parquet) with sample_id, label(s), attributes and split."),
+    label: list[str] | None = typer.Option(
+        None, "--label", "-l", help="0/1 label column; repeat or comma-separate for multi-label."),
+    sensitive: list[str] | None = typer.Option(
+        None, "--sensitive", "-a", help="Sensitive attribute column(s); mitigations act on their intersection."),
+    head: str | None = typer.Option(None, "--head", help="linear (default) or mlp."),
+    method: list[str] | None = typer.Option(
+        None, "--method",
+        help="Mitigation, repeatable: erm (default), reweigh, resample, resample-group-label, groupdro, "
+             "adversarial, fair-penalty, group-heads, fin, fairclip, group-threshold, group-calibration."),
+    method_arg: list[str] | None = typer.Option(
+        None, "--method-arg", help="Method argument KEY=VALUE (or METHOD:KEY=VALUE with several methods)."),
+    select: str | None = typer.Option(
+        None, "--select", help="Checkpoint selection on validation: overall_auc, worst_group_auc, dto or loss."),
+    seed: list[int] | None = typer.Option(None, "--seed", help="Seed; repeat for several runs."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30, early stopping)."),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
+    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples for test CIs (default 200)."),
+    bins: list[str] | None = typer.Option(None, "--bins", help="Bins of a numeric attribute, e.g. age=40,60,80."),
+    device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
+    no_emissions: bool = typer.Option(False, "--no-emissions", help="Do not estimate emissions with codecarbon."),
+    no_html: bool = typer.Option(False, "--no-html", help="Skip each run's evaluation/report.html (faster grids)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+    list_methods: bool = typer.Option(False, "--list-methods", help="List the mitigation methods and exit."),
+) -> None:
+    """Train a linear or MLP head on cached embeddings, with and without bias mitigation.
+
+    Checkpoints and thresholds are chosen on the validation split only; test is evaluated once, with
+    bootstrap confidence intervals, and every run writes predictions, weights, a model card and an
+    emissions estimate.
+    """
+    from ..mitigate import list_mitigations
+
+    if list_methods:
+        for row in list_mitigations():
+            typer.echo(f"{row['name']:<22} {row['stage']:<5} {row['summary']}")
+        return
+    from ..mitigate import fit_run, load_fit_config
+
+    if out is None:
+        raise FairfoundryError("--out is required", hint="e.g. --out runs/my-run")
+    overrides: dict = {}
+    if embeddings is not None:
+        overrides["embeddings"] = str(embeddings)
+    if manifest is not None:
+        overrides["manifest"] = str(manifest)
+    labels = _split_multi(label)
+    if labels:
+        overrides["label"] = labels[0] if len(labels) == 1 else labels
+    attrs = _split_multi(sensitive)
+    if attrs:
+        overrides["sensitive"] = attrs
+    methods = _split_multi(method)
+    if methods:
+        overrides["methods"] = _method_specs(methods, method_arg)
+    elif method_arg:
+        overrides["methods"] = _method_specs(["erm"], method_arg)
+    if seed:
+        overrides["seeds"] = list(seed)
+    if bins:
+        kv = parse_key_values(bins, option="--bins")
+        try:
+            overrides["bins"] = {k: [float(x) for x in v.split(",")] for k, v in kv.items()}
+        except ValueError as exc:
+            raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
+    for key, val in (("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
+                     ("lr", lr), ("bootstrap", bootstrap), ("device", device)):
+        if val is not None:
+            overrides[key] = val
+    if no_emissions:
+        overrides["emissions"] = False
+    if no_html:
+        overrides["html"] = False
+    if config is not None:
+        cfg = load_fit_config(config, **overrides)
+    else:
+        missing = [f for f in ("embeddings", "manifest", "label", "sensitive") if f not in overrides]
+        if missing:
+            raise FairfoundryError(f"missing --{missing[0]}",
+                                   hint="give CONFIG.yaml or --embeddings, --manifest, --label and --sensitive")
+        cfg = load_fit_config(overrides)
+    n_runs = len(cfg.methods) * len(cfg.seeds)
+    with rich_progress("fit (steps)", total=None) as advance:
+        result = fit_run(cfg, out, overwrite=overwrite, progress=advance)
+    typer.echo(f"wrote {n_runs} run(s) to {result}")
+    if n_runs > 1:
+        typer.echo(f"  comparison: {Path(result) / 'comparison.html'}")
+    else:
+        typer.echo(f"  model card: {Path(result) / 'model_card.md'}")

@@ -1,0 +1,139 @@
+"""The model card of a fit run: Markdown + JSON, sections after Mitchell et al. (FAT* 2019).
+
+Sections: model details, intended use, factors, metrics, evaluation data, training data,
+quantitative analyses (the per-group fairness table with CIs and the gaps), ethical
+considerations, caveats and recommendations, and the training emissions estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_model_card"]
+
+_TABLE_METRICS = ("auc", "tpr", "fpr", "ece")
+_GAP_METRICS = ("auc_gap", "auc_worst_group", "equalized_odds_difference", "equal_opportunity_difference",
+                "demographic_parity_difference", "ece_gap")
+
+
+def _fmt(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "n/a" if math.isnan(v) else f"{v:.3f}"
+
+
+def _ci(est, lo, hi) -> str:
+    return f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _data_summary(manifest, groups, y, split_col) -> list[dict]:
+    rows = []
+    split = manifest[split_col].astype(str).to_numpy()
+    for s in ("train", "val", "test"):
+        m = split == s
+        for g in sorted(set(groups[m].tolist())):
+            mg = m & (groups == g)
+            yy = y[mg, 0]
+            rows.append({"split": s, "group": g, "n": int(mg.sum()),
+                         "positives": int(np.nansum(yy)), "prevalence": float(np.nanmean(yy)) if mg.any() else float("nan")})
+    return rows
+
+
+def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evaluation, manifest, groups, y,
+                     emissions: dict) -> None:
+    """Write ``model_card.md`` and ``model_card.json`` into ``directory``."""
+    from .. import __version__
+    from .._io import write_json_atomic, write_text_atomic
+    from ._registry import MITIGATIONS
+
+    doc = (MITIGATIONS[spec.name].__doc__ or "").strip()
+    summary_line = doc.splitlines()[0] if doc else spec.name
+    per_group, gaps, thresholds = [], [], []
+    if evaluation is not None:
+        bg, st = evaluation.by_group, evaluation.summary_table
+        lab0 = evaluation.labels[0]
+        sel = bg[bg["metric"].isin(_TABLE_METRICS) & (bg["label"] == lab0)]
+        for r in sel.itertuples(index=False):
+            per_group.append({"attribute": r.attribute, "group": r.group, "metric": r.metric, "estimate": r.estimate,
+                              "ci_low": r.ci_low, "ci_high": r.ci_high, "n": int(r.n), "reason": r.reason})
+        selg = st[st["metric"].isin(_GAP_METRICS) & (st["label"] == lab0)]
+        for r in selg.itertuples(index=False):
+            gaps.append({"attribute": r.attribute, "metric": r.metric, "estimate": r.estimate,
+                         "ci_low": r.ci_low, "ci_high": r.ci_high, "detail": r.detail})
+        thresholds = evaluation.thresholds.to_dict(orient="records")
+    data_rows = _data_summary(manifest, groups, y, cfg.split_col)
+    card = {
+        "model_details": {
+            "name": f"{cfg.head} head, {spec.label}, seed {seed}",
+            "head": cfg.head, "method": spec.name, "method_args": spec.args, "method_summary": summary_line,
+            "method_stage": info["stage"], "seed": seed, "fairfoundry_version": __version__,
+            "date": datetime.now(timezone.utc).date().isoformat(), "embeddings": cfg.embeddings,
+            "weights": "head.safetensors", "selected_checkpoint": info.get("selected"),
+        },
+        "intended_use": cfg.intended_use,
+        "factors": {"sensitive_attributes": cfg.sensitive,
+                    "training_groups": "intersection of " + " x ".join(cfg.sensitive)},
+        "metrics": {"selection_criterion": cfg.select, "selection_split": "val",
+                    "thresholds": thresholds,
+                    "reported_on": "test split, once; bootstrap CIs with "
+                                   f"{cfg.bootstrap} resamples"},
+        "training_data": [r for r in data_rows if r["split"] == "train"],
+        "evaluation_data": [r for r in data_rows if r["split"] == "test"],
+        "quantitative_analyses": {"per_group": per_group, "gaps": gaps},
+        "ethical_considerations": (
+            "Group labels come from the data's recorded attributes; unrecorded groups cannot be audited. "
+            "A smaller gap can come from worse performance for the better-served group: read the per-group "
+            "values, not only the gaps."),
+        "caveats_and_recommendations": [
+            "Small groups have wide confidence intervals; an interval that includes 0 does not show fairness.",
+            "Validate on local patients before any use; label noise in the evaluation data biases every metric.",
+            "MEDFAIR (Zong et al., 2023) found few mitigations beat ERM consistently; compare with the ERM run.",
+            *info.get("warnings", []),
+        ],
+        "emissions": emissions,
+    }
+    write_json_atomic(directory / "model_card.json", card)
+    md = [f"# Model card: {card['model_details']['name']}", "",
+          "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019.", "",
+          "## Model details", "",
+          f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings}`",
+          f"- Mitigation: `{spec.label}` ({info['stage']}-processing): {summary_line}",
+          f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",
+          f"- Checkpoint chosen on validation by `{cfg.select}`: epoch "
+          f"{(info.get('selected') or {}).get('epoch', 'last')}", "",
+          "## Intended use", "", cfg.intended_use, "",
+          "## Factors", "", f"Sensitive attributes: {', '.join(cfg.sensitive)}. Mitigations act on the "
+          f"intersection {' x '.join(cfg.sensitive)}.", "",
+          "## Metrics", "",
+          f"Model selection: `{cfg.select}` on the validation split. Decision thresholds: chosen on validation "
+          f"({', '.join(str(t.get('rule', '')) for t in thresholds) or 'n/a'}). Test is reported once, with "
+          f"{cfg.bootstrap} bootstrap resamples for 95% CIs.", "",
+          "## Training and evaluation data", "", "| split | group | n | positives | prevalence |", "|---|---|---:|---:|---:|"]
+    md += [f"| {r['split']} | {r['group']} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |" for r in data_rows]
+    md += ["", "## Quantitative analyses (test, 95% CI)", ""]
+    if per_group:
+        md += ["| attribute | group | metric | estimate [CI] | n |", "|---|---|---|---|---:|"]
+        md += [f"| {r['attribute']} | {r['group']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
+               f"| {r['n']} |" for r in per_group]
+        md += ["", "| attribute | gap / summary | estimate [CI] | detail |", "|---|---|---|---|"]
+        md += [f"| {r['attribute']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} | {r['detail']} |"
+               for r in gaps]
+    else:
+        md += ["No test split: not evaluated."]
+    md += ["", "## Ethical considerations", "", card["ethical_considerations"], "",
+           "## Caveats and recommendations", ""]
+    md += [f"- {c}" for c in card["caveats_and_recommendations"]]
+    md += ["", "## Emissions", ""]
+    if emissions.get("tracker"):
+        md += [f"- {_fmt(emissions.get('emissions_kg_co2eq'))} kg CO2eq, {_fmt(emissions.get('energy_kwh'))} kWh "
+               f"over {_fmt(emissions.get('duration_s'))} s of training ({emissions.get('country_iso_code')}); "
+               f"{emissions.get('note', '')}"]
+    else:
+        md += [f"- not measured: {emissions.get('note', '')}"]
+    write_text_atomic(directory / "model_card.md", "\n".join(md) + "\n")

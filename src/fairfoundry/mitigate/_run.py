@@ -1,0 +1,352 @@
+"""A fit run: embeddings + manifest + head + mitigation(s) + selection + seeds -> a run directory.
+
+:func:`fit_run` is what ``fairfoundry fit`` calls. For each (method, seed) it trains a head with
+the one training loop, selects the checkpoint on validation only, applies post-processing
+fitted on validation only, writes per-sample predictions for every split, evaluates them with
+:func:`fairfoundry.evaluate` (thresholds on validation, bootstrap CIs on test), and writes the
+weights, a model card and the emissions estimate. With several methods or seeds each run gets
+its own sub-directory and a comparison (table + utility-vs-fairness plot with the Pareto front)
+is written at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .._errors import FairfoundryError
+
+__all__ = ["FitConfig", "MethodSpec", "fit_run", "load_fit_config", "RUN_FILES"]
+
+log = logging.getLogger(__name__)
+
+#: files in one run directory
+RUN_FILES = ("predictions.parquet", "head.safetensors", "head.json", "config.yaml", "history.csv",
+             "evaluation/evaluation.csv", "evaluation/summary.json", "evaluation/report.html",
+             "model_card.md", "model_card.json", "emissions.json", "run.json")
+
+
+class MethodSpec(BaseModel):
+    """One mitigation: registry ``name`` and its keyword ``args``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "erm"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.args:
+            return self.name
+        return self.name + "(" + ",".join(f"{k}={v}" for k, v in sorted(self.args.items())) + ")"
+
+
+class FitConfig(BaseModel):
+    """Settings of ``fairfoundry fit`` (YAML keys = these field names; unknown keys are errors).
+
+    Attributes
+    ----------
+    embeddings : embed directory, ``.npy`` aligned with the manifest rows, or Parquet keyed by
+        ``sample_id``.
+    manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
+        ``split`` (train/val/test).
+    label : one label column or a list (multi-label).
+    sensitive : attribute columns; mitigations act on their intersection, the evaluation
+        reports each one.
+    head : ``linear`` or ``mlp``.
+    methods : mitigations to run (``erm`` is the reference; see ``fairfoundry fit --list-methods``).
+    select : ``overall_auc``, ``worst_group_auc``, ``dto`` or ``loss`` (on validation only).
+    seeds : one run per seed.
+    bootstrap : bootstrap resamples for the test CIs.
+    emissions : estimate energy and CO2 with codecarbon's offline tracker.
+    html : write each run's ``evaluation/report.html`` (a few seconds per run; the CSV/JSON and
+        the comparison page are always written).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    embeddings: str
+    manifest: str
+    label: str | list[str]
+    sensitive: list[str]
+    split_col: str = "split"
+    head: Literal["linear", "mlp"] = "linear"
+    hidden: int = 256
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int | None = 5
+    methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec()])
+    select: Literal["overall_auc", "worst_group_auc", "dto", "loss"] = "overall_auc"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    device: str = "cpu"
+    bootstrap: int = 200
+    bins: dict[str, list[float]] = Field(default_factory=dict)
+    emissions: bool = True
+    html: bool = True
+    country_iso_code: str = "USA"
+    intended_use: str = ("Research on the fairness of medical image classifiers; not for clinical "
+                         "decisions without local validation.")
+
+    @field_validator("sensitive", "seeds")
+    @classmethod
+    def _nonempty(cls, v):
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, v):
+        out = []
+        for m in v or []:
+            out.append({"name": m} if isinstance(m, str) else m)
+        return out
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.label] if isinstance(self.label, str) else list(self.label)
+
+
+def _pydantic_error(exc: ValidationError, where: str) -> FairfoundryError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        valid = ", ".join(FitConfig.model_fields)
+        return FairfoundryError(f"unknown key {loc!r} in {where}", hint=f"valid keys are: {valid}")
+    if err["type"] == "missing":
+        return FairfoundryError(f"{where} is missing the required key {loc!r}")
+    return FairfoundryError(f"invalid value for {loc!r} in {where}: {err['msg']}")
+
+
+def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
+    """Build a :class:`FitConfig` from a YAML file or a dict (relative paths are relative to the file)."""
+    import yaml
+
+    where = "the fit configuration"
+    base = Path(".")
+    if isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.exists():
+            raise FairfoundryError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise FairfoundryError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from exc
+        if not isinstance(data, dict):
+            raise FairfoundryError(f"{path} must hold a mapping of keys (embeddings, manifest, label, ...)")
+        base = path.parent
+        for key in ("embeddings", "manifest"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str(base / data[key])
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return FitConfig(**data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, where) from exc
+
+
+def _instantiate(spec: MethodSpec):
+    from ._registry import MITIGATIONS, make_mitigation, parse_method_args
+
+    method = make_mitigation(spec.name, **parse_method_args(spec.args))
+    stage = MITIGATIONS[spec.name].stage
+    return method, stage
+
+
+def _predictions_frame(manifest, scores, y, labels, sensitive, split_col):
+    import pandas as pd
+
+    out = pd.DataFrame({"sample_id": manifest["sample_id"].astype(str).to_numpy(),
+                        "split": manifest[split_col].astype(str).to_numpy()})
+    if len(labels) == 1:
+        out["y_true"] = y[:, 0]
+        out["y_score"] = scores.reshape(len(out), -1)[:, 0]
+    else:
+        for k, lab in enumerate(labels):
+            out[f"y_true_{lab}"] = y[:, k]
+            out[f"y_score_{lab}"] = scores[:, k]
+    for c in sensitive:
+        out[c] = manifest[c].to_numpy()
+    if "patient_id" in manifest.columns:
+        out["patient_id"] = manifest["patient_id"].astype(str).to_numpy()
+    return out
+
+
+def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups, stage_dir: Path,
+             progress=None) -> dict:
+    """Train, select, post-process, predict, evaluate and document one (method, seed)."""
+    import pandas as pd
+    import yaml
+
+    from .._io import write_json_atomic, write_table_atomic, write_text_atomic
+    from ..adapt import HeadClassifier
+    from ..evaluation import evaluate
+    from ._card import write_model_card
+    from ._inputs import effective_bins
+
+    t0 = time.perf_counter()
+    method, stage = _instantiate(spec)
+    split = manifest[cfg.split_col].astype(str).to_numpy()
+    tr, va = split == "train", split == "val"
+    labels = cfg.labels
+    y_fit = y[:, 0] if len(labels) == 1 else y
+    keep_tr = tr & ~np.isnan(y).all(axis=1)
+    keep_va = va & ~np.isnan(y).all(axis=1)
+    if len(labels) == 1:
+        keep_tr &= ~np.isnan(y[:, 0])
+        keep_va &= ~np.isnan(y[:, 0])
+    hooks = [method] if stage in ("pre", "in") else []
+    est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
+                         select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
+                         track_emissions=cfg.emissions, progress=progress)
+    warnings: list[str] = []
+    unseen = sorted(set(groups[va | (split == "test")]) - set(groups[keep_tr]))
+    if unseen:
+        msg = (f"groups absent from training: {', '.join(unseen[:5])}; per-group methods treat them "
+               "with their global fallback and their test metrics show the effect")
+        log.warning(msg)
+        warnings.append(msg)
+    est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], X_val=X[keep_va], y_val=y_fit[keep_va],
+            groups_val=groups[keep_va])
+    scores = est.predict_score(X, groups=groups)
+    threshold: float | str = "youden"
+    if stage == "post":
+        if len(labels) != 1:
+            raise FairfoundryError(f"post-processing method {spec.name!r} supports one label, got {len(labels)}")
+        method.fit(scores[keep_va], y[keep_va, 0], groups[keep_va])
+        scores = method.transform(scores, groups)
+        if spec.name == "group-threshold":
+            threshold = 0.5  # the group thresholds are encoded as 0.5 on the transformed scores
+    preds = _predictions_frame(manifest, scores, y, labels, cfg.sensitive, cfg.split_col)
+    write_table_atomic(stage_dir / "predictions.parquet", preds)
+    est.save(stage_dir)
+    hist = pd.DataFrame(est.history_)
+    write_table_atomic(stage_dir / "history.csv", hist if len(hist) else pd.DataFrame({"epoch": []}))
+    # evaluation on test, thresholds on validation, CIs by bootstrap (clustered by patient if known)
+    ev_labels = ["y_true"] if len(labels) == 1 else [f"y_true_{lab}" for lab in labels]
+    ev_scores = ["y_score"] if len(labels) == 1 else [f"y_score_{lab}" for lab in labels]
+    has_test = (preds["split"] == "test").any()
+    ev = None
+    if has_test:
+        ev = evaluate(preds, label=ev_labels if len(ev_labels) > 1 else ev_labels[0],
+                      score=ev_scores if len(ev_scores) > 1 else ev_scores[0], sensitive=cfg.sensitive,
+                      split_col="split", report_split="test", threshold=threshold, threshold_split="val",
+                      bootstrap=cfg.bootstrap, cluster="patient_id" if "patient_id" in preds.columns else None,
+                      bins=effective_bins(manifest, cfg.sensitive, cfg.bins) or None, seed=seed)
+        ev.to_csv(stage_dir / "evaluation" / "evaluation.csv")
+        ev.to_json(stage_dir / "evaluation" / "summary.json")
+        if cfg.html:
+            ev.to_html(stage_dir / "evaluation" / "report.html")
+        warnings += list(ev.warnings)
+    else:
+        warnings.append("no test rows: nothing was evaluated")
+    emissions = est.result_.emissions or {"tracker": None, "note": "emissions tracking off or codecarbon unavailable"}
+    write_json_atomic(stage_dir / "emissions.json", emissions)
+    run_cfg = cfg.model_dump()
+    run_cfg.update(methods=[spec.model_dump()], seeds=[seed])
+    write_text_atomic(stage_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+    info = {
+        "method": spec.name, "method_label": spec.label, "stage": stage, "seed": seed,
+        "selected": est.selected_, "epochs_run": est.result_.epochs_run,
+        "stopped_early": est.result_.stopped_early, "seconds": time.perf_counter() - t0,
+        "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+        "warnings": warnings,
+    }
+    write_model_card(stage_dir, cfg=cfg, spec=spec, seed=seed, info=info, evaluation=ev, manifest=manifest,
+                     groups=groups, y=y, emissions=emissions)
+    return {**info, "evaluation": ev}
+
+
+def _summary_row(run: dict, sensitive: list[str]) -> dict:
+    ev = run["evaluation"]
+    row = {"method": run["method_label"], "seed": run["seed"], "stage": run["stage"]}
+    if ev is None:
+        return row
+    bg, st = ev.by_group, ev.summary_table
+    lab = ev.labels[0] if len(ev.labels) == 1 else "macro"
+    o = bg[(bg["metric"] == "auc") & (bg["attribute"] == "overall") & (bg["label"] == lab)]
+    if len(o):
+        row.update(auc=o["estimate"].iloc[0], auc_ci_low=o["ci_low"].iloc[0], auc_ci_high=o["ci_high"].iloc[0])
+    for attr in sensitive:
+        for metric in ("auc_worst_group", "auc_gap", "equalized_odds_difference", "equal_opportunity_difference",
+                       "demographic_parity_difference", "ece_gap"):
+            r = st[(st["metric"] == metric) & (st["attribute"] == attr) & (st["label"] == lab)]
+            if len(r):
+                row[f"{attr}:{metric}"] = r["estimate"].iloc[0]
+                row[f"{attr}:{metric}_ci_low"] = r["ci_low"].iloc[0]
+                row[f"{attr}:{metric}_ci_high"] = r["ci_high"].iloc[0]
+    return row
+
+
+def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, progress=None) -> Path:
+    """Run every (method, seed) of ``cfg`` and write the run directory ``out``.
+
+    One method and one seed: the files of :data:`RUN_FILES` directly in ``out``. Otherwise one
+    sub-directory ``<method>-seed<k>`` per run plus ``comparison.csv`` and ``comparison.html``
+    (utility vs fairness gap with CIs, Pareto front). Everything is staged and moved into
+    ``out`` only when all runs finished (no partial output on error).
+
+    Returns
+    -------
+    pathlib.Path of ``out``.
+    """
+    import pandas as pd
+
+    from .._io import (
+        file_fingerprint,
+        frame_fingerprint,
+        prepare_out_dir,
+        staged_dir,
+        write_sidecar,
+        write_table_atomic,
+    )
+    from ..data import read_manifest
+    from ._compare import write_comparison
+    from ._inputs import load_embeddings, prepare_columns, training_groups
+
+    out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
+    manifest = read_manifest(cfg.manifest, required=("sample_id",))
+    labels = cfg.labels
+    y = prepare_columns(manifest, labels=labels, sensitive=cfg.sensitive, split_col=cfg.split_col,
+                        where=f"manifest {cfg.manifest}")
+    X, emb_info = load_embeddings(cfg.embeddings, manifest)
+    groups = training_groups(manifest, cfg.sensitive, bins=cfg.bins)
+    specs = list(cfg.methods)
+    for spec in specs:  # fail fast on a bad method before any training
+        _instantiate(spec)
+    names = [s.label for s in specs]
+    if len(set(names)) != len(names):
+        raise FairfoundryError("the same method (with the same arguments) is listed twice")
+    multi = len(specs) > 1 or len(cfg.seeds) > 1
+    runs = []
+    with staged_dir(out) as stage:
+        for spec in specs:
+            for seed in cfg.seeds:
+                sub = stage / f"{spec.label}-seed{seed}" if multi else stage
+                sub.mkdir(parents=True, exist_ok=True)
+                log.info("fit %s seed %d", spec.label, seed)
+                run = _one_run(cfg, spec, seed, X, y, manifest, groups, sub, progress=progress)
+                write_sidecar(sub / "run.json", kind="fairfoundry.fit", config=cfg.model_dump(), seed=seed,
+                              inputs={"manifest": file_fingerprint(cfg.manifest),
+                                      "embeddings": emb_info, "manifest_rows": frame_fingerprint(manifest)},
+                              run={k: v for k, v in run.items() if k != "evaluation"})
+                runs.append(run)
+        if multi:
+            table = pd.DataFrame([_summary_row(r, cfg.sensitive) for r in runs])
+            write_table_atomic(stage / "comparison.csv", table)
+            write_comparison(stage / "comparison.html", table, sensitive=cfg.sensitive, config=cfg)
+            write_sidecar(stage / "run.json", kind="fairfoundry.fit-comparison", config=cfg.model_dump(),
+                          seed=cfg.seeds[0], inputs={"manifest": file_fingerprint(cfg.manifest), "embeddings": emb_info},
+                          runs=[f"{s.label}-seed{k}" for s in specs for k in cfg.seeds])
+    return out

@@ -1,0 +1,162 @@
+"""``fairfoundry fit`` end to end on tiny known-bias data: flags form, YAML form, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from fairfoundry.bench import make_knownbias_features
+
+    d = tmp_path_factory.mktemp("fit")
+    kb = make_knownbias_features(n=900, d=8, seed=3)
+    m = kb.frame.rename(columns={"group": "sex"}).drop(columns=["y_clean"])
+    m["sex"] = m["sex"].map({"majority": "female", "minority": "male"})
+    m["age"] = np.random.default_rng(0).uniform(20, 90, len(m)).round()
+    m.to_csv(d / "manifest.csv", index=False)
+    np.save(d / "emb.npy", kb.X)
+    pd.DataFrame({"sample_id": m["sample_id"], "embedding": list(kb.X[::-1][::-1])}).iloc[::-1].to_parquet(
+        d / "emb.parquet")
+    return d
+
+
+FAST = ["--epochs", "4", "--batch-size", "128", "--bootstrap", "20", "--no-emissions", "--lr", "0.01"]
+
+
+def test_fit_flags_single_run_writes_every_artifact(cli, tiny, tmp_path):
+    out = tmp_path / "run"
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex", "--head", "linear", "--method", "groupdro", "--method-arg", "eta=0.2",
+            "--select", "worst_group_auc", "--seed", "1", "--out", out, *FAST)
+    assert r.code == 0, r
+    from fairfoundry.mitigate import RUN_FILES
+
+    for f in RUN_FILES:
+        assert (out / f).exists(), f
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert set(preds["split"]) == {"train", "val", "test"} and len(preds) == 900
+    assert {"sample_id", "split", "y_true", "y_score", "sex"} <= set(preds.columns)
+    assert preds["y_score"].between(0, 1).all()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["model_details"]["method"] == "groupdro" and card["metrics"]["selection_split"] == "val"
+    assert any(r["attribute"] == "sex" and r["metric"] == "auc" for r in card["quantitative_analyses"]["per_group"])
+    md = (out / "model_card.md").read_text()
+    for section in ("## Intended use", "## Quantitative analyses", "## Caveats and recommendations", "## Emissions"):
+        assert section in md
+    summary = json.loads((out / "evaluation" / "summary.json").read_text())
+    assert summary["thresholds"][0]["chosen_on_split"] == "val"
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 1 and run["run"]["method"] == "groupdro"
+
+
+def test_fit_several_methods_and_seeds_compares_them(cli, tiny, tmp_path):
+    out = tmp_path / "cmp"
+    r = cli("fit", "--embeddings", tiny / "emb.parquet", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex,age", "--method", "erm", "--method", "reweigh", "--method", "group-threshold",
+            "--method-arg", "group-threshold:constraint=eopp", "--seed", "0", "--seed", "1", "--out", out, "--no-html",
+            *FAST)
+    assert r.code == 0, r
+    table = pd.read_csv(out / "comparison.csv")
+    assert len(table) == 6
+    assert set(table["method"]) == {"erm", "reweigh", "group-threshold(constraint=eopp)"}
+    assert "sex:equalized_odds_difference" in table.columns and "age:auc_gap" in table.columns
+    assert (table["auc_ci_low"] <= table["auc"]).all() and (table["auc"] <= table["auc_ci_high"]).all()
+    assert "Pareto" in (out / "comparison.html").read_text()
+    assert (out / "erm-seed1" / "predictions.parquet").exists()
+    assert not (out / "erm-seed1" / "evaluation" / "report.html").exists()
+
+
+def test_yaml_config_and_flag_override(cli, tiny, tmp_path):
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(f"embeddings: {tiny / 'emb.npy'}\nmanifest: {tiny / 'manifest.csv'}\nlabel: y\n"
+                   "sensitive: [sex]\nhead: mlp\nhidden: 16\nmethods:\n  - name: fair-penalty\n    args: {weight: 0.5}\n"
+                   "epochs: 3\nbootstrap: 10\nhtml: false\n")
+    r = cli("fit", cfg, "--out", tmp_path / "y", "--seed", "4")
+    assert r.code == 0, r
+    head = json.loads((tmp_path / "y" / "head.json").read_text())
+    assert head["head"] == "mlp" and head["seed"] == 4 and head["hooks"] == ["fair-penalty"]
+    if __import__("importlib").util.find_spec("codecarbon") is not None:
+        em = json.loads((tmp_path / "y" / "emissions.json").read_text())
+        assert em["tracker"].startswith("codecarbon") and em["emissions_kg_co2eq"] >= 0
+        assert "kg CO2eq" in (tmp_path / "y" / "model_card.md").read_text()
+
+
+def test_selection_uses_validation_only(cli, tiny, tmp_path):
+    """Scrambling the test labels changes nothing about the chosen checkpoint or the scores."""
+    m = pd.read_csv(tiny / "manifest.csv")
+    test = m["split"] == "test"
+    m.loc[test, "y"] = np.random.default_rng(9).permutation(m.loc[test, "y"].to_numpy())
+    m.to_csv(tmp_path / "scrambled.csv", index=False)
+    outs = []
+    for name, man in (("a", tiny / "manifest.csv"), ("b", tmp_path / "scrambled.csv")):
+        r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", man, "--label", "y", "--sensitive", "sex",
+                "--select", "dto", "--out", tmp_path / name, "--no-html", *FAST)
+        assert r.code == 0, r
+        outs.append(tmp_path / name)
+    a, b = (json.loads((o / "head.json").read_text())["selected"] for o in outs)
+    assert a == b
+    pa, pb = (pd.read_parquet(o / "predictions.parquet")["y_score"].to_numpy() for o in outs)
+    assert np.array_equal(pa, pb)
+    assert (outs[0] / "head.safetensors").read_bytes() == (outs[1] / "head.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--sensitive", "sexe"], "did you mean 'sex'"),
+    (["--label", "yy"], "label column 'yy' not found"),
+    (["--method", "groupdor"], "unknown mitigation"),
+    (["--method", "groupdro", "--method-arg", "etta=1"], "its arguments are"),
+    (["--select", "accuracy"], "select"),
+])
+def test_bad_flags_exit_2_without_output(cli, tiny, tmp_path, args, needle):
+    base = {"--embeddings": str(tiny / "emb.npy"), "--manifest": str(tiny / "manifest.csv"), "--label": "y",
+            "--sensitive": "sex"}
+    for k in args[::2]:
+        base.pop(k, None)
+    flat = [x for kv in base.items() for x in kv]
+    r = cli("fit", *flat, *args, "--out", tmp_path / "bad", *FAST)
+    assert r.code == 2, r
+    assert needle in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_bad_data_exit_2(cli, tiny, tmp_path):
+    m = pd.read_csv(tiny / "manifest.csv")
+    one = m.copy()
+    one.loc[one["split"] == "val", "y"] = 0
+    one.to_csv(tmp_path / "oneclass.csv", index=False)
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "oneclass.csv", "--label", "y",
+            "--sensitive", "sex", "--out", tmp_path / "o1", *FAST)
+    assert r.code == 2 and "val split has only one class" in r.err
+    np.save(tmp_path / "short.npy", np.zeros((10, 8), dtype=np.float32))
+    r = cli("fit", "--embeddings", tmp_path / "short.npy", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex", "--out", tmp_path / "o2", *FAST)
+    assert r.code == 2 and "10 rows but the manifest has 900" in r.err
+    (tmp_path / "bad.yaml").write_text("embeddings: x\nmanifest: y\nlabel: y\nsensitive: [sex]\nheads: mlp\n")
+    r = cli("fit", tmp_path / "bad.yaml", "--out", tmp_path / "o3")
+    assert r.code == 2 and "unknown key 'heads'" in r.err and "head" in r.err
+    (tmp_path / "broken.yaml").write_text("embeddings: [x\n")
+    r = cli("fit", tmp_path / "broken.yaml", "--out", tmp_path / "o3")
+    assert r.code == 2 and "not valid YAML" in r.err
+    nosplit = m.drop(columns=["split"])
+    nosplit.to_csv(tmp_path / "nosplit.csv", index=False)
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "nosplit.csv", "--label", "y",
+            "--sensitive", "sex", "--out", tmp_path / "o4", *FAST)
+    assert r.code == 2 and "split" in r.err
+
+
+def test_existing_output_needs_overwrite_and_list_methods(cli, tiny, tmp_path):
+    out = tmp_path / "ex"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex", "--out", out, *FAST)
+    assert r.code == 2 and "--overwrite" in r.err
+    r = cli("fit", "--list-methods")
+    assert r.code == 0 and "groupdro" in r.out and "group-threshold" in r.out
