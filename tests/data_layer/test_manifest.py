@@ -60,3 +60,14 @@ def test_write_refuses_overwrite(tmp_path):
     with pytest.raises(FairfoundryError, match="already exists"):
         write_manifest(pd.DataFrame({"sample_id": ["a"]}), p, overwrite=False)
     assert p.read_text() == "keep"
+
+
+def test_data_and_audit_import_no_heavy_packages():
+    import subprocess
+    import sys
+
+    code = ("import sys, fairfoundry.data, fairfoundry.audit; "
+            "heavy = [m for m in ('torch', 'matplotlib', 'pydicom', 'nibabel') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == ""
