@@ -13,6 +13,7 @@ Run:  .venv/bin/python benchmarks/bench_evaluate.py [--rows 1000000] [--boot 100
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 import warnings
@@ -137,6 +138,8 @@ def main() -> None:
 
     y, s, g = make_data(args.rows)
     names = ["g0", "g1", "g2", "g3"]
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
+          "(shared with other jobs)")
     print(f"data: {args.rows:,} rows, 4 groups, {len(METRICS)} per-group metrics "
           f"(incl. AUC, AP, ECE, calibration slope) + all summaries")
 
@@ -145,13 +148,17 @@ def main() -> None:
     print(f"[ours] point estimates, {args.rows:,} rows: {t_point:.3f} s  (target <= 1 s: "
           f"{'met' if t_point <= 1 else 'NOT met'})")
 
+    cpu0 = time.process_time()
     t_boot, res = timed(lambda: evaluate_groups(y, s, threshold=THRESHOLD, groups=g,
                                                 group_names=names, n_bootstrap=args.boot,
                                                 seed=0, n_jobs=args.jobs))
+    cpu = time.process_time() - cpu0
     rss = peak_rss_mb()
     print(f"[ours] {args.boot} bootstrap replicates, {args.rows:,} rows, n_jobs={args.jobs}: "
           f"{t_boot:.2f} s  (target <= 30 s: {'met' if t_boot <= 30 else 'NOT met'}); "
           f"calibration refit: {res.config['calibration_bootstrap']}")
+    print(f"[ours]   CPU time of that run (all threads): {cpu:.1f} s; 1-min load average of "
+          f"the machine: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"[ours] peak RSS so far: {rss:.0f} MB  (target <= 2048 MB: "
           f"{'met' if rss <= 2048 else 'NOT met'})")
 

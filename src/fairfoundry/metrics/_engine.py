@@ -23,7 +23,7 @@ from ._bootstrap import ResamplePlan, bca_interval, percentile_interval, permuta
 from ._calibration import _check_ece
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
-from ._kernel import build_layout, segment_stats
+from ._kernel import build_layout, one_step_solve, segment_stats
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
@@ -123,7 +123,7 @@ class _Engine:
         """Warm starts (and one-step features) from the full-data calibration fits."""
         self.cal_g, self.cal_o = cal_g, cal_o
         for sg, (a, b) in zip(self.lg.segments, cal_g, strict=True):
-            sg.set_calibration_start(a, b)
+            sg.set_calibration_start(a, b, overall=cal_o)
         self.lo.segments[0].set_calibration_start(*cal_o)
 
     @staticmethod
@@ -163,10 +163,14 @@ class _Engine:
         """
         cal = self._start(self.cal_o, Wo.shape[0])
         need = set(self.need)
+        lin = None
         if raw is not None:
             need -= {"brier", "log_loss"}
             if self.lo.ece_strategy == "uniform":
                 need.discard("ece")
+            if all("cal_lin_overall" in r for r in raw):
+                lin = np.sum([r["cal_lin_overall"] for r in raw], axis=0)
+                need -= {"cal_slope", "cal_intercept"}
         st = self._stats(self.lo.segments[0], Wo, self.lo, need, cal)
         if raw is not None:
             for k in ("n", "pos", "tp", "fp", "fn", "tn"):
@@ -175,6 +179,11 @@ class _Engine:
                 for k in ("brier", "log_loss"):
                     if k in self.need:
                         st[k] = np.sum([r[k] * r["n"] for r in raw], axis=0) / st["n"]
+                if lin is not None:
+                    ok = (st["pos"] > 0) & (st["pos"] < st["n"])
+                    a, b = one_step_solve(lin, self.cal_o)
+                    st["cal_intercept"] = np.where(ok, a, np.nan)
+                    st["cal_slope"] = np.where(ok, b, np.nan)
                 if "ece" in self.need and "ece" not in need:
                     bins = np.sum([r["ece_bins"] for r in raw], axis=0)
                     st["ece"] = np.abs(bins).sum(axis=1) / st["n"]
@@ -430,7 +439,7 @@ def evaluate_groups(
         bca_blocks if (ci_method == "bca" and n_bootstrap > 0) else 0)
     if calibration_bootstrap == "auto":
         calibration_bootstrap = "newton" if n * n_reps <= 10_000_000 else "one_step"
-    if "cal_slope" in eng.need:
+    if "cal_slope" in eng.need and n_reps > 0:
         eng.set_calibration_start(
             [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
              for g in range(len(present))],

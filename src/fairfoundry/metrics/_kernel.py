@@ -60,23 +60,32 @@ class Segment:
     F: np.ndarray = None
     n_base: int = 0
     cal_start: tuple[float, float] | None = None
-    x2: np.ndarray | None = None
+    X3: np.ndarray | None = None  # [1, x, x**2], cached by the Newton fit
+    overall_cal: bool = False
 
-    def set_calibration_start(self, a0: float, b0: float) -> None:
-        """Append the one-step Newton features evaluated at the fit ``(a0, b0)``."""
-        self.F = self.F[:, :self.n_base]
-        self.cal_start = (float(a0), float(b0))
+    def _one_step_features(self, a0: float, b0: float) -> np.ndarray:
+        F = np.zeros((len(self.x), 5))
         if not (np.isfinite(a0) and np.isfinite(b0)):
-            return
+            return F
         mu = expit(a0 + b0 * self.x)
-        F = np.empty((len(self.x), self.n_base + 5))
-        F[:, :self.n_base] = self.F
-        np.subtract(self.y, mu, out=F[:, self.n_base])
-        np.multiply(F[:, self.n_base], self.x, out=F[:, self.n_base + 1])
-        np.multiply(mu, 1 - mu, out=F[:, self.n_base + 2])
-        np.multiply(F[:, self.n_base + 2], self.x, out=F[:, self.n_base + 3])
-        np.multiply(F[:, self.n_base + 3], self.x, out=F[:, self.n_base + 4])
-        self.F = F
+        np.subtract(self.y, mu, out=F[:, 0])
+        np.multiply(F[:, 0], self.x, out=F[:, 1])
+        np.multiply(mu, 1 - mu, out=F[:, 2])
+        np.multiply(F[:, 2], self.x, out=F[:, 3])
+        np.multiply(F[:, 3], self.x, out=F[:, 4])
+        return F
+
+    def set_calibration_start(self, a0: float, b0: float,
+                              overall: tuple[float, float] | None = None) -> None:
+        """Append the one-step Newton features (score and Hessian terms of the logistic
+        recalibration) evaluated at this segment's full-data fit ``(a0, b0)`` and, optionally,
+        at the overall fit (so the overall one-step sums can be added up over groups)."""
+        self.cal_start = (float(a0), float(b0))
+        parts = [self.F[:, :self.n_base], self._one_step_features(a0, b0)]
+        if overall is not None:
+            parts.append(self._one_step_features(*overall))
+        self.F = np.hstack(parts)
+        self.overall_cal = overall is not None
 
 
 @dataclass
@@ -146,8 +155,11 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
         bstart = starts[block_id[pos]]
         bstop = stops[block_id[pos]]
         pc = np.clip(sg, LOGIT_EPS, 1 - LOGIT_EPS)
-        x = np.log(pc) - np.log1p(-pc)
-        ll = -(yg * np.log(pc) + (1 - yg) * np.log1p(-pc))
+        l1p = np.log1p(-pc)
+        x = np.log(pc) - l1p
+        ll = yg * x
+        ll += l1p
+        ll *= -1.0
         split = int(np.searchsorted(sg, threshold, side="left"))
         ece_b = None
         resid = yg - sg
@@ -177,36 +189,41 @@ def _padded_cumsum(a: np.ndarray, dtype=np.float64) -> np.ndarray:
     return out
 
 
-def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray, a0: np.ndarray, b0: np.ndarray,
-                  *, x2: np.ndarray | None = None, max_iter: int = 100,
+def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray | None, a0: np.ndarray,
+                  b0: np.ndarray, *, X3: np.ndarray | None = None, max_iter: int = 100,
                   tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
     """Weighted logistic regression ``y ~ a + b x`` for each row of ``W`` by Newton's method.
 
-    Stops after a step smaller than ``tol * (1 + |a| + |b|)``: Newton converges
+    ``W=None`` means one row of unit weights; ``X3`` is ``[1, x, x**2]`` (computed if not
+    given). Stops after a step smaller than ``tol * (1 + |a| + |b|)``: Newton converges
     quadratically, so the remaining error is of the order of the squared step (~1e-14).
     Returns ``(a, b)``; entries that did not converge (separation, degenerate data) are NaN.
     """
-    K = W.shape[0]
+    K = 1 if W is None else W.shape[0]
     a = np.array(a0, dtype=np.float64).reshape(K).copy()
     b = np.array(b0, dtype=np.float64).reshape(K).copy()
-    if x2 is None:
-        x2 = x * x
+    if X3 is None:
+        X3 = np.column_stack([np.ones_like(x), x, x * x])
     active = np.ones(K, dtype=bool)
     done = np.zeros(K, dtype=bool)
     for _ in range(max_iter):
         rows = np.flatnonzero(active)
         if rows.size == 0:
             break
-        Wr = W[rows]
+        Wr = None if W is None else W[rows]
         mu = b[rows, None] * x
         mu += a[rows, None]
         expit(mu, out=mu)
         R = y - mu
-        R *= Wr
+        if Wr is not None:
+            R *= Wr
         mu *= 1 - mu
-        mu *= Wr
-        g0, g1 = R.sum(axis=1), R @ x
-        h0, h1, h2 = mu.sum(axis=1), mu @ x, mu @ x2
+        if Wr is not None:
+            mu *= Wr
+        g = R @ X3
+        h = mu @ X3
+        g0, g1 = g[:, 0], g[:, 1]
+        h0, h1, h2 = h[:, 0], h[:, 1], h[:, 2]
         det = h0 * h2 - h1 * h1
         with np.errstate(divide="ignore", invalid="ignore"):
             da = (h2 * g0 - h1 * g1) / det
@@ -223,6 +240,19 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray, a0: np.ndarray, b
         active[rows[conv | diverged]] = False
     a[~done] = np.nan
     b[~done] = np.nan
+    return a, b
+
+
+def one_step_solve(lin: np.ndarray, start: tuple[float, float]) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """One Newton step for the logistic recalibration from ``start = (a0, b0)`` given the
+    weighted sums ``lin = [sum w r, sum w r x, sum w v, sum w v x, sum w v x^2]`` (``r = y - mu``,
+    ``v = mu (1 - mu)`` at the start). Returns ``(a, b)``."""
+    g0, g1, h0, h1, h2 = (lin[:, j] for j in range(5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = h0 * h2 - h1 * h1
+        a = start[0] + (h2 * g0 - h1 * g1) / det
+        b = start[1] + (h0 * g1 - h1 * g0) / det
     return a, b
 
 
@@ -329,12 +359,11 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
             b = np.full(K, np.nan)
             ok = (pos > 0) & (neg > 0)
             if one_step:
-                a0, b0 = seg.cal_start
-                WF = WF[:, seg.n_base:]
-                g0, g1, h0, h1, h2 = (WF[:, j] for j in range(5))
-                det = h0 * h2 - h1 * h1
-                a = np.where(ok, a0 + (h2 * g0 - h1 * g1) / det, np.nan)
-                b = np.where(ok, b0 + (h0 * g1 - h1 * g0) / det, np.nan)
+                a, b = one_step_solve(WF[:, seg.n_base:seg.n_base + 5], seg.cal_start)
+                a = np.where(ok, a, np.nan)
+                b = np.where(ok, b, np.nan)
+                if seg.overall_cal:
+                    out["cal_lin_overall"] = WF[:, seg.n_base + 5:seg.n_base + 10]
             elif ok.any():
                 if cal_start is None:
                     a0, b0 = np.zeros(K), np.ones(K)
@@ -342,8 +371,9 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
                         # warm start from a systematic subsample of the (score-sorted) rows;
                         # the full-data Newton iterations below make the result exact
                         step = m // 20_000
-                        a0, b0 = _logistic_fit(seg.x[::step], seg.y[::step], W[:, ::step],
-                                               a0, b0, tol=1e-4)
+                        a0, b0 = _logistic_fit(seg.x[::step], seg.y[::step],
+                                               np.ascontiguousarray(W[:, ::step]), a0, b0,
+                                               tol=1e-4)
                         bad = ~(np.isfinite(a0) & np.isfinite(b0))
                         a0[bad], b0[bad] = 0.0, 1.0
                 else:
@@ -351,9 +381,11 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
                 rows = np.flatnonzero(ok)
                 a0r = np.where(np.isfinite(a0[rows]), a0[rows], 0.0)
                 b0r = np.where(np.isfinite(b0[rows]), b0[rows], 1.0)
-                if seg.x2 is None:
-                    seg.x2 = seg.x * seg.x
-                a[rows], b[rows] = _logistic_fit(seg.x, seg.y, W[rows], a0r, b0r, x2=seg.x2)
+                if seg.X3 is None:
+                    seg.X3 = np.column_stack([np.ones_like(seg.x), seg.x, seg.x * seg.x])
+                unit = K == 1 and bool(W.min() == 1 and W.max() == 1)
+                a[rows], b[rows] = _logistic_fit(seg.x, seg.y, None if unit else W[rows],
+                                                 a0r, b0r, X3=seg.X3)
             out["cal_intercept"] = a
             out["cal_slope"] = b
     return out
