@@ -192,3 +192,25 @@ def test_encoder_outputs_serve_as_distillation_targets(tiny_encoder_file, tiny_v
     loss = torch.nn.functional.mse_loss(student.image_features(x), target)
     loss.backward()  # would fail with an inference-mode tensor as target
     assert student.module.patch_embed.proj.weight.grad is not None
+
+
+def test_preset_resolves_from_the_local_hub_cache_without_network(tmp_path, monkeypatch):
+    """rad-dino found in a (fake, tiny) HF cache: no download, preset preprocessing applies."""
+    import huggingface_hub.constants as hub_constants
+    from transformers import Dinov2Config, Dinov2Model
+
+    from fairfoundry.models import resolve_model
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--microsoft--rad-dino"
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64, image_size=28, patch_size=14)).save_pretrained(
+        repo / "snapshots" / ("a" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    ref = resolve_model("rad-dino")
+    enc = load_encoder("rad-dino")
+    assert enc.weights_id == ref.weights_fingerprint() and enc.weights_id.startswith("sha256:")
+    p = enc.preprocessing
+    assert (p.size, p.channels, p.mean[0], p.std[0]) == (518, 3, 0.5307, 0.2583)
+    assert enc.encode_image([GREY]).shape == (1, 32)

@@ -23,8 +23,18 @@ def test_models_list_and_show(cli):
     info = json.loads(r.out)
     assert info["licence"].startswith("CC BY-NC") and "huggingface-cli" in info["get_weights"]
     assert info["weights_available_locally"] is False
+    r = cli("models", "show", "fairfoundry-tiny-does-not-exist")
+    assert r.code == 2 and "unknown model" in r.err
     r = cli("models", "show", "radd-ino")
     assert r.code == 2 and "did you mean 'rad-dino'" in r.err and "Traceback" not in r.err
+
+
+def test_models_show_load_reports_the_loaded_encoder(cli, tiny_encoder_file):
+    r = cli("models", "show", tiny_encoder_file, "--load", "--json")
+    assert r.code == 0, r
+    info = json.loads(r.out)
+    assert info["backend"] == "timm" and info["weights_available_locally"] is True
+    assert info["loaded"]["embed_dim"] == 32 and info["loaded"]["weights_id"] == info["weights_fingerprint"]
 
 
 def test_embed_and_probe_on_real_nih_xrays(cli, tmp_path, tiny_encoder_file, nih_manifest):

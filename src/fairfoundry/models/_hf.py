@@ -175,7 +175,7 @@ class HFBackend(Backend):
             except (OSError, ValueError) as exc:
                 raise FairfoundryError(f"cannot load Hugging Face model from {folder}: {exc}".splitlines()[0],
                                        hint=how_to_get(model_id)) from exc
-            wid = "sha256:" + weights_hash(_weight_files_root(folder))
+            wid = "sha256:" + weights_hash(folder)
         else:
             model = AutoModel.from_config(config)
             if path is not None:
@@ -204,7 +204,3 @@ class HFBackend(Backend):
                          embed_dim=int(dim), weights_id=wid, model_kwargs=model_kwargs, pool=pool,
                          tokenizer=tokenizer, dual=dual, config_dict=config.to_dict())
 
-
-def _weight_files_root(folder: Path) -> Path:
-    files = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
-    return files[0] if len(files) == 1 else folder
