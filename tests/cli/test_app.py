@@ -45,3 +45,12 @@ def test_staged_dir_is_all_or_nothing(tmp_path):
     assert (out / "a.json").read_text().strip().startswith("{")
     assert '"x": null' in (out / "a.json").read_text()
     assert not list(tmp_path.glob(".run.staging-*"))
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = write_json_atomic(tmp_path / "x.json", {"a": 1})
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH  # readable by others, not 0600
