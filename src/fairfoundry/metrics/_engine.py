@@ -23,7 +23,7 @@ from ._bootstrap import ResamplePlan, bca_interval, percentile_interval, permuta
 from ._calibration import _check_ece
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
-from ._kernel import build_layout, one_step_solve, segment_stats
+from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_stats
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
@@ -105,10 +105,12 @@ class _Engine:
         self.n = len(y)
         self.G = n_groups
         so = np.argsort(s, kind="stable")
+        terms = compute_row_terms(y, s)
         self.lg = build_layout(y, s, codes, n_groups, threshold=threshold, ece_bins=ece_bins,
-                               ece_strategy=ece_strategy, score_order=so)
+                               ece_strategy=ece_strategy, score_order=so, terms=terms)
         self.lo = build_layout(y, s, np.zeros(self.n, dtype=np.int64), 1, threshold=threshold,
-                               ece_bins=ece_bins, ece_strategy=ece_strategy, score_order=so)
+                               ece_bins=ece_bins, ece_strategy=ece_strategy, score_order=so,
+                               terms=terms)
         self.calibration = "newton"
         inv = np.empty(self.n, dtype=np.int64)
         inv[self.lg.order] = np.arange(self.n)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["Layout", "build_layout", "segment_stats", "LOGIT_EPS"]
+__all__ = ["Layout", "build_layout", "compute_row_terms", "segment_stats", "LOGIT_EPS"]
 
 #: scores are clipped to [eps, 1 - eps] before the logit / log (as scikit-learn's ``log_loss``)
 LOGIT_EPS = float(np.finfo(np.float64).eps)
@@ -122,9 +122,21 @@ def _numpy_percentile_edges(values_at, total: float, n_bins: int) -> np.ndarray:
     return out
 
 
+def compute_row_terms(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row logit of the clipped score and log loss (shared by every layout)."""
+    pc = np.clip(s.astype(np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
+    l1p = np.log1p(-pc)
+    x = np.log(pc) - l1p
+    ll = y * x
+    ll += l1p
+    ll *= -1.0
+    return x, ll
+
+
 def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
                  threshold: float, ece_bins: int = 10, ece_strategy: str = "uniform",
-                 score_order: np.ndarray | None = None) -> Layout:
+                 score_order: np.ndarray | None = None,
+                 terms: tuple[np.ndarray, np.ndarray] | None = None) -> Layout:
     """Sort rows by (segment, score) and precompute everything that does not depend on weights.
 
     Every segment ``0..n_seg-1`` must be non-empty. ``score_order`` (a stable argsort of ``s``)
@@ -137,6 +149,9 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
     ys = y[order].astype(np.float64)
     ss = s[order].astype(np.float64)
     segs = seg[order]
+    if terms is None:
+        terms = compute_row_terms(y, s)
+    xs, lls = (np.take(a, order) for a in terms)
     bounds = np.searchsorted(segs, np.arange(n_seg + 1))
     segments = []
     for g in range(n_seg):
@@ -154,12 +169,7 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
         stops = np.append(starts[1:], m)
         bstart = starts[block_id[pos]]
         bstop = stops[block_id[pos]]
-        pc = np.clip(sg, LOGIT_EPS, 1 - LOGIT_EPS)
-        l1p = np.log1p(-pc)
-        x = np.log(pc) - l1p
-        ll = yg * x
-        ll += l1p
-        ll *= -1.0
+        x, ll = xs[a:b], lls[a:b]
         split = int(np.searchsorted(sg, threshold, side="left"))
         ece_b = None
         resid = yg - sg
