@@ -93,10 +93,27 @@ def test_hf_tiny_dinov2_and_clip_folders(tmp_path):
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
         projection_dim=16)
-    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>", "[UNK]", "a", "chest", "x-ray", "effusion"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>",
+                                        unk_token="[UNK]", model_max_length=16)
+    model = CLIPModel(cfg)
+    model.save_pretrained(tmp_path / "clip")
+    tokenizer.save_pretrained(tmp_path / "clip")
     clip = load_encoder(tmp_path / "clip")
     assert clip.is_vlm and clip.embed_dim == 16
     assert clip.encode_image([GREY]).shape == (1, 16)
+    text = clip.encode_text(["a chest x-ray", "effusion"])
+    tok = tokenizer(["a chest x-ray"], padding="max_length", max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        ref = model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+    ref = getattr(ref, "pooler_output", ref)
+    assert text.shape == (2, 16)
+    torch.testing.assert_close(text[:1], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_xrv_tiny_densenet_uses_one_channel_and_xrv_range(tmp_path):

@@ -252,7 +252,7 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     use_amp = bool(amp) if amp is not None else str(device).startswith("cuda")
     key, ident = _encoder_key(ref, seed=seed, amp=use_amp)
     manifest_fp = _sha([ids, paths, stats], 16)
-    run_key = _sha([key, manifest_fp, on_error], 16)
+    run_key = _sha([key, manifest_fp, on_error, bool(parquet)], 16)
 
     # up to date?  the sidecar of a previous run with the same key means nothing to do
     side = out / "embeddings.json"
