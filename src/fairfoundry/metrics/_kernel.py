@@ -63,17 +63,17 @@ class Segment:
     X3: np.ndarray | None = None  # [1, x, x**2], cached by the Newton fit
     overall_cal: bool = False
 
-    def _one_step_features(self, a0: float, b0: float) -> np.ndarray:
-        F = np.zeros((len(self.x), 5))
+    def _one_step_features(self, a0: float, b0: float, F: np.ndarray) -> None:
+        """Fill the 5 columns of ``F`` with ``r, r x, v, v x, v x^2`` at ``(a0, b0)``."""
         if not (np.isfinite(a0) and np.isfinite(b0)):
-            return F
+            F[:] = 0.0
+            return
         mu = expit(a0 + b0 * self.x)
         np.subtract(self.y, mu, out=F[:, 0])
         np.multiply(F[:, 0], self.x, out=F[:, 1])
         np.multiply(mu, 1 - mu, out=F[:, 2])
         np.multiply(F[:, 2], self.x, out=F[:, 3])
         np.multiply(F[:, 3], self.x, out=F[:, 4])
-        return F
 
     def set_calibration_start(self, a0: float, b0: float,
                               overall: tuple[float, float] | None = None) -> None:
@@ -81,10 +81,13 @@ class Segment:
         recalibration) evaluated at this segment's full-data fit ``(a0, b0)`` and, optionally,
         at the overall fit (so the overall one-step sums can be added up over groups)."""
         self.cal_start = (float(a0), float(b0))
-        parts = [self.F[:, :self.n_base], self._one_step_features(a0, b0)]
+        k = self.n_base
+        F = np.empty((len(self.x), k + (10 if overall is not None else 5)), order="F")
+        F[:, :k] = self.F[:, :k]
+        self._one_step_features(a0, b0, F[:, k:k + 5])
         if overall is not None:
-            parts.append(self._one_step_features(*overall))
-        self.F = np.hstack(parts)
+            self._one_step_features(*overall, F[:, k + 5:k + 10])
+        self.F = F
         self.overall_cal = overall is not None
 
 
@@ -176,7 +179,7 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
         if ece_strategy == "uniform":
             inner = np.linspace(0.0, 1.0, ece_bins + 1)[1:-1]
             ece_b = np.concatenate([[0], np.searchsorted(sg, inner, side="right"), [m]])
-        F = np.empty((m, 2))
+        F = np.empty((m, 2), order="F")
         np.subtract(sg, yg, out=F[:, 0])
         F[:, 0] **= 2
         F[:, 1] = ll
