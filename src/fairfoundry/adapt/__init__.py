@@ -5,6 +5,7 @@ with :class:`Hook` s), so every mitigation is a small hook, not a copy of the lo
 """
 
 from ._heads import HeadClassifier, build_head, encode_groups
+from ._images import ImageClassifier, ImageDataset, fit_images, predict_images
 from ._loop import (
     ArrayData,
     Hook,
@@ -14,9 +15,41 @@ from ._loop import (
     TrainResult,
     resolve_device,
 )
+from ._lora import (
+    DEFAULT_TARGETS,
+    apply_lora,
+    lora_parameters,
+    merge_lora,
+    trainable_share,
+    unmerge_lora,
+)
 from ._selection import CRITERIA, auc, dto, pareto_front, selection_scores
+from ._zeroshot import DEFAULT_TEMPLATES, CLIPAdapterClassifier, text_classifier, zero_shot_scores
+
+
+def __getattr__(name):  # LoRALinear is a torch class, built on first use
+    if name == "LoRALinear":
+        from . import _lora
+
+        return _lora.LoRALinear
+    raise AttributeError(name)
+
 
 __all__ = [
+    "DEFAULT_TARGETS",
+    "DEFAULT_TEMPLATES",
+    "CLIPAdapterClassifier",
+    "ImageClassifier",
+    "ImageDataset",
+    "apply_lora",
+    "fit_images",
+    "lora_parameters",
+    "merge_lora",
+    "predict_images",
+    "text_classifier",
+    "trainable_share",
+    "unmerge_lora",
+    "zero_shot_scores",
     "CRITERIA",
     "HeadClassifier",
     "auc",

@@ -1,0 +1,174 @@
+r"""CLIP-style zero-shot classification with prompt templates, and the few-shot CLIP-Adapter.
+
+Zero-shot (Radford et al., "Learning Transferable Visual Models From Natural Language
+Supervision", ICML 2021): each class is described by prompts (``templates`` formatted with the
+class names); its text embedding is the normalised mean of the normalised prompt embeddings.
+With normalised image embedding :math:`v` and class embeddings :math:`t_c`,
+
+.. math:: P(c \mid x) = \mathrm{softmax}_c(\tau\, v^\top t_c)
+
+and the binary score is :math:`P(\text{positive} \mid x)`.
+
+CLIP-Adapter (Gao et al., "CLIP-Adapter: Better Vision-Language Models with Feature
+Adapters", IJCV 2023): a small residual MLP on the frozen image features,
+:math:`v' = \rho\, A(v) + (1 - \rho)\, v`, trained on a few labelled examples, then classified
+against the frozen class text embeddings as above. It trains with the one loop, so mitigation
+hooks apply; its output carries ``"similarity"`` (positive-class image-text similarity) for
+FairCLIP's distribution alignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .._errors import FairfoundryError
+
+__all__ = ["DEFAULT_TEMPLATES", "text_classifier", "zero_shot_scores", "CLIPAdapterClassifier"]
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a chest x-ray showing {}.",
+    "a radiograph with {}.",
+    "a medical image of {}.",
+    "{}.",
+)
+
+
+def text_classifier(encode_text: Callable, tokenizer: Callable, classnames: Sequence[str], *,
+                    templates: Sequence[str] = DEFAULT_TEMPLATES, device="cpu") -> np.ndarray:
+    """Class text embeddings ``(C, d)``: normalised mean over templates of normalised prompts.
+
+    Parameters
+    ----------
+    encode_text : e.g. an open_clip model's ``encode_text``
+    tokenizer : e.g. ``open_clip.get_tokenizer(name)``
+    classnames : one description per class, e.g. ``["no pleural effusion", "pleural effusion"]``
+        (binary: negative first, positive second).
+    templates : prompt templates with one ``{}``.
+    """
+    import torch
+
+    if not classnames:
+        raise FairfoundryError("zero-shot needs at least one class name")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise FairfoundryError(f"prompt template {bad[0]!r} has no '{{}}' for the class name")
+    rows = []
+    with torch.no_grad():
+        for name in classnames:
+            tokens = tokenizer([t.format(name) for t in templates])
+            if hasattr(tokens, "to"):
+                tokens = tokens.to(device)
+            e = encode_text(tokens).float()
+            e = e / e.norm(dim=-1, keepdim=True)
+            m = e.mean(dim=0)
+            rows.append((m / m.norm()).cpu().numpy())
+    return np.stack(rows)
+
+
+def zero_shot_scores(image_embeddings, class_embeddings, *, logit_scale: float = 100.0) -> np.ndarray:
+    """Class probabilities ``(n, C)`` from image and class embeddings (both normalised here).
+
+    For two classes ``[negative, positive]`` the binary score is column 1.
+    """
+    v = np.asarray(image_embeddings, dtype=np.float64)
+    t = np.asarray(class_embeddings, dtype=np.float64)
+    if v.ndim != 2 or t.ndim != 2 or v.shape[1] != t.shape[1]:
+        raise FairfoundryError(f"image embeddings {v.shape} and class embeddings {t.shape} do not match")
+    v = v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True).clip(1e-12)
+    z = logit_scale * v @ t.T
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class CLIPAdapterClassifier:
+    """Few-shot CLIP-Adapter on cached image embeddings (binary; see the module docstring).
+
+    Parameters
+    ----------
+    class_embeddings : ``(2, d)`` text embeddings ``[negative, positive]`` (from
+        :func:`text_classifier`).
+    ratio : residual ratio :math:`\\rho` (0.2 in the paper).
+    reduction : bottleneck reduction of the adapter MLP (4 in the paper).
+    logit_scale : :math:`\\tau`.
+    hooks : training hooks (mitigations), e.g. ``[DistributionAlignment()]`` for FairCLIP.
+    """
+
+    def __init__(self, class_embeddings, *, ratio: float = 0.2, reduction: int = 4, logit_scale: float = 100.0,
+                 epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, hooks: Sequence = (), seed: int = 0,
+                 device: str = "cpu"):
+        t = np.asarray(class_embeddings, dtype=np.float32)
+        if t.ndim != 2 or t.shape[0] != 2:
+            raise FairfoundryError("CLIPAdapterClassifier needs two class embeddings [negative, positive]")
+        self.class_embeddings = t / np.linalg.norm(t, axis=1, keepdims=True)
+        self.ratio, self.reduction, self.logit_scale = ratio, reduction, logit_scale
+        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
+        self.hooks, self.seed, self.device = list(hooks), seed, device
+
+    def _build(self):
+        import torch
+        from torch import nn
+
+        d = self.class_embeddings.shape[1]
+        T = torch.as_tensor(self.class_embeddings)
+        ratio, scale, red = self.ratio, self.logit_scale, self.reduction
+
+        class Adapter(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.adapter = nn.Sequential(nn.Linear(d, d // red, bias=False), nn.ReLU(),
+                                             nn.Linear(d // red, d, bias=False), nn.ReLU())
+                self.register_buffer("text", T)
+
+            def features(self, x):
+                x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+                return ratio * self.adapter(x) + (1 - ratio) * x
+
+            def forward(self, x, group=None):
+                f = self.features(x)
+                f = f / f.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+                sims = f @ self.text.t()
+                logits2 = scale * sims
+                return {"logits": logits2[:, 1] - logits2[:, 0], "features": f, "similarity": sims[:, 1]}
+
+        return Adapter()
+
+    def fit(self, X, y, *, groups=None):
+        """Train the adapter on image embeddings ``X`` (n, d) and 0/1 labels ``y``."""
+        import torch
+
+        from ._heads import encode_groups
+        from ._loop import ArrayData, SupervisedObjective, TrainConfig, Trainer
+
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float32)
+        if X.shape[1] != self.class_embeddings.shape[1]:
+            raise FairfoundryError(f"image embeddings have {X.shape[1]} dims, text embeddings "
+                                   f"{self.class_embeddings.shape[1]}")
+        codes = np.zeros(len(X), dtype=np.int64) if groups is None else encode_groups(groups)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = self._build()
+        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
+                          device=self.device)
+        self.trainer_ = Trainer(model, SupervisedObjective(), hooks=self.hooks, config=cfg)
+        self.trainer_.fit(ArrayData(x=X, y=y, group=codes))
+        self.model_ = self.trainer_.model
+        return self
+
+    def predict_score(self, X) -> np.ndarray:
+        """Positive-class probability ``(n,)``."""
+        import torch
+
+        if not hasattr(self, "model_"):
+            raise FairfoundryError("this CLIPAdapterClassifier is not fitted yet")
+        with torch.no_grad():
+            z = self.model_(torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.trainer_.device))["logits"]
+        return torch.sigmoid(z).cpu().numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = self.predict_score(X)
+        return np.column_stack([1 - p, p])
