@@ -106,20 +106,42 @@ def test_clustered_bootstrap_is_wider_than_row_bootstrap_on_clustered_data():
     assert np.all(counts % 8 == 0)
 
 
-def test_fair_model_signed_differences_cover_zero_and_gaps_are_not_significant():
+def test_fair_model_gap_cis_cover_zero_and_gaps_are_not_significant():
     rng = np.random.default_rng(5)
     n = 3000
-    g = rng.integers(0, 2, n)
+    g = rng.integers(0, 3, n)
     y = (rng.random(n) < 0.3).astype(int)
-    s = np.clip(0.3 * y + 0.6 * rng.random(n), 0, 1)  # same model for both groups
-    res = _run(y, s, g, group_names=["a", "b"], n_bootstrap=200, n_permutations=200, seed=2,
-               metrics=["auc", "tpr", "fpr", "accuracy", "ece", "selection_rate"])
+    s = np.clip(0.3 * y + 0.6 * rng.random(n), 0, 1)  # the same model for every group
+    metrics = ["auc", "tpr", "fpr", "accuracy", "ece", "selection_rate", "ppv"]
+    res = _run(y, s, g, n_bootstrap=300, n_permutations=200, seed=2, metrics=metrics)
     sm = res.summary.set_index("metric")
-    for m in ("auc", "tpr", "fpr", "accuracy", "selection_rate"):
-        row = sm.loc[f"{m}_vs_reference"]
-        assert row["ci_low"] <= 0 <= row["ci_high"], m
-        assert sm.loc[f"{m}_gap", "p_value"] > 0.05, m
-    assert sm.loc["equalized_odds_difference", "p_value"] > 0.05
+    for m in ("auc", "tpr", "fpr", "accuracy", "selection_rate", "ppv"):
+        gap = sm.loc[f"{m}_gap"]
+        assert gap["ci_low"] == 0.0 and gap["ci_high"] >= gap["estimate"] > 0, m
+        assert gap["p_value"] > 0.05, m
+    for name in ("equalized_odds_difference", "demographic_parity_difference",
+                 "equal_opportunity_difference", "predictive_parity_difference"):
+        assert sm.loc[name, "ci_low"] == 0.0 and sm.loc[name, "p_value"] > 0.05, name
+    assert sm.loc["equalized_odds_score", "ci_high"] == 1.0
+    # the naive percentile interval of the max - min replicates never reaches 0
+    naive = _run(y, s, g, n_bootstrap=300, seed=2, metrics=metrics, gap_ci="percentile")
+    assert (naive.summary.set_index("metric").loc[[f"{m}_gap" for m in metrics], "ci_low"]
+            > 0).all()
+
+
+def test_real_gap_ci_excludes_zero_and_contains_the_estimate():
+    rng = np.random.default_rng(12)
+    n = 3000
+    g = rng.integers(0, 4, n)
+    y = (rng.random(n) < 0.4).astype(int)
+    s = np.clip(0.35 * y + 0.5 * rng.random(n) - 0.15 * (g == 3) * y, 0, 1)
+    res = _run(y, s, g, group_names=["a", "b", "c", "d"], n_bootstrap=300, seed=1,
+               metrics=["tpr", "fnr"])
+    row = res.summary.set_index("metric").loc["tpr_gap"]
+    assert 0 < row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    tpr = res.replicates["tpr"][:, :4]
+    d = tpr[:, 0] - tpr[:, 3]
+    assert row["ci_low"] <= np.quantile(d, 0.5) <= row["ci_high"]
 
 
 def test_permutation_p_value_small_for_a_real_gap():

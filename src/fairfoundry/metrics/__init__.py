@@ -6,7 +6,13 @@ stratified / clustered bootstrap CIs (percentile or BCa) and permutation p-value
 ``docs/metrics.md`` for the glossary of formulas and sources.
 """
 
-from ._bootstrap import ResamplePlan, bca_interval, percentile_interval, permutation_pvalue
+from ._bootstrap import (
+    ResamplePlan,
+    bca_interval,
+    pairwise_gap_interval,
+    percentile_interval,
+    permutation_pvalue,
+)
 from ._calibration import brier_score, calibration_slope_intercept, ece, log_loss
 from ._confusion import (
     accuracy,
@@ -70,7 +76,8 @@ __all__ = [
     "demographic_parity_ratio", "ece", "equal_opportunity_difference",
     "equalized_odds_difference", "equalized_odds_ratio", "equalized_odds_score",
     "es_accuracy", "es_auc", "evaluate_groups", "f1", "fnr", "fpr", "gap", "group_values",
-    "intersect_groups", "log_loss", "n_samples", "npv", "percentile_interval",
+    "intersect_groups", "log_loss", "pairwise_gap_interval", "n_samples", "npv",
+    "percentile_interval",
     "permutation_pvalue", "positives", "ppv", "predictive_parity_difference", "prevalence",
     "rates_from_counts", "ratio", "register_summary", "roc_auc", "selection_rate", "tnr",
     "to_overall", "tpr", "underdiagnosis_by_group", "underdiagnosis_rate", "vs_reference",

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
-from ._bootstrap import ResamplePlan, bca_interval, percentile_interval, permutation_pvalue
+from ._bootstrap import (
+    ResamplePlan,
+    bca_interval,
+    pairwise_gap_interval,
+    percentile_interval,
+    permutation_pvalue,
+)
 from ._calibration import _check_ece
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
@@ -42,6 +48,19 @@ _KERNEL = {"auc": "auc", "average_precision": "ap", "ece": "ece", "brier": "brie
 FAMILY = {"gap": "high", "ratio": "low", "to_overall": "high", "vs_reference": "abs",
           "worst_group": None}
 CI_METHODS = ("percentile", "bca")
+GAP_CIS = ("pairwise", "percentile")
+#: named summaries that are gaps (or monotone combinations of gaps): how their pairwise
+#: interval combines the component gaps' intervals ``[[lo, hi], ...]``
+_GAP_SUMMARIES = {
+    "demographic_parity_difference": (lambda b: tuple(b[0]), ("selection_rate",)),
+    "equal_opportunity_difference": (lambda b: tuple(b[0]), ("tpr",)),
+    "predictive_parity_difference": (lambda b: tuple(b[0]), ("ppv",)),
+    "equalized_odds_difference": (lambda b: (b[:, 0].max(), b[:, 1].max()), ("tpr", "fpr")),
+    "equalized_odds_difference_mean": (lambda b: (b[:, 0].mean(), b[:, 1].mean()),
+                                       ("tpr", "fpr")),
+    "equalized_odds_score": (lambda b: (1 - b[:, 1].mean(), 1 - b[:, 0].mean()),
+                             ("tpr", "fpr")),
+}
 OVERALL = "overall"
 
 
@@ -198,7 +217,7 @@ class _Engine:
 
 def _validate(y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
               ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-              calibration_bootstrap):
+              calibration_bootstrap, gap_ci):
     y = as_binary(y_true, name="y_true")
     s = as_scores(y_score, name="y_score")
     n = same_length(y, s)
@@ -228,6 +247,8 @@ def _validate(y_true, y_score, threshold, groups, group_names, reference, metric
         raise FairfoundryError(f"unknown ci_method {ci_method!r}", hint="use percentile or bca")
     if not 0 < confidence < 1:
         raise FairfoundryError(f"confidence must be in (0, 1), got {confidence!r}")
+    if gap_ci not in GAP_CIS:
+        raise FairfoundryError(f"unknown gap_ci {gap_ci!r}", hint="use pairwise or percentile")
     if calibration_bootstrap not in ("auto", "newton", "one_step"):
         raise FairfoundryError(f"unknown calibration_bootstrap {calibration_bootstrap!r}",
                                hint="use auto, newton or one_step")
@@ -347,6 +368,7 @@ def evaluate_groups(
     n_jobs: int = 1,
     bca_blocks: int = 100,
     calibration_bootstrap: str = "auto",
+    gap_ci: str = "pairwise",
     chunk_elements: int = 2**23,
 ) -> GroupResult:
     r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
@@ -396,6 +418,13 @@ def evaluate_groups(
         the increments sum to ``n_bootstrap + n_permutations``.
     n_jobs : int
         Threads over chunks of replicates (numpy releases the GIL).
+    gap_ci : {"pairwise", "percentile"}
+        CI of ``*_gap`` and of the gap-type differences (demographic parity, equal
+        opportunity, predictive parity, equalized odds): ``"pairwise"`` (default) bounds the
+        gap by Bonferroni-simultaneous percentile intervals of the signed pairwise group
+        differences (see :func:`pairwise_gap_interval`; it reaches 0 when no two groups differ
+        significantly); ``"percentile"`` uses the replicates of max - min directly (``ci_method``
+        applies), which are biased upward and never cover 0.
     calibration_bootstrap : {"auto", "newton", "one_step"}
         How replicates refit the calibration slope/intercept: ``"newton"`` iterates to
         convergence (exact, the costliest part of a bootstrap); ``"one_step"`` takes one
@@ -421,7 +450,7 @@ def evaluate_groups(
     y, s, codes, names, metrics = _validate(
         y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
         ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-        calibration_bootstrap)
+        calibration_bootstrap, gap_ci)
     n = len(y)
     counts = np.bincount(codes, minlength=len(names))
     present = np.flatnonzero(counts > 0)
@@ -557,13 +586,26 @@ def evaluate_groups(
         ["metric", "group"], key=lambda c: c.map(morder) if c.name == "metric" else c.map(order),
         kind="stable").reset_index(drop=True)
 
+    # ---- gap intervals from simultaneous pairwise differences (cover 0 for a fair model)
+    gap_cis: dict = {}
+    if n_bootstrap > 0 and gap_ci == "pairwise":
+        for m in metrics:
+            gap_cis[f"{m}_gap"] = pairwise_gap_interval(reps_per[m], per0[m][0],
+                                                        confidence=confidence)
+        for name, parts in _GAP_SUMMARIES.items():
+            if name in sum0 and all(f"{p}_gap" in gap_cis for p in parts[1]):
+                bounds = np.array([gap_cis[f"{p}_gap"] for p in parts[1]])
+                gap_cis[name] = parts[0](bounds)
+
     # ---- assemble the summary table
     srows = []
     for name, v in sum0.items():
         est = float(v[0])
         lo = hi = np.nan
         if n_bootstrap > 0:
-            if ci_method == "bca":
+            if gap_ci == "pairwise" and name in gap_cis:
+                lo, hi = gap_cis[name]
+            elif ci_method == "bca":
                 lo, hi = bca_interval(reps_sum[name], est, jack_sum[name], confidence=confidence)
             else:
                 lo, hi = (float(x[0]) for x in percentile_interval(reps_sum[name][:, None],
@@ -581,7 +623,8 @@ def evaluate_groups(
     config = {
         "threshold": float(threshold), "reference": pnames[ref], "metrics": metrics,
         "ece_bins": int(ece_bins), "ece_strategy": ece_strategy, "n_bootstrap": int(n_bootstrap),
-        "ci_method": ci_method, "confidence": float(confidence), "clustered": cluster is not None,
+        "ci_method": ci_method, "gap_ci": gap_ci, "confidence": float(confidence),
+        "clustered": cluster is not None,
         "cluster_stratified": bool(plan.stratified) if plan is not None else None,
         "n_permutations": int(n_permutations), "seed": int(seed),
         "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,

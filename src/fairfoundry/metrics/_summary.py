@@ -121,7 +121,8 @@ def to_overall(values, overall):
 
 def vs_reference(values, *, reference: int, target: int | None = None):
     r"""Signed difference :math:`m_g - m_{\mathrm{ref}}` for the non-reference group ``g``
-    furthest from the reference (or for ``target`` when given). Returns ``(value, g)``.
+    furthest from the reference (or for ``target`` when given; ties go to the most negative
+    difference). Returns ``(value, g)``.
 
     Examples
     --------
@@ -136,7 +137,9 @@ def vs_reference(values, *, reference: int, target: int | None = None):
         if np.all(np.isnan(cand)):
             res = np.full(v.shape[0], np.nan)
             return (_out(res, values), None)
-        target = int(np.nanargmax(cand))
+        # ties in |difference| go to the most negative difference (order-independent value)
+        best = np.flatnonzero(cand == np.nanmax(cand))
+        target = int(best[np.argmin(d[0, best])])
     res = d[:, target]
     return (_out(res, values), target)
 
