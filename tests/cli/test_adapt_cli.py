@@ -160,3 +160,27 @@ def test_existing_output_needs_overwrite_and_list_methods(cli, tiny, tmp_path):
     assert r.code == 2 and "--overwrite" in r.err
     r = cli("fit", "--list-methods")
     assert r.code == 0 and "groupdro" in r.out and "group-threshold" in r.out
+
+
+def test_fit_from_images_with_an_encoder(cli, tmp_path, monkeypatch):
+    """manifest + encoder: the bundled real NIH X-rays embedded by a tiny random timm ViT, then a probe."""
+    monkeypatch.setenv("FAIRFOUNDRY_CACHE", str(tmp_path / "cache"))
+    from fairfoundry.datasets import nih_images
+
+    mp = nih_images()
+    m = pd.read_csv(mp).head(60)
+    m["path"] = [str(mp.parent / p) for p in m["path"]]
+    m["split"] = np.array(["train", "val", "test"])[np.arange(60) % 3]
+    m.to_csv(tmp_path / "m.csv", index=False)
+    cfg = tmp_path / "enc.yaml"
+    cfg.write_text(f"manifest: {tmp_path / 'm.csv'}\nencoder: timm:vit_tiny_patch16_224\nencoder_weights: random\n"
+                   "encoder_kwargs: {img_size: 32, depth: 1}\nlabel: No_Finding\nsensitive: [sex]\nepochs: 2\n"
+                   "bootstrap: 0\nemissions: false\nhtml: false\n")
+    r = cli("fit", cfg, "--out", tmp_path / "enc")
+    assert r.code == 0, r
+    assert (tmp_path / "enc" / "embeddings" / "embeddings.npy").exists()
+    assert len(pd.read_parquet(tmp_path / "enc" / "predictions.parquet")) == 60
+    both = tmp_path / "both.yaml"
+    both.write_text(cfg.read_text() + f"embeddings: {tmp_path / 'x.npy'}\n")
+    r = cli("fit", both, "--out", tmp_path / "enc2")
+    assert r.code == 2 and "exactly one of 'embeddings'" in r.err

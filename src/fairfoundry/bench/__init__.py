@@ -1,5 +1,19 @@
 """Benchmarks: experiments with known answers (known-bias data) and method comparisons."""
 
-from ._knownbias import KnownBiasData, inject_marker, make_knownbias_features, make_knownbias_images
+from ._knownbias import (
+    KNOWNBIAS_METRICS,
+    KnownBiasData,
+    inject_marker,
+    make_knownbias_features,
+    make_knownbias_images,
+    run_knownbias_benchmark,
+)
 
-__all__ = ["KnownBiasData", "inject_marker", "make_knownbias_features", "make_knownbias_images"]
+__all__ = [
+    "KNOWNBIAS_METRICS",
+    "KnownBiasData",
+    "inject_marker",
+    "make_knownbias_features",
+    "make_knownbias_images",
+    "run_knownbias_benchmark",
+]

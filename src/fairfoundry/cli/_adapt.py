@@ -69,6 +69,12 @@ def fit_command(
         None, "--embeddings", "-e",
         help="Cached embeddings: a `fairfoundry embed` directory, a .npy aligned with the manifest rows, "
              "or a Parquet keyed by sample_id."),
+    encoder: str | None = typer.Option(
+        None, "--encoder",
+        help="Instead of --embeddings: embed the manifest's images with this encoder first (preset, backend:id "
+             "or checkpoint; see `fairfoundry models list`), e.g. --encoder fairfoundry-tiny."),
+    encoder_weights: str | None = typer.Option(
+        None, "--encoder-weights", help="Weights for --encoder (a file, or 'random' for tests)."),
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="Manifest (CSV/Parquet) with sample_id, label(s), attributes and split."),
     label: list[str] | None = typer.Option(
@@ -118,6 +124,10 @@ def fit_command(
         overrides["embeddings"] = str(embeddings)
     if manifest is not None:
         overrides["manifest"] = str(manifest)
+    if encoder is not None:
+        overrides["encoder"] = encoder
+    if encoder_weights is not None:
+        overrides["encoder_weights"] = encoder_weights
     labels = _split_multi(label)
     if labels:
         overrides["label"] = labels[0] if len(labels) == 1 else labels
@@ -148,10 +158,13 @@ def fit_command(
     if config is not None:
         cfg = load_fit_config(config, **overrides)
     else:
-        missing = [f for f in ("embeddings", "manifest", "label", "sensitive") if f not in overrides]
+        missing = [f for f in ("manifest", "label", "sensitive") if f not in overrides]
+        if "embeddings" not in overrides and "encoder" not in overrides:
+            missing.insert(0, "embeddings")
         if missing:
             raise FairfoundryError(f"missing --{missing[0]}",
-                                   hint="give CONFIG.yaml or --embeddings, --manifest, --label and --sensitive")
+                                   hint="give CONFIG.yaml or --embeddings (or --encoder), --manifest, --label "
+                                        "and --sensitive")
         cfg = load_fit_config(overrides)
     n_runs = len(cfg.methods) * len(cfg.seeds)
     with rich_progress("fit (steps)", total=None) as advance:

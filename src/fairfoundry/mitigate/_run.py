@@ -53,6 +53,10 @@ class FitConfig(BaseModel):
     ----------
     embeddings : embed directory, ``.npy`` aligned with the manifest rows, or Parquet keyed by
         ``sample_id``.
+    encoder : instead of ``embeddings``: an encoder of :mod:`fairfoundry.models` (preset,
+        ``backend:id`` or checkpoint); the manifest's images are embedded first (cached by
+        :func:`fairfoundry.models.extract_embeddings`) and kept in ``OUT/embeddings``.
+    encoder_weights, encoder_kwargs : passed to the encoder loader.
     manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
         ``split`` (train/val/test).
     label : one label column or a list (multi-label).
@@ -69,8 +73,11 @@ class FitConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    embeddings: str
+    embeddings: str | None = None
     manifest: str
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
     label: str | list[str]
     sensitive: list[str]
     split_col: str = "split"
@@ -109,6 +116,10 @@ class FitConfig(BaseModel):
             out.append({"name": m} if isinstance(m, str) else m)
         return out
 
+    def model_post_init(self, __context) -> None:
+        if (self.embeddings is None) == (self.encoder is None):
+            raise ValueError("give exactly one of 'embeddings' (cached) or 'encoder' (embed the manifest's images)")
+
     @property
     def labels(self) -> list[str]:
         return [self.label] if isinstance(self.label, str) else list(self.label)
@@ -122,6 +133,8 @@ def _pydantic_error(exc: ValidationError, where: str) -> FairfoundryError:
         return FairfoundryError(f"unknown key {loc!r} in {where}", hint=f"valid keys are: {valid}")
     if err["type"] == "missing":
         return FairfoundryError(f"{where} is missing the required key {loc!r}")
+    if not loc:
+        return FairfoundryError(f"invalid {where}: {err['msg'].removeprefix('Value error, ')}")
     return FairfoundryError(f"invalid value for {loc!r} in {where}: {err['msg']}")
 
 
@@ -301,18 +314,11 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     -------
     pathlib.Path of ``out``.
     """
-    import pandas as pd
 
     from .._io import (
-        file_fingerprint,
-        frame_fingerprint,
         prepare_out_dir,
-        staged_dir,
-        write_sidecar,
-        write_table_atomic,
     )
     from ..data import read_manifest
-    from ._compare import write_comparison
     from ._inputs import load_embeddings, prepare_columns, training_groups
 
     out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
@@ -320,7 +326,19 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     labels = cfg.labels
     y = prepare_columns(manifest, labels=labels, sensitive=cfg.sensitive, split_col=cfg.split_col,
                         where=f"manifest {cfg.manifest}")
-    X, emb_info = load_embeddings(cfg.embeddings, manifest)
+    staged_embeddings = None
+    if cfg.encoder is not None:
+        import tempfile
+
+        from ..models import extract_embeddings
+
+        staged_embeddings = Path(tempfile.mkdtemp(prefix=".fit-embed-", dir=out.parent if out.parent.exists() else None))
+        extract_embeddings(cfg.manifest, cfg.encoder, out=staged_embeddings / "embeddings", weights=cfg.encoder_weights,
+                           device=cfg.device, model_kwargs=cfg.encoder_kwargs or None, overwrite=True)
+        X, emb_info = load_embeddings(staged_embeddings / "embeddings", manifest)
+        emb_info["encoder"] = cfg.encoder
+    else:
+        X, emb_info = load_embeddings(cfg.embeddings, manifest)
     groups = training_groups(manifest, cfg.sensitive, bins=cfg.bins)
     specs = list(cfg.methods)
     for spec in specs:  # fail fast on a bad method before any training
@@ -330,7 +348,33 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
         raise FairfoundryError("the same method (with the same arguments) is listed twice")
     multi = len(specs) > 1 or len(cfg.seeds) > 1
     runs = []
+    try:
+        _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings)
+    finally:
+        if staged_embeddings is not None:
+            import shutil
+
+            shutil.rmtree(staged_embeddings, ignore_errors=True)
+    return out
+
+
+def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings):
+    import shutil
+
+    import pandas as pd
+
+    from .._io import (
+        file_fingerprint,
+        frame_fingerprint,
+        staged_dir,
+        write_sidecar,
+        write_table_atomic,
+    )
+    from ._compare import write_comparison
+
     with staged_dir(out) as stage:
+        if staged_embeddings is not None:
+            shutil.copytree(staged_embeddings / "embeddings", stage / "embeddings")
         for spec in specs:
             for seed in cfg.seeds:
                 sub = stage / f"{spec.label}-seed{seed}" if multi else stage
@@ -349,4 +393,3 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
             write_sidecar(stage / "run.json", kind="fairfoundry.fit-comparison", config=cfg.model_dump(),
                           seed=cfg.seeds[0], inputs={"manifest": file_fingerprint(cfg.manifest), "embeddings": emb_info},
                           runs=[f"{s.label}-seed{k}" for s in specs for k in cfg.seeds])
-    return out
