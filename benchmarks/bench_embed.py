@@ -9,10 +9,12 @@ init saved once as .safetensors), same batch size, same thread count, in one pro
 * ``cached``: ``extract_embeddings`` again into a new output directory (all shards from cache),
   and into the same directory (nothing to do).
 
-Each timing is the fastest of ``--repeats`` interleaved runs (on a shared machine the fastest run
-is the least disturbed one). Targets: fairfoundry / bare <= 1.10; cold / cached >= 50.
+Each number is the fastest of ``--repeats`` interleaved runs. On a shared machine wall-clock time
+swings with other people's jobs, so the ratio is computed on process CPU time (``time.process_time``,
+single torch thread by default: all work happens in this process with ``num_workers=0``); wall
+times are printed too. Targets: fairfoundry / bare <= 1.10; cold / cached >= 50.
 
-Usage: python benchmarks/bench_embed.py [--n-images 160] [--repeats 5] [--model vit_small_patch16_224]
+Usage: python benchmarks/bench_embed.py [--n-images 160] [--repeats 5] [--threads 1] [--model vit_small_patch16_224]
        [--batch-size 32] [--device cpu]
 """
 
@@ -47,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="vit_small_patch16_224")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = ap.parse_args(argv)
 
     import pandas as pd
@@ -54,6 +57,8 @@ def main(argv=None) -> int:
 
     from fairfoundry.datasets import nih_images
     from fairfoundry.models import extract_embeddings, load_encoder, read_embeddings, save_encoder
+
+    torch.set_num_threads(args.threads)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_embed-"))
     src = nih_images()
@@ -75,23 +80,25 @@ def main(argv=None) -> int:
 
     bare_warm = bare_timm_loop(model, paths[: args.batch_size], batch_size=args.batch_size, device=args.device)
     del bare_warm
-    t_bare, t_ff = [], []
+    t_bare, t_ff, c_bare, c_ff = [], [], [], []
     for k in range(args.repeats):  # interleaved so both see the same machine load
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ref = bare_timm_loop(model, paths, batch_size=args.batch_size, device=args.device)
         t_bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        c_bare.append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run_ff(k)
         t_ff.append(time.perf_counter() - t0)
+        c_ff.append(time.process_time() - c0)
         assert res.shards_computed == res.shards_total
     ours = read_embeddings(tmp / "out0")[1]
     diff = float(abs(ours - ref).max())
     scale = float(abs(ref).max())
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = extract_embeddings(manifest, str(weights), out=tmp / "out-cached", cache_dir=tmp / "cache0",
                              batch_size=args.batch_size, num_workers=0, device=args.device)
-    t_cached = time.perf_counter() - t0
+    t_cached, c_cached = time.perf_counter() - t0, time.process_time() - c0
     assert res.shards_computed == 0
     t0 = time.perf_counter()
     res = extract_embeddings(manifest, str(weights), out=tmp / "out0", cache_dir=tmp / "cache0",
@@ -99,17 +106,20 @@ def main(argv=None) -> int:
     t_noop = time.perf_counter() - t0
     assert res.up_to_date
 
-    # the machine may be shared: the fastest of the interleaved repeats is the least disturbed
-    bare, ff = min(t_bare), min(t_ff)
-    ratio = ff / bare
-    speedup = ff / t_cached
-    print(f"bare timm loop     : {bare:8.3f} s  (runs: {', '.join(f'{t:.2f}' for t in t_bare)})")
-    print(f"fairfoundry cold   : {ff:8.3f} s  (runs: {', '.join(f'{t:.2f}' for t in t_ff)})")
-    print(f"fairfoundry cached : {t_cached:8.3f} s  (new --out, all shards from cache)")
-    print(f"fairfoundry no-op  : {t_noop:8.3f} s  (same --out, up to date)")
-    print(f"max |ours - bare|  : {diff:.3g} (max |bare| {scale:.3g}; preprocessing: torch vs PIL resize)")
-    print(f"ratio fairfoundry/bare = {ratio:.3f}  (target <= 1.10)  {'PASS' if ratio <= 1.10 else 'FAIL'}")
-    print(f"speed-up cold/cached   = {speedup:.0f}x  (target >= 50x)  {'PASS' if speedup >= 50 else 'FAIL'}")
+    ratio = min(c_ff) / min(c_bare)
+    wall_ratio = min(t_ff) / min(t_bare)
+    speedup = min(t_ff) / t_cached
+    fmt = lambda ts: ", ".join(f"{t:.2f}" for t in ts)  # noqa: E731
+    print(f"bare timm loop     : CPU {min(c_bare):7.2f} s  wall {min(t_bare):7.2f} s  "
+          f"(wall runs: {fmt(t_bare)})")
+    print(f"fairfoundry cold   : CPU {min(c_ff):7.2f} s  wall {min(t_ff):7.2f} s  (wall runs: {fmt(t_ff)})")
+    print(f"fairfoundry cached : CPU {c_cached:7.3f} s  wall {t_cached:7.3f} s  (new --out, all shards from cache)")
+    print(f"fairfoundry no-op  : wall {t_noop:.3f} s  (same --out, up to date)")
+    print(f"max |ours - bare|  : {diff:.3g} (max |bare| {scale:.3g}; resize: torch antialias vs PIL)")
+    print(f"ratio fairfoundry/bare (CPU time) = {ratio:.3f}  (wall: {wall_ratio:.3f})  target <= 1.10  "
+          f"{'PASS' if ratio <= 1.10 else 'FAIL'}")
+    print(f"speed-up cold/cached (wall)       = {speedup:.0f}x  target >= 50x  "
+          f"{'PASS' if speedup >= 50 else 'FAIL'}")
     return 0 if ratio <= 1.10 and speedup >= 50 else 1
 
 

@@ -150,3 +150,17 @@ def test_read_embeddings_rejects_incomplete_directories(tmp_path):
     np.save(tmp_path / "half" / "embeddings.npy", np.zeros((2, 3), np.float32))
     with pytest.raises(FairfoundryError, match="no embeddings.json"):
         read_embeddings(tmp_path / "half")
+
+
+def test_dataloader_workers_give_identical_embeddings(tmp_path, tiny_encoder_file, small_manifest):
+    from fairfoundry.datasets import nih_images
+
+    man = small_manifest(nih_images(), 20)
+    extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "w0", cache_dir=tmp_path / "c0",
+                       num_workers=0, shard_size=8, batch_size=4)
+    extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "w2", cache_dir=tmp_path / "c2",
+                       num_workers=2, shard_size=8, batch_size=4)
+    ids0, a, _ = read_embeddings(tmp_path / "w0")
+    ids2, b, _ = read_embeddings(tmp_path / "w2")
+    assert list(ids0) == list(ids2)
+    np.testing.assert_array_equal(a, b)

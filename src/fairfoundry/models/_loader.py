@@ -51,8 +51,7 @@ def iterate_batches(paths, prep, shard_bounds, *, batch_size, num_workers, pin_m
     ds = ImageDataset(paths, prep)
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=ShardBatchSampler(shard_bounds, batch_size), num_workers=num_workers,
-        pin_memory=pin_memory, persistent_workers=False,
-        multiprocessing_context="fork" if num_workers and hasattr(__import__("os"), "fork") else None)
+        pin_memory=pin_memory, persistent_workers=False)
     for idx, x, ok, err in loader:
         yield idx.tolist(), x, ok.tolist(), list(err)
 
