@@ -86,8 +86,12 @@ def main() -> None:
     man["No_Finding"] = (man[LABELS].sum(axis=1) == 0).astype("int8")
     for lab in LABELS:
         man[f"prob_{lab}"] = m[f"prob_{lab}"]
+    # a patient-level train/val/test split (50/25/25, seeded hash) for the offline adaptation demo
+    u = patient_split(man["patient_id"], seed=SEED, val_share=0.5)  # "val" marks the first 50 %
+    u2 = patient_split(man["patient_id"], seed=SEED + 1, val_share=0.5)
+    man["split"] = np.where(u == "val", "train", np.where(u2 == "val", "val", "test"))
     man.to_csv(img_dst / "manifest.csv", index=False)
-    print(out.shape, out["split"].value_counts().to_dict(), man.shape, np.round(out["age"].mean(), 2))
+    print(out.shape, out["split"].value_counts().to_dict(), man.shape, man["split"].value_counts().to_dict())
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def nih_images() -> Path:
     """Path of ``manifest.csv`` for 300 real NIH X-rays (256 px PNG, one per patient).
 
     The manifest has ``sample_id``, ``patient_id``, ``path`` (relative to the manifest), ``age``,
-    ``sex``, ``view``, the 14 finding columns, ``No_Finding`` and the CheXNet ``prob_*`` columns.
+    ``sex``, ``view``, the 14 finding columns, ``No_Finding``, the CheXNet ``prob_*`` columns and
+    ``split`` (patient-level, seeded: 155 train / 75 val / 70 test).
     """
     return data_dir() / "nih_images_256" / "manifest.csv"
