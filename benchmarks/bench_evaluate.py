@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--fairlearn-rows", type=int, default=100_000)
     ap.add_argument("--fairlearn-boot", type=int, default=3)
     ap.add_argument("--ours-boot-small", type=int, default=200)
+    ap.add_argument("--skip-fairlearn", action="store_true", help="only the 1M-row timings")
     args = ap.parse_args()
 
     y, s, g = make_data(args.rows)
@@ -164,6 +165,8 @@ def main() -> None:
     print(f"[ours] peak RSS so far: {rss:.0f} MB  (target <= 2048 MB: "
           f"{'met' if rss <= 2048 else 'NOT met'})")
 
+    if args.skip_fairlearn:
+        return
     # ---- per-replicate comparison with fairlearn at 100k rows, the same metrics
     yf, sf, gf = make_data(args.fairlearn_rows, seed=1)
     fl = fairlearn_metrics()
