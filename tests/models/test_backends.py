@@ -231,3 +231,26 @@ def test_preset_resolves_from_the_local_hub_cache_without_network(tmp_path, monk
     p = enc.preprocessing
     assert (p.size, p.channels, p.mean[0], p.std[0]) == (518, 3, 0.5307, 0.2583)
     assert enc.encode_image([GREY]).shape == (1, 32)
+
+
+def test_timm_id_resolves_from_the_local_hub_cache(tmp_path, monkeypatch):
+    """A timm id whose weights sit in the HF cache loads offline, classifier removed."""
+    import huggingface_hub.constants as hub_constants
+    import timm
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--timm--vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    snap = repo / "snapshots" / ("b" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    torch.manual_seed(1)
+    published = timm.create_model("vit_tiny_patch16_224", num_classes=1000)  # with its head
+    save_file(published.state_dict(), str(snap / "model.safetensors"))
+    enc = load_encoder("timm:vit_tiny_patch16_224")
+    assert enc.embed_dim == 192 and enc.weights_id.startswith("sha256:")
+    published.reset_classifier(0)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode_image(x), published.eval()(x))
