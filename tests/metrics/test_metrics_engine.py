@@ -98,6 +98,10 @@ def test_metric_subset_and_errors_name_the_problem():
         _run(y, s2, g, ["a", "b"])
     with pytest.raises(FairfoundryError, match="group codes"):
         _run(y, s, g + 5, ["a", "b"])
+    pid = np.arange(len(y)).astype(object)
+    pid[9] = None
+    with pytest.raises(FairfoundryError, match="missing at row 9"):
+        _run(y, s, g, ["a", "b"], cluster=pid, n_bootstrap=5)
     with pytest.raises(FairfoundryError, match="ci_method"):
         _run(y, s, g, ["a", "b"], ci_method="student")
 

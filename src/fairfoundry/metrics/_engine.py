@@ -254,8 +254,14 @@ def _validate(y_true, y_score, threshold, groups, group_names, reference, metric
                                hint="use auto, newton or one_step")
     if n_bootstrap < 0 or n_permutations < 0:
         raise FairfoundryError("n_bootstrap and n_permutations must be >= 0")
-    if cluster is not None and np.asarray(cluster).shape != (n,):
-        raise FairfoundryError("cluster must have one value per row")
+    if cluster is not None:
+        if np.asarray(cluster).shape != (n,):
+            raise FairfoundryError("cluster must have one value per row")
+        missing = pd.isna(pd.Series(np.asarray(cluster))).to_numpy()
+        if missing.any():
+            raise FairfoundryError(f"cluster (e.g. patient id) is missing at row "
+                                   f"{int(np.flatnonzero(missing)[0])}",
+                                   hint="give every row its patient id")
     return y, s, codes.astype(np.int64), names, metrics
 
 
@@ -487,7 +493,7 @@ def evaluate_groups(
     if n_bootstrap > 0 or n_permutations > 0:
         cl = None
         if cluster is not None:
-            cl = np.unique(np.asarray(cluster), return_inverse=True)[1].reshape(-1)[eng.lg.order]
+            cl = pd.factorize(pd.Series(np.asarray(cluster)))[0][eng.lg.order]
         plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed)
 
     def boot_chunk(a, b):
