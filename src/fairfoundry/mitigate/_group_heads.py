@@ -124,10 +124,14 @@ class FairIdentityNormalization(Hook):
                 f = self.base.features(x)
                 if group is None:
                     return f
-                g = group.clamp(min=0)
-                norm = (f - self.mu[g]) / torch.exp(self.log_scale[g])
-                mixed = c * f + (1 - c) * norm
-                return torch.where((group >= 0)[:, None], mixed, f)
+                # c f + (1-c)(f - mu_g) e^{-s_g} = f * A_g + B_g, with A, B computed per group and
+                # gathered by a one-hot product (unknown groups: A = 1, B = 0)
+                inv = torch.exp(-self.log_scale)
+                A = c + (1 - c) * inv - 1.0
+                B = -(1 - c) * self.mu * inv
+                known = group >= 0
+                oh = torch.nn.functional.one_hot(group.clamp(min=0), G).to(f.dtype) * known[:, None].to(f.dtype)
+                return torch.addcmul(oh @ B, f, 1.0 + oh @ A)
 
             def forward(self, x, group=None):
                 f = self.features(x, group)
