@@ -256,6 +256,39 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray | None, a0: np.nda
     return a, b
 
 
+#: rows per block when widening small-integer weights for the float products (cache-sized)
+LINEAR_BLOCK = 1 << 16
+
+
+def _linear_sums(W: np.ndarray, F: np.ndarray | None, resid: np.ndarray,
+                 ece_bounds: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``W @ F`` and the per-bin sums of ``W * resid`` (bins = contiguous row ranges).
+
+    Integer-typed ``W`` is widened to float64 block by block (``LINEAR_BLOCK`` rows), so the
+    float copy stays in cache instead of being written out whole.
+    """
+    K, m = W.shape
+    WF = None if F is None else np.zeros((K, F.shape[1]))
+    sums = None if ece_bounds is None else np.zeros((K, len(ece_bounds) - 1))
+    if WF is None and sums is None:
+        return None, None
+    step = m if (W.dtype == np.float64 or LINEAR_BLOCK <= 0) else LINEAR_BLOCK
+    for a in range(0, m, step):
+        z = min(m, a + step)
+        Wb = W[:, a:z] if W.dtype == np.float64 else W[:, a:z].astype(np.float64)
+        if WF is not None:
+            WF += Wb @ F[a:z]
+        if sums is not None:
+            k0 = max(int(np.searchsorted(ece_bounds, a, side="right")) - 1, 0)
+            for k in range(k0, len(ece_bounds) - 1):
+                lo, hi = max(ece_bounds[k], a), min(ece_bounds[k + 1], z)
+                if lo >= z:
+                    break
+                if hi > lo:
+                    sums[:, k] += Wb[:, lo - a:hi - a] @ resid[lo:hi]
+    return WF, sums
+
+
 def one_step_solve(lin: np.ndarray, start: tuple[float, float]) -> tuple[np.ndarray,
                                                                              np.ndarray]:
     """One Newton step for the logistic recalibration from ``start = (a0, b0)`` given the
@@ -289,8 +322,11 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
     Wp = np.take(W, seg.pos, axis=1)
     # small-integer weights (uint8 bootstrap counts) are gathered and summed as bytes and
     # widened to float64 once, only for the products with float features
-    linear = one_step or bool(need & {"brier", "log_loss", "ece"})
-    Wf = W.astype(np.float64) if (W.dtype != np.float64 and linear) else W
+    Fsel = None
+    if one_step or need & {"brier", "log_loss"}:
+        Fsel = seg.F if one_step else seg.F[:, :seg.n_base]
+    ece_b = seg.ece_bounds if "ece" in need else None
+    WF, ece_sums = _linear_sums(W, Fsel, seg.resid, ece_b)
     C = None
     if need & {"auc", "ap"} or (seg.ece_bounds is None and "ece" in need):
         # integer weights have exact float32 cumulative sums while the total is < 2**24
@@ -316,9 +352,7 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
     fn = pos - tp
     out = {"n": n, "pos": pos, "tp": tp, "fp": fp, "fn": fn, "tn": neg - fp}
     with np.errstate(divide="ignore", invalid="ignore"):
-        WF = None
-        if one_step or need & {"brier", "log_loss"}:
-            WF = Wf @ (seg.F if one_step else seg.F[:, :seg.n_base])
+        if WF is not None:
             out["brier"] = WF[:, 0] / n
             out["log_loss"] = WF[:, 1] / n
         if need & {"auc", "ap"}:
@@ -343,14 +377,8 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
                 out["ap"] = np.einsum("ij,ij->i", Wp, Pb) / pos
         if "ece" in need:
             if seg.ece_bounds is not None:
-                eb = seg.ece_bounds
-                sums = np.zeros((K, layout.ece_bins))
-                for k in range(layout.ece_bins):
-                    if eb[k + 1] > eb[k]:
-                        sums[:, k] = np.einsum("ij,j->i", Wf[:, eb[k]:eb[k + 1]],
-                                               seg.resid[eb[k]:eb[k + 1]])
-                out["ece_bins"] = sums
-                out["ece"] = np.abs(sums).sum(axis=1) / n
+                out["ece_bins"] = ece_sums
+                out["ece"] = np.abs(ece_sums).sum(axis=1) / n
             else:
                 D = _padded_cumsum(W * seg.resid)
                 ece = np.full(K, np.nan)
