@@ -11,12 +11,14 @@ indicators. Everything is computed from cumulative sums of ``W`` in the sorted o
   number of negatives strictly below / tied with it is a cumulative sum at its block's start/end
   (the Mann-Whitney statistic with ties counted one half);
 * ECE: bins are contiguous ranges of the sorted scores, so per-bin sums of ``w (y - p)`` are
-  differences of one cumulative sum;
-* Brier score and log loss are linear in ``w`` (one matrix-vector product);
-* calibration slope/intercept: Newton's method for the weighted logistic recalibration, vectorised
-  over the ``K`` rows and warm-started.
+  products of contiguous slices;
+* Brier score, log loss and the one-step calibration refit are linear in ``w`` (one matrix
+  product with per-row features);
+* calibration slope/intercept by Newton's method: vectorised over the ``K`` rows, warm-started.
 
-Integer weights keep every cumulative count exact in float64 (below 2**53).
+Bootstrap counts are small integers: they are stored as bytes (``uint8``), summed exactly, and
+their cumulative sums are exact in float32 while the total weight is below 2**24 (checked; float64
+otherwise). Products with float features are accumulated in float64.
 """
 
 from __future__ import annotations
@@ -312,9 +314,10 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
     ``cal_intercept`` when in ``need``. Undefined values are NaN.
 
     ``calibration="newton"`` iterates Newton's method to convergence from ``cal_start``;
-    ``integer_weights`` (all weights integers, e.g. bootstrap counts) allows exact float32
-    cumulative sums. ``"one_step"`` takes a single Newton step from the segment's full-data fit (set with
+    ``"one_step"`` takes a single Newton step from the segment's full-data fit (set with
     :meth:`Segment.set_calibration_start`), which is linear in ``W`` (one matrix product).
+    ``integer_weights`` (all weights integers, e.g. bootstrap counts) allows exact float32
+    cumulative sums.
     """
     K, m = W.shape
     one_step = (calibration == "one_step" and bool(need & {"cal_slope", "cal_intercept"})
