@@ -169,6 +169,7 @@ def test_cli_distill_from_zoo_teachers_at_other_resolutions(cli, tiny_manifest, 
     # a feature grid finer than a teacher's own patch grid is a resolution mismatch
     bad = cli("distill", tmp_path / "d.yaml", "--out", tmp_path / "bad", "--feature-grid", "6")
     assert bad.code == 2 and "finer than teacher" in bad.err and "Traceback" not in bad.err
+    assert not (tmp_path / "bad").exists()  # nothing written
     none = cli("distill", "--manifest", tiny_manifest, "--out", tmp_path / "none")
     assert none.code == 2 and "at least one teacher" in none.err
 

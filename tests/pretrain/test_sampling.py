@@ -86,3 +86,12 @@ def test_select_rows_of_a_curated_manifest():
         select_rows(frame.assign(keep=["y", "n", "y"]), keep_column="keep")
     with pytest.raises(FairfoundryError, match="keeps no rows"):
         select_rows(frame.assign(keep=0), keep_column="keep")
+
+
+def test_importing_pretrain_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, fairfoundry.pretrain, fairfoundry.cli._pretrain; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

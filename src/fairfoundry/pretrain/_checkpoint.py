@@ -25,11 +25,18 @@ from ._backbone import ViTBackbone
 __all__ = ["save_vit", "load_pretrained_vit", "read_metadata"]
 
 
-def save_vit(backbone: ViTBackbone, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Write a backbone's timm weights + rebuild spec to ``path`` (atomically)."""
+def save_vit(backbone: ViTBackbone, path: str | os.PathLike, *, dtype=None,
+             **metadata: Any) -> Path:
+    """Write a backbone's timm weights + rebuild spec to ``path`` (atomically).
+
+    ``dtype`` (e.g. ``torch.float16``) stores the weights at a lower precision (half the size;
+    ``load_state_dict`` casts them back to the model's float32).
+    """
     from safetensors.torch import save_file
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in backbone.net.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = backbone.export_metadata(**metadata)
     return write_atomic(path, lambda p: save_file(state, str(p), metadata=meta))
 

@@ -185,17 +185,19 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
 
     from .._io import write_atomic
 
+    new_caches = []
     for t in teacher_objs:
         path = cache_dir / f"{_cache_key(t, frame, feature_grid)}.safetensors"
         if path.exists():
             feats[t.name] = load_file(str(path))
         else:
-            f = cache_teacher_features(t, bank_at(t.image_size), device=device,
-                                       feature_grid=feature_grid)
-            feats[t.name] = f
-            write_atomic(path, lambda p, f=f: save_file({k: v.contiguous() for k, v in f.items()},
-                                                        str(p)))
+            feats[t.name] = cache_teacher_features(t, bank_at(t.image_size), device=device,
+                                                   feature_grid=feature_grid)
+            new_caches.append((path, feats[t.name]))
         t.to("cpu")
+    for path, f in new_caches:  # only once every teacher worked: a bad input writes nothing
+        write_atomic(path, lambda p, f=f: save_file({k: v.contiguous() for k, v in f.items()},
+                                                    str(p)))
 
     # --- weighting and dropping
     table = []
