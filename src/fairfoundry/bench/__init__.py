@@ -1,5 +1,6 @@
 """Benchmarks: experiments with known answers (known-bias data) and method comparisons."""
 
+from ._baseline import BASELINE_FILES, baseline_audit
 from ._knownbias import (
     KNOWNBIAS_METRICS,
     KnownBiasData,
@@ -10,6 +11,8 @@ from ._knownbias import (
 )
 
 __all__ = [
+    "BASELINE_FILES",
+    "baseline_audit",
     "KNOWNBIAS_METRICS",
     "KnownBiasData",
     "inject_marker",

@@ -174,3 +174,40 @@ def fit_command(
         typer.echo(f"  comparison: {Path(result) / 'comparison.html'}")
     else:
         typer.echo(f"  model card: {Path(result) / 'model_card.md'}")
+
+
+experiment_app = typer.Typer(help="End-to-end experiments of a fairness study on the bundled real data.",
+                             no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("baseline-audit")
+def baseline_audit_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", "-m", help="Manifest with images, labels and attributes (default: bundled NIH X-rays)."),
+    encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder whose features are audited."),
+    encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="Weights for --encoder."),
+    label: list[str] | None = typer.Option(
+        None, "--label", "-l", help="0/1 label(s) (default: Infiltration, Atelectasis, No_Finding)."),
+    sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a", help="Attributes (default: sex, age)."),
+    seed: int = typer.Option(0, "--seed"),
+    bootstrap: int = typer.Option(500, "--bootstrap", help="Bootstrap resamples for the CIs."),
+    device: str = typer.Option("cpu", "--device"),
+    no_emissions: bool = typer.Option(False, "--no-emissions"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Audit an encoder's features before any intervention: attribute probe + per-group linear probe with CIs.
+
+    Example: fairfoundry experiment baseline-audit --out runs/baseline
+    """
+    from ..bench import baseline_audit
+
+    labels = _split_multi(label) or ["Infiltration", "Atelectasis", "No_Finding"]
+    attrs = _split_multi(sensitive) or ["sex", "age"]
+    with rich_progress("baseline audit (steps)", total=None) as advance:
+        result = baseline_audit(out, manifest=manifest, encoder=encoder, encoder_weights=encoder_weights,
+                                labels=labels, sensitive=attrs, seed=seed, bootstrap=bootstrap, device=device,
+                                emissions=not no_emissions, overwrite=overwrite, progress=advance)
+    typer.echo(f"wrote {result}")
+    typer.echo(f"  report: {Path(result) / 'baseline_audit.html'}")
