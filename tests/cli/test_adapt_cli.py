@@ -184,3 +184,22 @@ def test_fit_from_images_with_an_encoder(cli, tmp_path, monkeypatch):
     both.write_text(cfg.read_text() + f"embeddings: {tmp_path / 'x.npy'}\n")
     r = cli("fit", both, "--out", tmp_path / "enc2")
     assert r.code == 2 and "exactly one of 'embeddings'" in r.err
+
+
+def test_multilabel_and_a_group_absent_from_training(cli, tiny, tmp_path):
+    m = pd.read_csv(tiny / "manifest.csv")
+    m["y2"] = 1 - m["y"]
+    m["site"] = "A"
+    m.loc[m.index[m["split"] == "test"][:40], "site"] = "B"  # site B never seen in training
+    m.to_csv(tmp_path / "ml.csv", index=False)
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "ml.csv", "--label", "y,y2",
+            "--sensitive", "site", "--method", "group-heads", "--out", tmp_path / "ml", "--no-html", *FAST)
+    assert r.code == 0, r
+    preds = pd.read_parquet(tmp_path / "ml" / "predictions.parquet")
+    assert {"y_true_y", "y_score_y", "y_true_y2", "y_score_y2"} <= set(preds.columns)
+    run = json.loads((tmp_path / "ml" / "run.json").read_text())
+    assert any("absent from training: B" in w for w in run["run"]["warnings"])
+    assert "absent from training: B" in (tmp_path / "ml" / "model_card.md").read_text()
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "ml.csv", "--label", "y,y2",
+            "--sensitive", "site", "--method", "group-threshold", "--out", tmp_path / "ml2", *FAST)
+    assert r.code == 2 and "works on one label" in r.err

@@ -172,6 +172,7 @@ class HeadClassifier:
                 raise FairfoundryError(f"the train split has only one class for label {k}",
                                        hint="each label needs positive and negative training samples")
         self.n_labels_ = 1 if y.ndim == 1 else y.shape[1]
+        self.in_dim_ = int(X.shape[1])
         if groups is not None:
             codes, self.groups_ = encode_groups(groups)
         else:
@@ -315,7 +316,7 @@ class HeadClassifier:
         sd = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
         write_atomic(d / "head.safetensors", lambda p: save_file(sd, str(p)))
         meta = {"head": self.head, "hidden": self.hidden, "dropout": self.dropout, "n_labels": self.n_labels_,
-                "in_dim": int(sd["mean"].shape[0]), "groups": self.groups_, "seed": self.seed,
+                "in_dim": self.in_dim_, "groups": self.groups_, "seed": self.seed,
                 "hooks": [getattr(h, "name", type(h).__name__) for h in self.hooks],
                 "selected": self.selected_}
         write_json_atomic(d / "head.json", meta)
@@ -337,7 +338,7 @@ class HeadClassifier:
         est = cls(meta["head"], hidden=meta["hidden"], dropout=meta["dropout"], seed=meta["seed"])
         est.model_ = build_head(meta["in_dim"], meta["n_labels"], kind=meta["head"], hidden=meta["hidden"])
         est.model_.load_state_dict(load_file(str(d / "head.safetensors")))
-        est.groups_, est.n_labels_ = meta["groups"], meta["n_labels"]
+        est.groups_, est.n_labels_, est.in_dim_ = meta["groups"], meta["n_labels"], meta["in_dim"]
 
         class _T:
             device = resolve_device("cpu")

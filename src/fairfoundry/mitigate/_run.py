@@ -342,7 +342,10 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     groups = training_groups(manifest, cfg.sensitive, bins=cfg.bins)
     specs = list(cfg.methods)
     for spec in specs:  # fail fast on a bad method before any training
-        _instantiate(spec)
+        _, stage_name = _instantiate(spec)
+        if stage_name == "post" and len(labels) != 1:
+            raise FairfoundryError(f"post-processing method {spec.name!r} works on one label; {len(labels)} given",
+                                   hint="run it once per --label")
     names = [s.label for s in specs]
     if len(set(names)) != len(names):
         raise FairfoundryError("the same method (with the same arguments) is listed twice")
