@@ -453,6 +453,33 @@ def evaluate_groups(
     >>> res.estimate("tpr", "b"), res.estimate("tpr_gap", None)
     (0.5, 0.5)
     """
+    with _single_threaded_blas():
+        return _evaluate_groups(
+            y_true, y_score, threshold=threshold, groups=groups, group_names=group_names,
+            reference=reference, metrics=metrics, ece_bins=ece_bins, ece_strategy=ece_strategy,
+            n_bootstrap=n_bootstrap, ci_method=ci_method, confidence=confidence,
+            cluster=cluster, n_permutations=n_permutations, seed=seed, progress=progress,
+            n_jobs=n_jobs, bca_blocks=bca_blocks, calibration_bootstrap=calibration_bootstrap,
+            gap_ci=gap_ci, chunk_elements=chunk_elements)
+
+
+def _single_threaded_blas():
+    """BLAS on one thread while the engine runs: its products are small per call, we
+    parallelise over replicate chunks ourselves, and multi-threaded OpenBLAS spin-waits badly
+    on a busy machine (10x slower products were measured)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, reference, metrics,
+                     ece_bins, ece_strategy, n_bootstrap, ci_method, confidence, cluster,
+                     n_permutations, seed, progress, n_jobs, bca_blocks, calibration_bootstrap,
+                     gap_ci, chunk_elements) -> GroupResult:
     y, s, codes, names, metrics = _validate(
         y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
         ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,

@@ -149,8 +149,11 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
     """
     if score_order is None:
         score_order = np.argsort(s, kind="stable")
-    small = seg.astype(np.int16) if n_seg < 2**15 else seg
-    order = score_order[np.argsort(small[score_order], kind="stable")]
+    if n_seg == 1:
+        order = score_order
+    else:
+        small = seg.astype(np.int16) if n_seg < 2**15 else seg
+        order = score_order[np.argsort(small[score_order], kind="stable")]
     ys = y[order].astype(np.float64)
     ss = s[order].astype(np.float64)
     segs = seg[order]
@@ -274,7 +277,9 @@ def _linear_sums(W: np.ndarray, F: np.ndarray | None, resid: np.ndarray,
     sums = None if ece_bounds is None else np.zeros((K, len(ece_bounds) - 1))
     if WF is None and sums is None:
         return None, None
-    step = m if (W.dtype == np.float64 or LINEAR_BLOCK <= 0) else LINEAR_BLOCK
+    # (a single row goes unblocked: numpy's matmul of one row with a strided block of F
+    # leaves BLAS and is slow)
+    step = m if (W.dtype == np.float64 or LINEAR_BLOCK <= 0 or K <= 2) else LINEAR_BLOCK
     for a in range(0, m, step):
         z = min(m, a + step)
         Wb = W[:, a:z] if W.dtype == np.float64 else W[:, a:z].astype(np.float64)
