@@ -113,3 +113,25 @@ def test_clip_adapter_few_shot_beats_misspecified_zero_shot():
     ours = selection_scores(yt, ad.predict_score(Xt))["overall_auc"]
     assert ours > zs + 0.02
     assert ad.predict_proba(Xt[:3]).shape == (3, 2)
+
+
+def test_fairclip_alignment_on_clip_adapter_similarities_narrows_the_group_gap():
+    from fairfoundry.mitigate import DistributionAlignment
+
+    rng = np.random.default_rng(1)
+    d = 32
+    dirs = np.linalg.qr(rng.normal(size=(d, 3)))[0].T
+    text = np.stack([dirs[0], dirs[1]])
+    n = 600
+    y = rng.integers(0, 2, n)
+    g = rng.integers(0, 2, n)
+    X = dirs[y] + 0.8 * g[:, None] * dirs[1] + 0.4 * rng.normal(size=(n, d)) / np.sqrt(d)  # group 1 looks sicker
+
+    def gap(model):
+        s = model.predict_score(X)
+        return abs(s[g == 1].mean() - s[g == 0].mean())
+
+    plain = CLIPAdapterClassifier(text, epochs=30, lr=1e-2, logit_scale=20.0, seed=0).fit(X, y, groups=g)
+    fair = CLIPAdapterClassifier(text, epochs=30, lr=1e-2, logit_scale=20.0, seed=0,
+                                 hooks=[DistributionAlignment(weight=20.0)]).fit(X, y, groups=g)
+    assert gap(fair) < gap(plain)

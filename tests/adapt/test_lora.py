@@ -88,3 +88,25 @@ def test_peft_backend_and_bad_targets():
     assert len(names) == 2 and share < 0.05
     with pytest.raises(FairfoundryError, match="no linear layer"):
         apply_lora(_vit(), target=("nonexistent",))
+
+
+def test_lora_on_a_hugging_face_vit_merges_exactly():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    vit = transformers.ViTModel(cfg, add_pooling_layer=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = vit(pixel_values=x).last_hidden_state
+        _, names = apply_lora(vit, r=2, target=("query", "value", "q_proj", "v_proj"))
+        same = vit(pixel_values=x).last_hidden_state
+        for n, p in vit.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+        moved = vit(pixel_values=x).last_hidden_state
+        merge_lora(vit)
+        merged = vit(pixel_values=x).last_hidden_state
+    assert len(names) == 2 and all(n.endswith(("query", "value", "q_proj", "v_proj")) for n in names)
+    assert torch.allclose(before, same, atol=1e-6) and not torch.allclose(before, moved, atol=1e-3)
+    assert torch.allclose(moved, merged, atol=1e-4)

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: name suffixes of the attention / MLP projections in timm, open_clip and HF vision models
 DEFAULT_TARGETS: tuple[str, ...] = ("qkv", "proj", "fc1", "fc2", "query", "key", "value", "dense",
-                                    "c_fc", "c_proj", "q_proj", "k_proj", "v_proj", "out_proj")
+                                    "c_fc", "c_proj", "q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
 
 
 def _lora_class():
