@@ -55,6 +55,12 @@ def test_cli_pretrain_writes_checkpoint_loss_log_and_composition(cli, skewed_man
     backbone.eval()
     assert torch.allclose(net(x), backbone(x), atol=1e-5)
     assert json.loads(meta2["pixel_mean"]) == [0.5, 0.5, 0.5]
+    # and the model zoo loads the export as is (fairfoundry embed --model OUT/encoder.safetensors)
+    from fairfoundry.models import load_encoder
+
+    enc = load_encoder(out / "encoder.safetensors")
+    assert enc.embed_dim == 32 and enc.preprocessing.size == 32
+    assert torch.allclose(enc.encode_image((x - 0.5) / 0.5), backbone((x - 0.5) / 0.5), atol=1e-5)
 
     # the run directory is protected
     again = cli(*_args(skewed_manifest, out, tiny_vit, "--objective", "mae", "--steps", "2"))

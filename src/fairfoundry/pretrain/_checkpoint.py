@@ -9,6 +9,10 @@
       spec = json.loads(safe_open(path, "pt").metadata()["timm_spec"])
       model = timm.create_model(spec.pop("architecture"), pretrained=False, **spec)
       model.load_state_dict(safetensors.torch.load_file(path))
+
+  The header also carries the model zoo's ``fairfoundry.encoder`` entry (backend ``timm``,
+  constructor kwargs, preprocessing: squash to the training size, normalise with 0.5 / 0.5),
+  so ``fairfoundry.models.load_encoder(path)`` and ``fairfoundry embed --model path`` load it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,27 @@ def save_vit(backbone: ViTBackbone, path: str | os.PathLike, *, dtype=None,
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = backbone.export_metadata(**metadata)
+    meta.update(_zoo_header(backbone, metadata))
     return write_atomic(path, lambda p: save_file(state, str(p), metadata=meta))
+
+
+def _zoo_header(backbone: ViTBackbone, metadata: dict) -> dict[str, str]:
+    """The model zoo's header, so ``fairfoundry.models.load_encoder(path)`` loads the file."""
+    from ..models import Preprocessing
+    from ..models._checkpoint import SAFETENSORS_META_KEY
+
+    spec = backbone.spec
+    kwargs = {k: v for k, v in spec.items()
+              if k not in ("architecture", "num_classes", "dynamic_img_size")}
+    size = int(metadata.get("image_size", backbone.image_size))
+    prep = Preprocessing(size=size, channels=3,
+                         mean=tuple(metadata.get("pixel_mean", (0.5, 0.5, 0.5))),
+                         std=tuple(metadata.get("pixel_std", (0.5, 0.5, 0.5))),
+                         resize="squash", interpolation="bilinear")
+    header = {"backend": "timm", "model": spec["architecture"], "model_kwargs": kwargs,
+              "preprocessing": prep.to_dict(), "embed_dim": backbone.embed_dim,
+              "source_name": "fairfoundry.pretrain"}
+    return {SAFETENSORS_META_KEY: json.dumps(header)}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
