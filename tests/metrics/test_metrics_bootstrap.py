@@ -210,6 +210,16 @@ def test_interval_helpers():
     assert lo[0] == pytest.approx(5) and hi[0] == pytest.approx(95)
     assert fm.permutation_pvalue(3.0, np.array([1.0, 2.0, 4.0]), extreme="high") == 0.5
     assert fm.permutation_pvalue(0.2, np.array([0.5, 0.1, 0.9]), extreme="low") == 0.5
+    # pairwise gap interval: two groups whose difference straddles 0 -> [0, max |bound|]
+    rng = np.random.default_rng(1)
+    reps = np.column_stack([rng.normal(0.80, 0.01, 2000), rng.normal(0.81, 0.01, 2000)])
+    lo, hi = fm.pairwise_gap_interval(reps, np.array([0.80, 0.81]), confidence=0.95)
+    d = reps[:, 0] - reps[:, 1]
+    assert lo == 0.0
+    assert hi == pytest.approx(max(abs(np.quantile(d, 0.025)), abs(np.quantile(d, 0.975))))
+    lo, hi = fm.pairwise_gap_interval(reps + [0.0, 0.1], np.array([0.80, 0.91]))
+    assert 0.05 < lo < 0.11 < hi < 0.15
+    assert np.isnan(fm.pairwise_gap_interval(reps, np.array([0.8, np.nan]))[0])
     # BCa on a symmetric, unbiased sample reduces to (nearly) the percentile interval
     rng = np.random.default_rng(0)
     r = rng.normal(size=4000)
