@@ -188,3 +188,24 @@ def test_emissions_tracked_offline():
     res = tr.fit(ArrayData(x=x, y=y))
     assert res.emissions is not None and res.emissions["emissions_kg_co2eq"] >= 0
     assert "estimate" in res.emissions["note"]
+
+
+def test_resume_keeps_the_best_checkpoint_of_the_interrupted_run(tmp_path):
+    x, y = _data()
+    data = ArrayData(x=x, y=y)
+    scores = iter([0.9, 0.5, 0.4, 0.3])
+
+    def make(epochs):
+        return Trainer(_model(), evaluator=lambda t: {"s": next(scores)},
+                       config=TrainConfig(epochs=epochs, batch_size=64, select="s", checkpoint_dir=str(tmp_path)))
+
+    first = make(2)
+    first.fit(data)
+    from safetensors.torch import load_file
+
+    best = load_file(str(tmp_path / "best" / "weights.safetensors"))
+    resumed = make(4)
+    res = resumed.fit(data, resume=tmp_path / "last")
+    assert res.best["epoch"] == 1 and res.best["s"] == 0.9
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, best["model." + k])

@@ -708,7 +708,14 @@ class Trainer:
             self.load_checkpoint(resume)
         best_state: dict = {}
         if self.result.best is not None:
-            best_state["tensors"] = self.state_tensors()
+            best_file = Path(resume).parent / "best" / "weights.safetensors" if resume is not None else None
+            if best_file is not None and best_file.exists():  # the best checkpoint of the interrupted run
+                from safetensors.torch import load_file
+
+                best_state["tensors"] = {k: v for k, v in load_file(str(best_file)).items()
+                                         if not k.startswith(("opt.", "rng."))}
+            else:
+                best_state["tensors"] = self.state_tensors()
         tracker = _start_tracker(self.country_iso_code) if self.track_emissions else None
         t0 = time.perf_counter()
         self.should_stop = False
