@@ -203,3 +203,31 @@ def test_multilabel_and_a_group_absent_from_training(cli, tiny, tmp_path):
     r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "ml.csv", "--label", "y,y2",
             "--sensitive", "site", "--method", "group-threshold", "--out", tmp_path / "ml2", *FAST)
     assert r.code == 2 and "works on one label" in r.err
+
+
+def test_fit_lora_from_images(cli, tmp_path, monkeypatch):
+    """LoRA fine-tuning of a (tiny, random) timm ViT on real NIH X-rays through `fairfoundry fit`."""
+    from fairfoundry.datasets import nih_images
+
+    mp = nih_images()
+    m = pd.read_csv(mp).head(48)
+    m["path"] = [str(mp.parent / p) for p in m["path"]]
+    m["split"] = np.array(["train", "val", "test"])[np.arange(48) % 3]
+    m.to_csv(tmp_path / "m.csv", index=False)
+    r = cli("fit", "--manifest", tmp_path / "m.csv", "--encoder", "timm:vit_tiny_patch16_224", "--encoder-weights",
+            "random", "--adaptation", "lora", "--lora-r", "2", "--label", "No_Finding", "--sensitive", "sex",
+            "--method", "group-heads", "--select", "dto", "--out", tmp_path / "lora", "--no-html", "--epochs", "2",
+            "--batch-size", "16", "--bootstrap", "0", "--no-emissions", "--lr", "0.001")
+    assert r.code == 0, r
+    out = tmp_path / "lora"
+    head = json.loads((out / "head.json").read_text())
+    assert head["adaptation"] == "lora" and 0 < head["trainable_share"] < 0.05
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(out / "adapter.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+    assert len(pd.read_parquet(out / "predictions.parquet")) == 48
+    assert "Adaptation: `lora`" in (out / "model_card.md").read_text()
+    r = cli("fit", "--embeddings", tmp_path / "x.npy", "--manifest", tmp_path / "m.csv", "--adaptation", "full",
+            "--label", "No_Finding", "--sensitive", "sex", "--out", tmp_path / "bad")
+    assert r.code == 2 and "needs 'encoder'" in r.err

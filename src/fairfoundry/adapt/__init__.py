@@ -5,7 +5,7 @@ with :class:`Hook` s), so every mitigation is a small hook, not a copy of the lo
 """
 
 from ._heads import HeadClassifier, build_head, encode_groups
-from ._images import ImageClassifier, ImageDataset, fit_images, predict_images
+from ._images import EncoderClassifier, ImageClassifier, ImageDataset, fit_images, predict_images
 from ._loop import (
     ArrayData,
     Hook,
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_TARGETS",
     "DEFAULT_TEMPLATES",
     "CLIPAdapterClassifier",
+    "EncoderClassifier",
     "ImageClassifier",
     "ImageDataset",
     "apply_lora",

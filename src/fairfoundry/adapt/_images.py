@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import FairfoundryError
 
-__all__ = ["ImageDataset", "ImageClassifier", "fit_images", "predict_images"]
+__all__ = ["ImageDataset", "ImageClassifier", "EncoderClassifier", "fit_images", "predict_images"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,11 +37,13 @@ class ImageDataset:
     mean, std : per-channel normalisation (ImageNet by default)
     augment : random horizontal flip (seeded per item from ``seed`` and the index)
     cache : keep decoded, resized images in memory after the first read (small datasets)
+    transform : ``transform(image_array) -> (C, H, W)`` array/tensor used instead of the built-in
+        resize + normalisation (e.g. an encoder's ``preprocess``)
     """
 
     def __init__(self, paths: Sequence, *, y=None, groups=None, root: str | os.PathLike | None = None, size: int = 224,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, augment: bool = False, seed: int = 0,
-                 cache: bool = False):
+                 cache: bool = False, transform: Callable | None = None):
         self.paths = [Path(root) / p if root is not None else Path(p) for p in paths]
         n = len(self.paths)
         self.y = None if y is None else np.asarray(y, dtype=np.float32)
@@ -52,6 +54,7 @@ class ImageDataset:
         self.augment, self.seed = augment, seed
         self.epoch = 0
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,6 +68,12 @@ class ImageDataset:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         arr = load_image(self.paths[i])
+        if self.transform is not None:
+            x = self.transform(arr)
+            x = np.ascontiguousarray(x.numpy() if hasattr(x, "numpy") else np.asarray(x), dtype=np.float32)
+            if self._cache is not None:
+                self._cache[i] = x
+            return x
         if arr.dtype == np.uint16:
             arr = (arr / 257).astype(np.uint8)
         im = Image.fromarray(arr).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
@@ -194,3 +203,161 @@ def predict_images(model, data: ImageDataset, *, device="cpu", batch_size: int =
             scores.append(torch.sigmoid(out["logits"].float()).cpu().numpy())
             feats.append(out["features"].float().cpu().numpy())
     return np.concatenate(scores), np.concatenate(feats)
+
+
+class EncoderClassifier:
+    """Fine-tune an encoder of the zoo with a linear head from images (LoRA, full or frozen).
+
+    The counterpart of :class:`~fairfoundry.adapt.HeadClassifier` for adaptation from pixels:
+    same ``fit`` / ``predict_score`` / ``save`` interface, same hooks and validation-only
+    selection (``overall_auc``, ``worst_group_auc``, ``dto``).
+
+    Parameters
+    ----------
+    encoder : a loaded :class:`fairfoundry.models.Encoder` (its ``module``, ``image_features``,
+        ``preprocess`` and ``embed_dim`` are used).
+    mode : ``"lora"``, ``"full"`` or ``"frozen"``.
+    lora_r, lora_alpha, lora_target : LoRA settings (see :func:`~fairfoundry.adapt.apply_lora`).
+    """
+
+    def __init__(self, encoder, *, mode: str = "lora", lora_r: int = 8, lora_alpha: float = 16.0,
+                 lora_target: Sequence[str] | None = None, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
+                 weight_decay: float = 1e-4, hooks: Sequence = (), select: str = "overall_auc",
+                 patience: int | None = 5, seed: int = 0, device: str = "cpu", track_emissions: bool = False,
+                 progress=None, cache_images: bool = True):
+        from ._selection import criterion_mode
+
+        if mode not in ("lora", "full", "frozen"):
+            raise FairfoundryError(f"unknown adaptation mode {mode!r}", hint="use lora, full or frozen")
+        criterion_mode(select)
+        self.encoder, self.mode = encoder, mode
+        self.lora_r, self.lora_alpha, self.lora_target = lora_r, lora_alpha, lora_target
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
+        self.hooks, self.select, self.patience, self.seed, self.device = list(hooks), select, patience, seed, device
+        self.track_emissions, self.progress, self.cache_images = track_emissions, progress, cache_images
+
+    def _dataset(self, paths, y, codes):
+        return ImageDataset(paths, y=y, groups=codes, transform=self.encoder.preprocess, cache=self.cache_images)
+
+    def _backbone(self):
+        import torch
+        from torch import nn
+
+        enc = self.encoder
+
+        class _Backbone(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = enc.module
+                self.num_features = int(enc.embed_dim)
+
+            def forward(self, x):
+                return enc.image_features(x)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return _Backbone()
+
+    def fit(self, paths, y, *, groups=None, paths_val=None, y_val=None, groups_val=None):
+        """Fine-tune on the images at ``paths`` with labels ``y``; select on the validation images."""
+        import torch
+
+        from ._heads import encode_groups
+        from ._loop import SupervisedObjective, TrainConfig, Trainer
+        from ._lora import DEFAULT_TARGETS, apply_lora, trainable_share
+        from ._selection import criterion_mode, dto, selection_scores
+
+        y = np.asarray(y, dtype=np.float32)
+        self.n_labels_ = 1 if y.ndim == 1 else y.shape[1]
+        codes, self.groups_ = encode_groups(groups) if groups is not None else (np.zeros(len(y), np.int64), ["all"])
+        self.n_groups_ = len(self.groups_)
+        for h in self.hooks:
+            if hasattr(h, "n_groups") and getattr(h, "n_groups", None) is None:
+                h.n_groups = self.n_groups_
+        backbone = self._backbone()
+        if self.mode == "lora":
+            apply_lora(backbone.net, r=self.lora_r, alpha=self.lora_alpha,
+                       target=tuple(self.lora_target or DEFAULT_TARGETS))
+        elif self.mode == "frozen":
+            for p in backbone.parameters():
+                p.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = ImageClassifier(backbone, self.n_labels_, feature_dim=backbone.num_features)
+            for h in self.hooks:
+                model = h.wrap_model(model)
+        self.trainable_share_ = trainable_share(model)
+        train = self._dataset(paths, y, codes)
+        val = None
+        if paths_val is not None:
+            gv = encode_groups(groups_val, self.groups_)[0] if groups_val is not None else None
+            val = self._dataset(paths_val, np.asarray(y_val, dtype=np.float32), gv)
+        names = np.array([*self.groups_, "(unseen)"], dtype=object)
+        history_aucs: list[list[float]] = []
+
+        def evaluator(trainer) -> dict:
+            s, _ = predict_images(trainer.model, val, device=trainer.device, batch_size=self.batch_size,
+                                  groups=True)
+            sc = selection_scores(val.y, s, names[val.groups] if groups_val is not None else None)
+            history_aucs.append([sc.get(f"auc[{g}]", float("nan")) for g in self.groups_])
+            sc["dto"] = float(dto(np.array(history_aucs))[-1]) if groups_val is not None else 1 - sc["overall_auc"]
+            return sc
+
+        select = self.select if val is not None and self.select != "loss" else None
+        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                          seed=self.seed, device=self.device, select=select,
+                          mode=criterion_mode(select) if select else "max",
+                          patience=self.patience if select else None, keep_history_states=select == "dto")
+        self.trainer_ = Trainer(model, SupervisedObjective(model_kwargs=lambda b: {"group": b.get("group")}),
+                                hooks=self.hooks, config=cfg, evaluator=evaluator if select else None,
+                                progress=self.progress, track_emissions=self.track_emissions, wrap=False)
+        self.result_ = self.trainer_.fit(train)
+        self.model_ = self.trainer_.model
+        self.history_ = self.result_.history
+        self.selected_ = self.result_.best
+        if select == "dto" and self.result_.states:
+            final = dto(np.array(history_aucs))
+            i = int(np.argmin(final))
+            for j, h in enumerate(self.history_):
+                h["dto"] = float(final[j])
+            self.trainer_.load_state_tensors(self.result_.states[i])
+            self.selected_ = self.history_[i]
+            self.result_.states.clear()
+        return self
+
+    def predict_score(self, paths, *, groups=None) -> np.ndarray:
+        """Sigmoid scores ``(n,)`` / ``(n, k)`` for the images at ``paths``."""
+        from ._heads import encode_groups
+
+        if not hasattr(self, "model_"):
+            raise FairfoundryError("this EncoderClassifier is not fitted yet")
+        codes = encode_groups(groups, self.groups_)[0] if groups is not None else None
+        data = self._dataset(paths, None, codes)
+        s, _ = predict_images(self.model_, data, device=self.trainer_.device, batch_size=self.batch_size,
+                              groups=groups is not None)
+        return s
+
+    def save(self, directory) -> Path:
+        """``head.safetensors`` (classifier), ``adapter.safetensors`` (LoRA tensors) or
+        ``model.safetensors`` (full fine-tuning), and ``head.json``."""
+        from safetensors.torch import save_file
+
+        from .._io import write_atomic, write_json_atomic
+        from ._lora import lora_parameters
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        sd = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        head = {k: v for k, v in sd.items() if not k.startswith(("backbone.", "base.backbone."))}
+        write_atomic(d / "head.safetensors", lambda p: save_file(head, str(p)))
+        if self.mode == "lora":
+            ad = {k: v.contiguous() for k, v in lora_parameters(self.model_).items()}
+            write_atomic(d / "adapter.safetensors", lambda p: save_file(ad, str(p)))
+        elif self.mode == "full":
+            write_atomic(d / "model.safetensors", lambda p: save_file(sd, str(p)))
+        write_json_atomic(d / "head.json", {
+            "adaptation": self.mode, "encoder": getattr(self.encoder, "name", None), "n_labels": self.n_labels_,
+            "groups": self.groups_, "seed": self.seed, "trainable_share": self.trainable_share_,
+            "lora": {"r": self.lora_r, "alpha": self.lora_alpha} if self.mode == "lora" else None,
+            "hooks": [getattr(h, "name", type(h).__name__) for h in self.hooks], "selected": self.selected_})
+        return d

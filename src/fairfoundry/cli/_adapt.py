@@ -75,6 +75,10 @@ def fit_command(
              "or checkpoint; see `fairfoundry models list`), e.g. --encoder fairfoundry-tiny."),
     encoder_weights: str | None = typer.Option(
         None, "--encoder-weights", help="Weights for --encoder (a file, or 'random' for tests)."),
+    adaptation: str | None = typer.Option(
+        None, "--adaptation",
+        help="probe (default: head on frozen embeddings), or with --encoder from images: lora, full or frozen."),
+    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank (default 8)."),
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="Manifest (CSV/Parquet) with sample_id, label(s), attributes and split."),
     label: list[str] | None = typer.Option(
@@ -147,7 +151,7 @@ def fit_command(
             overrides["bins"] = {k: [float(x) for x in v.split(",")] for k, v in kv.items()}
         except ValueError as exc:
             raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
-    for key, val in (("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
+    for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
                      ("lr", lr), ("bootstrap", bootstrap), ("device", device)):
         if val is not None:
             overrides[key] = val

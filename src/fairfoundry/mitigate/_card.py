@@ -71,7 +71,8 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
     card = {
         "model_details": {
             "name": f"{cfg.head} head, {spec.label}, seed {seed}",
-            "head": cfg.head, "method": spec.name, "method_args": spec.args, "method_summary": summary_line,
+            "head": cfg.head, "adaptation": cfg.adaptation, "encoder": cfg.encoder,
+            "trainable_share": info.get("trainable_share"), "method": spec.name, "method_args": spec.args, "method_summary": summary_line,
             "method_stage": info["stage"], "seed": seed, "fairfoundry_version": __version__,
             "date": datetime.now(timezone.utc).date().isoformat(), "embeddings": cfg.embeddings,
             "weights": "head.safetensors", "selected_checkpoint": info.get("selected"),
@@ -102,7 +103,10 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
     md = [f"# Model card: {card['model_details']['name']}", "",
           "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019.", "",
           "## Model details", "",
-          f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings}`",
+          (f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings or cfg.encoder}`" if cfg.adaptation == "probe" else
+           f"- Adaptation: `{cfg.adaptation}` of encoder `{cfg.encoder}` with a linear head"
+           + (f" (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha})" if cfg.adaptation == "lora" else "")
+           + f"; trainable share {100 * (info.get('trainable_share') or 0):.2f}%"),
           f"- Mitigation: `{spec.label}` ({info['stage']}-processing): {summary_line}",
           f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",
           f"- Checkpoint chosen on validation by `{cfg.select}`: epoch "

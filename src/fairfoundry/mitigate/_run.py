@@ -57,6 +57,10 @@ class FitConfig(BaseModel):
         ``backend:id`` or checkpoint); the manifest's images are embedded first (cached by
         :func:`fairfoundry.models.extract_embeddings`) and kept in ``OUT/embeddings``.
     encoder_weights, encoder_kwargs : passed to the encoder loader.
+    adaptation : ``probe`` (head on frozen, cached embeddings; the default), or from images with
+        ``encoder``: ``lora`` (LoRA on the encoder + linear head), ``full`` (every weight) or
+        ``frozen`` (linear head trained through the frozen encoder).
+    lora_r, lora_alpha, lora_target : LoRA rank, scale and target layer names.
     manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
         ``split`` (train/val/test).
     label : one label column or a list (multi-label).
@@ -78,6 +82,10 @@ class FitConfig(BaseModel):
     encoder: str | None = None
     encoder_weights: str | None = None
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
+    adaptation: Literal["probe", "lora", "full", "frozen"] = "probe"
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_target: list[str] | None = None
     label: str | list[str]
     sensitive: list[str]
     split_col: str = "split"
@@ -119,6 +127,9 @@ class FitConfig(BaseModel):
     def model_post_init(self, __context) -> None:
         if (self.embeddings is None) == (self.encoder is None):
             raise ValueError("give exactly one of 'embeddings' (cached) or 'encoder' (embed the manifest's images)")
+        if self.adaptation != "probe" and self.encoder is None:
+            raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
+                             "not 'embeddings'")
 
     @property
     def labels(self) -> list[str]:
@@ -219,10 +230,22 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         keep_tr &= ~np.isnan(y[:, 0])
         keep_va &= ~np.isnan(y[:, 0])
     hooks = [method] if stage in ("pre", "in") else []
-    est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
-                         select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
-                         track_emissions=cfg.emissions, progress=progress)
+    if cfg.adaptation == "probe":
+        est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
+                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
+                             select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
+                             track_emissions=cfg.emissions, progress=progress)
+    else:  # fine-tuning from images: a fresh copy of the encoder for every run
+        from ..adapt import EncoderClassifier
+        from ..models import load_encoder
+
+        encoder = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device, seed=seed,
+                               model_kwargs=cfg.encoder_kwargs or None)
+        est = EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                lora_target=cfg.lora_target, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
+                                patience=cfg.patience, seed=seed, device=cfg.device,
+                                track_emissions=cfg.emissions, progress=progress)
     warnings: list[str] = []
     unseen = sorted(set(groups[va | (split == "test")]) - set(groups[keep_tr]))
     if unseen:
@@ -230,8 +253,12 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
                "with their global fallback and their test metrics show the effect")
         log.warning(msg)
         warnings.append(msg)
-    est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], X_val=X[keep_va], y_val=y_fit[keep_va],
-            groups_val=groups[keep_va])
+    if cfg.adaptation == "probe":
+        est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], X_val=X[keep_va], y_val=y_fit[keep_va],
+                groups_val=groups[keep_va])
+    else:
+        est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], paths_val=X[keep_va], y_val=y_fit[keep_va],
+                groups_val=groups[keep_va])
     scores = est.predict_score(X, groups=groups)
     threshold: float | str = "youden"
     if stage == "post":
@@ -271,6 +298,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     write_text_atomic(stage_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
     info = {
         "method": spec.name, "method_label": spec.label, "stage": stage, "seed": seed,
+        "adaptation": cfg.adaptation, "trainable_share": getattr(est, "trainable_share_", None),
         "selected": est.selected_, "epochs_run": est.result_.epochs_run,
         "stopped_early": est.result_.stopped_early, "seconds": time.perf_counter() - t0,
         "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
@@ -327,7 +355,14 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     y = prepare_columns(manifest, labels=labels, sensitive=cfg.sensitive, split_col=cfg.split_col,
                         where=f"manifest {cfg.manifest}")
     staged_embeddings = None
-    if cfg.encoder is not None:
+    if cfg.adaptation != "probe":
+        if "path" not in manifest.columns:
+            raise FairfoundryError(f"manifest {cfg.manifest} has no 'path' column: fine-tuning needs the images")
+        base = Path(manifest.attrs.get("manifest_path", cfg.manifest)).parent
+        X = np.array([str(p) if Path(p).is_absolute() else str(base / p) for p in manifest["path"].astype(str)],
+                     dtype=object)
+        emb_info = {"kind": "images", "encoder": cfg.encoder, "adaptation": cfg.adaptation}
+    elif cfg.encoder is not None:
         import tempfile
 
         from ..models import extract_embeddings
