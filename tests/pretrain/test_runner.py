@@ -166,3 +166,24 @@ def test_config_file_round_trip(cli, tiny_manifest, tmp_path, tiny_vit):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, "stepz": 3}))
     bad = cli("pretrain", tmp_path / "bad.yaml", "--out", tmp_path / "c")
     assert bad.code == 2 and "stepz" in bad.err
+
+
+def test_curated_subset_of_real_dermoscopy_images(cli, data_dir, tmp_path, tiny_vit):
+    """HAM10000 (CC BY-NC, tests only): sample only the curated rows, stratified by sex."""
+    meta = pd.read_csv(data_dir / "ham10000_images_224" / "metadata.csv")
+    meta["keep"] = meta["dx"].isin(["mel", "nv"]).astype(int)
+    manifest = tmp_path / "curated.csv"
+    meta.to_csv(manifest, index=False)
+    out = tmp_path / "derm"
+    res = cli(*_args(manifest, out, tiny_vit, "--objective", "simclr", "--steps", "3",
+                     "--option", "proj_hidden=32", "--option", "proj_dim=16",
+                     "--path-column", "file", "--root", data_dir / "ham10000_images_224",
+                     "--modality", "derm", "--keep-column", "keep",
+                     "--sampling", "stratified", "--balance-by", "sex"))
+    assert res.code == 0, res
+    comp = pd.read_csv(out / "composition.csv")
+    sex = comp[comp["attribute"] == "sex"].set_index("group")
+    assert sex["n_in_manifest"].sum() == int(meta["keep"].sum()) == 140
+    assert sex["n_seen"].sum() == 24
+    # every batch of 8 holds the curated subset's sex mix (71 of 140 female -> 4 of 8)
+    assert sex.loc["female", "n_seen"] == 12

@@ -89,6 +89,10 @@ def pretrain_command(
                                          help="mae, simclr, dino, ijepa, clip or siglip."),
     manifest: Path | None = typer.Option(None, "--manifest", "-m",
                                          help="CSV/Parquet manifest with a path column."),
+    path_column: str | None = typer.Option(None, "--path-column",
+                                           help="Column of image paths (path)."),
+    root: Path | None = typer.Option(None, "--root",
+                                     help="Folder of relative paths (the manifest's folder)."),
     model: str | None = typer.Option(None, "--model",
                                      help="timm ViT, e.g. timm:vit_tiny_patch16_224 (default)."),
     image_size: int | None = typer.Option(None, "--image-size", help="Training resolution (64)."),
@@ -132,7 +136,7 @@ def pretrain_command(
     targets = {k: float(v) for k, v in _parse_values(target, option="--target").items()} or None
     cfg = _merge(
         _read_config(config), objective=objective, manifest=str(manifest) if manifest else None,
-        model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
+        path_column=path_column, root=str(root) if root else None, model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
         depth=depth, num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr,
         modality=modality, text_column=text_column, text_template=text_template,
         sampling=sampling, balance_by=_split(balance_by), target=targets,
@@ -176,6 +180,10 @@ def distill_command(
                                          show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="CSV/Parquet manifest."),
+    path_column: str | None = typer.Option(None, "--path-column",
+                                           help="Column of image paths (path)."),
+    root: Path | None = typer.Option(None, "--root",
+                                     help="Folder of relative paths (the manifest's folder)."),
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Teacher from the model zoo (preset, backend:id or path); repeat."),
     model: str | None = typer.Option(None, "--model", help="Student timm ViT architecture."),
@@ -214,7 +222,7 @@ def distill_command(
 
     cfg = _merge(
         _read_config(config), manifest=str(manifest) if manifest else None,
-        teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
+        path_column=path_column, root=str(root) if root else None, teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
         patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         steps=steps, batch_size=batch_size, lr=lr, feature_grid=feature_grid,
         teacher_weighting=teacher_weighting, weight_label=weight_label,
