@@ -77,7 +77,7 @@ def test_yaml_config_and_flag_override(cli, tiny, tmp_path):
     cfg = tmp_path / "fit.yaml"
     cfg.write_text(f"embeddings: {tiny / 'emb.npy'}\nmanifest: {tiny / 'manifest.csv'}\nlabel: y\n"
                    "sensitive: [sex]\nhead: mlp\nhidden: 16\nmethods:\n  - name: fair-penalty\n    args: {weight: 0.5}\n"
-                   "epochs: 3\nbootstrap: 10\nhtml: false\n")
+                   "epochs: 3\nbootstrap: 10\nhtml: false\ncountry_iso_code: GBR\n")
     r = cli("fit", cfg, "--out", tmp_path / "y", "--seed", "4")
     assert r.code == 0, r
     head = json.loads((tmp_path / "y" / "head.json").read_text())
@@ -85,6 +85,7 @@ def test_yaml_config_and_flag_override(cli, tiny, tmp_path):
     if __import__("importlib").util.find_spec("codecarbon") is not None:
         em = json.loads((tmp_path / "y" / "emissions.json").read_text())
         assert em["tracker"].startswith("codecarbon") and em["emissions_kg_co2eq"] >= 0
+        assert em["country_iso_code"] == "GBR"
         assert "kg CO2eq" in (tmp_path / "y" / "model_card.md").read_text()
 
 
@@ -231,3 +232,14 @@ def test_fit_lora_from_images(cli, tmp_path, monkeypatch):
     r = cli("fit", "--embeddings", tmp_path / "x.npy", "--manifest", tmp_path / "m.csv", "--adaptation", "full",
             "--label", "No_Finding", "--sensitive", "sex", "--out", tmp_path / "bad")
     assert r.code == 2 and "needs 'encoder'" in r.err
+
+
+def test_a_runs_config_yaml_reproduces_it(cli, tiny, tmp_path, monkeypatch):
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex", "--method", "adversarial", "--seed", "2", "--out", tmp_path / "a", "--no-html", *FAST)
+    assert r.code == 0, r
+    monkeypatch.chdir(tmp_path)  # the config holds absolute paths: it re-runs from anywhere
+    r = cli("fit", tmp_path / "a" / "config.yaml", "--out", tmp_path / "b", "--no-html")
+    assert r.code == 0, r
+    pa, pb = (pd.read_parquet(tmp_path / d / "predictions.parquet") for d in ("a", "b"))
+    assert np.array_equal(pa["y_score"].to_numpy(), pb["y_score"].to_numpy())

@@ -104,6 +104,7 @@ class HeadClassifier:
     seed : seeds initialisation and shuffling (same seed, same data -> identical output on CPU).
     device : ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
     standardize : standardise inputs with the training mean/std (stored with the weights).
+    track_emissions, country_iso_code : codecarbon offline tracking and its grid's country.
 
     Attributes
     ----------
@@ -115,7 +116,7 @@ class HeadClassifier:
                  batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 1e-4, optimizer: str = "adamw",
                  hooks: Sequence = (), select: str = "overall_auc", patience: int | None = 5, seed: int = 0,
                  device: str = "cpu", standardize: bool = True, track_emissions: bool = False,
-                 progress: Callable[[int], None] | None = None):
+                 country_iso_code: str = "USA", progress: Callable[[int], None] | None = None):
         if head not in ("linear", "mlp"):
             raise FairfoundryError(f"unknown head {head!r}", hint="use linear or mlp")
         criterion_mode(select)
@@ -126,6 +127,7 @@ class HeadClassifier:
         self.select, self.patience, self.seed, self.device = select, patience, seed, device
         self.standardize = standardize
         self.track_emissions = track_emissions
+        self.country_iso_code = country_iso_code
         self.progress = progress
 
     # ------------------------------------------------------------------ helpers
@@ -238,7 +240,8 @@ class HeadClassifier:
         objective = SupervisedObjective(model_kwargs=lambda b: {"group": b.get("group")})
         self.trainer_ = Trainer(model, objective, hooks=self.hooks, config=cfg, wrap=False,
                                 evaluator=evaluator if val is not None else None,
-                                progress=self.progress, track_emissions=self.track_emissions)
+                                progress=self.progress, track_emissions=self.track_emissions,
+                                country_iso_code=self.country_iso_code)
         data = ArrayData(x=X, y=y, group=codes, weight=sample_weight)
         try:
             result = self.trainer_.fit(data)

@@ -224,7 +224,7 @@ class EncoderClassifier:
                  lora_target: Sequence[str] | None = None, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
                  weight_decay: float = 1e-4, hooks: Sequence = (), select: str = "overall_auc",
                  patience: int | None = 5, seed: int = 0, device: str = "cpu", track_emissions: bool = False,
-                 progress=None, cache_images: bool = True):
+                 country_iso_code: str = "USA", progress=None, cache_images: bool = True):
         from ._selection import criterion_mode
 
         if mode not in ("lora", "full", "frozen"):
@@ -235,6 +235,7 @@ class EncoderClassifier:
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.hooks, self.select, self.patience, self.seed, self.device = list(hooks), select, patience, seed, device
         self.track_emissions, self.progress, self.cache_images = track_emissions, progress, cache_images
+        self.country_iso_code = country_iso_code
 
     def _dataset(self, paths, y, codes):
         return ImageDataset(paths, y=y, groups=codes, transform=self.encoder.preprocess, cache=self.cache_images)
@@ -310,7 +311,8 @@ class EncoderClassifier:
                           patience=self.patience if select else None, keep_history_states=select == "dto")
         self.trainer_ = Trainer(model, SupervisedObjective(model_kwargs=lambda b: {"group": b.get("group")}),
                                 hooks=self.hooks, config=cfg, evaluator=evaluator if select else None,
-                                progress=self.progress, track_emissions=self.track_emissions, wrap=False)
+                                progress=self.progress, track_emissions=self.track_emissions, wrap=False,
+                                country_iso_code=self.country_iso_code)
         self.result_ = self.trainer_.fit(train)
         self.model_ = self.trainer_.model
         self.history_ = self.result_.history

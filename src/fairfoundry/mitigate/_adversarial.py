@@ -9,20 +9,27 @@ from ._registry import register
 __all__ = ["Adversarial", "grad_reverse"]
 
 
+_GR = None
+
+
 def grad_reverse(x, alpha: float = 1.0):
     """Identity forward; multiplies the gradient by ``-alpha`` backward (Ganin & Lempitsky, 2015)."""
-    import torch
+    global _GR
+    if _GR is None:  # built once, lazily, so importing this module does not import torch
+        import torch
 
-    class _GR(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, inp):
-            return inp.view_as(inp)
+        class _GradReverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, inp, a):
+                ctx.alpha = a
+                return inp.view_as(inp)
 
-        @staticmethod
-        def backward(ctx, grad):
-            return -alpha * grad
+            @staticmethod
+            def backward(ctx, grad):
+                return -ctx.alpha * grad, None
 
-    return _GR.apply(x)
+        _GR = _GradReverse
+    return _GR.apply(x, float(alpha))
 
 
 @register("adversarial", stage="in")

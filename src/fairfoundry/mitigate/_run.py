@@ -234,7 +234,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
                              select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
-                             track_emissions=cfg.emissions, progress=progress)
+                             track_emissions=cfg.emissions, country_iso_code=cfg.country_iso_code,
+                             progress=progress)
     else:  # fine-tuning from images: a fresh copy of the encoder for every run
         from ..adapt import EncoderClassifier
         from ..models import load_encoder
@@ -245,7 +246,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
                                 lora_target=cfg.lora_target, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                 lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
                                 patience=cfg.patience, seed=seed, device=cfg.device,
-                                track_emissions=cfg.emissions, progress=progress)
+                                track_emissions=cfg.emissions, country_iso_code=cfg.country_iso_code,
+                             progress=progress)
     warnings: list[str] = []
     unseen = sorted(set(groups[va | (split == "test")]) - set(groups[keep_tr]))
     if unseen:
@@ -295,6 +297,9 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     write_json_atomic(stage_dir / "emissions.json", emissions)
     run_cfg = cfg.model_dump()
     run_cfg.update(methods=[spec.model_dump()], seeds=[seed])
+    for key in ("embeddings", "manifest"):  # absolute, so the file re-runs from anywhere
+        if run_cfg.get(key):
+            run_cfg[key] = str(Path(run_cfg[key]).resolve())
     write_text_atomic(stage_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
     info = {
         "method": spec.name, "method_label": spec.label, "stage": stage, "seed": seed,
