@@ -149,7 +149,7 @@ def test_cli_distill_from_zoo_teachers_at_other_resolutions(cli, tiny_manifest, 
              "model_kwargs": {"img_size": 48, "patch_size": 8, "embed_dim": 32, "depth": 1,
                               "num_heads": 2}},
             {"name": "timm:vit_small_patch16_224", **common,
-             "model_kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 1,
+             "model_kwargs": {"img_size": 32, "patch_size": 16, "embed_dim": 48, "depth": 1,
                               "num_heads": 2}},
         ],
     }
@@ -157,9 +157,10 @@ def test_cli_distill_from_zoo_teachers_at_other_resolutions(cli, tiny_manifest, 
     res = cli("distill", tmp_path / "d.yaml", "--out", tmp_path / "run", "--teacher-dropout", "0.5")
     assert res.code == 0, res
     teachers = pd.read_csv(tmp_path / "run" / "teachers.csv")
-    # the 48 px teacher's 6x6 patch features are pooled to the student's 4x4 grid
+    # the 48 px teacher's 6x6 patch features are pooled to the student's 4x4 grid; the
+    # patch-16 teacher's coarser 2x2 grid is kept and the student's 4x4 map is pooled to it
     assert teachers["image_size"].tolist() == [48, 32]
-    assert teachers["feature_grid"].tolist() == [4, 4]
+    assert teachers["feature_grid"].tolist() == [4, 2]
     assert teachers["summary_dim"].tolist() == [32, 48]
     cache = list((tmp_path / "run" / "teacher_cache").glob("*.safetensors"))
     assert len(cache) == 2
@@ -167,7 +168,7 @@ def test_cli_distill_from_zoo_teachers_at_other_resolutions(cli, tiny_manifest, 
     assert student.embed_dim == 32
 
     # a feature grid finer than a teacher's own patch grid is a resolution mismatch
-    bad = cli("distill", tmp_path / "d.yaml", "--out", tmp_path / "bad", "--feature-grid", "6")
+    bad = cli("distill", tmp_path / "d.yaml", "--out", tmp_path / "bad", "--feature-grid", "4")
     assert bad.code == 2 and "finer than teacher" in bad.err and "Traceback" not in bad.err
     assert not (tmp_path / "bad").exists()  # nothing written
     none = cli("distill", "--manifest", tiny_manifest, "--out", tmp_path / "none")

@@ -196,7 +196,7 @@ def distill_command(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step (32)."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (5e-4)."),
     feature_grid: int | None = typer.Option(
-        None, "--feature-grid", help="Grid of the distilled patch features (student grid)."),
+        None, "--feature-grid", help="Grid of the distilled patch features (default: per teacher, the coarser of its grid and the student's)."),
     teacher_weighting: str | None = typer.Option(
         None, "--teacher-weighting", help="equal (default), fixed or worst_group."),
     weight_label: str | None = typer.Option(

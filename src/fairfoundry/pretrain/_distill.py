@@ -18,9 +18,10 @@ whitening goes further).
 - **Teacher features are cached**: computed once per image (no augmentation, so student and
   teacher see the same view) and stored as safetensors keyed by teacher, weights and manifest.
 - **Resolutions**: each teacher sees the images at its own input size; its patch-feature map is
-  average-pooled to ``feature_grid`` (default: the student's patch grid) when cached, and the
-  student's feature map is resized (bilinear) to that grid. A ``feature_grid`` finer than a
-  teacher's own grid is refused (it would invent detail).
+  average-pooled to the coarser of its own grid and the student's (or to an explicit
+  ``feature_grid``) when cached, and the student's feature map is average-pooled (or, for an
+  explicit finer grid, bilinearly resized) to that grid. An explicit ``feature_grid`` finer than
+  a teacher's own grid is refused (it would invent detail).
 - **Teacher weighting**: equal, fixed weights, or by each teacher's measured *worst-group*
   performance (:func:`teacher_group_scores`: cross-validated linear probe AUC per group),
   :math:`w_t \propto \max(\mathrm{AUC}^{\min}_t - 0.5, 0.01)`.
@@ -170,13 +171,22 @@ class EncoderTeacher(Teacher):
 
 
 def cache_teacher_features(teacher: Teacher, bank, *, batch_size: int = 64, device="cpu",
-                           feature_grid: int | None = None, progress=None) -> dict[str, torch.Tensor]:
+                           feature_grid: int | None = None, max_grid: int | None = None,
+                           progress=None) -> dict[str, torch.Tensor]:
     """Run a teacher once over an :class:`~._data.ImageBank`; return its features on the CPU.
+
+    Parameters
+    ----------
+    feature_grid : int, optional
+        Pool the teacher's patch features to exactly this grid (an error when it is finer
+        than the teacher's own grid).
+    max_grid : int, optional
+        Without ``feature_grid``: pool to ``min(teacher grid, max_grid)`` (the student's grid).
 
     Returns
     -------
     dict with ``summary`` ``(N, D)`` and, for teachers with patch features, ``tokens``
-    ``(N, g, g, D)`` (float16; pooled to ``feature_grid`` when given).
+    ``(N, g, g, D)`` (float16).
 
     Raises
     ------
@@ -190,17 +200,19 @@ def cache_teacher_features(teacher: Teacher, bank, *, batch_size: int = 64, devi
         s, t = teacher.encode(bank.batch(idx, device=device))
         summaries.append(s.float().cpu())
         if t is not None:
-            if feature_grid is not None:
-                gh = t.shape[1]
-                if feature_grid > gh:
+            gh = t.shape[1]
+            target = feature_grid if feature_grid is not None else (
+                min(gh, max_grid) if max_grid is not None else None)
+            if target is not None:
+                if feature_grid is not None and feature_grid > gh:
                     raise FairfoundryError(
                         f"feature grid {feature_grid}x{feature_grid} is finer than teacher "
                         f"{teacher.name!r}'s {gh}x{t.shape[2]} patch grid (resolution mismatch)",
                         hint=f"use feature_grid <= {gh}, a student with fewer patches "
                         "(smaller image size or larger patches), or a summary-only distillation",
                     )
-                if feature_grid < gh:
-                    t = nn.functional.adaptive_avg_pool2d(t.permute(0, 3, 1, 2), feature_grid)
+                if target < gh:
+                    t = nn.functional.adaptive_avg_pool2d(t.permute(0, 3, 1, 2), target)
                     t = t.permute(0, 2, 3, 1)
             tokens.append(t.to(torch.float16).cpu())
         if progress is not None:
@@ -301,7 +313,11 @@ class DistillStudent(nn.Module):
         if tuple(grid) != tuple(target_grid):
             b, _, dt = y.shape
             y = y.transpose(1, 2).reshape(b, dt, *grid)
-            y = nn.functional.interpolate(y, size=target_grid, mode="bilinear", align_corners=False)
+            if all(t <= g for t, g in zip(target_grid, grid, strict=True)):
+                y = nn.functional.adaptive_avg_pool2d(y, target_grid)  # coarser teacher
+            else:
+                y = nn.functional.interpolate(y, size=target_grid, mode="bilinear",
+                                              align_corners=False)
             y = y.reshape(b, dt, -1).transpose(1, 2)
         return y
 

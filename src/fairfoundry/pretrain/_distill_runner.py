@@ -52,7 +52,8 @@ class DistillConfig(DataConfig):
     """Config of a distillation run (``fairfoundry distill CONFIG.yaml``); unknown keys fail."""
 
     teachers: list[TeacherConfig] = Field(default_factory=list)
-    feature_grid: int | None = Field(None, description="default: the student's patch grid")
+    feature_grid: int | None = Field(
+        None, description="default: per teacher, the coarser of its grid and the student's")
     feature_weight: float = Field(1.0, ge=0, description="lambda of the feature losses")
     standardize: bool = True
     teacher_weighting: Literal["equal", "fixed", "worst_group"] = "equal"
@@ -160,7 +161,7 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
     backbone = build_vit(cfg.model, image_size=cfg.image_size, patch_size=cfg.patch_size,
                          embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads)
     grid = check_image_size(cfg.image_size, backbone.patch_size)
-    feature_grid = int(cfg.feature_grid or grid)
+    feature_grid = int(cfg.feature_grid) if cfg.feature_grid else None
     from ..adapt._loop import resolve_device
 
     device = resolve_device(cfg.device)
@@ -187,12 +188,12 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
 
     new_caches = []
     for t in teacher_objs:
-        path = cache_dir / f"{_cache_key(t, frame, feature_grid)}.safetensors"
+        path = cache_dir / f"{_cache_key(t, frame, feature_grid or f'max{grid}')}.safetensors"
         if path.exists():
             feats[t.name] = load_file(str(path))
         else:
             feats[t.name] = cache_teacher_features(t, bank_at(t.image_size), device=device,
-                                                   feature_grid=feature_grid)
+                                                   feature_grid=feature_grid, max_grid=grid)
             new_caches.append((path, feats[t.name]))
         t.to("cpu")
     for path, f in new_caches:  # only once every teacher worked: a bad input writes nothing
