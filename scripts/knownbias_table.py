@@ -1,6 +1,7 @@
 """Print the known-bias benchmark table of docs/adapt.md (every method vs ERM over 5 seeds).
 
     .venv/bin/python scripts/knownbias_table.py [--seeds 5] [--out knownbias.csv]
+    .venv/bin/python scripts/knownbias_table.py --images      # the image-level (NIH shortcut) table
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--images", action="store_true", help="the image-level table instead")
     args = ap.parse_args()
+    if args.images:
+        image_table(args.seeds)
+        return
     t0 = time.perf_counter()
     methods = ["erm", "reweigh", "resample", "resample-group-label", "groupdro", ("adversarial", {"variant": "eo"}),
                ("fair-penalty", {"variant": "eo"}), "group-heads", "fin", "fairclip",
@@ -44,6 +49,24 @@ def main() -> None:
                 cells.append(_f(r[key + "_vs_erm"], r[key + "_vs_erm_ci_low"], r[key + "_vs_erm_ci_high"]))
         print(f"| {r['method']} | {r['stage']} | " + " | ".join(cells) + " |")
     print(f"\n{args.seeds} seeds, {time.perf_counter() - t0:.0f} s")
+
+
+def image_table(seeds: int = 5) -> None:
+    """Print the image-level table (shortcut marker on NIH X-rays) of docs/adapt.md."""
+    from fairfoundry.bench import run_knownbias_image_benchmark
+
+    t0 = time.perf_counter()
+    _, s = run_knownbias_image_benchmark(seeds=range(seeds))
+    print("| method | val AUC, marked group | clean-test AUC, marked group | shortcut gap | gap vs ERM | test AUC |")
+    print("|---|---|---|---|---|---|")
+    for r in s.to_dict(orient="records"):
+        def ci(k, sign=False, r=r):
+            f = "{:+.3f}" if sign else "{:.3f}"
+            return f"{f.format(r[k])} [{f.format(r[k + '_ci_low'])}, {f.format(r[k + '_ci_high'])}]"
+
+        print(f"| {r['method']} | {ci('val_auc_marked')} | {ci('test_auc_marked')} | {ci('shortcut_gap')} | "
+              f"{ci('shortcut_gap_vs_erm', True)} | {ci('test_auc')} |")
+    print(f"\n{seeds} seeds, {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,12 @@ def test_knownbias_runner_pairs_methods_with_erm_by_seed():
     assert dro["equalized_odds_difference_vs_erm"] == pytest.approx(diffs.mean())
     assert dro["equalized_odds_difference_vs_erm_ci_low"] <= diffs.mean() <= dro["equalized_odds_difference_vs_erm_ci_high"]
     assert np.isfinite(summary["auc"]).all()
+
+
+def test_image_benchmark_measures_the_shortcut_gap():
+    from fairfoundry.bench import run_knownbias_image_benchmark
+
+    runs, summary = run_knownbias_image_benchmark(methods=("erm", "resample-group-label"), seeds=[0], epochs=4)
+    assert len(runs) == 2 and set(summary["method"]) == {"erm", "resample-group-label"}
+    assert (runs["val_auc_marked"] > runs["test_auc_marked"] + 0.15).all()  # the marker did the work
+    assert np.allclose(runs["shortcut_gap"], runs["val_auc_marked"] - runs["test_auc_marked"])

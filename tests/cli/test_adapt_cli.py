@@ -42,7 +42,8 @@ def test_fit_flags_single_run_writes_every_artifact(cli, tiny, tmp_path):
         assert (out / f).exists(), f
     preds = pd.read_parquet(out / "predictions.parquet")
     assert set(preds["split"]) == {"train", "val", "test"} and len(preds) == 900
-    assert {"sample_id", "split", "y_true", "y_score", "sex"} <= set(preds.columns)
+    assert {"sample_id", "split", "y_true", "y_score", "sex", "method", "seed"} <= set(preds.columns)
+    assert (preds["method"] == "groupdro(eta=0.2)").all() and (preds["seed"] == 1).all()
     assert preds["y_score"].between(0, 1).all()
     card = json.loads((out / "model_card.json").read_text())
     assert card["model_details"]["method"] == "groupdro" and card["metrics"]["selection_split"] == "val"

@@ -55,6 +55,8 @@ class ImageDataset:
         self.epoch = 0
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self.transform = transform
+        #: labels and groups of every sample, for hooks that need them without loading images
+        self.columns = {"y": self.y, "group": self.groups}
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -37,7 +37,9 @@ Subclass :class:`Hook` and override any of (all optional; defaults do nothing):
     Extra trainable modules (an adversary); they are moved to the device, their parameters
     join the optimizer, and they are checkpointed under ``hook.<name>.<module>``.
 ``on_fit_start(trainer)``
-    Called once with the train data available as ``trainer.train_data``.
+    Called once with the train data available as ``trainer.train_data``; read whole columns
+    with ``trainer.column("y")`` / ``trainer.column("group")`` and a probe batch with
+    ``trainer.sample_batch()`` (both work for in-memory arrays and image datasets).
 ``sample_weights(trainer) -> array (n,) | None``
     Sampling probabilities over the training rows (group-balanced resampling). The loop
     draws each epoch's indices with replacement from them using the seeded generator.
@@ -426,6 +428,41 @@ class Trainer:
         self.optimizer = None
         self.scheduler = None
         self.result = TrainResult()
+
+    # ------------------------------------------------------------------ data access for hooks
+    def column(self, key: str):
+        """A whole column of the train data as a CPU tensor (``"y"``, ``"group"``, ...).
+
+        Works for :class:`ArrayData` and for datasets exposing ``columns`` (a dict of arrays,
+        as :class:`~fairfoundry.adapt.ImageDataset` does), so pre-processing hooks need not load
+        images to read labels and groups.
+        """
+        import torch
+
+        data = self.train_data
+        if isinstance(data, ArrayData):
+            if key not in data:
+                raise FairfoundryError(f"the training data has no {key!r} column (it has {', '.join(data.arrays)})")
+            return data[key]
+        cols = getattr(data, "columns", None)
+        if not isinstance(cols, Mapping) or key not in cols or cols[key] is None:
+            raise FairfoundryError(f"this method needs the {key!r} of every training sample, which the dataset "
+                                   "does not expose", hint="give the dataset a `columns` dict (ImageDataset does)")
+        return torch.as_tensor(cols[key])
+
+    def sample_batch(self, n: int = 2) -> dict:
+        """The first ``n`` training samples as a batch on the device (for shape probes)."""
+        import torch
+
+        data = self.train_data
+        idx = torch.arange(min(n, len(data)))
+        if isinstance(data, ArrayData):
+            batch = data.batch(idx)
+        else:
+            from torch.utils.data import default_collate
+
+            batch = default_collate([{**data[int(i)], "index": i} for i in idx])
+        return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ setup
     def hook_modules(self) -> dict:

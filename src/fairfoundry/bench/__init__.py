@@ -8,6 +8,7 @@ from ._knownbias import (
     make_knownbias_features,
     make_knownbias_images,
     run_knownbias_benchmark,
+    run_knownbias_image_benchmark,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "make_knownbias_features",
     "make_knownbias_images",
     "run_knownbias_benchmark",
+    "run_knownbias_image_benchmark",
 ]

@@ -70,8 +70,7 @@ class Adversarial(Hook):
 
         G = n_groups_of(self, trainer)
         with torch.no_grad():
-            probe = trainer.train_data.batch(torch.arange(min(2, len(trainer.train_data))))
-            probe = {k: v.to(trainer.device) for k, v in probe.items()}
+            probe = trainer.sample_batch(2)
             out = trainer.objective(trainer.model, probe)
         d = self._input(probe, out).shape[1]
         if self.adversary is None:

@@ -20,4 +20,4 @@ def n_groups_of(hook, trainer) -> int:
     n = getattr(hook, "n_groups", None)
     if n:
         return int(n)
-    return int(trainer.train_data["group"].max()) + 1
+    return int(trainer.column("group").max()) + 1

@@ -84,8 +84,8 @@ class Reweighing(Hook):
     def on_fit_start(self, trainer):
         import torch
 
-        d = trainer.train_data
-        self._w = torch.as_tensor(reweighing_weights(d["y"].numpy(), d["group"].numpy()), dtype=torch.float32)
+        self._w = torch.as_tensor(reweighing_weights(trainer.column("y").numpy(), trainer.column("group").numpy()),
+                                  dtype=torch.float32)
 
     def batch_weights(self, trainer, batch):
         return self._w.to(batch["index"].device)[batch["index"]]
@@ -105,8 +105,8 @@ class GroupResample(Hook):
         self.by = by
 
     def sample_weights(self, trainer):
-        d = trainer.train_data
-        return balanced_sampling_weights(d["group"].numpy(), d["y"].numpy() if self.by == "group_label" else None)
+        g = trainer.column("group").numpy()
+        return balanced_sampling_weights(g, trainer.column("y").numpy() if self.by == "group_label" else None)
 
 
 @register("resample-group-label", stage="pre")

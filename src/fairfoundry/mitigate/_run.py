@@ -271,6 +271,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         if spec.name == "group-threshold":
             threshold = 0.5  # the group thresholds are encoded as 0.5 on the transformed scores
     preds = _predictions_frame(manifest, scores, y, labels, cfg.sensitive, cfg.split_col)
+    preds["method"] = spec.label  # run metadata, so runs can be concatenated
+    preds["seed"] = seed
     write_table_atomic(stage_dir / "predictions.parquet", preds)
     est.save(stage_dir)
     hist = pd.DataFrame(est.history_)
