@@ -41,3 +41,27 @@ def test_group_threshold_reduces_its_gap(kb, erm, fit_eval, constraint):
     assert res[target] < erm[target] - 0.05
     # a monotone transform within each group: per-group AUCs are unchanged
     assert res["worst_group_auc"] == pytest.approx(erm["worst_group_auc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_group_calibration_improves_calibration_in_every_group(kb, fit_eval, method):
+    """Its target is calibration within groups, on data like validation (the labels it can see)."""
+    import numpy as np
+
+    _, est = fit_eval(kb)
+    Xv, fv = kb["val"]
+    s = est.predict_score(Xv)
+    y, g = fv["y"].to_numpy(), fv["group"].to_numpy()
+    half = np.arange(len(y)) % 2 == 0
+
+    def ece(score, mask):
+        b = np.clip((score[mask] * 10).astype(int), 0, 9)
+        return sum(abs(score[mask][b == k].mean() - y[mask][b == k].mean()) * (b == k).mean()
+                   for k in range(10) if (b == k).any())
+
+    cal = make_mitigation("group-calibration", method=method).fit(s[half], y[half], g[half])
+    out = s.copy()
+    out[~half] = cal.transform(s[~half], g[~half])
+    for v in ("majority", "minority"):  # every group is better calibrated on held-out validation data
+        m = ~half & (g == v)
+        assert ece(out, m) < ece(s, m)
