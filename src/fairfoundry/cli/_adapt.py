@@ -88,8 +88,8 @@ def fit_command(
     head: str | None = typer.Option(None, "--head", help="linear (default) or mlp."),
     method: list[str] | None = typer.Option(
         None, "--method",
-        help="Mitigation, repeatable: erm (default), reweigh, resample, resample-group-label, groupdro, "
-             "adversarial, fair-penalty, group-heads, fin, fairclip, group-threshold, group-calibration."),
+        help="Mitigation, repeatable, e.g. --method erm --method groupdro (default erm); "
+             "`fairfoundry fit --list-methods` lists every registered method with its stage."),
     method_arg: list[str] | None = typer.Option(
         None, "--method-arg", help="Method argument KEY=VALUE (or METHOD:KEY=VALUE with several methods)."),
     select: str | None = typer.Option(
