@@ -43,6 +43,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetLoad",
     "LabelSpec",
+    "SourceSpec",
     "SplitSpec",
     "TableSpec",
     "SPECS",
@@ -77,7 +78,12 @@ class TableSpec(_Strict):
     optional: bool = Field(False, description="a missing optional table leaves its columns unknown")
     sep: str | None = None
     sheet: str | int | None = Field(None, description="sheet of an .xlsx file")
-    header: int = 0
+    header: int = Field(0, description="row holding the column names (0 = first row)")
+    rename: dict[str, str] = Field(default_factory=dict, description=(
+        "column names of other releases -> the name the spec uses (applied when present)"))
+    drop_empty: list[str] = Field(default_factory=list, description=(
+        "rows without a value in these columns are dropped (sub-header or footer rows of "
+        "spreadsheets)"))
     note: str = ""
 
 
@@ -93,6 +99,11 @@ class AttributeSpec(_Strict):
     """How one harmonised attribute is read: a column (or npz key / DICOM tag) or a constant."""
 
     column: str | None = None
+    alternatives: list[str] = Field(default_factory=list, description=(
+        "other names of the column in other releases (the first one present is used)"))
+    optional: bool = Field(False, description=(
+        "a column absent from the files leaves the attribute unknown (with a note) instead of "
+        "being an error"))
     value: str | float | int | None = Field(None, description="same value for every image")
     map: dict[Any, Any] | None = Field(None, description="source value -> harmonised value")
     missing: list[Any] = Field(default_factory=list, description="source codes meaning unknown")
@@ -141,6 +152,21 @@ class SplitSpec(_Strict):
     note: str = ""
 
 
+class SourceSpec(_Strict):
+    """Where a coding was checked: the page (or file) and what it says."""
+
+    url: str
+    says: str
+    checked: str = Field("", description="date the source was read (YYYY-MM-DD)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _date_as_text(cls, data):
+        if isinstance(data, dict) and data.get("checked") is not None:
+            data = {**data, "checked": str(data["checked"])}
+        return data
+
+
 class DatasetSpec(_Strict):
     """A dataset spec (one YAML file). See ``docs/data.md`` for every field."""
 
@@ -166,6 +192,8 @@ class DatasetSpec(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     age_bins: list[float] = Field(default_factory=lambda: [20, 40, 60, 80])
     tested_on: str = Field("", description="real data or fixture the spec is tested against")
+    sources: list[SourceSpec] = Field(default_factory=list, description=(
+        "where the value maps and column names were checked: url and what it says"))
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -304,7 +332,8 @@ def _read_table(path: Path, table: TableSpec):
             except ImportError as exc:
                 raise FairfoundryError(
                     f"reading {path} needs openpyxl",
-                    hint="pip install openpyxl, or save the sheet as CSV next to it") from exc
+                    hint="pip install 'fairfoundry[medical]' (or openpyxl), or save the sheet "
+                         "as CSV next to it") from exc
             return pd.read_excel(path, sheet_name=table.sheet or 0, header=table.header)
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
@@ -314,6 +343,29 @@ def _read_table(path: Path, table: TableSpec):
         raise
     except Exception as exc:
         raise FairfoundryError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+
+
+def _tidy_table(frame, table: TableSpec, *, path: Path):
+    """Apply a table's column renames (other releases) and drop its empty rows."""
+    frame = frame.rename(columns={str(c): str(c).strip() for c in frame.columns})
+    renames = {old: new for old, new in table.rename.items()
+               if old in frame.columns and new not in frame.columns}
+    if renames:
+        frame = frame.rename(columns=renames)
+    if table.drop_empty:
+        for col in table.drop_empty:
+            _need(frame, col, what="drop_empty", source=str(path))
+        keep = frame[table.drop_empty].notna().all(axis=1)
+        frame = frame.loc[keep].reset_index(drop=True)
+    return frame
+
+
+def _resolve_column(attr: AttributeSpec, frame) -> str | None:
+    """The first of an attribute's column names present in ``frame`` (None if none is)."""
+    for name in [attr.column, *attr.alternatives]:
+        if name is not None and name in frame.columns:
+            return name
+    return None
 
 
 def _template(frame, template: str, *, what: str):
@@ -485,6 +537,7 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
                 raise FairfoundryError(f"{spec.name}: file {names} not found under {root}",
                                        hint=f"download it from {spec.url}" if spec.url else None)
             part = _read_table(path, table)
+            part = _tidy_table(part, table, path=path)
             for k, v in table.assign.items():
                 part[k] = v
             if i == 0 or table.append:
@@ -551,20 +604,30 @@ def _npz_files_frame(spec: DatasetSpec, root: Path):
     if not files:
         raise FairfoundryError(f"{spec.name}: no {spec.files or '**/*.npz'} files under {root}",
                                hint=f"download the data from {spec.url}" if spec.url else None)
-    keys = {a.column for a in spec.attributes.values() if a.column}
+    keys = {c for a in spec.attributes.values() for c in [a.column, *a.alternatives] if c}
     keys |= {spec.labels.column} if spec.labels.column else set()
     keys |= set(spec.extras.values())
     rows = []
+    problems = []
     for f in files:
         rel = Path(f).relative_to(root).as_posix()
         row = {"file": rel, "folder": Path(rel).parent.as_posix()}
-        with np.load(f, allow_pickle=False) as npz:
-            for k in keys:
-                if k in npz.files:
-                    arr = np.asarray(npz[k])
-                    row[k] = arr.item() if arr.size == 1 else None
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                for k in keys:
+                    if k in npz.files:
+                        arr = np.asarray(npz[k])
+                        row[k] = arr.item() if arr.size == 1 else None
+        except Exception as exc:  # unreadable npz: listed, not a crash
+            problems.append({"path": rel, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            continue
         rows.append(row)
-    return pd.DataFrame(rows)
+    if not rows:
+        raise FairfoundryError(f"{spec.name}: none of the {len(files)} npz file(s) under {root} "
+                               f"could be read, e.g. {problems[0]['path']}: {problems[0]['error']}")
+    frame = pd.DataFrame(rows)
+    frame.attrs["problems"] = pd.DataFrame(problems, columns=["path", "error"])
+    return frame
 
 
 def _derive(frame, d: DeriveSpec, *, name: str, source: str):
@@ -623,6 +686,14 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
     frame = _base_frame(spec, root, notes)
     problems = frame.attrs.pop("problems", None)
     skipped = frame.attrs.pop("skipped_tables", [])
+    if problems is not None and len(problems):
+        first = problems.iloc[0]
+        if strict:
+            raise FairfoundryError(f"{spec.name}: {len(problems)} file(s) under {root} could not "
+                                   f"be read, e.g. {first['path']}: {first['error']}",
+                                   hint="drop --strict to list them in problems.csv and go on")
+        if spec.format == "npz_files":
+            notes.append(f"{len(problems)} npz file(s) could not be read (listed in problems)")
     frame = frame.reset_index(drop=True)
     src = spec.name
     out = pd.DataFrame(index=frame.index)
@@ -662,11 +733,16 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
             col = frame[name]
             out[name] = col if name == "age" else col.astype(object).where(col.notna(), UNKNOWN)
             continue
-        if skipped and attr.column is not None and attr.column not in frame.columns:
-            out[name] = np.nan if name == "age" else UNKNOWN
-            notes.append(f"{name}: column {attr.column!r} is in a table that was not found "
-                         f"({', '.join(skipped)}); {name} is unknown")
-            continue
+        if attr.column is not None:
+            found = _resolve_column(attr, frame)
+            if found is None and (skipped or attr.optional):
+                out[name] = np.nan if name == "age" else UNKNOWN
+                where = (f"is in a table that was not found ({', '.join(skipped)})" if skipped
+                         else "is not in the files")
+                notes.append(f"{name}: column {attr.column!r} {where}; {name} is unknown")
+                continue
+            if found is not None and found != attr.column:
+                attr = attr.model_copy(update={"column": found})
         out[name] = _harmonise_attribute(name, attr, frame, source=src, notes=notes)
     if "age" in out.columns:
         edges = bins or spec.age_bins
