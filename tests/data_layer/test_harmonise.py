@@ -117,3 +117,21 @@ def test_country_lookup_region_income():
         "Unclassified", "unknown"]
     with pytest.raises(FairfoundryError, match="Atlantis"):
         country_to_iso3(["Atlantis"])
+
+
+def test_income_groups_agree_with_the_world_banks_later_reclassifications():
+    # The FY2026 (1 July 2025) and FY2027 (1 July 2026) announcements name each mover's previous
+    # group, which is its FY2025 group in this table: Costa Rica upper-middle -> high; Cabo
+    # Verde, Samoa lower-middle -> upper-middle; Namibia upper-middle -> lower-middle; Jordan,
+    # Micronesia, Philippines, Sri Lanka, Vietnam lower-middle -> upper-middle; Togo low ->
+    # lower-middle. The FY2025 (1 July 2024) movers are in their new groups: Algeria, Iran,
+    # Mongolia, Ukraine upper-middle; Bulgaria, Palau, Russia high.
+    expected = {
+        "CRI": "Upper middle income", "CPV": "Lower middle income", "WSM": "Lower middle income",
+        "NAM": "Upper middle income", "JOR": "Lower middle income", "FSM": "Lower middle income",
+        "PHL": "Lower middle income", "LKA": "Lower middle income", "VNM": "Lower middle income",
+        "TGO": "Low income", "DZA": "Upper middle income", "IRN": "Upper middle income",
+        "MNG": "Upper middle income", "UKR": "Upper middle income", "BGR": "High income",
+        "PLW": "High income", "RUS": "High income",
+    }
+    assert dict(zip(expected, country_income(list(expected)), strict=True)) == expected
