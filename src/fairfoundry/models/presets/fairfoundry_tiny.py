@@ -14,9 +14,10 @@ register_preset(Preset(
     source="bundled: scripts/train_tiny_encoder.py (SimCLR on the 300 bundled NIH X-rays)",
     get_weights="bundled with fairfoundry (no download)",
     modality="chest X-ray (demo / tests; not a clinical model)",
-    description="ViT (64 px, patch 8, width 192, depth 4) pre-trained with SimCLR for a few "
-    "CPU minutes on 300 NIH chest X-rays; [CLS] embedding (192-d). For offline pipelines and "
-    "tests; see docs/pretrain.md for its training record and limits.",
+    description="ViT (64 px, patch 8, width 192, depth 4) pre-trained with SimCLR (600 steps "
+    "of 64, ~14 min on a shared 2-core CPU) on 300 NIH chest X-rays; [CLS] embedding (192-d). "
+    "For offline pipelines and tests, not for results; it encodes patient sex strongly. See "
+    "docs/pretrain.md for its training record, probe AUCs and limits.",
     paper="Chen et al., SimCLR, ICML 2020 (objective); fairfoundry docs/pretrain.md",
     embed_dim=192,
 ))
