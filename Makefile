@@ -1,5 +1,5 @@
 # fairfoundry: two commands on a fresh machine.
-#   make quickstart  -- create .venv, install, evaluate the bundled real NIH CheXNet predictions, write a report
+#   make quickstart  -- create .venv, install, run the offline pipeline on the bundled real NIH data, write reports
 #   make test        -- create .venv, install with dev extras, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,7 +25,7 @@ $(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
 	touch $@ $(VENV)/.installed-run
 
 quickstart: $(VENV)/.installed-run
-	$(VENV)/bin/fairfoundry evaluate --example nih-chexnet --out $(QUICKSTART_OUT) --overwrite
+	$(VENV)/bin/fairfoundry quickstart --out $(QUICKSTART_OUT) --overwrite
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks scripts

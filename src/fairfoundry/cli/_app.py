@@ -41,6 +41,7 @@ COMMAND_MODULES: list[str] = [
     "_models",
     "_pretrain",
     "_adapt",
+    "_quickstart",
 ]
 
 _STATE = {"debug": False}
