@@ -89,6 +89,10 @@ def test_html_is_self_contained_and_datasheet_marks_open_questions(nih_audit):
     assert "http://" not in html.split("<main>")[0] and "<script src" not in html
     assert "112,120 images of 30,805 patients" in html
     assert "Coverage across datasets" in html and "» nih-chestxray14" in html
+    # readable tables: shares as percentages, no empty class column, no python reprs
+    assert "<td class=\"\">43.5%</td>" in html  # female share of 48,780 / 112,120
+    assert "<th class=\"\">class</th>" not in html and ">None<" not in html
+    assert ">True<" not in html and "{'train'" not in html
     ds = nih_audit.to_datasheet()
     assert "## Composition" in ds and "## Maintenance" in ds
     assert "112,120 images of 30,805 patients" in ds

@@ -139,3 +139,48 @@ def test_datasets_scan_dicom_folder_lists_unreadable(cli, data_dir, tmp_path):
     bad = pd.read_csv(tmp_path / "m.problems.csv")
     assert len(m) == 9 and len(bad) == 4 and "JPEG-lossy.dcm" in set(bad["path"])
     assert (tmp_path / m["path"].iloc[0]).exists()  # paths relative to the manifest
+
+
+def test_audit_data_bad_values_name_file_column_and_values(cli, data_dir, tmp_path):
+    raw = pd.read_csv(data_dir / "ham10000" / "HAM10000_metadata.csv")
+    root = tmp_path / "ham"
+    root.mkdir()
+    bad = raw.head(300).copy()
+    bad.loc[:4, "sex"] = "hombre"
+    bad["age"] = bad["age"].astype(object)
+    bad.loc[10:11, "age"] = "fifty"
+    bad.to_csv(root / "HAM10000_metadata.csv", index=False)
+    r = cli("audit-data", "--dataset", "ham10000", "--root", root, "--out", tmp_path / "o1")
+    assert r.code == 2 and "Traceback" not in r.err and not (tmp_path / "o1").exists()
+    assert "HAM10000_metadata.csv" in r.err and "column 'sex'" in r.err
+    assert "'hombre' (5)" in r.err and "datasets show ham10000 >" in r.err
+    bad["sex"] = raw.head(300)["sex"]
+    bad.to_csv(root / "HAM10000_metadata.csv", index=False)
+    r = cli("audit-data", "--dataset", "ham10000", "--root", root, "--out", tmp_path / "o2")
+    assert r.code == 2 and "column 'age'" in r.err and "'fifty' (2)" in r.err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_audit_data_raw_table_as_manifest_points_to_dataset(cli, data_dir, tmp_path):
+    r = cli("audit-data", "--manifest", data_dir / "ham10000" / "HAM10000_metadata.csv",
+            "--out", tmp_path / "o")
+    assert r.code == 2 and "--dataset ham10000 --root" in r.err
+    assert not (tmp_path / "o").exists()
+
+
+def test_edited_copy_of_a_shipped_spec_fixes_unmapped_values(cli, data_dir, tmp_path):
+    raw = pd.read_csv(data_dir / "ham10000" / "HAM10000_metadata.csv").head(200)
+    root = tmp_path / "ham"
+    root.mkdir()
+    raw.assign(sex=raw["sex"].replace({"male": "hombre"})).to_csv(
+        root / "HAM10000_metadata.csv", index=False)
+    r = cli("datasets", "show", "ham10000")
+    text = r.out.replace("  sex:\n    column: sex\n", "  sex:\n    column: sex\n    map:\n"
+                         "      hombre: male\n", 1)
+    (tmp_path / "my.yaml").write_text(text, encoding="utf-8")
+    r = cli("audit-data", "--dataset", tmp_path / "my.yaml", "--root", root,
+            "--out", tmp_path / "o")
+    assert r.code == 0, r
+    audit = json.loads((tmp_path / "o" / "audit.json").read_text())
+    sex = {g["group"]: g["n"] for g in audit["groups"] if g["attribute"] == "sex"}
+    assert sex["male"] == int((raw["sex"] == "male").sum())

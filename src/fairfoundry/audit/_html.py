@@ -4,13 +4,54 @@ from __future__ import annotations
 
 import math
 
-from ..report import esc, figure_html, render_page, table_html
+from ..report import esc, figure_html, render_page
+from ..report import table_html as _table_html
 
 __all__ = ["audit_html"]
 
 
 def _fmt_pct(x) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+#: columns that hold numbers (or suppressed counts / formatted shares): right-aligned.
+_NUMERIC_COLUMNS = ("n", "n_patients", "positives", "n_unknown", "n_groups", "smallest",
+                    "largest", "prevalence", "difference", "ratio", *(
+                        "share", "share_known", "share_unknown", "reference_share",
+                        "share_among_known"))
+
+
+def table_html(frame, **kwargs) -> str:
+    """The report table with numeric-looking columns right-aligned."""
+    return _table_html(frame, right=[c for c in frame.columns if c in _NUMERIC_COLUMNS], **kwargs)
+
+
+#: float columns shown as percentages in the HTML tables (the JSON and CSV keep fractions).
+_PCT_COLUMNS = ("share", "share_known", "share_unknown", "prevalence", "reference_share",
+                "share_among_known")
+
+
+def _pretty(frame):
+    """A copy of ``frame`` for reading: shares as percentages, share differences in percentage
+    points, booleans as yes/no, no empty ``class`` column."""
+    import pandas as pd
+
+    out = frame.copy()
+    for c in out.columns:
+        col = out[c]
+        if c in _PCT_COLUMNS or str(c).startswith("share_"):
+            out[c] = [_fmt_pct(v) if isinstance(v, float) else v for v in col]
+        elif c == "difference":
+            out[c] = [f"{100 * v:+.1f} pp" if isinstance(v, float) and not math.isnan(v) else v
+                      for v in col]
+        elif col.dtype == bool:
+            out[c] = col.map({True: "yes", False: "no"})
+    if "class" in out.columns:
+        if out["class"].isna().all() or all(v is None for v in out["class"]):
+            out = out.drop(columns="class")
+        else:
+            out["class"] = out["class"].where(out["class"].notna(), "—")
+    return out if isinstance(out, pd.DataFrame) else frame
 
 
 def _bar_grid(audit):
@@ -65,9 +106,12 @@ def _missing_fig(audit):
     for i, (rec, unk) in enumerate(zip(m["recorded"], m["share_unknown"], strict=True)):
         if not rec:
             ax.text(0.01, i, "not recorded", va="center", fontsize=7, color="#8a8f99")
+        elif 1 - unk > 0.5:  # inside the bar, right-aligned, so it never runs off the axes
+            ax.text(1 - unk - 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
+                    ha="right", fontsize=7, color="white")
         else:
-            ax.text(min(1 - unk, 0.86) + 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
-                    fontsize=7, color="white" if 1 - unk > 0.86 else "black")
+            ax.text(1 - unk + 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
+                    fontsize=7, color="black")
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of images with the attribute known", fontsize=8)
     fig.tight_layout()
@@ -181,8 +225,7 @@ def audit_html(audit, *, title: str | None = None) -> str:
         parts.append(f'<div class="note">{esc(note)}</div>')
     parts.append("<h2>Missingness of protected attributes</h2>")
     parts.append(figure_html(_missing_fig(audit), caption="Share of images whose attribute is known."))
-    miss = audit.missingness.assign(share_unknown=[_fmt_pct(x) for x in audit.missingness["share_unknown"]])
-    parts.append(table_html(miss, left=["attribute"]))
+    parts.append(table_html(_pretty(audit.missingness), left=["attribute"]))
     parts.append(_coverage_section(audit))
     parts.append("<h2>Who is in the data</h2>")
     fig = _bar_grid(audit)
@@ -191,11 +234,11 @@ def audit_html(audit, *, title: str | None = None) -> str:
                                  f"{audit.min_group_size} images are labelled, not drawn; grey: "
                                  "unknown; red ticks: reference population)."))
     single = audit.groups[audit.groups["attribute"].isin(audit.attributes)]
-    parts.append(table_html(audit.suppressed(single), left=["attribute", "group"]))
+    parts.append(table_html(_pretty(audit.suppressed(single)), left=["attribute", "group"]))
     parts.append("<h2>Imbalance</h2><p class=\"meta\">min/max ratio = smallest / largest known "
                  "group (1 is balanced); effective groups = exp(Shannon entropy) of the group "
                  "shares (equals the number of groups when balanced).</p>")
-    parts.append(table_html(audit.imbalance, left=["attribute"]))
+    parts.append(table_html(audit.imbalance, left=["attribute"], float_format="{:.3g}"))
     if audit.intersections:
         parts.append("<h2>Intersections</h2>")
         first = audit.intersections[0]
@@ -204,27 +247,31 @@ def audit_html(audit, *, title: str | None = None) -> str:
             if fig is not None:
                 parts.append(figure_html(fig, caption=f"Images per {'×'.join(first)}."))
         inter = audit.groups[~audit.groups["attribute"].isin(audit.attributes)]
-        parts.append(table_html(audit.suppressed(inter), left=["attribute", "group"], max_rows=300))
+        parts.append(table_html(_pretty(audit.suppressed(inter)), left=["attribute", "group"],
+                                max_rows=300))
     if len(audit.representation):
         parts.append("<h2>Representation vs reference population</h2><p class=\"meta\">ratio = "
                      "share among known values / reference share (1 = represented as in the "
                      "reference, &lt;1 under-represented).</p>")
-        parts.append(table_html(audit.suppressed(audit.representation), left=["attribute", "group"]))
+        parts.append(table_html(_pretty(audit.suppressed(audit.representation)),
+                                left=["attribute", "group"], float_format="{:.3g}"))
     if len(audit.geography):
         parts.append("<h2>Geography</h2>")
         fig = _geo_fig(audit)
         if fig is not None:
             parts.append(figure_html(fig, caption="Images by World Bank income group (FY2025), UN "
                                      "M49 region and country."))
-        parts.append(table_html(audit.suppressed(audit.geography), left=["level", "group"]))
+        parts.append(table_html(_pretty(audit.suppressed(audit.geography)),
+                                left=["level", "group"]))
     if len(audit.prevalence):
         parts.append("<h2>Label prevalence by group</h2>")
         single_prev = audit.prevalence[audit.prevalence["attribute"].isin(audit.attributes)]
-        parts.append(table_html(audit.suppressed(single_prev),
+        parts.append(table_html(_pretty(audit.suppressed(single_prev)),
                                 left=["attribute", "group", "label", "class"], max_rows=400))
     if len(audit.small_groups):
         parts.append(f"<h2>Small groups (&lt; {audit.min_group_size} images)</h2>")
-        parts.append(table_html(audit.suppressed(audit.small_groups), left=["attribute", "group"]))
+        parts.append(table_html(_pretty(audit.suppressed(audit.small_groups)),
+                                left=["attribute", "group"]))
     parts.append("<h2>Leakage and duplicates</h2>")
     if audit.leakage is None:
         parts.append("<p>No split or patient column: leakage not checked.</p>")

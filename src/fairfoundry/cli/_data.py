@@ -55,9 +55,16 @@ def datasets_list(
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     width = max(len(r["name"]) for r in rows)
+
+    def short(text: str, n: int = 40) -> str:
+        return text if len(text) <= n else text[:n - 1].rstrip() + "…"
+
+    typer.echo(f"{'name':<{width}}  {'access':<12}  {'modality':<40}  protected attributes")
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  {r['access']:<12}  {r['modality'][:40]:<40}  "
+        typer.echo(f"{r['name']:<{width}}  {r['access']:<12}  {short(r['modality']):<40}  "
                    f"{r['attributes'] or '-'}")
+    typer.echo("\nfairfoundry datasets show NAME prints a spec (files, value maps, licence, sources); "
+               "--coverage prints the coverage matrix.")
 
 
 @datasets_app.command("show")
@@ -242,7 +249,16 @@ def audit_data_command(
         name = spec.name
         inputs = {"dataset": spec.name, "root": str(Path(root).resolve())}
     else:
-        frame = read_manifest(manifest)
+        try:
+            frame = read_manifest(manifest)
+        except FairfoundryError as exc:
+            raw = _raw_table_of(Path(manifest))
+            if raw is None or "sample_id" not in exc.message:
+                raise
+            raise FairfoundryError(
+                exc.message, hint=f"{Path(manifest).name} is the metadata table of the "
+                f"{raw!r} dataset, not a harmonised manifest: run `fairfoundry audit-data "
+                f"--dataset {raw} --root {Path(manifest).parent}`") from exc
         base = Path(manifest).resolve().parent
         label_cols = None
         name = Path(manifest).name
@@ -297,7 +313,25 @@ def audit_data_command(
                f"attributes recorded: {', '.join(s['attributes_recorded']) or 'none'}")
     for w in audit.warnings:
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"wrote {out}/audit.html, audit.json, datasheet.md")
+    written = ["audit.html", "audit.json", "datasheet.md", "groups.csv"]
+    if dataset is not None:
+        written.append("manifest.csv")
+    if audit.problems is not None and len(audit.problems):
+        written.append(f"problems.csv ({len(audit.problems)} unreadable or missing file(s))")
+    typer.echo(f"wrote {out}/: {', '.join(written)}, run.json")
+
+
+def _raw_table_of(path: Path) -> str | None:
+    """Name of the dataset spec whose base table has this file name (None if none)."""
+    from ..data import get_spec, list_specs
+
+    name = path.name.lower()
+    for spec_name in list_specs():
+        spec = get_spec(spec_name)
+        if spec.tables and name in {Path(f).name.lower() for f in
+                                    [spec.tables[0].file, *spec.tables[0].alternatives]}:
+            return spec_name
+    return None
 
 
 def _spec_labels(spec, frame) -> list[str] | None:

@@ -296,8 +296,11 @@ def get_spec(name: str | os.PathLike) -> DatasetSpec:
         return SPECS[key]
     if key.replace("-", "") in aliases:
         return SPECS[aliases[key.replace("-", "")]]
-    raise FairfoundryError(f"unknown dataset {name!r}",
-                           hint=did_you_mean(text, list_specs(), what="known datasets"))
+    partial = [s for s in list_specs() if key.replace("-", "") in s.replace("-", "")]
+    hint = did_you_mean(text, list_specs(), what="known datasets")
+    if len(partial) == 1 and "did you mean" not in (hint or ""):
+        hint = f"did you mean {partial[0]!r}? " + (hint or "")
+    raise FairfoundryError(f"unknown dataset {name!r}", hint=hint)
 
 
 # --------------------------------------------------------------------------------- loading
@@ -423,13 +426,14 @@ def _harmonise_attribute(name: str, attr: AttributeSpec, frame, *, source: str, 
     else:
         raw = _need(frame, attr.column, what=name, source=source)
     if name == "age":
-        ages = harmonise_age(raw, unit=attr.unit, strict=attr.strict, name=f"{source}: age")
+        ages = harmonise_age(raw, unit=attr.unit, strict=attr.strict,
+                             name=attr.column or "age")
         if ages.attrs.get("implausible"):
             notes.append(f"age: {ages.attrs['implausible']} implausible value(s) (<0 or >120 "
                          f"years) set to unknown")
         return ages.to_numpy()
     func = ATTRIBUTE_HARMONISERS[name]
-    label = f"{source}: {name} (column {attr.column!r})" if attr.column else name
+    label = attr.column or name
     if func == "free":
         return _free_values(raw, attr.map or {}, attr.missing)
     out = func(raw, mapping=attr.map, strict=attr.strict, name=label, missing=attr.missing)
@@ -524,6 +528,7 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
 
     if spec.format == "table":
         frame = None
+        column_files: dict[str, str] = {}
         derived = False
         skipped: list[str] = []
         for i, table in enumerate(spec.tables):
@@ -538,6 +543,8 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
                                        hint=f"download it from {spec.url}" if spec.url else None)
             part = _read_table(path, table)
             part = _tidy_table(part, table, path=path)
+            for c in part.columns:
+                column_files.setdefault(str(c), path.name)
             for k, v in table.assign.items():
                 part[k] = v
             if i == 0 or table.append:
@@ -569,6 +576,7 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
             for name, d in spec.derive.items():
                 frame[name] = _derive(frame, d, name=name, source=spec.name)
         frame.attrs["skipped_tables"] = skipped
+        frame.attrs["column_files"] = column_files
         return frame
     if spec.format == "npz_bundle":
         files = sorted(glob.glob(str(root / (spec.files or "*.npz"))))
@@ -686,6 +694,7 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
     frame = _base_frame(spec, root, notes)
     problems = frame.attrs.pop("problems", None)
     skipped = frame.attrs.pop("skipped_tables", [])
+    column_files = frame.attrs.pop("column_files", {})
     if problems is not None and len(problems):
         first = problems.iloc[0]
         if strict:
@@ -743,7 +752,17 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
                 continue
             if found is not None and found != attr.column:
                 attr = attr.model_copy(update={"column": found})
-        out[name] = _harmonise_attribute(name, attr, frame, source=src, notes=notes)
+        try:
+            out[name] = _harmonise_attribute(name, attr, frame, source=src, notes=notes)
+        except FairfoundryError as exc:
+            where = column_files.get(str(attr.column))
+            hint = exc.hint or ""
+            if SPECS.get(spec.name) is spec and "value map" in exc.message:
+                hint += (f"; to change a shipped spec: `fairfoundry datasets show {src} > "
+                         f"my-{src}.yaml`, edit its {name} map, then --dataset my-{src}.yaml")
+            what = "" if attr.column in (None, name) else f" (the {name} attribute)"
+            raise FairfoundryError(f"{src}{f' ({where})' if where else ''}: {exc.message}{what}",
+                                   hint=hint or None) from exc
     if "age" in out.columns:
         edges = bins or spec.age_bins
         out["age"] = pd.to_numeric(out["age"], errors="coerce").astype(float)
@@ -764,8 +783,9 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
         strat = [s for s in spec.split.stratify if s in out.columns]
         out["split"] = patient_split(out, ratios=spec.split.ratios, seed=spec.split.seed,
                                      stratify=strat or None)
-        notes.append(f"split: seeded patient-level random split {spec.split.ratios} "
-                     f"(seed {spec.split.seed})")
+        shares = " / ".join(f"{k} {100 * v:g} %" for k, v in spec.split.ratios.items())
+        notes.append(f"split: no official split, so a seeded patient-level random split "
+                     f"({shares} of patients, seed {spec.split.seed})")
     dup = out["sample_id"].duplicated()
     if dup.any():
         raise FairfoundryError(f"{src}: {int(dup.sum())} duplicated sample id(s), e.g. "

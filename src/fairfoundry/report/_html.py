@@ -55,11 +55,17 @@ def figure_html(fig, *, caption: str = "", alt: str = "figure") -> str:
     return f'<figure><img alt="{esc(alt)}" src="{uri}">{cap}</figure>'
 
 
-def table_html(frame, *, float_format: str = "{:.4g}", max_rows: int = 500, left: Iterable[str] = ()) -> str:
-    """Render a DataFrame as a compact HTML table (NaN shown as an em dash)."""
+def table_html(frame, *, float_format: str = "{:.4g}", max_rows: int = 500, left: Iterable[str] = (),
+               right: Iterable[str] = ()) -> str:
+    """Render a DataFrame as a compact HTML table (NaN shown as an em dash).
+
+    Columns in ``left`` are left-aligned; columns in ``right`` are right-aligned even where a
+    cell holds text (a suppressed count ``<10``, a formatted ``45.5%``); other cells are
+    right-aligned when numeric."""
     import math
 
     left = set(left)
+    right = set(right)
     cols = list(frame.columns)
     head = "".join(f'<th class="{"l" if c in left else ""}">{esc(c)}</th>' for c in cols)
     rows = []
@@ -70,7 +76,8 @@ def table_html(frame, *, float_format: str = "{:.4g}", max_rows: int = 500, left
                 txt = "—" if math.isnan(v) else float_format.format(v)
             else:
                 txt = esc(v)
-            cells.append(f'<td class="{"l" if c in left or not isinstance(v, (int, float)) else ""}">{txt}</td>')
+            is_left = c in left or (c not in right and not isinstance(v, (int, float)))
+            cells.append(f'<td class="{"l" if is_left else ""}">{txt}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="meta">{len(frame) - max_rows} more rows in the CSV.</p>' if len(frame) > max_rows else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
