@@ -85,7 +85,9 @@ def datasheet_markdown(audit) -> str:
                       + sentence(spec.split.note) + leak)
     elif spec is not None and spec.split.rule == "patient_random":
         split_note = ("No official split is used here: fairfoundry assigned a seeded "
-                      f"patient-level split {dict(spec.split.ratios)} (seed {spec.split.seed}"
+                      "patient-level split ("
+                      + " / ".join(f"{k} {100 * v:g} %" for k, v in spec.split.ratios.items())
+                      + f" of patients; seed {spec.split.seed}"
                       + (f", stratified by {', '.join(spec.split.stratify)}"
                          if spec.split.stratify else "") + ")."
                       + sentence(spec.split.note) + leak)
@@ -117,13 +119,19 @@ def datasheet_markdown(audit) -> str:
            if s["attributes_recorded"] else "."))
     imb = audit.imbalance[audit.imbalance["attribute"].isin(audit.attributes)]
     if len(imb):
-        lines = [f"- {r.attribute}: {r.n_groups} groups, smallest/largest = "
+        lines = [f"- {r.attribute}: {r.n_groups} group{'s' if r.n_groups != 1 else ''}, "
+                 f"smallest/largest = "
                  f"{r.min_max_ratio:.3f}, effective number of groups = {r.effective_groups:.2f}"
                  for r in imb.itertuples(index=False)]
         q.append("*Imbalance (from the audit):*\n\n" + "\n".join(lines) + "\n")
     if len(audit.geography):
         geo = audit.suppressed(audit.geography)
-        lines = [f"- {r.level}: {r.group} {r.n}" for r in geo.itertuples(index=False)]
+        lines = [f"- {r.level}: {r.group} {r.n}" for r in geo.itertuples(index=False)
+                 if not (isinstance(r.n, (int, float)) and r.n == 0)]
+        empty = [f"{r.group}" for r in geo.itertuples(index=False)
+                 if isinstance(r.n, (int, float)) and r.n == 0]
+        if empty:
+            lines.append(f"- no images from: {', '.join(empty)}")
         q.append("*Geography (from the audit; income groups: World Bank FY2025):*\n\n"
                  + "\n".join(lines) + "\n")
     if len(audit.small_groups):
@@ -155,7 +163,8 @@ def datasheet_markdown(audit) -> str:
         for a, attr in spec.attributes.items():
             src = attr.column or (f"constant {attr.value!r}" if attr.value is not None else
                                   attr.birth_date or attr.birth_year)
-            extra = f", value map {dict(attr.map)}" if attr.map else ""
+            extra = (", value map " + ", ".join(f"{k} → {v}" for k, v in attr.map.items())
+                     if attr.map else "")
             lines.append(f"- {a}: from {src}{extra}" + (f" ({attr.note})" if attr.note else ""))
         harmon = ("Protected attributes were harmonised by fairfoundry's spec "
                   f"`{spec.name}`:\n\n" + "\n".join(lines))
