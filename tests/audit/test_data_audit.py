@@ -81,6 +81,22 @@ def test_small_cells_are_suppressed_in_published_outputs(tmp_path):
     assert other["n"] == "<5" and other["share"] is None
     assert (tmp_path / "a.json").exists()
     assert "3" not in a.to_html().split("other")[1][:60]
+    # the imbalance table would give the small group back (smallest = 3, 3/60 = 0.05)
+    imb = {r["attribute"]: r for r in published["imbalance"]}
+    assert imb["sex"]["smallest"] == "<5" and imb["sex"]["min_max_ratio"] is None
+    assert imb["sex"]["largest"] == 60
+    assert a.imbalance.set_index("attribute").loc["sex", "smallest"] == 3  # object keeps it
+    assert "suppressed (smallest group < 5)" in a.to_datasheet()
+
+
+def test_small_unknown_counts_are_suppressed_in_missingness():
+    m = pd.DataFrame({"sample_id": [str(i) for i in range(50)],
+                      "sex": ["female"] * 24 + ["male"] * 24 + ["unknown"] * 2})
+    a = audit_manifest(m, min_group_size=5)
+    miss = {r["attribute"]: r for r in a.to_dict()["missingness"]}
+    assert miss["sex"]["n_unknown"] == "<5" and miss["sex"]["share_unknown"] is None
+    assert "unknown for <5 images" in a.to_datasheet()
+    assert "4.0%" not in a.to_html()  # 2/50 unknown
 
 
 def test_html_is_self_contained_and_datasheet_marks_open_questions(nih_audit):

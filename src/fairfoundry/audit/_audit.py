@@ -176,6 +176,45 @@ class Audit:
                 out.loc[small | (small_pos if col == "prevalence" else False), col] = None
         return out
 
+    def suppressed_imbalance(self):
+        """:attr:`imbalance` with smallest / largest group sizes below ``min_group_size`` shown
+        as ``"<k"``; the min/max ratio is blanked with a small smallest group, since it and the
+        largest size would give the smallest back."""
+        import numpy as np
+
+        k = self.min_group_size
+        out = self.imbalance.copy()
+        if len(out) == 0 or k <= 1:
+            return out
+        small_min = np.zeros(len(out), dtype=bool)
+        for col in ("smallest", "largest"):
+            if col in out.columns:
+                v = out[col].to_numpy(dtype=float)
+                mask = (v > 0) & (v < k)
+                if col == "smallest":
+                    small_min = mask
+                out[col] = out[col].astype(object)
+                out.loc[mask, col] = f"<{k}"
+        if "min_max_ratio" in out.columns:
+            out["min_max_ratio"] = out["min_max_ratio"].astype(object)
+            out.loc[small_min, "min_max_ratio"] = None
+        return out
+
+    def suppressed_missingness(self):
+        """:attr:`missingness` with unknown counts below ``min_group_size`` shown as ``"<k"``
+        (and their share blanked), like the ``unknown`` group in :attr:`groups`."""
+        k = self.min_group_size
+        out = self.missingness.copy()
+        if len(out) == 0 or k <= 1:
+            return out
+        v = out["n_unknown"].to_numpy(dtype=float)
+        mask = (v > 0) & (v < k)
+        out["n_unknown"] = out["n_unknown"].astype(object)
+        out.loc[mask, "n_unknown"] = f"<{k}"
+        out["share_unknown"] = out["share_unknown"].astype(object)
+        out.loc[mask, "share_unknown"] = None
+        return out
+
     def summary(self) -> dict:
         """Headline numbers (JSON-ready)."""
         recorded = self.missingness[self.missingness["recorded"]]["attribute"].tolist()
@@ -208,8 +247,8 @@ class Audit:
             "notes": self.notes,
             "warnings": self.warnings,
             "groups": records(self.groups),
-            "missingness": to_jsonable(self.missingness.to_dict(orient="records")),
-            "imbalance": to_jsonable(self.imbalance.to_dict(orient="records")),
+            "missingness": to_jsonable(self.suppressed_missingness().to_dict(orient="records")),
+            "imbalance": to_jsonable(self.suppressed_imbalance().to_dict(orient="records")),
             "prevalence": records(self.prevalence),
             "representation": records(self.representation),
             "geography": records(self.geography),

@@ -64,10 +64,15 @@ def datasheet_markdown(audit) -> str:
         f"{', '.join(s['attributes_recorded']) or 'none'}.")
     ask("Is there a label or target associated with each instance?",
         f"Yes: {', '.join(labels)}." if labels else None)
-    missing_lines = [f"- {r.attribute}: " + ("not recorded" if not r.recorded else
-                                             f"unknown for {r.n_unknown:,} images "
-                                             f"({_pct(r.share_unknown)})")
-                     for r in audit.missingness.itertuples(index=False)]
+    def unknown(r):
+        if not r.recorded:
+            return "not recorded"
+        if isinstance(r.n_unknown, str):  # suppressed small count
+            return f"unknown for {r.n_unknown} images"
+        return f"unknown for {r.n_unknown:,} images ({_pct(r.share_unknown)})"
+
+    missing_lines = [f"- {r.attribute}: {unknown(r)}"
+                     for r in audit.suppressed_missingness().itertuples(index=False)]
     ask("Is any information missing from individual instances?",
         "Missingness of each protected attribute:\n\n" + "\n".join(missing_lines))
     ask("Are relationships between individual instances made explicit?",
@@ -117,11 +122,16 @@ def datasheet_markdown(audit) -> str:
         "Yes: it contains health data (medical images and findings)"
         + (f" and the protected attributes {', '.join(s['attributes_recorded'])}."
            if s["attributes_recorded"] else "."))
-    imb = audit.imbalance[audit.imbalance["attribute"].isin(audit.attributes)]
+    imb = audit.suppressed_imbalance()
+    imb = imb[imb["attribute"].isin(audit.attributes)]
     if len(imb):
+        def ratio(v):
+            return (f"suppressed (smallest group < {audit.min_group_size})" if v is None
+                    else f"{v:.3f}")
+
         lines = [f"- {r.attribute}: {r.n_groups} group{'s' if r.n_groups != 1 else ''}, "
                  f"smallest/largest = "
-                 f"{r.min_max_ratio:.3f}, effective number of groups = {r.effective_groups:.2f}"
+                 f"{ratio(r.min_max_ratio)}, effective number of groups = {r.effective_groups:.2f}"
                  for r in imb.itertuples(index=False)]
         q.append("*Imbalance (from the audit):*\n\n" + "\n".join(lines) + "\n")
     if len(audit.geography):

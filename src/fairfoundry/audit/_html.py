@@ -16,7 +16,8 @@ def _fmt_pct(x) -> str:
 
 #: columns that hold numbers (or suppressed counts / formatted shares): right-aligned.
 _NUMERIC_COLUMNS = ("n", "n_patients", "positives", "n_unknown", "n_groups", "smallest",
-                    "largest", "prevalence", "difference", "ratio", *(
+                    "largest", "prevalence", "difference", "ratio", "min_max_ratio",
+                    "effective_groups", "effective_groups_simpson", "evenness", *(
                         "share", "share_known", "share_unknown", "reference_share",
                         "share_among_known"))
 
@@ -38,6 +39,8 @@ def _pretty(frame):
 
     out = frame.copy()
     for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = [("—" if v is None else v) for v in out[c]]
         col = out[c]
         if c in _PCT_COLUMNS or str(c).startswith("share_"):
             out[c] = [_fmt_pct(v) if isinstance(v, float) else v for v in col]
@@ -103,9 +106,14 @@ def _missing_fig(audit):
     ax.barh(range(len(m)), 1 - m["share_unknown"], color=colors)
     ax.set_yticks(range(len(m)), m["attribute"], fontsize=8)
     ax.invert_yaxis()
-    for i, (rec, unk) in enumerate(zip(m["recorded"], m["share_unknown"], strict=True)):
+    k = audit.min_group_size
+    for i, (rec, unk, n_unk) in enumerate(zip(m["recorded"], m["share_unknown"], m["n_unknown"],
+                                              strict=True)):
         if not rec:
             ax.text(0.01, i, "not recorded", va="center", fontsize=7, color="#8a8f99")
+        elif 0 < n_unk < k:  # the share would reveal a suppressed count
+            ax.text(min(1 - unk, 0.98) - 0.01, i, f"<{k} unknown", va="center", ha="right",
+                    fontsize=7, color="white")
         elif 1 - unk > 0.5:  # inside the bar, right-aligned, so it never runs off the axes
             ax.text(1 - unk - 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
                     ha="right", fontsize=7, color="white")
@@ -127,8 +135,14 @@ def _heatmap(audit, inter):
     if sub.empty:
         return None
     parts = sub["group"].str.split("×", expand=True)
-    rows = list(dict.fromkeys(parts[0]))[:20]
-    cols = list(dict.fromkeys(parts[1]))[:20]
+
+    def ordered(attr, seen):
+        order = audit.groups.loc[audit.groups["attribute"] == attr, "group"].astype(str).tolist()
+        rank = {g: i for i, g in enumerate(order)}
+        return sorted(dict.fromkeys(seen), key=lambda g: (rank.get(g, len(rank)), g))[:20]
+
+    rows = ordered(inter[0], parts[0])
+    cols = ordered(inter[1], parts[1])
     mat = np.zeros((len(rows), len(cols)))
     for (r, c), n in zip(zip(parts[0], parts[1], strict=True), sub["n"], strict=True):
         if r in rows and c in cols:
@@ -225,7 +239,7 @@ def audit_html(audit, *, title: str | None = None) -> str:
         parts.append(f'<div class="note">{esc(note)}</div>')
     parts.append("<h2>Missingness of protected attributes</h2>")
     parts.append(figure_html(_missing_fig(audit), caption="Share of images whose attribute is known."))
-    parts.append(table_html(_pretty(audit.missingness), left=["attribute"]))
+    parts.append(table_html(_pretty(audit.suppressed_missingness()), left=["attribute"]))
     parts.append(_coverage_section(audit))
     parts.append("<h2>Who is in the data</h2>")
     fig = _bar_grid(audit)
@@ -238,7 +252,8 @@ def audit_html(audit, *, title: str | None = None) -> str:
     parts.append("<h2>Imbalance</h2><p class=\"meta\">min/max ratio = smallest / largest known "
                  "group (1 is balanced); effective groups = exp(Shannon entropy) of the group "
                  "shares (equals the number of groups when balanced).</p>")
-    parts.append(table_html(audit.imbalance, left=["attribute"], float_format="{:.3g}"))
+    parts.append(table_html(_pretty(audit.suppressed_imbalance()), left=["attribute"],
+                            float_format="{:.3g}"))
     if audit.intersections:
         parts.append("<h2>Intersections</h2>")
         first = audit.intersections[0]

@@ -95,7 +95,7 @@ def datasets_build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Build the harmonised manifest of a dataset (paths relative to the manifest file)."""
-    from .._io import write_sidecar
+    from .._io import write_sidecar, write_table_atomic
     from ..data import load_dataset, parse_bins, rebase_paths, write_manifest
 
     out = Path(out)
@@ -106,6 +106,12 @@ def datasets_build(
     loaded = load_dataset(name, root, check_files=check_files, strict=strict,
                           bins=parse_bins(bins).get("age"))
     frame = rebase_paths(loaded.manifest, from_dir=root, to_dir=out.resolve().parent)
+    problems_csv = out.with_name(out.stem + ".problems.csv")
+    if len(loaded.problems):
+        if problems_csv.exists() and not overwrite:
+            raise FairfoundryError(f"{problems_csv} already exists",
+                                   hint="pass --overwrite to replace it")
+        write_table_atomic(problems_csv, loaded.problems)
     write_manifest(frame, out)
     write_sidecar(out.with_name(out.name + ".json"), kind="manifest",
                   config={"dataset": loaded.spec.name, "bins": bins or None},
@@ -115,8 +121,8 @@ def datasets_build(
     for note in loaded.notes:
         typer.echo(f"note: {note}", err=True)
     if len(loaded.problems):
-        typer.echo(f"warning: {len(loaded.problems)} image file(s) missing, e.g. "
-                   f"{loaded.problems['path'].head(3).tolist()}", err=True)
+        typer.echo(f"warning: {len(loaded.problems)} file(s) missing or unreadable, listed in "
+                   f"{problems_csv}, e.g. {loaded.problems['path'].head(3).tolist()}", err=True)
 
 
 @datasets_app.command("scan")

@@ -597,8 +597,6 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
         from ._readers import scan_dicom
 
         frame, problems = scan_dicom(root, force=True)
-        if len(problems):
-            notes.append(f"{len(problems)} DICOM file(s) could not be read")
         frame.attrs["problems"] = problems
         return frame
     raise FairfoundryError(f"unknown spec format {spec.format!r}")  # pragma: no cover
@@ -701,8 +699,6 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
             raise FairfoundryError(f"{spec.name}: {len(problems)} file(s) under {root} could not "
                                    f"be read, e.g. {first['path']}: {first['error']}",
                                    hint="drop --strict to list them in problems.csv and go on")
-        if spec.format == "npz_files":
-            notes.append(f"{len(problems)} npz file(s) could not be read (listed in problems)")
     frame = frame.reset_index(drop=True)
     src = spec.name
     out = pd.DataFrame(index=frame.index)
