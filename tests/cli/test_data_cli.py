@@ -184,3 +184,23 @@ def test_edited_copy_of_a_shipped_spec_fixes_unmapped_values(cli, data_dir, tmp_
     audit = json.loads((tmp_path / "o" / "audit.json").read_text())
     sex = {g["group"]: g["n"] for g in audit["groups"] if g["attribute"] == "sex"}
     assert sex["male"] == int((raw["sex"] == "male").sum())
+
+
+def test_datasets_build_lists_unreadable_npz_next_to_the_manifest(cli, tmp_path):
+    import numpy as np
+
+    root = tmp_path / "fairvlmed" / "Training"
+    root.mkdir(parents=True)
+    np.savez(root / "data_00001.npz", gender=np.array(1), race=np.array(2),
+             ethnicity=np.array(0), language=np.array(0), maritalstatus=np.array(1),
+             age=np.array(64.0), glaucoma=np.array(1))
+    (root / "data_00002.npz").write_bytes(b"truncated download")
+    out = tmp_path / "m.csv"
+    r = cli("datasets", "build", "harvard-fairvlmed", "--root", root.parent, "--out", out)
+    assert r.code == 0, r
+    assert pd.read_csv(out)["sex"].tolist() == ["male"]
+    bad = pd.read_csv(tmp_path / "m.problems.csv")
+    assert bad["path"].tolist() == ["Training/data_00002.npz"] and "m.problems.csv" in r.err
+    r = cli("datasets", "build", "harvard-fairvlmed", "--root", root.parent, "--strict",
+            "--out", tmp_path / "s.csv")
+    assert r.code == 2 and "data_00002.npz" in r.err and not (tmp_path / "s.csv").exists()
