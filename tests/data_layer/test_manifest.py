@@ -71,3 +71,17 @@ def test_data_and_audit_import_no_heavy_packages():
             "print(','.join(heavy))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == ""
+
+
+def test_read_manifest_accepts_xlsx_and_keeps_id_zeros(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [["sample_id", "patient_id", "sex", "age"], ["001", "007", "F", 61],
+                ["002", "007", "F", 62], ["003", "010", "M", 40]]:
+        ws.append(row)
+    wb.save(tmp_path / "m.xlsx")
+    m = read_manifest(tmp_path / "m.xlsx")
+    assert m["sample_id"].tolist() == ["001", "002", "003"]
+    assert m["patient_id"].tolist() == ["007", "007", "010"] and m["age"].tolist() == [61, 62, 40]

@@ -185,7 +185,7 @@ def audit_data_command(
         help="Dataset spec name (see `fairfoundry datasets list`) or a spec YAML path; needs --root."),
     root: Path | None = typer.Option(None, "--root", help="Folder holding the dataset's files."),
     manifest: Path | None = typer.Option(
-        None, "--manifest", "-m", help="A harmonised manifest (CSV, TSV or Parquet) to audit."),
+        None, "--manifest", "-m", help="A harmonised manifest (CSV, TSV, Parquet or .xlsx) to audit."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     attributes: list[str] | None = typer.Option(
         None, "--attributes", "-a",

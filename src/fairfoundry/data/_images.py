@@ -58,7 +58,9 @@ def _load_dicom(path: Path):
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax)
         raise FairfoundryError(
-            f"cannot decode pixels of DICOM {path} (transfer syntax {name}): {exc}".splitlines()[0],
+            # every decoder's reason on one line (pydicom lists one per plugin)
+            " ".join(f"cannot decode pixels of DICOM {path} (transfer syntax {name}): {exc}"
+                     .split())[:600],
             hint="compressed DICOMs need pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg "
                  "(pip install 'fairfoundry[medical]') or GDCM") from exc
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":

@@ -72,13 +72,24 @@ def _read(path: Path):
             frame = pd.read_parquet(path)
         elif name.endswith((".tsv", ".tsv.gz", ".tab")):
             frame = pd.read_csv(path, sep="\t", dtype=_STRING_DTYPES, low_memory=False)
+        elif name.endswith(".xlsx"):
+            try:
+                import openpyxl  # noqa: F401
+            except ImportError as exc:
+                raise FairfoundryError(
+                    f"reading {path} needs openpyxl",
+                    hint="pip install 'fairfoundry[medical]' (or openpyxl), or save the sheet "
+                         "as CSV") from exc
+            frame = pd.read_excel(path, sheet_name=0, dtype=_STRING_DTYPES)
         else:
             frame = pd.read_csv(path, dtype=_STRING_DTYPES, low_memory=False)
+    except FairfoundryError:
+        raise
     except pd.errors.EmptyDataError as exc:
         raise FairfoundryError(f"manifest file {path} is empty") from exc
     except Exception as exc:  # any parser failure is a user-input problem
         raise FairfoundryError(f"cannot read manifest file {path}: {exc}".splitlines()[0],
-                               hint="a manifest is a CSV, TSV or Parquet file") from exc
+                               hint="a manifest is a CSV, TSV, Parquet or .xlsx file") from exc
     return frame
 
 
@@ -151,7 +162,8 @@ def validate_manifest(frame, *, required: tuple[str, ...] | list[str] = ("sample
 
 
 def read_manifest(path: str | os.PathLike, *, required: tuple[str, ...] | list[str] = ("sample_id",)):
-    """Read a manifest (CSV, TSV or Parquet) and validate its columns.
+    """Read a manifest (CSV, TSV, Parquet, or the first sheet of an .xlsx) and validate its
+    columns.
 
     ``sample_id``, ``patient_id``, ``path`` and ``split`` are read as strings (ids keep leading
     zeros). Paths are **not** resolved: a relative ``path`` is relative to the manifest file,
