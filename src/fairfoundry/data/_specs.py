@@ -539,8 +539,11 @@ def _base_frame(spec: DatasetSpec, root: Path, notes: list[str]):
                     notes.append(f"optional table {table.file} not found: its columns are unknown")
                     skipped.append(table.file)
                     continue
+                hint = "; ".join(filter(None, [f"download it from {spec.url}" if spec.url
+                                               else "", f"expected: {table.note}"
+                                               if table.note else ""]))
                 raise FairfoundryError(f"{spec.name}: file {names} not found under {root}",
-                                       hint=f"download it from {spec.url}" if spec.url else None)
+                                       hint=hint or None)
             part = _read_table(path, table)
             part = _tidy_table(part, table, path=path)
             for c in part.columns:
