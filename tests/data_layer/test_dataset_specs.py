@@ -18,7 +18,8 @@ FIX = Path(__file__).parent / "fixtures"
 
 ALL = ["brset", "chexpert", "ddi", "dicom", "fitzpatrick17k", "generic", "ham10000",
        "harvard-fairseg", "harvard-fairvlmed", "harvard-gf", "isic2019", "isic2020", "medmnist",
-       "mimic-cxr-jpg", "nih-chestxray14", "odir-5k", "pad-ufes-20", "padchest", "papila"]
+       "mimic-cxr-jpg", "nih-chestxray14", "odir-5k", "odir-5k-annotations", "pad-ufes-20",
+       "padchest", "papila"]
 
 
 def test_registry_has_every_spec_with_licence_and_citation():
@@ -214,7 +215,8 @@ def test_check_files_lists_missing_images(data_dir, tmp_path):
 
 def test_coverage_matrix_from_specs():
     cov = coverage_matrix()
-    assert "generic" not in cov.index and "dicom" not in cov.index and len(cov) == len(ALL) - 2
+    assert "generic" not in cov.index and "dicom" not in cov.index and len(cov) == len(ALL) - 3
+    assert "odir-5k-annotations" not in cov.index  # same dataset as odir-5k
     assert cov.loc["mimic-cxr-jpg", "insurance"] == "image"
     assert cov.loc["nih-chestxray14", "race"] == "-"
     assert cov.loc["fitzpatrick17k", "skin_type"] == "image"

@@ -224,3 +224,25 @@ def test_value_maps_record_their_sources(name):
     spec = get_spec(name)
     assert spec.sources and all(s.url.startswith("https://") and s.says for s in spec.sources)
     assert name in list_specs()
+
+
+def test_odir_annotation_workbook_is_unpivoted_to_one_row_per_image(tmp_path):
+    header = ["ID", "Patient Age", "Patient Sex", "Left-Fundus", "Right-Fundus",
+              "Left-Diagnostic Keywords", "Right-Diagnostic Keywords",
+              "N", "D", "G", "C", "A", "H", "M", "O"]
+    rows = [[0, 69, "Female", "0_left.jpg", "0_right.jpg", "cataract", "normal fundus",
+             0, 0, 0, 1, 0, 0, 0, 0],
+            [1, 57, "Male", "1_left.jpg", "1_right.jpg", "normal fundus", "normal fundus",
+             1, 0, 0, 0, 0, 0, 0, 0],
+            [2, 42, "Male", "2_left.jpg", None, "laser spot", None, 0, 1, 0, 0, 0, 0, 0, 1]]
+    _write_xlsx(tmp_path / "ODIR-5K_Training_Annotations(Updated)_V2.xlsx", [header, *rows])
+    m = load_dataset("odir-5k-annotations", tmp_path).manifest
+    # patient by patient, left then right; a patient without a right image has one row
+    assert m["sample_id"].tolist() == ["0_left.jpg", "0_right.jpg", "1_left.jpg",
+                                       "1_right.jpg", "2_left.jpg"]
+    assert m["eye"].tolist() == ["left", "right", "left", "right", "left"]
+    assert m["keywords"].tolist()[:2] == ["cataract", "normal fundus"]
+    assert m["patient_id"].tolist() == ["0", "0", "1", "1", "2"]
+    assert m["sex"].tolist() == ["female", "female", "male", "male", "male"]
+    assert m["C"].tolist() == [1, 1, 0, 0, 0] and m["path"].iloc[0] == "Training Images/0_left.jpg"
+    assert m.groupby("patient_id")["split"].nunique().max() == 1

@@ -46,6 +46,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "TableSpec",
+    "UnpivotSpec",
     "SPECS",
     "get_spec",
     "list_specs",
@@ -60,6 +61,17 @@ log = logging.getLogger(__name__)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class UnpivotSpec(_Strict):
+    """Turn one row per patient with one column per image into one row per image."""
+
+    columns: dict[str, str] = Field(description=(
+        "image columns -> the value written to 'key' for that image (e.g. Left-Fundus: left)"))
+    into: str = Field(description="new column holding the image (the cell value)")
+    key: str = Field("eye", description="new column holding the value the image column maps to")
+    per_key: dict[str, dict[str, str]] = Field(default_factory=dict, description=(
+        "other per-image columns: new column -> {key value: source column}"))
 
 
 class TableSpec(_Strict):
@@ -84,6 +96,8 @@ class TableSpec(_Strict):
     drop_empty: list[str] = Field(default_factory=list, description=(
         "rows without a value in these columns are dropped (sub-header or footer rows of "
         "spreadsheets)"))
+    unpivot: UnpivotSpec | None = Field(None, description=(
+        "one row per patient with one column per image -> one row per image"))
     note: str = ""
 
 
@@ -192,6 +206,8 @@ class DatasetSpec(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     age_bins: list[float] = Field(default_factory=lambda: [20, 40, 60, 80])
     tested_on: str = Field("", description="real data or fixture the spec is tested against")
+    same_as: str | None = Field(None, description=(
+        "another spec of the same dataset (other file layout); left out of the coverage matrix"))
     sources: list[SourceSpec] = Field(default_factory=list, description=(
         "where the value maps and column names were checked: url and what it says"))
     notes: list[str] = Field(default_factory=list)
@@ -360,7 +376,32 @@ def _tidy_table(frame, table: TableSpec, *, path: Path):
             _need(frame, col, what="drop_empty", source=str(path))
         keep = frame[table.drop_empty].notna().all(axis=1)
         frame = frame.loc[keep].reset_index(drop=True)
+    if table.unpivot is not None:
+        frame = _unpivot(frame, table.unpivot, path=path)
     return frame
+
+
+def _unpivot(frame, u: UnpivotSpec, *, path: Path):
+    """One row per (row, image column) with a non-empty image; other columns repeated."""
+    import pandas as pd
+
+    needed = list(u.columns) + [c for m in u.per_key.values() for c in m.values()]
+    for col in needed:
+        _need(frame, col, what="unpivot", source=str(path))
+    drop = set(needed)
+    base = frame[[c for c in frame.columns if c not in drop]]
+    parts = []
+    for col, label in u.columns.items():
+        part = base.copy()
+        part[u.key] = label
+        part[u.into] = frame[col].to_numpy()
+        for new, by_key in u.per_key.items():
+            src = by_key.get(label)
+            part[new] = frame[src].to_numpy() if src is not None else None
+        part["__order"] = range(len(part))
+        parts.append(part[part[u.into].notna()])
+    long = pd.concat(parts, ignore_index=True).sort_values("__order", kind="stable")
+    return long.drop(columns="__order").reset_index(drop=True)
 
 
 def _resolve_column(attr: AttributeSpec, frame) -> str | None:
@@ -840,7 +881,8 @@ def coverage_matrix(specs: list[str] | None = None):
     """
     import pandas as pd
 
-    names = specs or [n for n in list_specs() if n not in READER_SPECS]
+    names = specs or [n for n in list_specs()
+                      if n not in READER_SPECS and get_spec(n).same_as is None]
     rows = []
     for n in names:
         spec = get_spec(n)
