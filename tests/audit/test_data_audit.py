@@ -167,3 +167,14 @@ def test_relabelling_groups_permutes_the_table():
         assert {rename[g]: n for g, n in zip(one["group"], one["n"], strict=True)} == got
 
     check()
+
+
+def test_values_outside_the_harmonised_vocabulary_are_flagged():
+    m = pd.DataFrame({"sample_id": [str(i) for i in range(30)],
+                      "sex": ["F"] * 12 + ["male"] * 15 + ["hombre"] * 3})
+    a = audit_manifest(m, min_group_size=5)
+    warning = [w for w in a.warnings if w.startswith("sex has 2 value(s)")]
+    assert warning and "'F' (12)" in warning[0] and "'hombre' (<5)" in warning[0]
+    assert "harmonise_sex" in warning[0]
+    clean = audit_manifest(m.assign(sex=["female"] * 12 + ["male"] * 18), min_group_size=5)
+    assert not any("vocabulary" in w for w in clean.warnings)

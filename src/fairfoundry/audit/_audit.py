@@ -566,6 +566,25 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
         miss_rows.append({"attribute": a, "recorded": True, "n_unknown": int(unk.sum()),
                           "share_unknown": float(unk.mean())})
     missingness = pd.DataFrame(miss_rows)
+    # values outside the harmonised vocabularies (a manifest that was not harmonised)
+    from ..data import ETHNICITY_VALUES, RACE_VALUES, SEX_VALUES, SKIN_TYPE_VALUES
+
+    vocab = {"sex": SEX_VALUES, "race": RACE_VALUES, "ethnicity": ETHNICITY_VALUES,
+             "skin_type": SKIN_TYPE_VALUES}
+    funcs = {"sex": "harmonise_sex", "race": "harmonise_race",
+             "ethnicity": "harmonise_ethnicity", "skin_type": "fitzpatrick"}
+    for a, allowed in vocab.items():
+        if a in frame.columns:
+            vc = frame[a].dropna().astype(str).value_counts()
+            odd = vc[~vc.index.isin(allowed)]
+            if len(odd):
+                listing = ", ".join(f"{k!r} ({v if v >= min_group_size else f'<{min_group_size}'})"
+                                    for k, v in odd.head(8).items())
+                warnings.append(
+                    f"{a} has {len(odd)} value(s) outside the harmonised vocabulary "
+                    f"({', '.join(allowed)}): {listing}; they are audited as their own groups "
+                    f"(harmonise them with fairfoundry.data.{funcs[a]} or build the manifest "
+                    f"from a dataset spec)")
     # representation vs reference
     ref = read_reference(reference_population)
     rep_rows = []
