@@ -124,8 +124,12 @@ def test_xrv_tiny_densenet_uses_one_channel_and_xrv_range(tmp_path):
     _same(enc, load_encoder(save_encoder(enc, tmp_path / "xrv.safetensors")))
     # torchxrayvision publishes whole pickled models: refused unless trusted
     torch.save(enc.module, tmp_path / "xrv_full.pt")
-    with pytest.raises(FairfoundryError, match="refusing to unpickle"):
+    with pytest.raises(FairfoundryError, match="refusing to unpickle.*--trust-checkpoint") as err:
         load_encoder("xrv:densenet121", weights=tmp_path / "xrv_full.pt", model_kwargs=kw)
+    # the hint gives the exact one-time conversion command
+    assert (f"fairfoundry models convert xrv:densenet121 --weights {tmp_path / 'xrv_full.pt'} "
+            f"--trust-checkpoint --out {tmp_path / 'xrv_full.safetensors'}") in err.value.hint
+    assert p.gray == "mean"  # torchxrayvision's documented img.mean(2) for colour files
     trusted = load_encoder("xrv:densenet121", weights=tmp_path / "xrv_full.pt", model_kwargs=kw,
                            trust_checkpoint=True)
     _same(enc, trusted)

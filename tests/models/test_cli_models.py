@@ -107,3 +107,26 @@ def test_cli_bad_input_exit_2_without_outputs(cli, tmp_path, tiny_encoder_file, 
     r = cli("embed", "-m", tiny_encoder_file, "--manifest", small, "--out", emb, "--workers", "0",
             "--cache-dir", tmp_path / "c", "--model-arg", "depth=2")
     assert r.code == 2 and "already holds" in r.err
+
+
+def test_models_convert_turns_a_pickled_checkpoint_into_safetensors(cli, tmp_path):
+    import torch
+
+    from fairfoundry.models import load_encoder
+
+    kw = ["--model-arg", "growth_rate=4", "--model-arg", "block_config=[1,1,1,1]",
+          "--model-arg", "num_init_features=8"]
+    enc = load_encoder("xrv:densenet121", weights="random",
+                       model_kwargs={"growth_rate": 4, "block_config": [1, 1, 1, 1], "num_init_features": 8})
+    torch.save(enc.module, tmp_path / "full.pt")  # a whole pickled model, as torchxrayvision ships
+    out = tmp_path / "full.safetensors"
+    r = cli("models", "convert", "xrv:densenet121", "--weights", str(tmp_path / "full.pt"), "--out", str(out), *kw)
+    assert r.code == 2 and "--trust-checkpoint" in r.err and not out.exists()
+    r = cli("models", "convert", "xrv:densenet121", "--weights", str(tmp_path / "full.pt"), "--out", str(out),
+            "--trust-checkpoint", *kw)
+    assert r.code == 0, r.err
+    img = np.random.default_rng(0).integers(0, 256, (40, 50)).astype(np.uint8)
+    torch.testing.assert_close(load_encoder(out).encode_image([img]), enc.encode_image([img]), rtol=0, atol=0)
+    r = cli("models", "convert", "xrv:densenet121", "--weights", str(tmp_path / "full.pt"), "--out", str(out),
+            "--trust-checkpoint", *kw)
+    assert r.code == 2 and "exists" in r.err

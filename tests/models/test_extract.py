@@ -54,6 +54,23 @@ def test_second_run_does_no_work_and_another_out_reuses_the_cache(tmp_path, tiny
     np.testing.assert_array_equal(read_embeddings(tmp_path / "a")[1], read_embeddings(tmp_path / "b")[1])
 
 
+def test_library_upgrade_recomputes_instead_of_reusing_stale_shards(tmp_path, tiny_encoder_file,
+                                                                    small_manifest, monkeypatch):
+    from fairfoundry.datasets import nih_images
+
+    man = small_manifest(nih_images(), 4)
+    kw = {"shard_size": 4, "cache_dir": tmp_path / "cache"}
+    first = extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "a", **kw)
+    meta = read_embeddings(tmp_path / "a")[2]
+    enc_json = json.loads((tmp_path / "cache" / first.cache_key / "encoder.json").read_text())
+    libs = enc_json["identity"]["libraries"]
+    assert libs["torch"] and libs["timm"] and libs["fairfoundry"]
+    real = extract_mod.library_versions
+    monkeypatch.setattr(extract_mod, "library_versions", lambda b: {**real(b), "timm": "999.0"})
+    again = extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "b", **kw)
+    assert again.cache_key != meta["cache_key"] and again.shards_computed == 1
+
+
 def test_changed_image_recomputes_only_its_shard(tmp_path, tiny_encoder_file, small_manifest):
     import shutil
 

@@ -75,3 +75,33 @@ def test_preprocessing_round_trips_through_dict_and_rejects_bad_values():
         Preprocessing(std=(0, 1, 1))
     with pytest.raises(FairfoundryError, match="expected a 2-D grayscale or RGB"):
         preprocess_image(np.zeros((4, 4, 5)), p)
+
+
+def test_gray_mode_mean_is_the_plain_channel_mean_as_torchxrayvision_documents():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    luma = preprocess_image(rgb, Preprocessing(size=8, channels=1, mean=(0.0,), std=(1.0,)))
+    mean = preprocess_image(rgb, Preprocessing(size=8, channels=1, mean=(0.0,), std=(1.0,), gray="mean"))
+    assert float(luma.mean()) == pytest.approx(0.299, abs=1e-6)
+    assert float(mean.mean()) == pytest.approx(1 / 3, abs=1e-6)
+    with pytest.raises(FairfoundryError, match="gray mode"):
+        Preprocessing(gray="average")
+
+
+@pytest.mark.parametrize("hw", [(300, 257), (257, 411), (224, 224), (97, 130)])
+def test_resize_and_crop_match_torchvision_on_the_timm_eval_recipe(hw):
+    """Oracle: torchvision resize (shorter side floor(224 / 0.9) = 248, bicubic, antialias) +
+    center_crop + normalize, i.e. timm's eval transform done on tensors."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    img = np.random.default_rng(1).integers(0, 256, (*hw, 3)).astype(np.uint8)
+    prep = Preprocessing(size=224, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    h, w = hw
+    s = 248 / min(h, w)
+    size = [248, max(248, int(np.floor(w * s + 0.5)))] if h <= w else [max(248, int(np.floor(h * s + 0.5))), 248]
+    ref = TF.center_crop(TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+                         .clamp(0, 1), [224])
+    ref = TF.normalize(ref, [0.5] * 3, [0.5] * 3)
+    torch.testing.assert_close(preprocess_image(img, prep), ref, rtol=0, atol=1e-5)

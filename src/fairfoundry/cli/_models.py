@@ -90,7 +90,7 @@ def models_show(
         p = ref.preset
         info.update({"licence": p.licence, "source": p.source, "get_weights": p.get_weights,
                      "modality": p.modality, "description": p.description, "paper": p.paper,
-                     "embed_dim": p.embed_dim, "vlm": p.vlm})
+                     "embed_dim": p.embed_dim, "vlm": p.vlm, "verified": p.verified})
     info["weights_available_locally"] = not info["weights_fingerprint"].startswith("default:")
     if load:
         from ..models import load_encoder
@@ -104,6 +104,35 @@ def models_show(
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b}" for a, b in v.items()) or "-"
         typer.echo(f"{k:>26}: {v}")
+
+
+@models_app.command("convert")
+def models_convert(
+    name: str = typer.Argument(..., help="Preset or backend:id the weights belong to."),
+    weights: str = typer.Option(..., "--weights", help="The checkpoint to convert (.pt/.pth/.pkl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .safetensors file to write."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
+                                          help="Allow unpickling the checkpoint (needed for pickled models)."),
+    model_arg: list[str] | None = typer.Option(None, "--model-arg",
+                                               help="Constructor argument KEY=VALUE (JSON values), repeatable."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+) -> None:
+    """Convert a checkpoint once to .safetensors (no pickle, carries the architecture).
+
+    Example: fairfoundry models convert xrv-densenet121-all --weights
+    ~/.torchxrayvision/models_data/nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt
+    --trust-checkpoint --out densenet121-all.safetensors; then --model densenet121-all.safetensors.
+    """
+    from ..models import load_encoder, save_encoder
+
+    out = Path(out)
+    if out.exists() and not overwrite:  # fail before the (slow, code-running) unpickling
+        raise FairfoundryError(f"{out} exists", hint="pass --overwrite to replace it")
+    enc = load_encoder(name, weights=weights, trust_checkpoint=trust_checkpoint,
+                       model_kwargs=_parse_model_args(model_arg))
+    path = save_encoder(enc, out, overwrite=overwrite)
+    typer.echo(f"wrote {path} ({enc.backend}:{enc.model_id}, {enc.embed_dim}-d, weights "
+               f"{enc.weights_id}); use it with --model {path}")
 
 
 _EMBED_EPILOG = (

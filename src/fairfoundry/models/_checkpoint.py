@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._errors import FairfoundryError
 
-__all__ = ["read_state_dict", "load_state_dict_into", "weights_hash", "resolve_weights_path",
+__all__ = ["read_state_dict", "load_state_dict_into", "convert_command", "weights_hash", "resolve_weights_path",
            "SAFETENSORS_META_KEY"]
 
 #: key of the safetensors header metadata that holds a fairfoundry encoder description
@@ -72,11 +72,19 @@ def weights_hash(path: str | os.PathLike) -> str:
     return digest
 
 
-def _refuse_pickle(path: Path, why: str) -> FairfoundryError:
+def convert_command(model_name: str | None, path: Path) -> str:
+    """The one-time command that rewrites a pickled checkpoint as ``.safetensors``."""
+    out = path.with_name(path.name.split(".")[0] + ".safetensors")
+    return (f"fairfoundry models convert {model_name or '<MODEL>'} --weights {path} "
+            f"--trust-checkpoint --out {out}")
+
+
+def _refuse_pickle(path: Path, why: str, model_name: str | None = None) -> FairfoundryError:
     return FairfoundryError(
-        f"refusing to unpickle checkpoint {path}: {why}",
-        hint="unpickling can run arbitrary code; pass --trust-checkpoint (trust_checkpoint=True) "
-        "only if you trust where the file comes from, or convert it once to .safetensors",
+        f"refusing to unpickle checkpoint {path}: {why}; re-run with --trust-checkpoint "
+        "(trust_checkpoint=True) if you trust where the file comes from",
+        hint="unpickling can run arbitrary code. Or convert it once to a safe .safetensors file "
+        f"and use that from then on: {convert_command(model_name, path)}",
     )
 
 
@@ -94,7 +102,8 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict:
     return header.get("__metadata__") or {}
 
 
-def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> dict:
+def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False,
+                    model_name: str | None = None) -> dict:
     """Read a weights file into a flat ``{name: tensor}`` dict (on CPU).
 
     Parameters
@@ -102,6 +111,8 @@ def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     path : path to a ``.safetensors``, torch (``.pt``/``.pth``/``.bin``/``.ckpt``) or pickle file
     trust_checkpoint : bool
         Allow full unpickling (arbitrary code execution) for files that need it.
+    model_name : str, optional
+        The model the file is for; the refusal message then gives the exact conversion command.
 
     Returns
     -------
@@ -127,7 +138,7 @@ def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
             raise FairfoundryError(f"cannot read safetensors file {path}: {exc}".splitlines()[0]) from exc
     if name.endswith(_PICKLE_SUFFIXES):
         if not trust_checkpoint:
-            raise _refuse_pickle(path, "it is a Python pickle")
+            raise _refuse_pickle(path, "it is a Python pickle", model_name)
         import pickle
 
         with open(path, "rb") as fh:
@@ -143,7 +154,8 @@ def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
         msg = str(exc)
         if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
             if not trust_checkpoint:
-                raise _refuse_pickle(path, "it holds Python objects that are not tensors") from exc
+                raise _refuse_pickle(path, "it holds Python objects that are not tensors",
+                                     model_name) from exc
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=False)
             except Exception as exc2:

@@ -6,7 +6,10 @@ Layout of the cache (default ``$FAIRFOUNDRY_CACHE/embeddings`` or ``~/.cache/fai
     <cache>/<encoder key>/<shard key>.npz     float32 embeddings + ok mask + sample ids of one shard
 
 The encoder key hashes backend, model id, constructor kwargs, weights fingerprint (sha256 of the
-file(s) or ``random:seed``), preprocessing and precision; a shard key hashes the encoder key and,
+file(s) or ``random:seed``), preprocessing, precision and the versions of the libraries that
+compute the numbers (:func:`library_versions`: fairfoundry, torch, torchvision, Pillow and the
+backend's library), so upgrading any of them recomputes rather than reusing stale embeddings; the
+device is not in the key (CPU and GPU float32 results agree to ~1e-5). A shard key hashes the encoder key and,
 for each of the shard's rows, ``sample_id``, absolute path, file size and mtime. A shard file is
 written atomically (temp file + ``os.replace``) only once complete, so a run killed at any point
 (even ``kill -9``) leaves only whole shards, and the next run recomputes only the missing ones.
@@ -122,6 +125,32 @@ def _file_stats(paths: list[str]) -> list[tuple[int, int]]:
     return out
 
 
+#: libraries whose version can change the numbers, per backend (besides torch, torchvision,
+#: Pillow and fairfoundry itself, which every backend uses)
+_NUMERIC_LIBS = {"timm": ("timm",), "retfound": ("timm",), "open_clip": ("open_clip_torch", "timm"),
+                 "hf": ("transformers",), "xrv": ("torchxrayvision",)}
+
+
+def library_versions(backend: str) -> dict[str, str | None]:
+    """Versions of the libraries that compute an embedding with ``backend`` (part of the cache key).
+
+    A new torch, timm, open_clip, transformers, torchxrayvision, torchvision, Pillow or fairfoundry
+    release can change embeddings numerically (a kernel, a default, a resize); keying the cache on
+    their versions means an upgrade recomputes instead of silently reusing stale shards.
+    """
+    from importlib import metadata
+
+    from .. import __version__
+
+    out: dict[str, str | None] = {"fairfoundry": __version__}
+    for pkg in ("torch", "torchvision", "pillow", *_NUMERIC_LIBS.get(backend, ())):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def _encoder_key(ref, *, seed: int, amp: bool) -> tuple[str, dict]:
     wfp = ref.weights_fingerprint()
     if wfp == RANDOM:
@@ -129,7 +158,7 @@ def _encoder_key(ref, *, seed: int, amp: bool) -> tuple[str, dict]:
     ident = {"schema": SCHEMA, "backend": ref.backend, "model": ref.model_id,
              "model_kwargs": ref.model_kwargs, "weights": wfp,
              "preprocessing": ref.preprocessing.to_dict() if ref.preprocessing else None,
-             "amp": bool(amp)}
+             "amp": bool(amp), "libraries": library_versions(ref.backend)}
     return _sha(ident), ident
 
 

@@ -179,7 +179,8 @@ class HFBackend(Backend):
         else:
             model = AutoModel.from_config(config)
             if path is not None:
-                sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint))
+                sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint,
+                                                 model_name=name))
                 load_state_dict_into(model, sd, source=str(path), model_name=f"hf:{model_id}",
                                      ignore_missing=("pooler.", "position_ids"),
                                      ignore_unexpected=("pooler.", "position_ids"))

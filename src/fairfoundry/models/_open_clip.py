@@ -201,7 +201,8 @@ class OpenClipBackend(Backend):
             else:
                 model = open_clip.create_model(arch, pretrained=None)
         if path is not None:
-            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint))
+            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint,
+                                                 model_name=name))
             load_state_dict_into(model, sd, source=str(path), model_name=f"open_clip:{model_id}",
                                  ignore_missing=("attn_mask",))
             wid = "sha256:" + weights_hash(path)

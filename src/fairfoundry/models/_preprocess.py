@@ -7,7 +7,7 @@ import math
 from .._errors import FairfoundryError
 from ._spec import Preprocessing
 
-__all__ = ["preprocess_image", "to_unit_range"]
+__all__ = ["preprocess_image", "to_unit_range", "shorter_side"]
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -42,6 +42,12 @@ def to_unit_range(image):
     return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
 
 
+def shorter_side(prep: Preprocessing) -> int:
+    """Shorter side before the centre crop: ``floor(size / crop_pct)`` (timm's ``scale_size``,
+    RETFound/MAE's ``int(input_size / crop_pct)``), at least ``size``."""
+    return max(prep.size, int(math.floor(prep.size / prep.crop_pct + 1e-6)))
+
+
 def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
     """Apply ``prep`` (see :class:`Preprocessing`) to one image.
 
@@ -74,7 +80,8 @@ def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
     else:
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
     if prep.channels == 1 and x.shape[0] == 3:
-        w = torch.tensor(_LUMA, dtype=x.dtype).view(3, 1, 1)
+        weights = _LUMA if prep.gray == "luma" else (1 / 3, 1 / 3, 1 / 3)
+        w = torch.tensor(weights, dtype=x.dtype).view(3, 1, 1)
         x = (x * w).sum(0, keepdim=True)
 
     h, w = x.shape[1:]
@@ -82,7 +89,7 @@ def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
     if prep.resize == "squash":
         out_hw = (size, size)
     else:
-        short = max(size, round(size / prep.crop_pct))
+        short = shorter_side(prep)
         scale = short / min(h, w)
         out_hw = (max(short, int(math.floor(h * scale + 0.5))),
                   max(short, int(math.floor(w * scale + 0.5))))
@@ -97,8 +104,9 @@ def preprocess_image(image, prep: Preprocessing, *, source: str = "image"):
         if mode == "bicubic":
             x = x.clamp_(0.0, 1.0)
     if prep.resize == "shortest":
-        top = (x.shape[1] - size) // 2
-        left = (x.shape[2] - size) // 2
+        # torchvision's center_crop offsets: int(round((H - size) / 2)), Python (banker's) rounding
+        top = int(round((x.shape[1] - size) / 2.0))
+        left = int(round((x.shape[2] - size) / 2.0))
         x = x[:, top:top + size, left:left + size]
     if prep.channels == 3 and x.shape[0] == 1:  # after resizing: 3x less work
         x = x.expand(3, -1, -1)

@@ -53,7 +53,8 @@ class RETFoundBackend(Backend):
                 "machine and pass --weights /path/to/RETFound_mae_natureCFP.pth")
         model = create_timm_model(timm_id, pretrained=False, **kwargs)
         if path is not None:
-            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint))
+            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint,
+                                                 model_name=name))
             load_state_dict_into(model, sd, source=str(path), model_name=f"retfound:{model_id}",
                                  ignore_missing=("fc_norm.", "head."),
                                  ignore_unexpected=("decoder_", "mask_token", "norm.", "head.",

@@ -33,6 +33,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _RESIZE_MODES = ("shortest", "squash")
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+_GRAY_MODES = ("luma", "mean")
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ class Preprocessing:
 
     1. pixel values to ``[0, 1]``: ``x / 255`` for 8-bit, ``x / 65535`` for 16-bit images,
        ``(x - min) / (max - min)`` for float images;
-    2. channels: grayscale is repeated to 3 channels when ``channels == 3``; RGB becomes
-       luminance (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B) when ``channels == 1``;
-    3. resize: ``"shortest"`` scales the shorter side to ``round(size / crop_pct)`` and
+    2. channels: grayscale is repeated to 3 channels when ``channels == 3``; RGB becomes one
+       channel when ``channels == 1``: luminance (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B)
+       with ``gray="luma"``, or the plain channel mean (R + G + B) / 3 with ``gray="mean"``
+       (torchxrayvision's documented ``img.mean(2)``); both are identical for grey images
+       stored as RGB;
+    3. resize: ``"shortest"`` scales the shorter side to ``floor(size / crop_pct)`` and
        centre-crops ``size x size`` (timm / torchvision / open_clip convention); ``"squash"``
        resizes to ``size x size`` ignoring the aspect ratio;
     4. value range: :math:`x \leftarrow lo + x (hi - lo)` with ``value_range = (lo, hi)``
@@ -66,6 +70,8 @@ class Preprocessing:
     crop_pct : float
         Fraction of the resized shorter side kept by the centre crop (``"shortest"`` only).
     interpolation : {"bilinear", "bicubic", "nearest"}
+    gray : {"luma", "mean"}
+        How RGB becomes one channel (``channels == 1`` only).
     """
 
     size: int = 224
@@ -76,6 +82,7 @@ class Preprocessing:
     resize: str = "shortest"
     crop_pct: float = 1.0
     interpolation: str = "bicubic"
+    gray: str = "luma"
 
     def __post_init__(self):
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
@@ -100,6 +107,9 @@ class Preprocessing:
         if self.interpolation not in _INTERPOLATIONS:
             raise FairfoundryError(f"unknown interpolation {self.interpolation!r}",
                                    hint=f"use one of {', '.join(_INTERPOLATIONS)}")
+        if self.gray not in _GRAY_MODES:
+            raise FairfoundryError(f"unknown gray mode {self.gray!r}",
+                                   hint=f"use one of {', '.join(_GRAY_MODES)}")
         if not 0 < float(self.crop_pct) <= 1:
             raise FairfoundryError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
 
@@ -156,6 +166,10 @@ class Preset:
         Embedding width, for documentation (the loaded encoder reports the true one).
     vlm : bool
         True for vision-language models that also have ``encode_text``.
+    verified : str
+        Where the preprocessing and licence values were checked (model card, published
+        ``preprocessor_config.json`` / ``open_clip_config.json``, the authors' code), and what
+        could not be confirmed. Shown by ``fairfoundry models show``.
     """
 
     name: str
@@ -172,6 +186,7 @@ class Preset:
     paper: str = ""
     embed_dim: int | None = None
     vlm: bool = False
+    verified: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -98,7 +98,8 @@ class TimmBackend(Backend):
             model = create_timm_model(model_id, pretrained=False, **kwargs)
         elif path is not None:
             model = create_timm_model(model_id, pretrained=False, **kwargs)
-            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint))
+            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint,
+                                                 model_name=name))
             head = model.pretrained_cfg.get("classifier") or "head"
             heads = tuple(f"{h}." for h in ([head] if isinstance(head, str) else head))
             load_state_dict_into(model, sd, source=str(path), model_name=f"timm:{model_id}",

@@ -27,7 +27,7 @@ __all__ = ["XRVEncoder", "XRV_PREPROCESSING"]
 #: torchxrayvision input convention at 224 px
 XRV_PREPROCESSING = Preprocessing(size=224, channels=1, mean=(0.0,), std=(1.0,),
                                   value_range=(-1024.0, 1024.0), resize="shortest",
-                                  interpolation="bilinear")
+                                  interpolation="bilinear", gray="mean")
 _ARCHS = ("densenet121", "resnet50", "resnet101")
 
 
@@ -97,9 +97,12 @@ def how_to_get(model_id: str) -> str:
     if entry is None:
         return "pass --weights PATH"
     local = _cache_file(model_id)
+    from ._checkpoint import convert_command
+
     return (f"on a connected machine run: wget {entry['weights_url']} -O {local} (or "
             f"python -c \"import torchxrayvision as xrv; xrv.models.get_model('{model_id}')\"), "
-            "then pass --trust-checkpoint (the file is a pickled model); or --download")
+            "or pass --download; DenseNet files are pickled whole models, so then pass "
+            "--trust-checkpoint, or convert once: " + convert_command(f"xrv:{model_id}", local))
 
 
 @register_backend("xrv")
@@ -138,7 +141,8 @@ class XRVBackend(Backend):
                 raise FairfoundryError(f"no local weights for xrv:{model_id} (offline: nothing is "
                                        "downloaded unless you pass --download)", hint=how_to_get(model_id))
         if path is not None:
-            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint))
+            sd = unwrap_state_dict(read_state_dict(path, trust_checkpoint=trust_checkpoint,
+                                                 model_name=name))
             load_state_dict_into(model, sd, source=str(path), model_name=f"xrv:{model_id}",
                                  ignore_missing=("op_threshs",), ignore_unexpected=("op_threshs",))
             wid = "sha256:" + weights_hash(path)

@@ -18,4 +18,6 @@ for _size, _dim in (("small", 384), ("base", 768)):
         description=f"DINOv2 ViT-{_size[0].upper()}/14 (LVD-142M), [CLS] embedding ({_dim}-d)",
         paper="Oquab et al., DINOv2, TMLR 2024",
         embed_dim=_dim,
+        verified=f"preprocessing: facebook/dinov2-{_size} preprocessor_config.json (BitImageProcessor: "
+        "shortest_edge 256, crop 224, resample 3 = bicubic, ImageNet mean/std); licence: model card",
     ))

@@ -24,4 +24,9 @@ for _name, _repo, _what in (
         paper="Zhou et al., A foundation model for generalizable disease detection from retinal "
         "images, Nature 2023",
         embed_dim=1024,
+        verified="preprocessing: the authors' eval transform, github.com/rmaphoh/RETFound_MAE "
+        "util/datasets.py build_transform (input 224, crop_pct 224/256 -> Resize(256, BICUBIC), "
+        "CenterCrop(224), ImageNet mean/std); pooling: models_vit.py global_pool (mean of patch "
+        "tokens + fc_norm); licence: the repository README (CC BY-NC 4.0), not re-checked on the "
+        "gated Hugging Face pages",
     ))

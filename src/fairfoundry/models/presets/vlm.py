@@ -18,6 +18,10 @@ register_preset(Preset(
     paper="Zhang et al., BiomedCLIP, NEJM AI 2025 (arXiv 2303.00915)",
     embed_dim=512,
     vlm=True,
+    verified="preprocessing: open_clip_config.json of the hub repo (image_size 224; preprocess_cfg "
+    "mean/std = OpenAI CLIP values; no interpolation/resize_mode keys, so open_clip's defaults: "
+    "bicubic, shortest side + centre crop); licence: MIT in the model card metadata, whose text "
+    "also puts any deployed use, commercial or not, out of scope (research only)",
 ))
 
 register_preset(Preset(
@@ -34,6 +38,9 @@ register_preset(Preset(
     paper="Eslami et al., PubMedCLIP, EACL Findings 2023",
     embed_dim=512,
     vlm=True,
+    verified="licence: MIT in the model card metadata; preprocessing: the repo ships the "
+    "CLIPImageProcessor of openai/clip-vit-base-patch32 (shortest_edge 224, crop 224, resample 3 "
+    "= bicubic, OpenAI CLIP mean/std; the openai config was checked, the fine-tune's copy was not)",
 ))
 
 register_preset(Preset(
@@ -50,6 +57,9 @@ register_preset(Preset(
     paper="Radford et al., CLIP, ICML 2021",
     embed_dim=512,
     vlm=True,
+    verified="preprocessing: open_clip's OpenAI pretrained config (224, OPENAI_DATASET_MEAN/STD, "
+    "bicubic, shortest side + centre crop), same values as openai/clip-vit-base-patch32's "
+    "CLIPImageProcessor; licence: MIT (github.com/openai/CLIP LICENSE)",
 ))
 
 register_preset(Preset(
@@ -66,6 +76,8 @@ register_preset(Preset(
     paper="Zhai et al., Sigmoid loss for language image pre-training, ICCV 2023",
     embed_dim=768,
     vlm=True,
+    verified="preprocessing: SiglipImageProcessor (size 224x224 without crop, resample 3 = "
+    "bicubic, mean = std = 0.5); licence: Apache-2.0 in the model card metadata",
 ))
 
 register_preset(Preset(
@@ -74,7 +86,7 @@ register_preset(Preset(
     model="google/medsiglip-448",
     preprocessing=Preprocessing(size=448, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3,
                                 resize="squash", interpolation="bicubic"),
-    licence="Health AI Developer Foundations terms of use (gated)",
+    licence="Health AI Developer Foundations terms of use (gated; not an open-source licence)",
     source="https://huggingface.co/google/medsiglip-448",
     get_weights="accept the terms on the model page, then huggingface-cli login && "
     "huggingface-cli download google/medsiglip-448",
@@ -83,4 +95,8 @@ register_preset(Preset(
     paper="Sellergren et al., MedGemma technical report, arXiv 2507.05201",
     embed_dim=1152,
     vlm=True,
+    verified="preprocessing: the model's preprocessor_config.json as mirrored publicly "
+    "(SiglipImageProcessor, size 448x448 without crop, resample 3 = bicubic, mean = std = 0.5); "
+    "448 px and the 400M SigLIP vision tower (1152-d) in the google-health/medsiglip README; "
+    "licence: health-ai-developer-foundations on the model page",
 ))
