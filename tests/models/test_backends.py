@@ -47,6 +47,9 @@ def test_wrong_architecture_names_the_mismatched_keys(tiny_encoder_file, tiny_vi
     msg = err.value.message
     assert "missing keys: blocks.1." in msg
     assert "shape mismatch (file vs model): blocks.0.attn.proj.bias (32,) vs (48,)" in msg
+    # the file carries its architecture, so the hint says what it is and how to load it
+    assert "saved by fairfoundry for timm:vit_tiny_patch16_224" in err.value.hint
+    assert f"--model {tiny_encoder_file}" in err.value.hint
 
 
 def test_open_clip_tiny_custom_model_image_and_text(tmp_path):

@@ -103,12 +103,21 @@ def test_unreadable_images_strict_lists_them_skip_leaves_them_out(tmp_path, tiny
     frame = pd.read_csv(man, dtype={"sample_id": str})
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
+    bad2 = tmp_path / "empty.jpg"
+    bad2.write_bytes(b"")
     frame.loc[3, "path"] = str(bad)
+    frame.loc[9, "path"] = str(bad2)  # another shard
     frame.to_csv(man, index=False)
     kw = {"cache_dir": tmp_path / "cache", "shard_size": 4}
-    with pytest.raises(FairfoundryError, match="1 image\\(s\\) could not be read: .*broken.png"):
+    # strict: every unreadable image is listed (not only the first shard's), nothing written
+    with pytest.raises(FairfoundryError, match="2 image\\(s\\) could not be read: .*broken.png.*empty.jpg"):
         extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "strict", **kw)
     assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
+    with pytest.raises(FairfoundryError, match="2 image\\(s\\) could not be read"):  # from the cache too
+        extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "strict", **kw)
+    frame.loc[9, "path"] = frame["path"][8]
+    frame.loc[9, "sample_id"] = "copy-of-8"
+    frame.to_csv(man, index=False)
     res = extract_embeddings(man, str(tiny_encoder_file), out=tmp_path / "skip", on_error="skip", **kw)
     assert res.n == 9 and res.skipped == [frame["sample_id"][3]]
     ids, arr, meta = read_embeddings(tmp_path / "skip")

@@ -323,20 +323,21 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     load_args = {"name_or_path": str(model), "weights": None if weights is None else str(weights),
                  "trust_checkpoint": bool(trust_checkpoint), "download": bool(download),
                  "seed": int(seed), "model_kwargs": dict(model_kwargs or {})}
+    failures: list[tuple[str, str]] = []
     if todo or info is None:
         if executor == "local" or info is None:
             encoder = load_encoder(device=device, **load_args)
             info = encoder.info()
             write_json_atomic(enc_json, {"key": key, "identity": ident, "encoder": info})
-        failures: list[tuple[str, str]] = []
 
         def finish(s: int, emb, ok, errs) -> None:
+            # strict mode does not stop at the first unreadable image: every shard is finished
+            # (and cached), so the error lists all unreadable images and a re-run after fixing
+            # them recomputes only their shards
             a, b = bounds[s]
             _save_shard(shard_files[s], emb, ok, ids[a:b])
             results[s] = (emb, ok)
             failures.extend((paths[a + i], errs[i]) for i in np.flatnonzero(~ok))
-            if failures and on_error == "strict":
-                raise _unreadable(failures)
 
         if todo and executor == "local":
             _run_local(encoder, paths, bounds, todo, finish, batch_size=int(batch_size),
@@ -352,7 +353,8 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     ok = np.concatenate([results[s][1] for s in range(len(bounds))]) if bounds else np.zeros(0, bool)
     bad = [i for i in np.flatnonzero(~ok)]
     if bad and on_error == "strict":
-        raise _unreadable([(paths[i], "unreadable (cached result)") for i in bad])
+        why = dict(failures)
+        raise _unreadable([(paths[i], why.get(paths[i]) or "unreadable (cached result)") for i in bad])
     keep = np.flatnonzero(ok)
     emb = np.ascontiguousarray(emb[keep], dtype=np.float32)
     kept_ids = [ids[i] for i in keep]

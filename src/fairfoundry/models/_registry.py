@@ -248,9 +248,19 @@ def load_encoder(name_or_path: str | os.PathLike, *, weights=None, device: str =
     """
     ref = resolve_model(name_or_path, weights=weights, model_kwargs=model_kwargs)
     backend = _backend(ref.backend)
-    enc = backend.build(ref.model_id, weights=ref.weights, model_kwargs=dict(ref.model_kwargs),
-                        seed=int(seed), trust_checkpoint=bool(trust_checkpoint),
-                        download=bool(download), preprocessing=ref.preprocessing, name=ref.name)
+    try:
+        enc = backend.build(ref.model_id, weights=ref.weights, model_kwargs=dict(ref.model_kwargs),
+                            seed=int(seed), trust_checkpoint=bool(trust_checkpoint),
+                            download=bool(download), preprocessing=ref.preprocessing, name=ref.name)
+    except FairfoundryError as exc:
+        saved = _encoder_meta_for_path(ref.weights) if isinstance(ref.weights, Path) else None
+        if saved is None or "do not fit" not in str(exc):
+            raise
+        # the weights file says which architecture it holds: point there
+        raise FairfoundryError(
+            str(exc), hint=f"{ref.weights} was saved by fairfoundry for {saved.get('backend')}:"
+            f"{saved.get('model')} (kwargs {saved.get('model_kwargs', {})}); load it with "
+            f"--model {ref.weights} and no --weights") from exc
     if ref.preprocessing is not None:
         enc.preprocessing = ref.preprocessing
     enc.load_args = {"name_or_path": str(name_or_path),
