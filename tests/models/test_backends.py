@@ -261,3 +261,26 @@ def test_timm_id_resolves_from_the_local_hub_cache(tmp_path, monkeypatch):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(enc.encode_image(x), published.eval()(x))
+
+
+def test_preset_preprocessing_is_checked_against_the_folders_preprocessor_config(tmp_path, caplog):
+    """A folder with the published DINOv2 preprocessor_config.json agrees with the dinov2 presets
+    and disagrees (warning naming the fields) with RAD-DINO's values."""
+    import json
+    import logging
+
+    from transformers import Dinov2Config
+
+    from fairfoundry.models import get_preset
+    from fairfoundry.models._hf import check_against_folder
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({
+        "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_normalize": True,
+        "do_resize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+        "image_processor_type": "BitImageProcessor", "resample": 3, "size": {"shortest_edge": 256}}))
+    cfg = Dinov2Config()
+    assert check_against_folder(get_preset("dinov2-small").preprocessing, tmp_path, cfg, name="d") == []
+    with caplog.at_level(logging.WARNING, logger="fairfoundry.models._hf"):
+        diffs = check_against_folder(get_preset("rad-dino").preprocessing, tmp_path, cfg, name="rad-dino")
+    assert {d.split()[0] for d in diffs} == {"size", "mean", "std", "crop_pct"}
+    assert "rad-dino: preset preprocessing differs" in caplog.text

@@ -9,6 +9,7 @@ patch tokens instead); CLIP-style models give ``get_image_features`` / ``get_tex
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .._errors import FairfoundryError
@@ -17,6 +18,8 @@ from ._encoder import Encoder
 from ._hub import cached_hub_snapshot
 from ._registry import Backend, register_backend, weights_or_random
 from ._spec import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+log = logging.getLogger(__name__)
 
 __all__ = ["HFEncoder"]
 
@@ -99,6 +102,35 @@ def _prep_from_folder(folder: Path | None, config) -> Preprocessing:
     if isinstance(size, dict) and "shortest_edge" in size:
         return Preprocessing(size=int(size["shortest_edge"]), mean=mean, std=std, interpolation=interp)
     return Preprocessing(size=int(side(size)), mean=mean, std=std, resize="squash", interpolation=interp)
+
+
+def check_against_folder(prep: Preprocessing, folder: Path | None, config, *, name: str) -> list[str]:
+    """Differences between a preset's preprocessing and the model folder's own
+    ``preprocessor_config.json`` (logged as a warning; empty when they agree or there is none).
+
+    Presets state their preprocessing explicitly (so a run is reproducible without the folder);
+    this check catches a preset value that disagrees with what the authors published.
+    """
+    if folder is None or not (folder / "preprocessor_config.json").is_file():
+        return []
+    try:
+        theirs = _prep_from_folder(folder, config)
+    except (ValueError, TypeError, FairfoundryError):
+        return []
+    diffs = []
+    for key in ("size", "resize", "interpolation"):
+        if getattr(prep, key) != getattr(theirs, key):
+            diffs.append(f"{key} {getattr(prep, key)!r} vs {getattr(theirs, key)!r}")
+    for key in ("mean", "std"):
+        a, b = getattr(prep, key), getattr(theirs, key)
+        if len(a) != len(b) or any(abs(x - y) > 1e-3 for x, y in zip(a, b, strict=False)):
+            diffs.append(f"{key} {a} vs {b}")
+    if prep.resize == "shortest" and abs(prep.crop_pct - theirs.crop_pct) > 1e-3:
+        diffs.append(f"crop_pct {prep.crop_pct:.4f} vs {theirs.crop_pct:.4f}")
+    if diffs:
+        log.warning("%s: preset preprocessing differs from %s/preprocessor_config.json (preset vs "
+                    "folder): %s; the preset's values are used", name, folder, "; ".join(diffs))
+    return diffs
 
 
 def how_to_get(model_id: str) -> str:
@@ -188,6 +220,8 @@ class HFBackend(Backend):
         model.eval()
         config = model.config
         dual = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
+        if preprocessing is not None:
+            check_against_folder(preprocessing, folder, config, name=name)
         prep = preprocessing or _prep_from_folder(folder, config)
         if dual:
             dim = getattr(config, "projection_dim", None) or config.vision_config.hidden_size

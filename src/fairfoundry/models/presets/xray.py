@@ -30,8 +30,9 @@ register_preset(Preset(
     embed_dim=768,
     verified="input 518 px: the model card's example returns a 37 x 37 patch grid (37 x 14 = 518); "
     "mean 0.5307 / std 0.2583, shortest_edge 518 + crop 518, resample 3 (bicubic): the repo's "
-    "preprocessor_config.json as recalled, NOT confirmed from a public copy in our check - "
-    "compare with preprocessor_config.json in your snapshot; licence: model card metadata "
+    "preprocessor_config.json as recalled, NOT confirmed from a public copy in our check; "
+    "loading the preset compares it with preprocessor_config.json in your snapshot and logs a "
+    "warning naming any field that differs; licence: model card metadata "
     "(license_name: mit; older revisions msrla)",
 ))
 
