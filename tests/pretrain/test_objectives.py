@@ -123,3 +123,19 @@ def test_backbone_runs_on_other_resolutions(tiny_vit):
     backbone = build_vit(**tiny_vit)
     assert backbone(torch.zeros(2, 3, 16, 16)).shape == (2, 32)
     assert backbone(torch.zeros(2, 3, 48, 48)).shape == (2, 32)
+
+
+def test_objective_names_for_the_cli_match_the_registry_without_importing_torch():
+    import subprocess
+    import sys
+
+    from fairfoundry.pretrain import OBJECTIVES
+    from fairfoundry.pretrain._names import objective_names
+
+    assert sorted(objective_names()) == sorted(OBJECTIVES)
+    assert {"mae", "simclr", "dino", "ijepa", "clip", "siglip"} <= set(OBJECTIVES)
+    code = ("import sys; from fairfoundry.pretrain._names import objective_names; "
+            "objective_names(); import fairfoundry.cli._pretrain; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

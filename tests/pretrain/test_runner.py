@@ -76,10 +76,17 @@ def _weights(path):
 def test_resumed_run_matches_the_uninterrupted_run(tiny_manifest, tmp_path, tiny_vit, tiny_options):
     from fairfoundry.pretrain import pretrain
 
+    # DINO with a teacher-temperature warm-up: a schedule that must resume at the right step
+    options = {**tiny_options["dino"], "warmup_teacher_temp": 0.02, "teacher_temp": 0.05}
     cfg = {"objective": "dino", "manifest": str(tiny_manifest), **tiny_vit, "steps": 9,
-           "batch_size": 16, "options": tiny_options["dino"], "sampling": "stratified",
+           "batch_size": 16, "options": options, "sampling": "stratified",
            "balance_by": ["sex"]}
     full = pretrain(cfg, out=tmp_path / "full")
+    temps = pd.read_csv(tmp_path / "full" / "loss_log.csv")["teacher_temp"]
+    # 30 % of 9 steps = 2.7 warm-up steps: 0.02 at step 0, then linear, then constant 0.05
+    assert temps.iloc[0] == pytest.approx(0.02) and temps.iloc[3:].eq(0.05).all()
+    assert temps.iloc[1] == pytest.approx(0.02 + 0.03 / 2.7)
+    cfg["checkpoint_every"] = 2  # may change on resume; a mid-epoch checkpoint at step 4
 
     class Crash(Exception):
         pass
@@ -89,11 +96,14 @@ def test_resumed_run_matches_the_uninterrupted_run(tiny_manifest, tmp_path, tiny
         if count[0] == 5:
             raise Crash
 
-    with pytest.raises(Crash):  # 48 rows / 16 = 3 steps per epoch: checkpoint after step 3
+    # 48 rows / 16 = 3 steps per epoch: checkpoints after steps 2 (every 2), 3 (epoch), 4
+    with pytest.raises(Crash):
         pretrain(cfg, out=tmp_path / "cut", progress=crash_at_step_5)
     assert not (tmp_path / "cut" / "run.json").exists()  # an interrupted run is not "complete"
-    resumed = pretrain(cfg, out=tmp_path / "cut", resume=True)
-    assert resumed["resumed_from_step"] == 3
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "last" / "state.json").read_text())[
+        "step"] == 4
+    resumed = pretrain({**cfg, "checkpoint_every": None}, out=tmp_path / "cut", resume=True)
+    assert resumed["resumed_from_step"] == 4
     a = _weights(tmp_path / "full" / "encoder.safetensors")
     b = _weights(tmp_path / "cut" / "encoder.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from .._errors import FairfoundryError
+from ..pretrain._names import objective_names
 from ._app import app
 from ._common import parse_key_values, rich_progress
 
@@ -79,30 +80,73 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
+# options shared by ``pretrain`` and ``distill`` (one definition each)
+ConfigArg = Annotated[Path | None, typer.Argument(
+    metavar="[CONFIG.yaml]", help="Run config (YAML); flags override its keys.",
+    show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory, e.g. --out runs/mae.")]
+ManifestOpt = Annotated[Path | None, typer.Option(
+    "--manifest", "-m", help="CSV/Parquet manifest with a path column.")]
+PathColumnOpt = Annotated[str | None, typer.Option("--path-column",
+                                                  help="Column of image paths (path).")]
+RootOpt = Annotated[Path | None, typer.Option(
+    "--root", help="Folder of relative paths (the manifest's folder).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="timm ViT, e.g. timm:vit_tiny_patch16_224 (default).")]
+ImageSizeOpt = Annotated[int | None, typer.Option("--image-size",
+                                                 help="Training resolution (64).")]
+PatchSizeOpt = Annotated[int | None, typer.Option("--patch-size",
+                                                 help="Override the ViT's patch size.")]
+EmbedDimOpt = Annotated[int | None, typer.Option("--embed-dim", help="Override the ViT's width.")]
+DepthOpt = Annotated[int | None, typer.Option("--depth", help="Override the ViT's depth.")]
+HeadsOpt = Annotated[int | None, typer.Option("--num-heads", help="Override the ViT's heads.")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (100).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per step (32).")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (5e-4).")]
+SamplingOpt = Annotated[str | None, typer.Option(
+    "--sampling", help="uniform (default), balanced or stratified.")]
+BalanceOpt = Annotated[list[str] | None, typer.Option(
+    "--balance-by", help="Attribute(s) to balance or stratify, e.g. sex,age_group.")]
+KeepOpt = Annotated[str | None, typer.Option(
+    "--keep-column", help="0/1 column of a curated manifest selecting the rows to use.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (0).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device",
+                                              help="auto (default), cpu, cuda, mps.")]
+CkptOpt = Annotated[int | None, typer.Option(
+    "--checkpoint-every", help="Also checkpoint every N steps (default: once per epoch).")]
+EmissionsOpt = Annotated[bool, typer.Option("--track-emissions",
+                                            help="Estimate energy and CO2 with codecarbon.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite",
+                                            help="Replace outputs already in --out.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
+
+
+def _common(config: Path | None, *, manifest, root, balance_by, track_emissions,
+            **flags: Any) -> dict:
+    """The run config: CONFIG.yaml's keys overridden by the flags that were given."""
+    return _merge(_read_config(config), manifest=str(manifest) if manifest else None,
+                  root=str(root) if root else None, balance_by=_split(balance_by),
+                  track_emissions=track_emissions or None, **flags)
+
+
 @app.command("pretrain", epilog=_PRETRAIN_EPILOG)
 def pretrain_command(
-    config: Path | None = typer.Argument(None, metavar="[CONFIG.yaml]",
-                                         help="Run config (YAML); flags override its keys.",
-                                         show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory, e.g. --out runs/mae."),
+    config: ConfigArg = None,
+    out: OutOpt = ...,
     objective: str | None = typer.Option(None, "--objective",
-                                         help="mae, simclr, dino, ijepa, clip or siglip."),
-    manifest: Path | None = typer.Option(None, "--manifest", "-m",
-                                         help="CSV/Parquet manifest with a path column."),
-    path_column: str | None = typer.Option(None, "--path-column",
-                                           help="Column of image paths (path)."),
-    root: Path | None = typer.Option(None, "--root",
-                                     help="Folder of relative paths (the manifest's folder)."),
-    model: str | None = typer.Option(None, "--model",
-                                     help="timm ViT, e.g. timm:vit_tiny_patch16_224 (default)."),
-    image_size: int | None = typer.Option(None, "--image-size", help="Training resolution (64)."),
-    patch_size: int | None = typer.Option(None, "--patch-size", help="Override the ViT's patch size."),
-    embed_dim: int | None = typer.Option(None, "--embed-dim", help="Override the ViT's width."),
-    depth: int | None = typer.Option(None, "--depth", help="Override the ViT's depth."),
-    num_heads: int | None = typer.Option(None, "--num-heads", help="Override the ViT's heads."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (100)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step (32)."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (5e-4)."),
+                                         help=f"{', '.join(objective_names())}."),
+    manifest: ManifestOpt = None,
+    path_column: PathColumnOpt = None,
+    root: RootOpt = None,
+    model: ModelOpt = None,
+    image_size: ImageSizeOpt = None,
+    patch_size: PatchSizeOpt = None,
+    embed_dim: EmbedDimOpt = None,
+    depth: DepthOpt = None,
+    num_heads: HeadsOpt = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
     modality: str | None = typer.Option(
         None, "--modality",
         help="Augmentation preset: xray (default; no flip, no colour jitter), ct, mri, derm, "
@@ -115,33 +159,30 @@ def pretrain_command(
                                            help="Caption column for clip/siglip."),
     text_template: str | None = typer.Option(None, "--text-template",
                                              help="Caption template, e.g. 'chest x-ray: {}'."),
-    sampling: str | None = typer.Option(None, "--sampling",
-                                        help="uniform (default), balanced or stratified."),
-    balance_by: list[str] | None = typer.Option(
-        None, "--balance-by", help="Attribute(s) to balance or stratify, e.g. sex,age_group."),
+    sampling: SamplingOpt = None,
+    balance_by: BalanceOpt = None,
     target: list[str] | None = typer.Option(
         None, "--target", help="Target composition, e.g. --target female=0.5 --target male=0.5."),
-    keep_column: str | None = typer.Option(
-        None, "--keep-column", help="0/1 column of a curated manifest selecting the rows to use."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
-    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, mps."),
-    track_emissions: bool = typer.Option(False, "--track-emissions",
-                                         help="Estimate energy and CO2 with codecarbon."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    keep_column: KeepOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    checkpoint_every: CkptOpt = None,
+    track_emissions: EmissionsOpt = False,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Pre-train a ViT with a self-supervised or image-text objective."""
     from ..pretrain import pretrain
 
     targets = {k: float(v) for k, v in _parse_values(target, option="--target").items()} or None
-    cfg = _merge(
-        _read_config(config), objective=objective, manifest=str(manifest) if manifest else None,
-        path_column=path_column, root=str(root) if root else None, model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
+    cfg = _common(
+        config, manifest=manifest, root=root, balance_by=balance_by,
+        track_emissions=track_emissions, objective=objective, path_column=path_column,
+        model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
         depth=depth, num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr,
         modality=modality, text_column=text_column, text_template=text_template,
-        sampling=sampling, balance_by=_split(balance_by), target=targets,
-        keep_column=keep_column, seed=seed, device=device,
-        track_emissions=track_emissions or None)
+        sampling=sampling, target=targets, keep_column=keep_column, seed=seed, device=device,
+        checkpoint_every=checkpoint_every)
     if augment:
         cfg["augment"] = {**cfg.get("augment", {}), **_parse_values(augment, option="--augment")}
     if option:
@@ -175,28 +216,25 @@ _DISTILL_EPILOG = (
 
 @app.command("distill", epilog=_DISTILL_EPILOG)
 def distill_command(
-    config: Path | None = typer.Argument(None, metavar="[CONFIG.yaml]",
-                                         help="Run config (YAML); flags override its keys.",
-                                         show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
-    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="CSV/Parquet manifest."),
-    path_column: str | None = typer.Option(None, "--path-column",
-                                           help="Column of image paths (path)."),
-    root: Path | None = typer.Option(None, "--root",
-                                     help="Folder of relative paths (the manifest's folder)."),
+    config: ConfigArg = None,
+    out: OutOpt = ...,
+    manifest: ManifestOpt = None,
+    path_column: PathColumnOpt = None,
+    root: RootOpt = None,
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Teacher from the model zoo (preset, backend:id or path); repeat."),
-    model: str | None = typer.Option(None, "--model", help="Student timm ViT architecture."),
-    image_size: int | None = typer.Option(None, "--image-size", help="Student resolution (64)."),
-    patch_size: int | None = typer.Option(None, "--patch-size", help="Student patch size."),
-    embed_dim: int | None = typer.Option(None, "--embed-dim", help="Student width."),
-    depth: int | None = typer.Option(None, "--depth", help="Student depth."),
-    num_heads: int | None = typer.Option(None, "--num-heads", help="Student heads."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (100)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step (32)."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (5e-4)."),
+    model: ModelOpt = None,
+    image_size: ImageSizeOpt = None,
+    patch_size: PatchSizeOpt = None,
+    embed_dim: EmbedDimOpt = None,
+    depth: DepthOpt = None,
+    num_heads: HeadsOpt = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
     feature_grid: int | None = typer.Option(
-        None, "--feature-grid", help="Grid of the distilled patch features (default: per teacher, the coarser of its grid and the student's)."),
+        None, "--feature-grid", help="Grid of the distilled patch features (default: per "
+        "teacher, the coarser of its grid and the student's)."),
     teacher_weighting: str | None = typer.Option(
         None, "--teacher-weighting", help="equal (default), fixed or worst_group."),
     weight_label: str | None = typer.Option(
@@ -207,29 +245,29 @@ def distill_command(
         None, "--min-worst-group-auc", help="Drop teachers whose worst-group AUC is below this."),
     teacher_dropout: float | None = typer.Option(
         None, "--teacher-dropout", help="Probability of dropping each teacher's loss per step."),
-    sampling: str | None = typer.Option(None, "--sampling", help="uniform, balanced, stratified."),
-    balance_by: list[str] | None = typer.Option(None, "--balance-by", help="e.g. sex,age_group."),
-    keep_column: str | None = typer.Option(None, "--keep-column", help="0/1 curated-row column."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
-    device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, mps."),
-    track_emissions: bool = typer.Option(False, "--track-emissions",
-                                         help="Estimate energy and CO2 with codecarbon."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    sampling: SamplingOpt = None,
+    balance_by: BalanceOpt = None,
+    keep_column: KeepOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    checkpoint_every: CkptOpt = None,
+    track_emissions: EmissionsOpt = False,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Distil a student ViT from several frozen model-zoo teachers (knowledge agglomeration)."""
     from ..pretrain import distill
 
-    cfg = _merge(
-        _read_config(config), manifest=str(manifest) if manifest else None,
-        path_column=path_column, root=str(root) if root else None, teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
+    cfg = _common(
+        config, manifest=manifest, root=root, balance_by=balance_by,
+        track_emissions=track_emissions, path_column=path_column,
+        teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
         patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         steps=steps, batch_size=batch_size, lr=lr, feature_grid=feature_grid,
         teacher_weighting=teacher_weighting, weight_label=weight_label,
         weight_groups=_split(weight_groups), min_worst_group_auc=min_worst_group_auc,
-        teacher_dropout=teacher_dropout, sampling=sampling, balance_by=_split(balance_by),
-        keep_column=keep_column, seed=seed, device=device,
-        track_emissions=track_emissions or None)
+        teacher_dropout=teacher_dropout, sampling=sampling, keep_column=keep_column, seed=seed,
+        device=device, checkpoint_every=checkpoint_every)
     if "manifest" not in cfg:
         raise FairfoundryError("--manifest is required (or a CONFIG.yaml with manifest: ...)")
     with rich_progress("distill", int(cfg.get("steps", 100))) as advance:

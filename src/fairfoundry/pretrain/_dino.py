@@ -8,7 +8,10 @@ Collapse is avoided by *centring* the teacher outputs (subtracting a running mea
 *sharpening* them (low teacher temperature); see :func:`~fairfoundry.pretrain.losses.dino_loss`.
 
 Paper defaults: head MLP 2048-2048-256 then a weight-normalised linear layer to 65,536
-prototypes; student temperature 0.1, teacher 0.04; centre momentum 0.9; teacher EMA momentum
+prototypes; student temperature 0.1; teacher temperature warmed up linearly from 0.04 to its
+final value over the first 30 % of training (the paper: 0.04 -> 0.07 over the first 30 of 100
+epochs; its code's default final value is 0.04, i.e. no warm-up, and 0.04 is the default here
+because a higher teacher temperature can collapse short runs); centre momentum 0.9; teacher EMA momentum
 0.996 rising to 1 on a cosine schedule; 2 global crops (area 0.4-1, full resolution) and
 8 local crops (area 0.05-0.4, 96/224 of the resolution). Exported weights are the teacher's,
 as in the paper's evaluations.
@@ -62,7 +65,11 @@ class DINO(Objective):
     head_hidden, head_bottleneck : int
         Head widths (2048, 256).
     student_temp, teacher_temp : float
-        Softmax temperatures (0.1, 0.04).
+        Softmax temperatures (0.1, 0.04); ``teacher_temp`` is the value after the warm-up.
+    warmup_teacher_temp : float
+        Teacher temperature at step 0 (0.04), raised linearly to ``teacher_temp``.
+    warmup_teacher_temp_frac : float
+        Fraction of the run spent on that warm-up (0.3: 30 of the paper's 100 epochs).
     center_momentum : float
         Momentum of the running centre (0.9).
     teacher_momentum : float
@@ -77,7 +84,8 @@ class DINO(Objective):
 
     def __init__(self, backbone: ViTBackbone, *, augment=None, out_dim: int = 65536,
                  head_hidden: int = 2048, head_bottleneck: int = 256, student_temp: float = 0.1,
-                 teacher_temp: float = 0.04, center_momentum: float = 0.9,
+                 teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,
+                 warmup_teacher_temp_frac: float = 0.3, center_momentum: float = 0.9,
                  teacher_momentum: float = 0.996, local_crops: int = 8,
                  local_size: int | None = None, global_scale: tuple = (0.4, 1.0),
                  local_scale: tuple = (0.05, 0.4)):
@@ -88,6 +96,9 @@ class DINO(Objective):
         self.teacher_head = make_ema(self.head)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)
+        self.final_teacher_temp = float(teacher_temp)
+        self.warmup_teacher_temp = float(warmup_teacher_temp)
+        self.warmup_teacher_temp_frac = float(warmup_teacher_temp_frac)
         self.center_momentum = float(center_momentum)
         self.teacher_momentum = float(teacher_momentum)
         self.local_crops = int(local_crops)
@@ -125,7 +136,15 @@ class DINO(Objective):
             self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
         # cross entropy = teacher entropy + KL(teacher || student): the KL is the part the
         # student controls, so it is what must go down while centring moves the teacher
-        return loss, {"teacher_entropy": entropy, "kl": float(loss.detach()) - entropy}
+        return loss, {"teacher_temp": self.teacher_temp, "teacher_entropy": entropy,
+                      "kl": float(loss.detach()) - entropy}
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        """Teacher temperature of this step: linear warm-up, then constant (the paper's implementation details)."""
+        warm = self.warmup_teacher_temp_frac * total_steps
+        t = min(step / warm, 1.0) if warm > 0 else 1.0
+        self.teacher_temp = (self.warmup_teacher_temp
+                             + t * (self.final_teacher_temp - self.warmup_teacher_temp))
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         m = ema_momentum(step, total_steps, base=self.teacher_momentum)

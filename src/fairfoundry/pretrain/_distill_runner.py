@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +23,13 @@ from .._errors import FairfoundryError
 from .._io import frame_fingerprint, write_json_atomic, write_table_atomic
 from ._runner import (
     DataConfig,
-    _old_log,
     _validate,
-    _write_log,
     config_dict,
     finish_run,
     make_sampler,
     prepare_frame,
     start_resume,
+    train_run,
 )
 
 __all__ = ["DistillConfig", "TeacherConfig", "distill"]
@@ -137,7 +135,6 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
     )
     from ._objective import PIXEL_MEAN, PIXEL_STD
     from ._sampling import CompositionTracker, group_labels
-    from ._train import StepHook, run_steps
     from .losses import cosine_loss, smooth_l1_feature_loss
 
     cfg = config if isinstance(config, DistillConfig) else _validate(DistillConfig, config)
@@ -262,8 +259,7 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
     tracker = CompositionTracker(frame, attrs)
     write_json_atomic(out / "checkpoint" / "run_config.json", cfg_json)
 
-    def step_loss(model, idx, gen):
-        dev = hook.trainer.device
+    def step_loss(model, idx, gen, dev):
         x = (student_bank.batch(idx, device=dev) - 0.5) / 0.5
         z, tokens = model(x)
         g = model.backbone.grid(x)
@@ -285,44 +281,15 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
             logs[f"loss_{name}"] = float(part.detach())
         return loss, logs
 
-    hook = StepHook(sampler=sampler, steps=cfg.steps, step_loss=step_loss, tracker=tracker,
-                    seed=cfg.seed, log_every=cfg.log_every,
-                    on_epoch=lambda records: _write_log(out, old_log, records))
-    hook.replay(steps_done)
-    old_log = _old_log(out, steps_done)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
-    t0 = time.time()
-    trainer, result = run_steps(
-        student, hook, n_rows=len(frame), batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, warmup=warmup, seed=cfg.seed, device=cfg.device,
-        amp=cfg.amp, checkpoint_dir=out / "checkpoint", resume=resume, progress=progress,
-        track_emissions=cfg.track_emissions, country=cfg.country)
-    wall = time.time() - t0
-
-    log_frame = _write_log(out, old_log, hook.records)
-    composition = tracker.table()
-    write_table_atomic(out / "composition.csv", composition)
+    summary = train_run(cfg, out, student, kind="distill", sampler=sampler, tracker=tracker,
+                        step_loss=step_loss, steps_done=steps_done, resume=resume,
+                        progress=progress)
     teachers_frame = pd.DataFrame(table)
     write_table_atomic(out / "teachers.csv", teachers_frame)
     recipe = {"objective": "distill", "teachers": weights, "steps": cfg.steps, "seed": cfg.seed,
               "image_size": cfg.image_size}
     save_vit(student.backbone, out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
-    summary = {
-        "objective": "distill",
-        "steps": cfg.steps,
-        "resumed_from_step": steps_done if resume else None,
-        "first_loss": float(log_frame["loss"].iloc[0]),
-        "final_loss": float(log_frame["loss"].iloc[-1]),
-        "images_per_s": hook.images / hook.train_seconds if hook.train_seconds else None,
-        "train_seconds": hook.train_seconds,
-        "wall_seconds": wall,
-        "device": str(trainer.device),
-        "n_images": len(frame),
-        "teachers": teachers_frame.to_dict(orient="records"),
-        "sampler": sampler.describe(),
-        "composition": composition.to_dict(orient="records"),
-        "emissions": result.emissions,
-    }
+    summary["teachers"] = teachers_frame.to_dict(orient="records")
     finish_run(out, cfg, cfg_json, kind="distill", summary=summary)
     return summary

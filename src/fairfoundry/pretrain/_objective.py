@@ -83,6 +83,9 @@ class Objective(nn.Module, abc.ABC):
         (scalar loss Tensor, dict of floats to log)
         """
 
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        """Called before each step's loss (schedules such as DINO's teacher temperature)."""
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (EMA teachers update here)."""
 

@@ -84,6 +84,8 @@ class DataConfig(BaseModel):
     device: str = "auto"
     amp: bool = True
     log_every: int = Field(1, ge=1)
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also checkpoint every N steps (default: once per epoch)")
     track_emissions: bool = False
     country: str | None = None
     num_threads: int | None = None
@@ -180,7 +182,6 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     from ._objective import PIXEL_MEAN, PIXEL_STD, build_objective
     from ._registry import OBJECTIVES
     from ._sampling import CompositionTracker
-    from ._train import StepHook, run_steps
 
     cfg = config if isinstance(config, PretrainConfig) else _validate(PretrainConfig, config)
     if cfg.objective not in OBJECTIVES:
@@ -218,37 +219,58 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     tracker = CompositionTracker(frame, attrs)
     write_json_atomic(out / "checkpoint" / "run_config.json", cfg_json)
 
-    def step_loss(model, idx, gen):
-        dev = hook.trainer.device
+    def step_loss(model, idx, gen, dev):
         images = bank.batch(idx, device=dev)
         text = texts[torch.as_tensor(idx)].to(dev) if texts is not None else None
         return model.compute_loss(images, text=text, generator=gen)
 
-    hook = StepHook(sampler=sampler, steps=cfg.steps, step_loss=step_loss, tracker=tracker,
-                    seed=cfg.seed, on_step=objective.on_step_end, log_every=cfg.log_every,
-                    on_epoch=lambda records: _write_log(out, old_log, records))
-    hook.replay(steps_done)
-    old_log = _old_log(out, steps_done)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
-    t0 = time.time()
-    trainer, result = run_steps(
-        objective, hook, n_rows=len(frame), batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, warmup=warmup, seed=cfg.seed, device=cfg.device,
-        amp=cfg.amp, checkpoint_dir=out / "checkpoint", resume=resume, progress=progress,
-        track_emissions=cfg.track_emissions, country=cfg.country)
-    wall = time.time() - t0
-
-    # --- outputs (run.json last: its presence means "complete")
-    log_frame = _write_log(out, old_log, hook.records)
-    composition = tracker.table()
-    write_table_atomic(out / "composition.csv", composition)
+    summary = train_run(cfg, out, objective, kind=cfg.objective, sampler=sampler,
+                        tracker=tracker, step_loss=step_loss, steps_done=steps_done,
+                        resume=resume, progress=progress, on_step=objective.on_step_end,
+                        on_step_start=objective.on_step_start)
     recipe = {"objective": cfg.objective, "steps": cfg.steps, "seed": cfg.seed,
               "image_size": cfg.image_size, "modality": cfg.modality,
               "manifest_fingerprint": frame_fingerprint(frame[["sample_id"]])}
     save_vit(objective.export_encoder(), out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
-    summary = {
-        "objective": cfg.objective,
+    summary["encoder_parameters"] = int(sum(p.numel()
+                                            for p in objective.export_encoder().parameters()))
+    finish_run(out, cfg, cfg_json, kind="pretrain", summary=summary)
+    return summary
+
+
+def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker, step_loss,
+              steps_done: int, resume: bool, progress=None, on_step=None,
+              on_step_start=None) -> dict:
+    """Train ``model`` on the adapt loop; write ``loss_log.csv`` and ``composition.csv``.
+
+    Shared by :func:`pretrain` and :func:`~._distill_runner.distill`: builds the
+    :class:`~._train.StepHook` (batches from ``sampler``, loss from
+    ``step_loss(model, rows, generator, device)``, per-epoch and ``checkpoint_every``
+    checkpoints), replays the composition of the steps done before a resume, and returns the
+    summary fields common to both runs.
+    """
+    from ._train import StepHook, run_steps
+
+    old_log = _old_log(out, steps_done)
+    hook = StepHook(sampler=sampler, steps=cfg.steps, step_loss=step_loss, tracker=tracker,
+                    seed=cfg.seed, on_step=on_step, on_step_start=on_step_start,
+                    log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                    on_epoch=lambda records: _write_log(out, old_log, records))
+    hook.replay(steps_done)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
+    t0 = time.time()
+    trainer, result = run_steps(
+        model, hook, n_rows=sampler.n, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, warmup=warmup, seed=cfg.seed, device=cfg.device,
+        amp=cfg.amp, checkpoint_dir=out / "checkpoint", resume=resume, progress=progress,
+        track_emissions=cfg.track_emissions, country=cfg.country)
+    wall = time.time() - t0
+    log_frame = _write_log(out, old_log, hook.records)
+    composition = tracker.table()
+    write_table_atomic(out / "composition.csv", composition)
+    return {
+        "objective": kind,
         "steps": cfg.steps,
         "resumed_from_step": steps_done if resume else None,
         "first_loss": float(log_frame["loss"].iloc[0]),
@@ -257,14 +279,11 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
         "train_seconds": hook.train_seconds,
         "wall_seconds": wall,
         "device": str(trainer.device),
-        "n_images": len(frame),
-        "encoder_parameters": int(sum(p.numel() for p in objective.export_encoder().parameters())),
+        "n_images": sampler.n,
         "sampler": sampler.describe(),
         "composition": composition.to_dict(orient="records"),
         "emissions": result.emissions,
     }
-    finish_run(out, cfg, cfg_json, kind="pretrain", summary=summary)
-    return summary
 
 
 def start_resume(out: Path, cfg_json: dict, *, overwrite: bool, resume: bool) -> int:

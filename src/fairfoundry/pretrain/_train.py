@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: config keys that may change when a run is resumed (they do not change what is learned)
 RESUMABLE_KEYS = frozenset({"steps", "log_every", "device", "track_emissions", "country",
-                            "num_threads"})
+                            "num_threads", "checkpoint_every"})
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -75,7 +75,7 @@ class StepHook(Hook):
         Plans the batches (pure function of seed and step).
     steps : int
         Total optimiser steps of the run.
-    step_loss : callable(model, indices, generator) -> (loss, logs)
+    step_loss : callable(model, indices, generator, device) -> (loss, logs)
         The loss of one batch of manifest rows.
     tracker : CompositionTracker
         Counts the groups seen.
@@ -86,15 +86,28 @@ class StepHook(Hook):
         Keep every ``log_every``-th step in :attr:`records` (and the last).
     on_epoch : callable(records), optional
         Called at the end of each epoch, just before the loop writes its checkpoint (the
-        runner writes the loss log there, so a resumed run keeps the steps before the cut).
+        runner writes the loss log there, so a resumed run keeps the steps before the cut),
+        and before every ``checkpoint_every`` checkpoint.
+    on_step_start : callable(step, steps), optional
+        Called before each step's loss (schedules inside an objective, e.g. DINO's teacher
+        temperature warm-up).
+    checkpoint_every : int, optional
+        Also write the loop's ``last`` checkpoint every this many steps, inside an epoch
+        (the loop itself writes one per epoch): long runs on large manifests lose at most
+        ``checkpoint_every`` steps when interrupted.
     """
 
     name = "pretrain"
 
     def __init__(self, *, sampler, steps: int, step_loss: Callable, tracker, seed: int,
                  on_step: Callable | None = None, log_every: int = 1,
-                 on_epoch: Callable | None = None):
+                 on_epoch: Callable | None = None, on_step_start: Callable | None = None,
+                 checkpoint_every: int | None = None):
         self.sampler, self.steps, self.step_loss = sampler, int(steps), step_loss
+        self.on_step_start = on_step_start
+        if checkpoint_every is not None and int(checkpoint_every) < 1:
+            raise FairfoundryError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        self.checkpoint_every = int(checkpoint_every) if checkpoint_every else None
         self.tracker, self.seed, self.on_step = tracker, int(seed), on_step
         self.log_every = max(int(log_every), 1)
         self.on_epoch = on_epoch
@@ -120,7 +133,10 @@ class StepHook(Hook):
         idx = np.asarray(batch["index"].cpu())
         self.tracker.update(idx)
         self._t = time.perf_counter()
-        loss, logs = self.step_loss(model, idx, step_generator(self.seed, step))
+        if self.on_step_start is not None:
+            self.on_step_start(step, self.steps)
+        loss, logs = self.step_loss(model, idx, step_generator(self.seed, step),
+                                    self.trainer.device)
         self._pending = (step, loss, logs, len(idx))
         return {"loss": loss}
 
@@ -138,6 +154,11 @@ class StepHook(Hook):
                                  "lr": float(trainer.optimizer.param_groups[0]["lr"]),
                                  "seconds": dt, "images_per_s": n / dt if dt > 0 else float("nan"),
                                  **{k: float(v) for k, v in logs.items()}})
+        every = self.checkpoint_every
+        if every and step % every == 0 and step < self.steps and trainer.config.checkpoint_dir:
+            if self.on_epoch is not None:
+                self.on_epoch(self.records)
+            trainer.save_checkpoint(Path(trainer.config.checkpoint_dir) / "last")
 
     def on_epoch_end(self, trainer, epoch: int) -> None:
         if self.on_epoch is not None:
