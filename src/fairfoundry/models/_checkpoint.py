@@ -76,7 +76,7 @@ def convert_command(model_name: str | None, path: Path) -> str:
     """The one-time command that rewrites a pickled checkpoint as ``.safetensors``."""
     out = path.with_name(path.name.split(".")[0] + ".safetensors")
     return (f"fairfoundry models convert {model_name or '<MODEL>'} --weights {path} "
-            f"--trust-checkpoint --out {out}")
+            f"--trust-checkpoint --out {out} (then use --model {out})")
 
 
 def _refuse_pickle(path: Path, why: str, model_name: str | None = None) -> FairfoundryError:
