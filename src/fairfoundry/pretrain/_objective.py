@@ -1,9 +1,10 @@
 """The objective interface, its registry, and helpers shared by objectives (EMA, sin-cos).
 
 Adding an objective is one file: subclass :class:`Objective`, implement
-:meth:`Objective.compute_loss`, decorate the class with ``@register("name")`` and import the
-module in ``pretrain/__init__.py``. The runner, the CLI's ``--objective`` choices and the docs
-table read :data:`OBJECTIVES`.
+:meth:`Objective.compute_loss`, and decorate the class with ``@register("name")`` in a module
+``pretrain/_<name>.py``. :mod:`._registry` imports every module that declares an objective
+(found by :mod:`._names`, which also gives the CLI's ``--objective`` help without importing
+torch); the runner reads :data:`OBJECTIVES`.
 """
 
 from __future__ import annotations
