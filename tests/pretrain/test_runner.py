@@ -148,6 +148,8 @@ def test_clip_trains_on_a_text_column(cli, tiny_manifest, tmp_path, tiny_vit):
       "--target", "female=1", "--target", "other=1"), "no rows"),
     (("--objective", "mae", "--steps", "2", "--option", "mask_rate=0.5"), "unknown option"),
     (("--objective", "mae", "--steps", "2", "--modality", "xrays"), "did you mean 'xray'"),
+    (("--objective", "mae", "--steps", "2", "--target", "female=0.5"), "needs --sampling"),
+    (("--objective", "mae", "--steps", "2", "--checkpoint-every", "0"), "checkpoint_every"),
 ])
 def test_bad_input_is_one_clear_error_and_no_output(cli, tiny_manifest, tmp_path, tiny_vit,
                                                     extra, message):

@@ -59,6 +59,15 @@ def test_empty_group_in_target_is_a_clear_error():
         BatchSampler(np.array([], dtype=object), batch_size=4, mode="balanced")
 
 
+def test_group_left_out_of_the_target_is_never_drawn_and_warned(caplog):
+    groups = _groups()
+    with caplog.at_level("WARNING", logger="fairfoundry.pretrain._sampling"):
+        sampler = BatchSampler(groups, batch_size=8, mode="stratified", target={"female": 1})
+    assert "'male'" in caplog.text and "never be drawn" in caplog.text
+    drawn = {str(np.asarray(groups, dtype=object)[i]) for s in range(5) for i in sampler.batch(s)}
+    assert drawn == {"female"}
+
+
 def test_missing_attribute_values_are_their_own_group():
     frame = pd.DataFrame({"sex": ["female", None, "male", ""], "site": ["a", "a", "b", None]})
     assert group_labels(frame, ["sex"]).tolist() == ["female", "unknown", "male", "unknown"]

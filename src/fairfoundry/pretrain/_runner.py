@@ -141,6 +141,10 @@ def make_sampler(cfg: DataConfig, frame: pd.DataFrame):
     if cfg.sampling != "uniform" and groups is None:
         raise FairfoundryError(f"sampling {cfg.sampling!r} needs --balance-by",
                                hint="e.g. --balance-by sex or --balance-by sex,age_group")
+    if cfg.target and cfg.sampling == "uniform":
+        raise FairfoundryError("a target composition (--target) needs --sampling balanced or "
+                               "stratified; uniform sampling ignores it",
+                               hint="add --sampling stratified --balance-by ATTRIBUTE")
     return BatchSampler(groups, n=len(frame), batch_size=cfg.batch_size, mode=cfg.sampling,
                         target=cfg.target, seed=cfg.seed)
 

@@ -23,6 +23,7 @@ Missing attribute values form their own group, ``unknown`` (never dropped, never
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,6 +32,8 @@ import pandas as pd
 from .._errors import FairfoundryError, did_you_mean
 
 __all__ = ["BatchSampler", "CompositionTracker", "SAMPLING_MODES", "group_labels", "select_rows"]
+
+log = logging.getLogger(__name__)
 
 SAMPLING_MODES = ("uniform", "balanced", "stratified")
 UNKNOWN = "unknown"
@@ -151,9 +154,14 @@ class BatchSampler:
                 f"{', '.join(map(repr, unknown))} (empty groups cannot be sampled)",
                 hint=f"groups present are: {', '.join(self.groups)}",
             )
+        target = {str(k): v for k, v in target.items()}
         w = np.array([float(target.get(name, 0.0)) for name in self.groups])
         if (w < 0).any() or w.sum() <= 0:
             raise FairfoundryError("target composition needs non-negative weights with a positive sum")
+        left_out = [name for name in self.groups if name not in target]
+        if left_out:
+            log.warning("target composition leaves out group(s) %s: they will never be drawn",
+                        ", ".join(map(repr, left_out)))
         return w / w.sum()
 
     # ------------------------------------------------------------------------------------
