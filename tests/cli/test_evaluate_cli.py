@@ -95,6 +95,15 @@ def test_help_explains_every_option_with_an_example(cli):
                 "--allow-threshold-on-r"):
         assert opt in text, opt
     assert text.count("e.g.") >= 15 and "sens=0.9" in text
+    # every option's own help carries an example
+    from typer.main import get_command
+
+    from fairfoundry.cli._app import app
+
+    for param in get_command(app).commands["evaluate"].params:
+        h = param.help if hasattr(param, "help") else ""
+        assert "e.g." in (h or "").lower() or "--threshold 0.5" in (h or ""), param.opts
+    assert "--gap-ci" in text
 
 
 # -- bad input: exit 2, one message naming the column / row, nothing in --out ---------------------

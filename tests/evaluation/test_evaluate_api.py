@@ -251,3 +251,52 @@ def test_underdiagnosis_with_a_dedicated_no_finding_score(nih_small):
     for sex in ("female", "male"):
         m = diseased & (test["sex"] == sex).to_numpy()
         assert ud.loc[sex, "estimate"] == pytest.approx(called_healthy[m].mean(), abs=1e-12)
+
+
+def _calibrated_frame(n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 1, n)
+    return pd.DataFrame({"y": (rng.uniform(0, 1, n) < p).astype(int), "p": p,
+                         "sex": rng.choice(["female", "male"], n)})
+
+
+def test_summary_json_says_how_intervals_were_computed(tmp_path):
+    df = _calibrated_frame()
+    ev = fairfoundry.evaluate(df, label="y", score="p", sensitive="sex", split_col=None,
+                              threshold=0.5, bootstrap=200, permutations=20, seed=1)
+    unc = json.loads(ev.to_json(tmp_path / "summary.json").read_text())["uncertainty"]
+    assert unc["ci_method"] == "percentile" and unc["gap_ci"] == "pairwise"
+    assert "Bonferroni" in unc["gap_ci_description"]
+    assert unc["calibration_bootstrap"] == ["newton"]  # 600 x 200 <= 1e7: exact refits
+    assert unc["resampling"] == "rows, stratified by group" and unc["permutations"] == 20
+
+    # a well-calibrated model: ECE replicates sit above the small point estimate, and the
+    # run says so instead of leaving a CI that misses its estimate unexplained
+    ece = ev.get("ece")  # both groups and overall
+    off = (ece["estimate"] < ece["ci_low"]) | (ece["estimate"] > ece["ci_high"])
+    warned = [w for w in ev.warnings if w.startswith("ece: the 95% bootstrap CI excludes")]
+    assert off.any() and len(warned) == 1 and f"in {int(off.sum())} of 3 cells" in warned[0]
+    assert (ece["ci_low"] + ece["ci_high"]).mean() / 2 > ece["estimate"].mean()
+
+
+def test_gap_ci_percentile_never_reaches_zero_but_pairwise_does():
+    df = _calibrated_frame(n=400, seed=5)  # sex is independent of everything: a fair model
+    kw = dict(label="y", score="p", sensitive="sex", split_col=None, threshold=0.5,
+              bootstrap=200, seed=2)
+    pair = fairfoundry.evaluate(df, **kw).summary_table.set_index("metric")
+    perc = fairfoundry.evaluate(df, gap_ci="percentile", **kw).summary_table.set_index("metric")
+    assert pair.loc["tpr_gap", "ci_low"] == 0.0 <= pair.loc["tpr_gap", "estimate"]
+    assert perc.loc["tpr_gap", "ci_low"] > 0.0
+    assert pair.loc["tpr_gap", "estimate"] == perc.loc["tpr_gap", "estimate"]
+    with pytest.raises(FairfoundryError, match="gap-ci"):
+        fairfoundry.evaluate(df, gap_ci="simultaneous", **kw)
+
+
+def test_evaluate_signature_lists_every_option_of_prepare_evaluation():
+    import inspect
+
+    from fairfoundry.evaluation import prepare_evaluation
+
+    sig = inspect.signature(fairfoundry.evaluate).parameters
+    assert set(inspect.signature(prepare_evaluation).parameters) | {"progress"} == set(sig)
+    assert sig["gap_ci"].default == "pairwise" and sig["bootstrap"].default == 0

@@ -38,7 +38,8 @@ def evaluate_command(
     input: Path | None = typer.Argument(
         None, metavar="INPUT",
         help="Per-sample predictions: CSV, TSV or Parquet with label, score and attribute columns. "
-             "Omit with --example.", show_default=False),
+             "Omit with --example. E.g. fairfoundry evaluate preds.csv --label y --sensitive "
+             "sex.", show_default=False),
     label: list[str] | None = typer.Option(
         None, "--label", "-l",
         help="Binary (0/1) ground-truth column; repeat (or comma-separate) for multi-label, e.g. "
@@ -78,7 +79,7 @@ def evaluate_command(
         False, "--allow-threshold-on-report-split",
         help="Allow choosing the threshold on the reported rows (optimistic; flagged in "
              "summary.json and the report). Needed for a rule-based threshold without a split "
-             "column."),
+             "column, e.g. --threshold youden --allow-threshold-on-report-split."),
     bootstrap: int | None = typer.Option(
         None, "--bootstrap", "-b", min=0,
         help="Bootstrap replicates for confidence intervals, e.g. --bootstrap 1000 (0: point "
@@ -87,6 +88,12 @@ def evaluate_command(
     ci_method: str = typer.Option(
         "percentile", "--ci-method", help="Bootstrap CI method: percentile or bca, e.g. "
                                           "--ci-method bca."),
+    gap_ci: str = typer.Option(
+        "pairwise", "--gap-ci",
+        help="CI of gaps (max - min): pairwise = bounded by simultaneous (Bonferroni) intervals "
+             "of all pairwise group differences, reaches 0 when no two groups differ; "
+             "percentile = plain interval of the max - min replicates (never reaches 0), e.g. "
+             "--gap-ci percentile."),
     cluster: str | None = typer.Option(
         None, "--cluster",
         help="Resample whole clusters (patients) in the bootstrap, e.g. --cluster patient_id."),
@@ -116,7 +123,7 @@ def evaluate_command(
     scores_are_logits: bool = typer.Option(
         False, "--scores-are-logits",
         help="Scores are logits: map them through the sigmoid first (thresholds are then on the "
-             "probability scale)."),
+             "probability scale), e.g. --score logit_y --scores-are-logits."),
     no_finding_score: str | None = typer.Option(
         None, "--no-finding-score",
         help="Multi-label: a dedicated 'No Finding' score column for the underdiagnosis rate, "
@@ -129,12 +136,13 @@ def evaluate_command(
         help="Output directory for evaluation.csv, summary.json and report.html, e.g. --out eval."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace evaluation.csv / summary.json / report.html already "
-                                   "in --out."),
+                                   "in --out, e.g. --out eval --overwrite."),
     example: str | None = typer.Option(
         None, "--example",
         help="Evaluate bundled real data instead of INPUT: nih-chexnet (CheXNet on NIH "
              "ChestX-ray14, 14 labels, by sex, age 20/40/60/80 and view, Youden thresholds on val, "
-             "reported on test, clustered by patient). Other options override its settings."),
+             "reported on test, clustered by patient). Other options override its settings, e.g. "
+             "--example nih-chexnet --bootstrap 200."),
 ) -> None:
     """Evaluate how differently a model treats each group, with bootstrap confidence intervals.
 
@@ -187,7 +195,7 @@ def evaluate_command(
         kwargs["threshold"] = threshold
     kwargs.update(report_split=report_split, threshold_split=threshold_split,
                   allow_threshold_on_report_split=allow_threshold_on_report_split,
-                  ci_method=ci_method.lower(), permutations=permutations,
+                  ci_method=ci_method.lower(), gap_ci=gap_ci.lower(), permutations=permutations,
                   min_group_size=min_group_size, ece_bins=ece_bins,
                   ece_strategy=ece_strategy.lower(), n_jobs=jobs,
                   scores_are_logits=scores_are_logits, no_finding_score=no_finding_score, seed=seed)

@@ -8,6 +8,7 @@ intersections), suppresses small cells and assembles the tidy outputs.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 
@@ -65,6 +66,7 @@ def prepare_evaluation(
     allow_threshold_on_report_split: bool = False,
     bootstrap: int = 0,
     ci_method: str = "percentile",
+    gap_ci: str = "pairwise",
     confidence: float = 0.95,
     cluster: str | None = None,
     reference: dict[str, str] | None = None,
@@ -304,11 +306,15 @@ def prepare_evaluation(
         warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
                            f"({thr_split_name}): threshold-dependent metrics are optimistic")
 
+    if gap_ci not in ("pairwise", "percentile"):
+        raise FairfoundryError(f"unknown --gap-ci {gap_ci!r}",
+                               hint=did_you_mean(gap_ci, ("pairwise", "percentile"),
+                                                 what="methods"))
     if ece_strategy not in ("uniform", "quantile"):
         raise FairfoundryError(f"unknown --ece-strategy {ece_strategy!r}",
                                hint="uniform (equal-width bins) or quantile (equal-mass bins)")
     options = {"bootstrap": int(bootstrap), "permutations": int(permutations),
-               "ci_method": ci_method, "confidence": float(confidence), "seed": int(seed),
+               "ci_method": ci_method, "gap_ci": gap_ci, "confidence": float(confidence), "seed": int(seed),
                "ece_bins": int(ece_bins), "ece_strategy": ece_strategy,
                "min_group_size": int(min_group_size), "n_jobs": max(1, int(n_jobs))}
     config = {
@@ -330,36 +336,7 @@ def prepare_evaluation(
     )
 
 
-def evaluate(
-    data,
-    *,
-    label: str | Sequence[str],
-    score: str | Sequence[str] | None = None,
-    sensitive: str | Sequence[str],
-    intersect: Sequence[Sequence[str]] | None = None,
-    bins: dict[str, Sequence[float]] | None = None,
-    split_col: str | None = "split",
-    report_split: str = "test",
-    threshold: float | str = "youden",
-    threshold_split: str = "val",
-    allow_threshold_on_report_split: bool = False,
-    bootstrap: int = 0,
-    ci_method: str = "percentile",
-    confidence: float = 0.95,
-    cluster: str | None = None,
-    reference: dict[str, str] | None = None,
-    min_group_size: int = 0,
-    id_col: str | None = None,
-    seed: int = 0,
-    scores_are_logits: bool = False,
-    ece_bins: int = 10,
-    ece_strategy: str = "uniform",
-    permutations: int = 0,
-    no_finding_score: str | None = None,
-    n_jobs: int = 1,
-    source_name: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Evaluation:
+def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) -> Evaluation:
     """Evaluate how differently a model treats each group, with bootstrap CIs.
 
     Parameters
@@ -396,6 +373,12 @@ def evaluate(
     bootstrap : int
         Bootstrap replicates for CIs (0: point estimates only).
     ci_method : {"percentile", "bca"}
+        Interval of per-group metrics, ratios and differences (BCa: Efron 1987).
+    gap_ci : {"pairwise", "percentile"}
+        Interval of gaps (max - min): ``"pairwise"`` (default) bounds the gap by simultaneous
+        (Bonferroni) intervals of every pairwise group difference, so it reaches 0 when no two
+        groups differ significantly; ``"percentile"`` is the plain interval of the max - min
+        replicates (never reaches 0). Recorded in ``summary.json["uncertainty"]``.
     confidence : float
         CI level (default 0.95).
     cluster : str, optional
@@ -450,14 +433,17 @@ def evaluate(
     >>> ev.thresholds.loc[0, "chosen_on_split"]
     'val'
     """
-    plan = prepare_evaluation(
-        data, label=label, score=score, sensitive=sensitive, intersect=intersect, bins=bins,
-        split_col=split_col, report_split=report_split, threshold=threshold,
-        threshold_split=threshold_split,
-        allow_threshold_on_report_split=allow_threshold_on_report_split, bootstrap=bootstrap,
-        ci_method=ci_method, confidence=confidence, cluster=cluster, reference=reference,
-        min_group_size=min_group_size, id_col=id_col, seed=seed,
-        scores_are_logits=scores_are_logits, ece_bins=ece_bins, ece_strategy=ece_strategy,
-        permutations=permutations, no_finding_score=no_finding_score, n_jobs=n_jobs,
-        source_name=source_name)
+    plan = prepare_evaluation(data, **options)
     return plan.run(progress=progress)
+
+
+def _evaluate_signature() -> inspect.Signature:
+    """``evaluate``'s signature: ``prepare_evaluation``'s keyword options plus ``progress``
+    (one list of options and defaults, shown by ``help()`` and IDEs)."""
+    params = list(inspect.signature(prepare_evaluation).parameters.values())
+    progress = inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation="Callable[[int], None] | None")
+    return inspect.Signature([*params, progress], return_annotation="Evaluation")
+
+
+evaluate.__signature__ = _evaluate_signature()

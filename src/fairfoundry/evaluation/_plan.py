@@ -89,7 +89,7 @@ class EvaluationPlan:
         return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
                     n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
                     confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
-                    n_jobs=o["n_jobs"], progress=progress)
+                    n_jobs=o["n_jobs"], gap_ci=o["gap_ci"], progress=progress)
 
     def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
         """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
@@ -103,6 +103,7 @@ class EvaluationPlan:
         k = self.options["min_group_size"]
         ref = self.reference.get(attr.name)
         res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
+        self._engine_configs.append(res.config)
         per_group = res.per_group.copy()
         summary = res.summary.copy()
         reps = {"per": res.replicates, "names": [*attr.names, "overall"],
@@ -142,6 +143,7 @@ class EvaluationPlan:
         replicates: dict[str, dict[str, dict]] = {}
         warnings = list(self.warnings)
         kw = self._engine_kwargs(progress)
+        self._engine_configs = []
 
         for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
             y, s = self.y[label], self.s[label]
@@ -186,13 +188,15 @@ class EvaluationPlan:
         table = _tidy(table, BY_GROUP_COLUMNS)
         summary = _tidy(summary, SUMMARY_COLUMNS)
         warnings.extend(_undefined_warnings(table))
+        warnings.extend(_shifted_ci_warnings(table, self.options["confidence"]))
         return Evaluation(
             by_group=table, summary_table=summary, thresholds=pd.DataFrame(self.thresholds),
             config=self.config, warnings=warnings, suppressed=suppressed,
             info={"source": self.source, "fingerprint": self.fingerprint, "n_rows": self.n_rows,
                   "n_report_rows": int(next(iter(self.y.values())).size),
                   "report_split": self.report_split,
-                  "threshold_on_report_split": self.threshold_on_report_split},
+                  "threshold_on_report_split": self.threshold_on_report_split,
+                  "uncertainty": self._uncertainty()},
             curves=self._curve_frame(),
         )
 
@@ -235,6 +239,44 @@ class EvaluationPlan:
             sm.append(summary.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name))
         return by, sm
 
+    def _uncertainty(self) -> dict:
+        """How the intervals and p-values of this run were computed (for summary.json)."""
+        o = self.options
+        cal = sorted({c["calibration_bootstrap"] for c in self._engine_configs
+                      if c.get("calibration_bootstrap")}) if o["bootstrap"] else []
+        strat = sorted({bool(c["cluster_stratified"]) for c in self._engine_configs
+                        if c.get("cluster_stratified") is not None})
+        return {
+            "bootstrap_replicates": o["bootstrap"], "confidence": o["confidence"],
+            "resampling": ("clustered by " + str(self.config.get("cluster"))
+                           + (" (stratified by group)" if strat == [True] else
+                              " (patients drawn from all data: group sizes vary)"
+                              if strat == [False] else
+                              " (stratified by group for attributes where every patient lies in "
+                              "one group)" if strat else "")) if self.cluster is not None
+            else "rows, stratified by group",
+            "ci_method": o["ci_method"] if o["bootstrap"] else None,
+            "gap_ci": o["gap_ci"] if o["bootstrap"] else None,
+            "gap_ci_description": (
+                "*_gap and gap-type differences (demographic parity, equalized odds, equal "
+                "opportunity, predictive parity): simultaneous Bonferroni percentile intervals of "
+                "all signed pairwise group differences, turned into an interval of max |d|; "
+                "ratios, *_to_overall, *_vs_reference and per-group metrics: " + o["ci_method"]
+                if o["gap_ci"] == "pairwise" else
+                "every summary: " + o["ci_method"] + " interval of its own replicates"
+            ) if o["bootstrap"] else None,
+            "calibration_bootstrap": cal or None,
+            "calibration_bootstrap_note": (
+                "one_step: calibration slope/intercept replicates take one Newton step from the "
+                "full-data fit (first-order equivalent; point estimates are exact fits)"
+                if "one_step" in cal else None),
+            "ece_note": ("binned ECE is biased upward and more so under resampling: its CI can "
+                         "lie above the point estimate (see warnings)") if o["bootstrap"] else None,
+            "permutations": o["permutations"],
+            "p_values": "permutation of group labels (of whole patients when clustered), "
+                        "(1 + #extreme) / (1 + P)" if o["permutations"] else None,
+        }
+
     def _curve_frame(self) -> pd.DataFrame:
         """Report-split labels, scores and group names (for ROC / calibration plots)."""
         cols: dict[str, object] = {}
@@ -270,4 +312,33 @@ def _undefined_warnings(table: pd.DataFrame) -> list[str]:
         more = "" if part["label"].nunique() <= 6 else ", ..."
         reason = part["reason"].iloc[0] or "undefined"
         out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) {labels}{more}")
+    return out
+
+
+#: why a bootstrap interval can miss its own point estimate, per metric (docs/metrics.md)
+_SHIFT_REASONS = {
+    "ece": "binned ECE is biased upward and resampling adds more upward bias (duplicated rows "
+           "make bins noisier), so the replicates sit above the estimate; read the interval as "
+           "the spread of the resampled ECE, not as a range around the estimate",
+}
+
+
+def _shifted_ci_warnings(table: pd.DataFrame, confidence: float) -> list[str]:
+    """One line per metric whose bootstrap CI excludes its own point estimate in some cells
+    (a biased statistic under resampling, most often ECE), so no reader takes it for an error."""
+    t = table[np.isfinite(table["estimate"]) & np.isfinite(table["ci_low"])
+              & np.isfinite(table["ci_high"])]
+    off = t[(t["estimate"] < t["ci_low"]) | (t["estimate"] > t["ci_high"])]
+    out = []
+    for metric, part in off.groupby("metric", sort=False):
+        total = int((t["metric"] == metric).sum())
+        first = part.iloc[0]
+        where = (first["group"] if first["attribute"] == "overall"
+                 else f"{first['attribute']}={first['group']}")
+        above = int((part["estimate"] < part["ci_low"]).sum())
+        why = _SHIFT_REASONS.get(str(metric), "the statistic is biased under resampling")
+        out.append(
+            f"{metric}: the {confidence:.0%} bootstrap CI excludes the point estimate in "
+            f"{len(part)} of {total} cells ({above} with every bound above it; e.g. "
+            f"{first['label']}, {where}): {why}")
     return out

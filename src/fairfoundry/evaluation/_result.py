@@ -102,6 +102,7 @@ class Evaluation:
             "created": self.created,
             "input": self.info,
             "threshold_on_report_split": bool(self.info.get("threshold_on_report_split", False)),
+            "uncertainty": self.info.get("uncertainty", {}),
             "thresholds": self.thresholds.to_dict(orient="records"),
             "summaries": self.summary_table.to_dict(orient="records"),
             "warnings": list(self.warnings),

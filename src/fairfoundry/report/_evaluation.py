@@ -349,7 +349,14 @@ def evaluation_report_html(ev) -> str:
         + (f"{conf:.0%} bootstrap CIs from {n_boot} replicates"
            + (f", resampling whole <code>{esc(ev.config.get('cluster'))}</code> clusters"
               if ev.config.get("cluster") else "")
-           + f" ({esc(ev.config.get('ci_method'))}), seed {ev.config.get('seed')}."
+           + f" ({esc(ev.config.get('ci_method'))}; gaps: "
+           + ("simultaneous pairwise-difference intervals, 0 at the bottom when no two groups "
+              "differ significantly" if ev.config.get("gap_ci", "pairwise") == "pairwise"
+              else "percentile interval of max - min")
+           + f"), seed {ev.config.get('seed')}."
+           + (" Calibration slope/intercept replicates use the one-step refit."
+              if "one_step" in (info.get("uncertainty", {}).get("calibration_bootstrap") or [])
+              else "")
            if n_boot else "No bootstrap: point estimates only (pass --bootstrap N for CIs).")
         + "</p>")
 
