@@ -128,6 +128,19 @@ def test_resumed_run_whose_config_changed_is_refused(cli, tiny_manifest, tmp_pat
     assert pd.read_csv(out / "loss_log.csv")["step"].tolist() == list(range(6))
 
 
+def test_resume_after_the_manifest_was_edited_is_refused(cli, tiny_manifest, tmp_path, tiny_vit):
+    frame = pd.read_csv(tiny_manifest)
+    frame["path"] = [str((tiny_manifest.parent / p).resolve()) for p in frame["path"]]
+    manifest = tmp_path / "m.csv"
+    frame.to_csv(manifest, index=False)
+    out = tmp_path / "run"
+    base = ("--objective", "simclr", "--option", "proj_hidden=32", "--option", "proj_dim=16")
+    assert cli(*_args(manifest, out, tiny_vit, *base, "--steps", "2")).code == 0
+    frame.iloc[:-5].to_csv(manifest, index=False)  # same path, other rows: not the same run
+    res = cli(*_args(manifest, out, tiny_vit, *base, "--steps", "4", "--resume"))
+    assert res.code == 2 and "manifest_sha256" in res.err and "Traceback" not in res.err
+
+
 def test_clip_trains_on_a_text_column(cli, tiny_manifest, tmp_path, tiny_vit):
     out = tmp_path / "clip"
     res = cli(*_args(tiny_manifest, out, tiny_vit, "--objective", "clip", "--steps", "3",

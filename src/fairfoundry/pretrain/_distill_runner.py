@@ -28,6 +28,7 @@ from ._runner import (
     finish_run,
     make_sampler,
     prepare_frame,
+    resume_record,
     start_resume,
     train_run,
 )
@@ -257,7 +258,7 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
                 else None) for n in active}
     student = DistillStudent(backbone, dims, head_hidden=cfg.head_hidden)
     tracker = CompositionTracker(frame, attrs)
-    write_json_atomic(out / "checkpoint" / "run_config.json", cfg_json)
+    write_json_atomic(out / "checkpoint" / "run_config.json", resume_record(cfg_json))
 
     def step_loss(model, idx, gen, dev):
         x = (student_bank.batch(idx, device=dev) - 0.5) / 0.5

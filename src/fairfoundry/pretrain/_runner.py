@@ -221,7 +221,7 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     bank = ImageBank(frame[cfg.path_column].tolist(), size=cfg.image_size,
                      min_side=backbone.patch_size)
     tracker = CompositionTracker(frame, attrs)
-    write_json_atomic(out / "checkpoint" / "run_config.json", cfg_json)
+    write_json_atomic(out / "checkpoint" / "run_config.json", resume_record(cfg_json))
 
     def step_loss(model, idx, gen, dev):
         images = bank.batch(idx, device=dev)
@@ -290,6 +290,14 @@ def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker,
     }
 
 
+def resume_record(cfg_json: dict) -> dict:
+    """The config a resume is checked against: the run config plus the manifest's SHA-256, so
+    an edited manifest at the same path is a changed config too."""
+    manifest = Path(str(cfg_json.get("manifest", "")))
+    return {**cfg_json,
+            "manifest_sha256": file_fingerprint(manifest) if manifest.is_file() else None}
+
+
 def start_resume(out: Path, cfg_json: dict, *, overwrite: bool, resume: bool) -> int:
     """Check ``out`` for a new run or a resume; return the number of steps already done."""
     from ._train import check_resume_config
@@ -300,7 +308,7 @@ def start_resume(out: Path, cfg_json: dict, *, overwrite: bool, resume: bool) ->
         if not state.exists() or not saved.exists():
             raise FairfoundryError(f"--resume: no checkpoint in {out / 'checkpoint'}",
                                    hint="run without --resume to start a new run")
-        check_resume_config(json.loads(saved.read_text()), cfg_json, path=out)
+        check_resume_config(json.loads(saved.read_text()), resume_record(cfg_json), path=out)
         done = int(json.loads(state.read_text())["step"])
         if done >= int(cfg_json["steps"]):
             raise FairfoundryError(f"{out} already holds {done} steps; nothing to resume",
