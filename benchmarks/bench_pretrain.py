@@ -5,7 +5,8 @@ width 192, depth 4) on the same batch of bundled NIH X-rays; the peer, measured 
 is one ordinary supervised step of that ViT (forward, linear head, cross-entropy, backward,
 AdamW). The ratio ``objective / supervised`` says what an objective costs relative to plain
 fine-tuning (multi-view and multi-crop objectives cost more, MAE less: its encoder sees a
-quarter of the patches).
+quarter of the patches). The supervised step is timed again right after each objective and
+each ratio uses that adjacent timing, so ratios hold on a shared, unevenly loaded machine.
 
     .venv/bin/python benchmarks/bench_pretrain.py [--batch-size 32] [--steps 5] [--device cpu]
 """
@@ -83,7 +84,8 @@ def main() -> int:
         opt.step()
 
     t_sup = _time(supervised, args.steps, args.warmup, sync)
-    rows = [("supervised (peer)", args.batch_size / t_sup, 1.0)]
+    sup_times = [t_sup]
+    rows = []
     for name, options in HEADS.items():
         torch.manual_seed(0)
         obj = build_objective(name, build_vit(**ARCH),
@@ -100,7 +102,12 @@ def main() -> int:
             obj.on_step_end(0, 100)
 
         t = _time(step, args.steps, args.warmup, sync)
-        rows.append((name, args.batch_size / t, t_sup / t))
+        # the peer is re-timed next to each objective, so a shared machine's changing load
+        # moves both numbers of a ratio together
+        t_peer = _time(supervised, args.steps, 1, sync)
+        sup_times.append(t_peer)
+        rows.append((name, args.batch_size / t, t_peer / t))
+    rows.insert(0, ("supervised (peer)", args.batch_size / statistics.median(sup_times), 1.0))
     print(f"device={dev} batch={args.batch_size} threads={args.threads} (median of {args.steps} steps)")
     print(f"{'objective':<20}{'images/s':>10}{'ratio vs supervised':>22}")
     for name, ips, ratio in rows:

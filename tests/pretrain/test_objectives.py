@@ -139,3 +139,11 @@ def test_objective_names_for_the_cli_match_the_registry_without_importing_torch(
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_cnn_backbone_is_a_clear_error():
+    from fairfoundry.pretrain import build_vit
+
+    with pytest.raises(FairfoundryError, match="not a Vision Transformer") as err:
+        build_vit("timm:resnet18", image_size=32)
+    assert "vit_tiny_patch16_224" in err.value.hint

@@ -102,6 +102,12 @@ def build_vit(model: str = "vit_tiny_patch16_224", *, image_size: int = 224,
         net = timm.create_model(name, pretrained=False, **{k: v for k, v in spec.items()
                                                             if k != "architecture"})
     except (TypeError, ValueError, AssertionError) as exc:
+        if "img_size" in str(exc):  # CNNs and other non-ViT families take no image size
+            raise FairfoundryError(
+                f"--model {name} is not a Vision Transformer: pre-training and distillation "
+                "train timm ViTs (patch grids, class token)",
+                hint="use a timm ViT, e.g. timm:vit_tiny_patch16_224 or timm:vit_small_patch16_224",
+            ) from exc
         raise FairfoundryError(f"cannot build {name} with {overrides}: {exc}".splitlines()[0]) from exc
     if not isinstance(net, VisionTransformer):
         raise FairfoundryError(
