@@ -201,6 +201,10 @@ def pairwise_gap_interval(reps: np.ndarray, point: np.ndarray, *,
     Unlike the percentile interval of the max - min replicates (which are never below the
     noise level), this interval reaches 0 when no pair of groups differs significantly, so it
     covers 0 for a fair model. ``reps`` is ``(B, G)``, ``point`` ``(G,)``.
+
+    Source: percentile intervals (Efron & Tibshirani 1993, ch. 13) made simultaneous by the
+    Bonferroni inequality; the reduction from pairwise differences to the gap is fairfoundry's own
+    (documented in docs/metrics.md, "Intervals of gaps").
     """
     reps = np.asarray(reps, dtype=np.float64)
     ok = np.flatnonzero(np.isfinite(np.asarray(point, dtype=np.float64)))

@@ -113,6 +113,8 @@ def _rate(name: str, y_true, y_pred, sample_weight) -> float:
 def n_samples(y_true, *, sample_weight=None) -> float:
     """Number of samples (total weight), :math:`n = \\sum_i w_i`.
 
+    Source: fairlearn ``count``.
+
     Examples
     --------
     >>> n_samples([0, 1, 1])
@@ -125,6 +127,8 @@ def n_samples(y_true, *, sample_weight=None) -> float:
 def positives(y_true, *, sample_weight=None) -> float:
     """Number of positives, :math:`\\sum_i w_i y_i`.
 
+    Source: the positive count of a confusion matrix (scikit-learn ``confusion_matrix``, ``tp + fn``).
+
     Examples
     --------
     >>> positives([0, 1, 1])
@@ -136,6 +140,8 @@ def positives(y_true, *, sample_weight=None) -> float:
 
 def prevalence(y_true, *, sample_weight=None) -> float:
     """Share of positives, :math:`\\sum_i w_i y_i / \\sum_i w_i`.
+
+    Source: the prevalence of epidemiology, ``(tp + fn) / n`` (fairlearn's ``mean_prediction`` of ``y_true``).
 
     Examples
     --------

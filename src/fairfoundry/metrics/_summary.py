@@ -64,6 +64,8 @@ def gap(values):
 
     NaN groups are skipped; NaN when no group is defined. Works row-wise on ``(K, G)``.
 
+    Source: fairlearn ``MetricFrame.difference(method="between_groups")``.
+
     Examples
     --------
     >>> gap([0.7, 0.9, 0.8])
@@ -124,6 +126,9 @@ def vs_reference(values, *, reference: int, target: int | None = None):
     furthest from the reference (or for ``target`` when given; ties go to the most negative
     difference). Returns ``(value, g)``.
 
+    Source: the comparison against a named reference group of clinical fairness audits (as in
+    fairlearn's ``MetricFrame.difference``, but signed and against a chosen group).
+
     Examples
     --------
     >>> vs_reference([0.9, 0.7, 0.85], reference=0)
@@ -166,6 +171,9 @@ def worst_group(values, *, direction=1):
     r"""Value of the worst group and its index: the minimum when higher is better
     (``direction=1``), the maximum when lower is better (``-1``), the furthest from 1 / 0 for
     ``"one"`` / ``"zero"`` (calibration slope / intercept), the smallest for ``0``.
+
+    Source: the worst-group metric of Sagawa et al., "Distributionally Robust Neural Networks",
+    ICLR 2020 (worst-group accuracy), applied to any metric.
 
     Examples
     --------
