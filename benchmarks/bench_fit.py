@@ -42,6 +42,7 @@ def main() -> None:
 
     from sklearn.linear_model import LogisticRegression
 
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # one-time imports (torch._dynamo) outside the timings
     t0 = time.perf_counter()
     lr = LogisticRegression(max_iter=200).fit(X[tr], y[tr])
     t_sk = time.perf_counter() - t0
@@ -50,19 +51,21 @@ def main() -> None:
     print(f"{'sklearn LogisticRegression':<28} {t_sk:7.1f} s  val AUC {val_sk:.4f}  clean-test AUC "
           f"{auc_sk['overall_auc']:.4f}  worst-group {auc_sk['worst_group_auc']:.4f}  (lbfgs iterations "
           f"{int(lr.n_iter_[0])})")
-    names = ["erm"] + [n for n, c in MITIGATIONS.items() if c.stage in ("pre", "in")]
+    names = ["erm (lbfgs)", "erm"] + [n for n, c in MITIGATIONS.items() if c.stage in ("pre", "in")]
     worst = 0.0
     for name in names:
-        hook = make_mitigation(name)
-        est = HeadClassifier("linear", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=None,
-                             hooks=[] if name == "erm" else [hook], seed=0)
+        if name == "erm (lbfgs)":  # full-batch L-BFGS, validation after every 10 iterations, early stopping
+            est = HeadClassifier("linear", optimizer="lbfgs", epochs=10, lbfgs_max_iter=10, patience=2, seed=0)
+        else:
+            est = HeadClassifier("linear", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=None,
+                                 hooks=[] if name == "erm" else [make_mitigation(name)], seed=0)
         t0 = time.perf_counter()
         est.fit(X[tr], y[tr], groups=g[tr], X_val=X[va], y_val=y[va], groups_val=g[va])
         t = time.perf_counter() - t0
         worst = max(worst, t)
         sc = selection_scores(yc[te], est.predict_score(X[te], groups=g[te]), g[te])
         v = selection_scores(y[va], est.predict_score(X[va], groups=g[va]))["overall_auc"]
-        ratio = f"  time ratio vs sklearn {t / t_sk:.2f}" if name == "erm" else ""
+        ratio = f"  time ratio vs sklearn {t / t_sk:.2f}" if name.startswith("erm") else ""
         print(f"{'linear + ' + name:<28} {t:7.1f} s  val AUC {v:.4f}  clean-test AUC {sc['overall_auc']:.4f}  "
               f"worst-group {sc['worst_group_auc']:.4f}{ratio}")
     print(f"slowest fit: {worst:.1f} s (target <= 30 s) -> {'OK' if worst <= 30 else 'OVER TARGET'}")

@@ -37,6 +37,27 @@ def test_linear_probe_matches_sklearn_logistic_regression(data):
     assert np.allclose(est.predict_proba(Xt).sum(axis=1), 1.0)
 
 
+def test_lbfgs_linear_probe_reaches_sklearns_solution(data):
+    """The fast full-batch path: same objective as LogisticRegression(C) -> same coefficients."""
+    from sklearn.linear_model import LogisticRegression
+
+    (X, f), (Xv, fv), (Xt, _) = data["train"], data["val"], data["test"]
+    n = len(X)
+    est = HeadClassifier(optimizer="lbfgs", epochs=10, lbfgs_max_iter=20, weight_decay=1.0 / n, patience=None,
+                         standardize=False).fit(X, f.y.to_numpy(), X_val=Xv, y_val=fv.y.to_numpy())
+    # sklearn minimises C * sum(loss) + ||w||^2 / 2 (bias unpenalised); ours mean(loss) + wd/2 ||theta||^2
+    ref = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(X, f.y)
+    w = est.model_.out.weight.detach().numpy().ravel()
+    assert np.allclose(w, ref.coef_.ravel(), atol=2e-2)
+    ours = est.predict_score(Xt)
+    assert np.corrcoef(ours, ref.predict_proba(Xt)[:, 1])[0, 1] > 0.999
+    assert len(est.history_) >= 1 and "overall_auc" in est.selected_
+    with pytest.raises(FairfoundryError, match="lbfgs"):
+        from fairfoundry.mitigate import make_mitigation
+
+        HeadClassifier(optimizer="lbfgs", hooks=[make_mitigation("groupdro")])
+
+
 def test_same_seed_identical_predictions_on_cpu(data):
     Xt = data["test"][0]
     a = _fit(data, head="mlp", seed=5).predict_score(Xt)

@@ -151,7 +151,7 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
 
 def test_bad_settings_and_nan_loss():
     with pytest.raises(FairfoundryError, match="optimizer"):
-        TrainConfig(optimizer="lbfgs")
+        TrainConfig(optimizer="newton")
     x, y = _data()
     x[0, 0] = np.nan
     with pytest.raises(FairfoundryError, match="loss became nan"):

@@ -55,6 +55,31 @@ def test_fit_flags_single_run_writes_every_artifact(cli, tiny, tmp_path):
     assert summary["thresholds"][0]["chosen_on_split"] == "val"
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 1 and run["run"]["method"] == "groupdro"
+    assert run["run"]["optimizer"] == "adamw"  # in-processing methods train with AdamW
+
+
+def test_plain_linear_probe_uses_lbfgs_and_matches_adamw(cli, tiny, tmp_path):
+    """optimizer auto: a grid of ERM + post-processing fits the convex probe with full-batch L-BFGS."""
+    args = ["--embeddings", tiny / "emb.npy", "--manifest", tiny / "manifest.csv", "--label", "y",
+            "--sensitive", "sex", "--no-html", "--bootstrap", "10", "--no-emissions"]
+    r = cli("fit", *args, "--method", "erm,group-calibration", "--out", tmp_path / "lb")
+    assert r.code == 0, r
+    assert json.loads((tmp_path / "lb" / "erm-seed0" / "run.json").read_text())["run"]["optimizer"] == "lbfgs"
+    # the same model as scikit-learn's logistic regression with the same L2 (C = 1 / (wd * n_train))
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    m, X = pd.read_csv(tiny / "manifest.csv"), np.load(tiny / "emb.npy")
+    tr, te = (m["split"] == "train").to_numpy(), (m["split"] == "test").to_numpy()
+    mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-6
+    ref = LogisticRegression(C=1 / (1e-4 * tr.sum()), max_iter=5000).fit((X[tr] - mu) / sd, m["y"][tr])
+    a = pd.read_parquet(tmp_path / "lb" / "erm-seed0" / "predictions.parquet").set_index("sample_id")
+    ours = a.loc[m["sample_id"][te], "y_score"].to_numpy()
+    theirs = ref.predict_proba((X[te] - mu) / sd)[:, 1]
+    assert np.abs(ours - theirs).max() < 0.02
+    assert roc_auc_score(m["y"][te], ours) == pytest.approx(roc_auc_score(m["y"][te], theirs), abs=0.005)
+    r = cli("fit", *args, "--method", "groupdro", "--optimizer", "lbfgs", "--out", tmp_path / "bad")
+    assert r.code == 2 and "lbfgs" in r.err and "Traceback" not in r.err
 
 
 def test_fit_several_methods_and_seeds_compares_them(cli, tiny, tmp_path):

@@ -95,6 +95,11 @@ class HeadClassifier:
         layer, GELU, dropout).
     hidden, dropout : MLP size and dropout.
     epochs, batch_size, lr, weight_decay, optimizer : training settings (AdamW by default).
+        ``optimizer="lbfgs"``: full-batch L-BFGS (strong-Wolfe line search, ``lbfgs_max_iter``
+        iterations per epoch, validation after each epoch, ``batch_size`` and ``lr`` ignored,
+        ``weight_decay`` as an L2 penalty) -- the fast path for a plain linear probe, the same
+        algorithm as scikit-learn's ``LogisticRegression``; only without hooks (mitigations
+        train with AdamW, so compare methods with the same optimizer).
     hooks : training hooks (in-processing mitigations), e.g.
         ``[fairfoundry.mitigate.GroupDRO()]``.
     select : ``"overall_auc"``, ``"worst_group_auc"``, ``"dto"`` or ``"loss"``; evaluated on the
@@ -114,12 +119,20 @@ class HeadClassifier:
 
     def __init__(self, head: str = "linear", *, hidden: int = 256, dropout: float = 0.1, epochs: int = 30,
                  batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 1e-4, optimizer: str = "adamw",
+                 lbfgs_max_iter: int = 10,
                  hooks: Sequence = (), select: str = "overall_auc", patience: int | None = 5, seed: int = 0,
                  device: str = "cpu", standardize: bool = True, track_emissions: bool = False,
                  country_iso_code: str = "USA", progress: Callable[[int], None] | None = None):
         if head not in ("linear", "mlp"):
             raise FairfoundryError(f"unknown head {head!r}", hint="use linear or mlp")
         criterion_mode(select)
+        if optimizer not in ("adamw", "sgd", "lbfgs"):
+            raise FairfoundryError(f"unknown optimizer {optimizer!r}", hint="use adamw, sgd or lbfgs")
+        if optimizer == "lbfgs" and (hooks or dropout and head == "mlp"):
+            raise FairfoundryError(
+                "optimizer='lbfgs' needs a deterministic full-batch loss: no mitigation hooks, no MLP dropout",
+                hint="use optimizer='adamw' with mitigations (or dropout=0 for an MLP)")
+        self.lbfgs_max_iter = lbfgs_max_iter
         self.head, self.hidden, self.dropout = head, hidden, dropout
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay, self.optimizer = weight_decay, optimizer
@@ -211,7 +224,9 @@ class HeadClassifier:
             mode = "min"
         else:
             mode = criterion_mode(self.select) if select else "max"
-        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+        lbfgs = self.optimizer == "lbfgs"
+        cfg = TrainConfig(epochs=self.epochs, batch_size=len(X) if lbfgs else self.batch_size,
+                          lr=1.0 if lbfgs else self.lr, lbfgs_max_iter=self.lbfgs_max_iter,
                           weight_decay=self.weight_decay, optimizer=self.optimizer, seed=self.seed,
                           device=self.device, select=select, mode=mode,
                           patience=self.patience if select else None,

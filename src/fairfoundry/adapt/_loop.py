@@ -277,7 +277,12 @@ class TrainConfig:
     max_steps : stop after this many optimizer steps (None: no limit).
     batch_size : samples per step.
     lr, weight_decay : AdamW (or SGD) settings.
-    optimizer : ``"adamw"`` or ``"sgd"`` (momentum 0.9).
+    optimizer : ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"lbfgs"`` (full-batch L-BFGS with a
+        strong-Wolfe line search, ``lbfgs_max_iter`` iterations per epoch; ``lr`` is its initial
+        step, 1.0 is usual; ``weight_decay`` becomes an L2 penalty ``wd/2 * ||theta||^2``; for
+        deterministic objectives without inner state, e.g. a linear probe: set ``batch_size`` >= n).
+    lbfgs_max_iter : L-BFGS iterations per epoch; training stops early once an epoch converges
+        (fewer iterations than this were needed).
     scheduler : ``"constant"`` or ``"cosine"`` (over all planned steps, with ``warmup_steps``).
     grad_clip : clip the global gradient norm (None: no clipping).
     seed : seeds shuffling, resampling and parameter initialisation done inside ``fit``.
@@ -301,6 +306,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adamw"
+    lbfgs_max_iter: int = 10
     scheduler: str = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = None
@@ -322,8 +328,8 @@ class TrainConfig:
             raise FairfoundryError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise FairfoundryError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise FairfoundryError(f"unknown optimizer {self.optimizer!r}", hint="use adamw or sgd")
+        if self.optimizer not in ("adamw", "sgd", "lbfgs"):
+            raise FairfoundryError(f"unknown optimizer {self.optimizer!r}", hint="use adamw, sgd or lbfgs")
         if self.scheduler not in ("constant", "cosine"):
             raise FairfoundryError(f"unknown scheduler {self.scheduler!r}", hint="use constant or cosine")
         if self.mode not in ("max", "min"):
@@ -487,6 +493,10 @@ class Trainer:
         cfg = self.config
         if cfg.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "lbfgs":
+            self.optimizer = torch.optim.LBFGS(params, lr=cfg.lr, max_iter=int(cfg.lbfgs_max_iter), history_size=20,
+                                               line_search_fn="strong_wolfe", tolerance_grad=1e-5,
+                                               tolerance_change=1e-8)
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         warm = max(0, int(cfg.warmup_steps))
@@ -592,6 +602,8 @@ class Trainer:
         for m in self.hook_modules().values():
             m.train()
         use_amp = self.config.amp and self.device.type == "cuda"
+        if self.config.optimizer == "lbfgs":
+            return self._lbfgs_step(batch, use_amp)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
             loss, _ = self.compute_loss(batch)
         if not torch.isfinite(loss):
@@ -603,6 +615,38 @@ class Trainer:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        for h in self.hooks:
+            h.on_step_end(self, self.step)
+        if self.progress is not None:
+            self.progress(1)
+        return float(loss.detach())
+
+    def _lbfgs_step(self, batch: dict, use_amp: bool) -> float:
+        """One L-BFGS step (``lbfgs_max_iter`` iterations with line search) on ``batch``."""
+        import torch
+
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        wd = float(self.config.weight_decay)
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                loss, _ = self.compute_loss(batch)
+            if wd:
+                loss = loss + 0.5 * wd * sum((p * p).sum() for p in params)
+            if not torch.isfinite(loss):
+                raise FairfoundryError(f"training loss became {loss.item()} at step {self.step}",
+                                       hint="check the inputs for NaN/inf")
+            loss.backward()
+            return loss
+
+        state = self.optimizer.state[self.optimizer.param_groups[0]["params"][0]]
+        before = int(state.get("n_iter", 0))
+        loss = self.optimizer.step(closure)
+        if int(state.get("n_iter", 0)) - before < int(self.config.lbfgs_max_iter):
+            self.should_stop = True  # converged (gradient or change below tolerance): more epochs change nothing
         self.scheduler.step()
         self.step += 1
         for h in self.hooks:

@@ -98,6 +98,9 @@ def fit_command(
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30, early stopping)."),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     lr: float | None = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
+    optimizer: str | None = typer.Option(
+        None, "--optimizer", help="auto (default: full-batch L-BFGS for a linear probe when every method is erm or "
+        "post-processing, else AdamW), adamw, sgd or lbfgs."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples for test CIs (default 200)."),
     bins: list[str] | None = typer.Option(None, "--bins", help="Bins of a numeric attribute, e.g. age=40,60,80."),
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
@@ -152,7 +155,7 @@ def fit_command(
         except ValueError as exc:
             raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
     for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
-                     ("lr", lr), ("bootstrap", bootstrap), ("device", device)):
+                     ("lr", lr), ("optimizer", optimizer), ("bootstrap", bootstrap), ("device", device)):
         if val is not None:
             overrides[key] = val
     if no_emissions:

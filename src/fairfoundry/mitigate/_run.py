@@ -96,6 +96,7 @@ class FitConfig(BaseModel):
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    optimizer: Literal["auto", "adamw", "sgd", "lbfgs"] = "auto"
     patience: int | None = 5
     methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec()])
     select: Literal["overall_auc", "worst_group_auc", "dto", "loss"] = "overall_auc"
@@ -130,6 +131,9 @@ class FitConfig(BaseModel):
         if self.adaptation != "probe" and self.encoder is None:
             raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
                              "not 'embeddings'")
+        if self.adaptation != "probe" and self.optimizer not in ("auto", "adamw"):
+            raise ValueError(f"optimizer {self.optimizer!r} is for heads on embeddings; fine-tuning "
+                             f"(adaptation {self.adaptation!r}) trains with AdamW")
 
     @property
     def labels(self) -> list[str]:
@@ -206,6 +210,18 @@ def _predictions_frame(manifest, scores, y, labels, sensitive, split_col):
     return out
 
 
+def resolve_optimizer(cfg: FitConfig) -> str:
+    """``optimizer: auto``: full-batch L-BFGS for a linear probe when every method of the grid is
+    ERM or post-processing (a convex problem; as fast as scikit-learn), AdamW otherwise -- one
+    optimizer for the whole grid, so methods are compared under the same training."""
+    from ._registry import MITIGATIONS
+
+    if cfg.optimizer != "auto":
+        return cfg.optimizer
+    plain = all(MITIGATIONS[m.name].stage in ("none", "post") for m in cfg.methods if m.name in MITIGATIONS)
+    return "lbfgs" if plain and cfg.head == "linear" and cfg.adaptation == "probe" else "adamw"
+
+
 def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups, stage_dir: Path,
              progress=None) -> dict:
     """Train, select, post-process, predict, evaluate and document one (method, seed)."""
@@ -233,6 +249,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     if cfg.adaptation == "probe":
         est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
                              batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
+                             optimizer=resolve_optimizer(cfg),
                              select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
                              track_emissions=cfg.emissions, country_iso_code=cfg.country_iso_code,
                              progress=progress)
@@ -305,6 +322,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     write_text_atomic(stage_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
     info = {
         "method": spec.name, "method_label": spec.label, "stage": stage, "seed": seed,
+        "optimizer": resolve_optimizer(cfg) if cfg.adaptation == "probe" else cfg.optimizer,
         "adaptation": cfg.adaptation, "trainable_share": getattr(est, "trainable_share_", None),
         "selected": est.selected_, "epochs_run": est.result_.epochs_run,
         "stopped_early": est.result_.stopped_early, "seconds": time.perf_counter() - t0,
