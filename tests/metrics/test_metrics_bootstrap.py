@@ -123,6 +123,15 @@ def test_fair_model_gap_cis_cover_zero_and_gaps_are_not_significant():
                  "equal_opportunity_difference", "predictive_parity_difference"):
         assert sm.loc[name, "ci_low"] == 0.0 and sm.loc[name, "p_value"] > 0.05, name
     assert sm.loc["equalized_odds_score", "ci_high"] == 1.0
+    # equalized odds combines two gaps, so each is taken at 1 - alpha/2 (both hold together):
+    # its interval contains the combination of the two 95% gap intervals
+    eo, tg, fg = (sm.loc[k] for k in ("equalized_odds_difference", "tpr_gap", "fpr_gap"))
+    assert eo["ci_high"] >= max(tg["ci_high"], fg["ci_high"])
+    assert eo["ci_low"] <= max(tg["ci_low"], fg["ci_low"])
+    alpha2 = fm.pairwise_gap_interval(res.replicates["tpr"][:, :3],
+                                      res.per_group.query("metric == 'tpr' and group != 'overall'")
+                                      ["estimate"].to_numpy(), confidence=0.975)
+    assert eo["ci_high"] >= alpha2[1]
     # the naive percentile interval of the max - min replicates never reaches 0
     naive = _run(y, s, g, n_bootstrap=300, seed=2, metrics=metrics, gap_ci="percentile")
     assert (naive.summary.set_index("metric").loc[[f"{m}_gap" for m in metrics], "ci_low"]

@@ -625,10 +625,15 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         for m in metrics:
             gap_cis[f"{m}_gap"] = pairwise_gap_interval(reps_per[m], per0[m][0],
                                                         confidence=confidence)
-        for name, parts in _GAP_SUMMARIES.items():
-            if name in sum0 and all(f"{p}_gap" in gap_cis for p in parts[1]):
-                bounds = np.array([gap_cis[f"{p}_gap"] for p in parts[1]])
-                gap_cis[name] = parts[0](bounds)
+        for name, (combine, comps) in _GAP_SUMMARIES.items():
+            if name in sum0 and all(f"{p}_gap" in gap_cis for p in comps):
+                # a combination of k gaps needs all k intervals to hold together:
+                # Bonferroni over the components (alpha / k each)
+                level = 1.0 - (1.0 - confidence) / len(comps)
+                bounds = np.array([gap_cis[f"{p}_gap"] if len(comps) == 1 else
+                                   pairwise_gap_interval(reps_per[p], per0[p][0],
+                                                         confidence=level) for p in comps])
+                gap_cis[name] = combine(bounds)
 
     # ---- assemble the summary table
     srows = []
