@@ -215,6 +215,7 @@ def test_macro_over_labels_has_bootstrap_cis(nih_small):
     assert gap["estimate"] == pytest.approx(
         (per_label[("Effusion", "sex", "auc_gap")] + per_label[("Edema", "sex", "auc_gap")]) / 2)
     assert gap["ci_low"] <= gap["estimate"] <= gap["ci_high"]
+    assert "percentile" in ev.summary["uncertainty"]["macro"]  # said, since it differs from gap_ci
 
 
 def test_row_order_does_not_change_the_results():

@@ -265,6 +265,10 @@ class EvaluationPlan:
                 if o["gap_ci"] == "pairwise" else
                 "every summary: " + o["ci_method"] + " interval of its own replicates"
             ) if o["bootstrap"] else None,
+            "macro": ("label 'macro' (mean over labels, including macro gaps): percentile "
+                      "interval of the replicate-wise mean over labels (labels share their "
+                      "resamples); macro gaps therefore use the plain percentile interval, which "
+                      "does not reach 0") if o["bootstrap"] and self.multilabel else None,
             "calibration_bootstrap": cal or None,
             "calibration_bootstrap_note": (
                 "one_step: calibration slope/intercept replicates take one Newton step from the "
