@@ -5,8 +5,8 @@ width 192, depth 4) on the same batch of bundled NIH X-rays; the peer, measured 
 is one ordinary supervised step of that ViT (forward, linear head, cross-entropy, backward,
 AdamW). The ratio ``objective / supervised`` says what an objective costs relative to plain
 fine-tuning (multi-view and multi-crop objectives cost more, MAE less: its encoder sees a
-quarter of the patches). The supervised step is timed again right after each objective and
-each ratio uses that adjacent timing, so ratios hold on a shared, unevenly loaded machine.
+quarter of the patches). Objective and supervised steps alternate, and each ratio is the median
+of the per-pair ratios, so ratios hold on a shared, unevenly loaded machine.
 
     .venv/bin/python benchmarks/bench_pretrain.py [--batch-size 32] [--steps 5] [--device cpu]
 """
@@ -101,12 +101,18 @@ def main() -> int:
             o.step()
             obj.on_step_end(0, 100)
 
-        t = _time(step, args.steps, args.warmup, sync)
-        # the peer is re-timed next to each objective, so a shared machine's changing load
-        # moves both numbers of a ratio together
-        t_peer = _time(supervised, args.steps, 1, sync)
-        sup_times.append(t_peer)
-        rows.append((name, args.batch_size / t, t_peer / t))
+        # objective and peer steps alternate, and each ratio is the median of per-pair
+        # ratios, so a shared machine's changing load moves both numbers of a ratio together
+        for _ in range(args.warmup):
+            step()
+        t_obj, ratios = [], []
+        for _ in range(args.steps):
+            a = _time(step, 1, 0, sync)
+            b = _time(supervised, 1, 0, sync)
+            t_obj.append(a)
+            sup_times.append(b)
+            ratios.append(b / a)
+        rows.append((name, args.batch_size / statistics.median(t_obj), statistics.median(ratios)))
     rows.insert(0, ("supervised (peer)", args.batch_size / statistics.median(sup_times), 1.0))
     print(f"device={dev} batch={args.batch_size} threads={args.threads} (median of {args.steps} steps)")
     print(f"{'objective':<20}{'images/s':>10}{'ratio vs supervised':>22}")

@@ -147,3 +147,23 @@ def test_a_cnn_backbone_is_a_clear_error():
     with pytest.raises(FairfoundryError, match="not a Vision Transformer") as err:
         build_vit("timm:resnet18", image_size=32)
     assert "vit_tiny_patch16_224" in err.value.hint
+
+
+def test_weight_decay_spares_biases_norms_tokens_and_the_logit_scale_and_bias(make):
+    import math
+
+    from fairfoundry.pretrain._train import decay_parameters
+
+    obj = make("siglip")
+    decayed = {id(p) for p in decay_parameters(obj)}
+    names = {n for n, p in obj.named_parameters() if id(p) in decayed}
+    assert "backbone.net.blocks.0.attn.qkv.weight" in names
+    spared = {"logit_scale", "logit_bias", "backbone.net.pos_embed", "backbone.net.cls_token",
+              "backbone.net.blocks.0.norm1.weight", "backbone.net.blocks.0.attn.qkv.bias"}
+    assert not spared & names
+
+    clip = make("clip")  # open_clip clamps the log scale after each step, at log 100
+    with torch.no_grad():
+        clip.logit_scale.fill_(7.0)
+    clip.on_step_end(0, 10)
+    assert float(clip.logit_scale.detach()) == pytest.approx(math.log(100))

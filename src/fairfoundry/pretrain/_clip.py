@@ -114,6 +114,12 @@ class CLIP(_ImageText):
         scale = self.logit_scale.clamp(max=self.max_log_scale).exp()
         return clip_loss(img, txt, scale), {"logit_scale": float(scale.detach())}
 
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Clamp the log scale to ``[0, log 100]`` after each step, as open_clip does: a clamp
+        only in the forward pass would stop its gradient for good once it passed the bound."""
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, self.max_log_scale)
+
 
 @register("siglip")
 class SigLIP(_ImageText):

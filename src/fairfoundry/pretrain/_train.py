@@ -91,6 +91,11 @@ class StepHook(Hook):
     on_step_start : callable(step, steps), optional
         Called before each step's loss (schedules inside an objective, e.g. DINO's teacher
         temperature warm-up).
+    weight_decay : float
+        Decoupled (AdamW) weight decay, applied here after each optimiser step to weight
+        matrices only: biases, norms, positional embeddings, class / mask tokens and the
+        CLIP/SigLIP logit scale and bias are not decayed, as in the papers' recipes (the loop's
+        own optimiser then runs with weight decay 0).
     checkpoint_every : int, optional
         Also write the loop's ``last`` checkpoint every this many steps, inside an epoch
         (the loop itself writes one per epoch): long runs on large manifests lose at most
@@ -102,8 +107,10 @@ class StepHook(Hook):
     def __init__(self, *, sampler, steps: int, step_loss: Callable, tracker, seed: int,
                  on_step: Callable | None = None, log_every: int = 1,
                  on_epoch: Callable | None = None, on_step_start: Callable | None = None,
-                 checkpoint_every: int | None = None):
+                 checkpoint_every: int | None = None, weight_decay: float = 0.0):
         self.sampler, self.steps, self.step_loss = sampler, int(steps), step_loss
+        self.weight_decay = float(weight_decay)
+        self._decay_params: list = []
         self.on_step_start = on_step_start
         if checkpoint_every is not None and int(checkpoint_every) < 1:
             raise FairfoundryError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -121,6 +128,7 @@ class StepHook(Hook):
     # -- loop hooks -----------------------------------------------------------------------
     def on_fit_start(self, trainer) -> None:
         self.trainer = trainer
+        self._decay_params = decay_parameters(trainer.model) if self.weight_decay else []
 
     def batch_plan(self, trainer):
         per_epoch = math.ceil(len(trainer.train_data) / trainer.config.batch_size)
@@ -137,11 +145,15 @@ class StepHook(Hook):
             self.on_step_start(step, self.steps)
         loss, logs = self.step_loss(model, idx, step_generator(self.seed, step),
                                     self.trainer.device)
-        self._pending = (step, loss, logs, len(idx))
+        self._pending = (step, loss, logs, len(idx),
+                         float(self.trainer.optimizer.param_groups[0]["lr"]))
         return {"loss": loss}
 
     def on_step_end(self, trainer, step: int) -> None:
-        s, loss, logs, n = self._pending
+        s, loss, logs, n, lr = self._pending
+        if self._decay_params:
+            with torch.no_grad():
+                torch._foreach_mul_(self._decay_params, 1.0 - lr * self.weight_decay)
         if self.on_step is not None:
             self.on_step(s, self.steps)
         if trainer.device.type == "cuda":
@@ -151,7 +163,7 @@ class StepHook(Hook):
         self.images += n
         if s % self.log_every == 0 or s == self.steps - 1:
             self.records.append({"step": s, "loss": float(loss.detach()),
-                                 "lr": float(trainer.optimizer.param_groups[0]["lr"]),
+                                 "lr": lr,
                                  "seconds": dt, "images_per_s": n / dt if dt > 0 else float("nan"),
                                  **{k: float(v) for k, v in logs.items()}})
         every = self.checkpoint_every
@@ -170,6 +182,19 @@ class StepHook(Hook):
             self.tracker.update(self.sampler.batch(s))
 
 
+#: parameter names never decayed (timm's ``no_weight_decay`` and the papers' recipes)
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "dist_token", "mask_token",
+                  "positional_embedding", "logit_scale", "logit_bias")
+
+
+def decay_parameters(model) -> list:
+    """Trainable weight matrices of ``model``: parameters with 2+ dimensions whose name holds
+    none of :data:`NO_DECAY_NAMES` (biases, norm gains and tokens are not decayed)."""
+    return [p for name, p in model.named_parameters()
+            if p.requires_grad and p.ndim >= 2
+            and not any(part in name for part in NO_DECAY_NAMES)]
+
+
 def run_steps(model, hook: StepHook, *, n_rows: int, batch_size: int, lr: float,
               weight_decay: float, warmup: int, seed: int, device: str, amp: bool,
               checkpoint_dir: Path, resume: bool, progress=None, track_emissions: bool = False,
@@ -178,8 +203,9 @@ def run_steps(model, hook: StepHook, *, n_rows: int, batch_size: int, lr: float,
     from ..adapt._loop import ArrayData, TrainConfig, Trainer
 
     per_epoch = math.ceil(n_rows / batch_size)
+    hook.weight_decay = float(weight_decay)  # applied by the hook, to weight matrices only
     cfg = TrainConfig(epochs=math.ceil(hook.steps / per_epoch) + 1, max_steps=hook.steps,
-                      batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      batch_size=batch_size, lr=lr, weight_decay=0.0,
                       optimizer="adamw", scheduler="cosine", warmup_steps=warmup,
                       grad_clip=grad_clip, seed=seed, device=device, amp=amp,
                       checkpoint_dir=str(checkpoint_dir))
