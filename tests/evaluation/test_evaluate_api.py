@@ -301,3 +301,21 @@ def test_evaluate_signature_lists_every_option_of_prepare_evaluation():
     sig = inspect.signature(fairfoundry.evaluate).parameters
     assert set(inspect.signature(prepare_evaluation).parameters) | {"progress"} == set(sig)
     assert sig["gap_ci"].default == "pairwise" and sig["bootstrap"].default == 0
+
+
+def test_one_step_calibration_refit_is_recorded_when_used(tmp_path):
+    # 20,001 rows x 500 replicates > 1e7: the bootstrap switches to the one-step refit
+    df = _calibrated_frame(n=20_001, seed=7)
+    ev = fairfoundry.evaluate(df, label="y", score="p", sensitive="sex", split_col=None,
+                              threshold=0.5, bootstrap=500, seed=0)
+    unc = ev.summary["uncertainty"]
+    assert unc["calibration_bootstrap"] == ["one_step"]
+    assert "one Newton step" in unc["calibration_bootstrap_note"]
+    html = ev.to_html(tmp_path / "report.html").read_text()
+    assert "one-step refit" in html
+    # the point estimates are exact fits either way
+    exact = fairfoundry.evaluate(df, label="y", score="p", sensitive="sex", split_col=None,
+                                 threshold=0.5)
+    cols = ["estimate"]
+    pd.testing.assert_frame_equal(ev.get("calibration_slope")[cols],
+                                  exact.get("calibration_slope")[cols])
