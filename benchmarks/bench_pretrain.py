@@ -70,7 +70,7 @@ def main() -> int:
     paths = [str(nih_images().parent / p) for p in frame["path"].iloc[: args.batch_size]]
     images = ImageBank(paths, size=64).batch(range(len(paths)), device=dev)
     text = byte_tokenize(frame["finding_labels"].iloc[: args.batch_size].tolist()).to(dev)
-    y = torch.as_tensor(frame["No_Finding"].iloc[: args.batch_size].to_numpy()).long().to(dev)
+    y = torch.as_tensor(frame["No_Finding"].iloc[: args.batch_size].to_numpy().copy()).long().to(dev)
 
     torch.manual_seed(0)
     vit = build_vit(**ARCH).to(dev)
