@@ -27,7 +27,9 @@ def gaps(s, y, g, t):
     sc = selection_scores(y, s, g)
     return {"dp": max(rate) - min(rate), "tpr_gap": max(tpr) - min(tpr),
             "eo": max(max(tpr) - min(tpr), max(fpr) - min(fpr)), "mean_gap": max(mean) - min(mean),
-            "auc": sc["overall_auc"], "worst_group_auc": sc["worst_group_auc"]}
+            "auc": sc["overall_auc"], "worst_group_auc": sc["worst_group_auc"],
+            # FairCLIP / Harvard-GF equity-scaled AUC: AUC / (1 + sum_g |AUC - AUC_g|)
+            "es_auc": sc["overall_auc"] / (1 + sum(abs(sc["overall_auc"] - sc[f"auc[{v}]"]) for v in groups))}
 
 
 @pytest.fixture(scope="session")

@@ -202,9 +202,10 @@ class HeadClassifier:
                 if unseen:
                     log.warning("validation groups absent from training: %s", ", ".join(unseen[:5]))
             val = (Xv, yv, gv, groups_val)
-        mean = X.mean(axis=0, dtype=np.float64).astype(np.float32) if self.standardize else None
-        std = (X.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32) if self.standardize else None
+        mean = std = None
         if self.standardize:  # standardise once here, not in every forward pass
+            var, mu = torch.var_mean(torch.as_tensor(X), dim=0, correction=0)
+            mean, std = mu.numpy(), (var.sqrt() + 1e-6).numpy()
             X = (X - mean) / std
             if val is not None:
                 val = ((val[0] - mean) / std, *val[1:])

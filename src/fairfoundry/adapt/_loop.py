@@ -528,6 +528,10 @@ class Trainer:
             if w is not None:
                 w = np.asarray(w, dtype=np.float64)
                 probs = w if probs is None else probs * w
+        if probs is None and self.config.optimizer == "lbfgs":  # deterministic full batches: views, no shuffle
+            bs = self.config.batch_size
+            yield from (slice(s, min(s + bs, n)) for s in range(0, n, bs))
+            return
         if probs is not None:
             if probs.shape != (n,) or not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.sum() <= 0:
                 raise FairfoundryError("sampling weights must be finite, non-negative and not all zero")

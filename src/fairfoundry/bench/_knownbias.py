@@ -205,8 +205,9 @@ def make_knownbias_images(manifest, *, label: str, group_col: str, marked_group:
 
 
 #: summary metrics of :func:`run_knownbias_benchmark` (from :func:`fairfoundry.evaluate`, test split)
-KNOWNBIAS_METRICS: tuple[str, ...] = ("auc", "auc_worst_group", "equalized_odds_difference",
-                                      "equal_opportunity_difference", "demographic_parity_difference", "ece_gap")
+KNOWNBIAS_METRICS: tuple[str, ...] = ("auc", "auc_worst_group", "auc_gap", "es_auc", "equalized_odds_difference",
+                                      "equal_opportunity_difference", "demographic_parity_difference", "ece_gap",
+                                      "calibration_intercept_gap")
 
 
 def _t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
