@@ -25,6 +25,7 @@ _PRETRAIN_EPILOG = (
     "  fairfoundry pretrain --objective clip --manifest manifest.csv --text-column finding_labels "
     "--text-template 'chest x-ray: {}' --out runs/clip\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x      (keys as in OUT/config.yaml)\n\n"
+    "  fairfoundry pretrain config.yaml --out runs/x --checkpoint-every 500   (long runs)\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x --steps 400 --resume\n\n"
     "Outputs: OUT/encoder.safetensors (timm ViT weights + spec), OUT/loss_log.csv, "
     "OUT/composition.csv (groups seen vs manifest), OUT/config.yaml, OUT/checkpoint/ (resume), "
