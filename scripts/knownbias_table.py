@@ -37,7 +37,8 @@ def main() -> None:
         runs.to_csv(args.out, index=False)
     cols = [("auc", "AUC"), ("auc_worst_group", "worst-group AUC"),
             ("equalized_odds_difference", "EO difference"), ("equal_opportunity_difference", "EOpp (TPR) difference"),
-            ("demographic_parity_difference", "DP difference")]
+            ("demographic_parity_difference", "DP difference"), ("es_auc", "ES-AUC"),
+            ("ece_gap", "ECE gap"), ("calibration_intercept_gap", "calibration-intercept gap")]
     print("| method | stage | " + " | ".join(c[1] for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for r in summary.to_dict(orient="records"):
