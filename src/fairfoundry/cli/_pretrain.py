@@ -130,6 +130,22 @@ def _common(config: Path | None, *, manifest, root, balance_by, track_emissions,
                   track_emissions=track_emissions or None, **flags)
 
 
+def _run(fn, label: str, cfg: dict, *, out: Path, overwrite: bool, resume: bool) -> dict:
+    """Run ``pretrain`` / ``distill`` under a progress bar that starts at the steps already done
+    when resuming."""
+    done = 0
+    state = out / "checkpoint" / "last" / "state.json"
+    if resume and state.is_file():
+        try:
+            done = int(json.loads(state.read_text()).get("step", 0))
+        except (ValueError, OSError):
+            done = 0  # the library reports a broken checkpoint with its own message
+    with rich_progress(label, int(cfg.get("steps", 100))) as advance:
+        if done:
+            advance(done)
+        return fn(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
+
+
 @app.command("pretrain", epilog=_PRETRAIN_EPILOG)
 def pretrain_command(
     config: ConfigArg = None,
@@ -191,9 +207,8 @@ def pretrain_command(
     for key in ("objective", "manifest"):
         if key not in cfg:
             raise FairfoundryError(f"--{key} is required (or a CONFIG.yaml with {key}: ...)")
-    n_steps = int(cfg.get("steps", 100))
-    with rich_progress(f"pretrain {cfg['objective']}", n_steps) as advance:
-        summary = pretrain(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
+    summary = _run(pretrain, f"pretrain {cfg['objective']}", cfg, out=out, overwrite=overwrite,
+                   resume=resume)
     typer.echo(json.dumps({
         "objective": summary["objective"], "steps": summary["steps"],
         "first_loss": round(summary["first_loss"], 4), "final_loss": round(summary["final_loss"], 4),
@@ -271,8 +286,7 @@ def distill_command(
         device=device, checkpoint_every=checkpoint_every)
     if "manifest" not in cfg:
         raise FairfoundryError("--manifest is required (or a CONFIG.yaml with manifest: ...)")
-    with rich_progress("distill", int(cfg.get("steps", 100))) as advance:
-        summary = distill(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
+    summary = _run(distill, "distill", cfg, out=out, overwrite=overwrite, resume=resume)
     typer.echo(json.dumps({
         "steps": summary["steps"], "first_loss": round(summary["first_loss"], 4),
         "final_loss": round(summary["final_loss"], 4),
