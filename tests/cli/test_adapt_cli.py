@@ -176,6 +176,12 @@ def test_bad_data_exit_2(cli, tiny, tmp_path):
     r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "nosplit.csv", "--label", "y",
             "--sensitive", "sex", "--out", tmp_path / "o4", *FAST)
     assert r.code == 2 and "split" in r.err
+    nosex = m.assign(sex=np.nan)  # a mitigation needs an attribute the data lacks: no silent ERM
+    nosex.to_csv(tmp_path / "nosex.csv", index=False)
+    r = cli("fit", "--embeddings", tiny / "emb.npy", "--manifest", tmp_path / "nosex.csv", "--label", "y",
+            "--sensitive", "sex", "--method", "groupdro", "--out", tmp_path / "o5", *FAST)
+    assert r.code == 2 and "needs the sensitive attribute(s) sex" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "o5").exists()
 
 
 def test_existing_output_needs_overwrite_and_list_methods(cli, tiny, tmp_path):

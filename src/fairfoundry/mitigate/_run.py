@@ -401,8 +401,15 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
         X, emb_info = load_embeddings(cfg.embeddings, manifest)
     groups = training_groups(manifest, cfg.sensitive, bins=cfg.bins)
     specs = list(cfg.methods)
+    in_train = manifest[cfg.split_col].astype(str).to_numpy() == "train"
+    known = sorted({g for g in groups[in_train] if "unknown" not in str(g).split(" & ")})
     for spec in specs:  # fail fast on a bad method before any training
         _, stage_name = _instantiate(spec)
+        if stage_name != "none" and len(known) < 2:
+            raise FairfoundryError(
+                f"method {spec.name!r} needs the sensitive attribute(s) {', '.join(cfg.sensitive)} with at least two "
+                f"known groups in the train split of {cfg.manifest}; found {known or 'none (all missing)'}",
+                hint="record the attribute, choose another --sensitive, or run --method erm")
         if stage_name == "post" and len(labels) != 1:
             raise FairfoundryError(f"post-processing method {spec.name!r} works on one label; {len(labels)} given",
                                    hint="run it once per --label")
