@@ -26,6 +26,17 @@ def test_feature_level_biases_are_injected_only_outside_test():
     assert np.array_equal(kb.X, again.X)
     with pytest.raises(FairfoundryError):
         make_knownbias_features(d=2)
+    # only diseased patients are flipped, only to healthy, only in the noisy group
+    flipped = f["y"] != f["y_clean"]
+    assert (f.loc[flipped, "y_clean"] == 1).all() and (f.loc[flipped, "group"] == "minority").all()
+    # strict variant: the shortcut exists in the training split only; validation is clean of it
+    strict = make_knownbias_features(n=20000, d=8, seed=0, spurious_splits=("train",))
+    sf = strict.frame
+    for split, lo, hi in (("train", 0.6, 1.0), ("val", -0.05, 0.05)):
+        m = ((sf["split"] == split) & (sf["group"] == "majority")).to_numpy()
+        assert lo < np.corrcoef(strict.X[m, -1], sf["y"][m])[0, 1] < hi, split
+    with pytest.raises(FairfoundryError, match="spurious_splits"):
+        make_knownbias_features(spurious_splits=("train", "test"))
 
 
 def test_marker_is_a_bright_corner_square():

@@ -54,7 +54,8 @@ def make_knownbias_features(n: int = 6000, d: int = 32, *, seed: int = 0, minori
                             specificity: float = 0.6, group_shift: float = 1.5,
                             p_underdiagnosis: float = 0.35, noisy_group: int = 1,
                             spurious_strength: float = 2.0, spurious_group: int = 0,
-                            split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> KnownBiasData:
+                            split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                            spurious_splits: tuple[str, ...] = ("train", "val")) -> KnownBiasData:
     r"""Simulated embeddings of two groups with known, injected biases (see the module docstring).
 
     .. math:: x = y\,s\,\big((1-\rho) w_0 + \rho\, w_g\big) + \delta\,[g=1]\, u + \varepsilon,
@@ -73,6 +74,10 @@ def make_knownbias_features(n: int = 6000, d: int = 32, *, seed: int = 0, minori
     p_underdiagnosis : probability that a diseased train/val patient of ``noisy_group`` is
         labelled healthy.
     spurious_strength : shortcut strength (0 disables it).
+    spurious_splits : splits where the shortcut follows group x label (default: the development
+        data, train and validation, as when both come from the same hospital; ``("train",)``
+        keeps validation clean too, so validation-based selection cannot reward the shortcut).
+        Never ``"test"``.
 
     Returns
     -------
@@ -99,8 +104,10 @@ def make_knownbias_features(n: int = 6000, d: int = 32, *, seed: int = 0, minori
     dev = split != "test"
     flip = dev & (g == noisy_group) & (y == 1) & (rng.random(n) < p_underdiagnosis)
     y_obs[flip] = 0
+    if "test" in spurious_splits or not set(spurious_splits) <= {"train", "val"}:
+        raise FairfoundryError(f"spurious_splits must be a subset of ('train', 'val'), got {spurious_splits}")
     shortcut = rng.normal(size=n)
-    sc = dev & (g == spurious_group)
+    sc = np.isin(split, list(spurious_splits)) & (g == spurious_group)
     shortcut[sc] += spurious_strength * (2 * y_obs[sc] - 1)
     X[:, -1] = shortcut
     frame = pd.DataFrame({
@@ -113,7 +120,8 @@ def make_knownbias_features(n: int = 6000, d: int = 32, *, seed: int = 0, minori
     params = dict(n=n, d=d, seed=seed, minority_fraction=minority_fraction, prevalence=list(prevalence),
                   signal=signal, specificity=specificity, group_shift=group_shift,
                   p_underdiagnosis=p_underdiagnosis, noisy_group=noisy_group,
-                  spurious_strength=spurious_strength, spurious_group=spurious_group)
+                  spurious_strength=spurious_strength, spurious_group=spurious_group,
+                  spurious_splits=list(spurious_splits))
     return KnownBiasData(X=X.astype(np.float32), frame=frame, params=params)
 
 
