@@ -619,6 +619,10 @@ class Trainer:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.optimizer.step()
+        return self._end_step(loss)
+
+    def _end_step(self, loss) -> float:
+        """After an optimizer step: scheduler, step count, ``on_step_end`` hooks, progress."""
         self.scheduler.step()
         self.step += 1
         for h in self.hooks:
@@ -651,13 +655,7 @@ class Trainer:
         loss = self.optimizer.step(closure)
         if int(state.get("n_iter", 0)) - before < int(self.config.lbfgs_max_iter):
             self.should_stop = True  # converged (gradient or change below tolerance): more epochs change nothing
-        self.scheduler.step()
-        self.step += 1
-        for h in self.hooks:
-            h.on_step_end(self, self.step)
-        if self.progress is not None:
-            self.progress(1)
-        return float(loss.detach())
+        return self._end_step(loss)
 
     # ------------------------------------------------------------------ state
     def state_tensors(self) -> dict:
