@@ -149,6 +149,29 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
 
+def test_lbfgs_full_batch_converges_stops_and_resumes(tmp_path):
+    x, y = _data()
+    data = ArrayData(x=x, y=y)
+
+    def make(epochs, ckpt=None):
+        return Trainer(_model(), config=TrainConfig(optimizer="lbfgs", epochs=epochs, batch_size=len(x), lr=1.0,
+                                                     lbfgs_max_iter=3, seed=0, checkpoint_dir=ckpt,
+                                                     weight_decay=1e-2))
+
+    full = make(4)
+    full.fit(data)
+    half = make(2, str(tmp_path / "ck"))
+    half.fit(data)
+    resumed = make(4)
+    res = resumed.fit(data, resume=tmp_path / "ck" / "last")  # L-BFGS history restored from safetensors
+    assert res.epochs_run == 4 and res.losses[-1] <= res.losses[0]
+    for k, v in full.model.state_dict().items():
+        assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-6), k
+    done = make(200)
+    r = done.fit(data)
+    assert r.epochs_run < 200  # stops once an epoch converges
+
+
 def test_bad_settings_and_nan_loss():
     with pytest.raises(FairfoundryError, match="optimizer"):
         TrainConfig(optimizer="newton")

@@ -375,6 +375,11 @@ def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
             if isinstance(v, torch.Tensor):
                 tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
                 meta["state"][str(pid)][k] = "__tensor__"
+            elif isinstance(v, list) and any(isinstance(t, torch.Tensor) for t in v):  # L-BFGS history
+                for i, t in enumerate(v):
+                    if isinstance(t, torch.Tensor):
+                        tensors[f"opt.{pid}.{k}.{i}"] = t.detach().cpu().contiguous()
+                meta["state"][str(pid)][k] = {"__tensors__": [isinstance(t, torch.Tensor) for t in v]}
             else:
                 meta["state"][str(pid)][k] = v
     return tensors, meta
@@ -382,8 +387,16 @@ def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
 
 def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     state = {}
+
+    def value(pid, k, v):
+        if v == "__tensor__":
+            return tensors[f"opt.{pid}.{k}"]
+        if isinstance(v, dict) and "__tensors__" in v:
+            return [tensors[f"opt.{pid}.{k}.{i}"] if is_t else None for i, is_t in enumerate(v["__tensors__"])]
+        return v
+
     for pid, st in meta["state"].items():
-        state[int(pid)] = {k: (tensors[f"opt.{pid}.{k}"] if v == "__tensor__" else v) for k, v in st.items()}
+        state[int(pid)] = {k: value(pid, k, v) for k, v in st.items()}
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -651,9 +664,14 @@ class Trainer:
             return loss
 
         state = self.optimizer.state[self.optimizer.param_groups[0]["params"][0]]
-        before = int(state.get("n_iter", 0))
+        before = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
         loss = self.optimizer.step(closure)
-        if int(state.get("n_iter", 0)) - before < int(self.config.lbfgs_max_iter):
+        group = self.optimizer.param_groups[0]
+        iters, evals = int(state.get("n_iter", 0)) - before[0], int(state.get("func_evals", 0)) - before[1]
+        cur, prev = float(loss), getattr(self, "_lbfgs_prev_loss", None)
+        self._lbfgs_prev_loss = cur  # (the loss at the start of this step: prev - cur is the last epoch's gain)
+        if (iters < int(group["max_iter"]) and evals < int(group["max_eval"])) or (
+                prev is not None and abs(prev - cur) <= 1e-6 * max(1.0, abs(cur))):
             self.should_stop = True  # converged (gradient or change below tolerance): more epochs change nothing
         return self._end_step(loss)
 
