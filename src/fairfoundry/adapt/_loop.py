@@ -668,7 +668,7 @@ class Trainer:
         loss = self.optimizer.step(closure)
         group = self.optimizer.param_groups[0]
         iters, evals = int(state.get("n_iter", 0)) - before[0], int(state.get("func_evals", 0)) - before[1]
-        cur, prev = float(loss), getattr(self, "_lbfgs_prev_loss", None)
+        cur, prev = float(loss.detach()), getattr(self, "_lbfgs_prev_loss", None)
         self._lbfgs_prev_loss = cur  # (the loss at the start of this step: prev - cur is the last epoch's gain)
         if (iters < int(group["max_iter"]) and evals < int(group["max_eval"])) or (
                 prev is not None and abs(prev - cur) <= 1e-6 * max(1.0, abs(cur))):
