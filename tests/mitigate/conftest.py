@@ -16,6 +16,8 @@ def youden_threshold(s, y):
 
 def gaps(s, y, g, t):
     """Test-set quantities a user looks at: DP / TPR / EO gaps at threshold t, AUCs, score gap."""
+    from scipy.stats import wasserstein_distance
+
     from fairfoundry.mitigate import selection_scores
 
     d = s >= t
@@ -28,6 +30,8 @@ def gaps(s, y, g, t):
     return {"dp": max(rate) - min(rate), "tpr_gap": max(tpr) - min(tpr),
             "eo": max(max(tpr) - min(tpr), max(fpr) - min(fpr)), "mean_gap": max(mean) - min(mean),
             "auc": sc["overall_auc"], "worst_group_auc": sc["worst_group_auc"],
+            # FairCLIP's target: distance of each group's score distribution to everyone's (1-D W1)
+            "w1": max(wasserstein_distance(s[g == v], s) for v in groups),
             # FairCLIP / Harvard-GF equity-scaled AUC: AUC / (1 + sum_g |AUC - AUC_g|)
             "es_auc": sc["overall_auc"] / (1 + sum(abs(sc["overall_auc"] - sc[f"auc[{v}]"]) for v in groups))}
 

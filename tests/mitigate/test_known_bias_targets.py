@@ -24,6 +24,7 @@ CASES = [
     ("fin", {}, "worst_group_auc", +1),
     ("fin", {}, "es_auc", +1),  # what Harvard-GF reports FIN improves: equity-scaled AUC
     ("fairclip", {"weight": 2.0}, "mean_gap", -1),
+    ("fairclip", {"weight": 2.0}, "w1", -1),  # what it optimises: group vs overall score distributions
 ]
 
 
