@@ -414,7 +414,7 @@ def age_from_dates(birth_dates, study_dates):
     .. math:: \\mathrm{age} = (\\mathrm{study} - \\mathrm{birth})_{\\mathrm{days}} / 365.2425
 
     Invalid dates (empty, unparseable), a birth after the study or an implausible age above
-    120 years (e.g. the placeholder birth date ``11111111``) give NaN.
+    120 years (e.g. the dummy birth date ``11111111``) give NaN.
 
     Examples
     --------
