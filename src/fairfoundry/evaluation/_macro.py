@@ -42,8 +42,11 @@ def aligned_replicates(replicates: dict, overall_attr: str) -> dict | None:
 
 
 def _macro_ci(values: list[np.ndarray], conf: float) -> tuple[float, float]:
-    mean = np.nanmean(np.vstack(values), axis=0) if values else np.array([])
-    mean = mean[np.isfinite(mean)]
+    if not values:
+        return np.nan, np.nan
+    stacked = np.vstack(values)
+    defined = np.isfinite(stacked).any(axis=0)  # replicates where at least one label is defined
+    mean = np.nanmean(stacked[:, defined], axis=0) if defined.any() else np.array([])
     if mean.size < 2:
         return np.nan, np.nan
     alpha = (1.0 - conf) / 2.0
