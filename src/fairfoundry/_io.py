@@ -258,3 +258,35 @@ def write_sidecar(path: str | os.PathLike, *, kind: str, config: dict | None = N
         **extra,
     }
     return write_json_atomic(path, payload)
+
+
+def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hint: str = "") -> dict:
+    """Read a YAML file that must hold a mapping, with one clear error naming the file.
+
+    Parameters
+    ----------
+    path : the YAML file
+    what : what the file is, for messages ("config", "spec", ...)
+    keys_hint : optional example keys shown when the file is not a mapping
+
+    Raises
+    ------
+    FairfoundryError
+        If the file is missing, is not valid YAML, or does not hold a mapping (an empty file is
+        an empty mapping).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FairfoundryError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FairfoundryError(f"{what} {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        extra = f" ({keys_hint})" if keys_hint else ""
+        raise FairfoundryError(f"{what} {path} must hold a mapping of keys to values{extra}")
+    return data

@@ -54,3 +54,23 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     path = write_json_atomic(tmp_path / "x.json", {"a": 1})
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert mode & stat.S_IRGRP and mode & stat.S_IROTH  # readable by others, not 0600
+
+
+def test_read_yaml_mapping_errors_name_the_file(tmp_path):
+    import pytest
+
+    from fairfoundry._io import read_yaml_mapping
+
+    good = tmp_path / "ok.yaml"
+    good.write_text("label: y\nseed: 3\n")
+    assert read_yaml_mapping(good) == {"label": "y", "seed": 3}
+    (tmp_path / "empty.yaml").write_text("")
+    assert read_yaml_mapping(tmp_path / "empty.yaml") == {}
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(FairfoundryError, match="list.yaml must hold a mapping"):
+        read_yaml_mapping(tmp_path / "list.yaml", what="config")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(FairfoundryError, match="bad.yaml is not valid YAML"):
+        read_yaml_mapping(tmp_path / "bad.yaml", what="spec")
+    with pytest.raises(FairfoundryError, match="not found"):
+        read_yaml_mapping(tmp_path / "missing.yaml")

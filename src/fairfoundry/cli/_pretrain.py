@@ -49,16 +49,9 @@ def _parse_values(items: list[str] | None, *, option: str) -> dict[str, Any]:
 def _read_config(path: Path | None) -> dict:
     if path is None:
         return {}
-    import yaml
+    from .._io import read_yaml_mapping
 
-    if not path.exists():
-        raise FairfoundryError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise FairfoundryError(f"cannot parse config {path}: {exc}".splitlines()[0]) from exc
-    if not isinstance(data, dict):
-        raise FairfoundryError(f"config {path} must be a mapping of keys to values")
+    data = read_yaml_mapping(path, what="config")
     if "manifest" in data and not Path(str(data["manifest"])).is_absolute():
         candidate = path.parent / str(data["manifest"])
         if candidate.exists():

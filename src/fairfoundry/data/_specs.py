@@ -243,17 +243,10 @@ _LOADED = {"done": False}
 
 def load_spec_file(path: str | os.PathLike) -> DatasetSpec:
     """Parse and validate one spec YAML file (errors name the file and the bad key)."""
-    import yaml
+    from .._io import read_yaml_mapping
 
     path = Path(path)
-    if not path.exists():
-        raise FairfoundryError(f"spec file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise FairfoundryError(f"spec {path} is not valid YAML: {exc}".splitlines()[0]) from exc
-    if not isinstance(raw, dict):
-        raise FairfoundryError(f"spec {path} must be a mapping of keys to values")
+    raw = read_yaml_mapping(path, what="spec")
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:

@@ -155,7 +155,7 @@ def _pydantic_error(exc: ValidationError, where: str) -> FairfoundryError:
 
 def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a YAML file or a dict (relative paths are relative to the file)."""
-    import yaml
+    from .._io import read_yaml_mapping
 
     where = "the fit configuration"
     base = Path(".")
@@ -164,14 +164,7 @@ def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     else:
         path = Path(source)
         where = str(path)
-        if not path.exists():
-            raise FairfoundryError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise FairfoundryError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from exc
-        if not isinstance(data, dict):
-            raise FairfoundryError(f"{path} must hold a mapping of keys (embeddings, manifest, label, ...)")
+        data = read_yaml_mapping(path, what="config", keys_hint="embeddings, manifest, label, ...")
         base = path.parent
         for key in ("embeddings", "manifest"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
