@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 QUICKSTART_OUT ?= quickstart-out
 
-.PHONY: quickstart test lint bench clean venv
+.PHONY: quickstart test lint bench docs clean venv
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 
+# the documentation site, offline, into site/ (a warning fails the build; tutorials are executed)
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: $(VENV)/.installed-dev
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(QUICKSTART_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(QUICKSTART_OUT) site .pytest_cache .ruff_cache
