@@ -1,6 +1,14 @@
 """Benchmarks: experiments with known answers (known-bias data) and method comparisons."""
 
 from ._baseline import BASELINE_FILES, baseline_audit
+from ._rank import (
+    FriedmanResult,
+    average_ranks,
+    friedman_from_ranks,
+    friedman_test,
+    nemenyi_cd,
+    plot_cd_diagram,
+)
 from ._knownbias import (
     KNOWNBIAS_METRICS,
     KnownBiasData,
@@ -12,6 +20,12 @@ from ._knownbias import (
 )
 
 __all__ = [
+    "FriedmanResult",
+    "average_ranks",
+    "friedman_from_ranks",
+    "friedman_test",
+    "nemenyi_cd",
+    "plot_cd_diagram",
     "BASELINE_FILES",
     "baseline_audit",
     "KNOWNBIAS_METRICS",
