@@ -14,7 +14,6 @@ from fairfoundry.bench import (
 )
 
 
-
 def test_demsar_worked_example():
     # Demšar (JMLR 2006), section 3.2.4: average ranks of four C4.5 variants on N = 14 datasets
     r = friedman_from_ranks([3.143, 2.000, 2.893, 1.964], n_datasets=14,
@@ -52,7 +51,7 @@ def test_parity_with_autorank(seed):
     ours = friedman_test(data)
     res = autorank.autorank(data, alpha=0.05, verbose=False, force_mode="nonparametric")
     theirs = res.rankdf["meanrank"].to_dict()
-    assert all(abs(dict(zip(ours.methods, ours.average_ranks))[m] - theirs[m]) < 1e-9 for m in theirs)
+    assert all(abs(dict(zip(ours.methods, ours.average_ranks, strict=True))[m] - theirs[m]) < 1e-9 for m in theirs)
     # autorank evaluates the studentized range at a large finite df; we use df = inf (Demšar)
     assert ours.cd == pytest.approx(res.cd, rel=2e-5)
     from scipy.stats import friedmanchisquare

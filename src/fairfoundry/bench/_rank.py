@@ -85,7 +85,7 @@ class FriedmanResult:
 
     def differs(self, a: str, b: str) -> bool:
         """Whether methods ``a`` and ``b`` differ by at least the critical difference."""
-        r = dict(zip(self.methods, self.average_ranks))
+        r = dict(zip(self.methods, self.average_ranks, strict=True))
         return abs(r[a] - r[b]) >= self.cd
 
     def to_frame(self) -> pd.DataFrame:
@@ -102,7 +102,7 @@ class FriedmanResult:
         if not self.p_f < self.alpha:
             return head + " The methods' ranks do not differ significantly: no method is shown better."
         top, rank = best["method"].iloc[0], best["average_rank"].iloc[0]
-        beaten = [m for m, r in zip(best["method"], best["average_rank"]) if r - rank >= self.cd]
+        beaten = [m for m, r in zip(best["method"], best["average_rank"], strict=True) if r - rank >= self.cd]
         if not beaten:
             return head + (f" {top} ranks best ({rank:.2f}) but differs from no other method by the "
                            "critical difference.")
@@ -130,7 +130,6 @@ def friedman_test(scores, *, methods=None, higher_is_better: bool = True,
     >>> [round(x, 2) for x in r.average_ranks]
     [1.0, 2.33, 2.67]
     """
-    from scipy.stats import chi2, f
 
     if isinstance(scores, pd.DataFrame):
         methods = list(scores.columns) if methods is None else list(methods)
@@ -203,7 +202,7 @@ def plot_cd_diagram(result: FriedmanResult, *, ax=None, title: str | None = None
         ax.spines[side].set_visible(False)
     ax.xaxis.set_ticks_position("top")
     ax.set_xticks(range(1, k + 1))
-    for j, (name, rank) in enumerate(zip(names, ranks)):
+    for j, (name, rank) in enumerate(zip(names, ranks, strict=True)):
         y = 0.6 + 0.45 * (j if j < (k + 1) // 2 else k - 1 - j)
         left = j < (k + 1) // 2
         ax.plot([rank, rank], [0.5 * k + 1, 0.5 * k + 1 - 0.1 - y * 0.2], color="k", lw=0.8)
