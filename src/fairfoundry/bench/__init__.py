@@ -31,7 +31,8 @@ from ._rank import (
     nemenyi_cd,
     plot_cd_diagram,
 )
-from ._store import ResultsStore, leaderboard, paired_differences
+from ._store import ResultsStore, leaderboard, paired_differences, spread_over_seeds
+from ._studies import STUDIES, StudyOptions, ham10000_sites, register_study, run_study
 
 __all__ = [
     "GRID_FILES",
@@ -40,6 +41,12 @@ __all__ = [
     "DatasetEntry",
     "GridSpec",
     "ResultsStore",
+    "STUDIES",
+    "StudyOptions",
+    "ham10000_sites",
+    "register_study",
+    "run_study",
+    "spread_over_seeds",
     "grid_cells",
     "leaderboard",
     "load_grid",

@@ -174,6 +174,15 @@ def load_grid(source: str | os.PathLike | dict) -> GridSpec:
         path = Path(source)
         where, base = str(path), path.parent
         data = read_yaml_mapping(path, what="grid", keys_hint="datasets, encoders, mitigations, seeds, ...")
+    from ..models._checkpoint import resolve_weights_path
+
+    for d in data.get("datasets") or []:  # package:<module>/<path>: data shipped inside a package
+        if isinstance(d, dict):
+            if isinstance(d.get("manifest"), str) and d["manifest"].startswith("package:"):
+                d["manifest"] = str(resolve_weights_path(d["manifest"]))
+            for enc, emb in (d.get("embeddings") or {}).items():
+                if isinstance(emb, str) and emb.startswith("package:"):
+                    d["embeddings"][enc] = str(resolve_weights_path(emb))
     if base is not None:
         for d in data.get("datasets") or []:
             if isinstance(d, dict):

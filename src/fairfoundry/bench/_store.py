@@ -25,7 +25,7 @@ import pandas as pd
 
 from .._errors import FairfoundryError
 
-__all__ = ["ResultsStore", "leaderboard", "paired_differences"]
+__all__ = ["ResultsStore", "leaderboard", "paired_differences", "spread_over_seeds"]
 
 _AXES = ("dataset", "encoder", "adaptation", "mitigation", "label_fraction", "seed")
 _SCHEMA = """
@@ -165,22 +165,23 @@ def leaderboard(results: pd.DataFrame, *, metric: str = "auc", attribute: str = 
 
 
 def paired_differences(results: pd.DataFrame, *, metric: str = "auc", attribute: str = "overall",
-                       group: str | None = "overall", kind: str = "group", reference: str = "erm",
-                       confidence: float = 0.95) -> pd.DataFrame:
-    r"""Each method's difference to ``reference`` paired over seeds, with a t-interval.
+                       group: str | None = "overall", kind: str = "group", by: str = "mitigation",
+                       reference: str | float = "erm", confidence: float = 0.95) -> pd.DataFrame:
+    r"""Each value of axis ``by`` against ``reference``, paired over seeds, with a t-interval.
 
-    For method :math:`m` and seed :math:`s` in the same (dataset, encoder, adaptation, label
-    fraction), :math:`d_s = x_{m,s} - x_{\mathrm{ref},s}`; the row gives
+    For a value :math:`m` of ``by`` (a mitigation, an adaptation, a label fraction, ...) and seed
+    :math:`s`, with every other axis fixed, :math:`d_s = x_{m,s} - x_{\mathrm{ref},s}`; the row gives
     :math:`\bar d` and its t-interval over seeds (NaN with fewer than two paired seeds) and
-    whether it excludes zero.
+    whether it excludes zero. Pairing by seed removes the seed-to-seed variation the two
+    configurations share (same split, same initialisation seed).
     """
     sel = results[(results["metric"] == metric) & (results["kind"] == kind) & (results["attribute"] == attribute)]
     if group is not None:
         sel = sel[sel["group"].astype(str) == group]
-    keys = ["dataset", "encoder", "adaptation", "label_fraction"]
+    keys = [a for a in _AXES if a not in ("seed", by)]
     rows = []
     for key, g in sel.groupby(keys, sort=True, dropna=False):
-        wide = g.pivot_table(index="seed", columns="mitigation", values="estimate", aggfunc="first")
+        wide = g.pivot_table(index="seed", columns=by, values="estimate", aggfunc="first")
         if reference not in wide.columns:
             continue
         for m in wide.columns:
@@ -188,8 +189,37 @@ def paired_differences(results: pd.DataFrame, *, metric: str = "auc", attribute:
                 continue
             d = (wide[m] - wide[reference]).dropna().to_numpy(dtype=float)
             mean, lo, hi = _t_interval(d, confidence)
-            rows.append({**dict(zip(keys, key, strict=True)), "mitigation": m, "reference": reference, "n_pairs": len(d),
+            rows.append({**dict(zip(keys, key, strict=True)), by: m, "reference": reference, "n_pairs": len(d),
                          "difference": mean, "ci_low": lo, "ci_high": hi,
                          "differs": bool(np.isfinite(lo) and (lo > 0 or hi < 0))})
-    return pd.DataFrame(rows, columns=[*keys, "mitigation", "reference", "n_pairs", "difference", "ci_low",
-                                       "ci_high", "differs"])
+    return pd.DataFrame(rows, columns=[*keys, by, "reference", "n_pairs", "difference", "ci_low", "ci_high",
+                                       "differs"])
+
+
+def spread_over_seeds(results: pd.DataFrame, *, metric: str, attribute: str, group: str | None = None,
+                      kind: str = "summary", confidence: float = 0.95) -> pd.DataFrame:
+    r"""Standard deviation of a metric over seeds per configuration, with its chi-square interval.
+
+    .. math:: \left[\sqrt{\frac{(n-1)s^2}{\chi^2_{1-\alpha/2,\,n-1}}},\;
+              \sqrt{\frac{(n-1)s^2}{\chi^2_{\alpha/2,\,n-1}}}\right]
+
+    (exact for normally distributed values; the label-scarcity study's "variance of fairness gaps
+    as the volume of labelled data is reduced", review section 4.2).
+    """
+    from scipy.stats import chi2
+
+    sel = results[(results["metric"] == metric) & (results["kind"] == kind) & (results["attribute"] == attribute)]
+    if group is not None:
+        sel = sel[sel["group"].astype(str) == group]
+    keys = [a for a in _AXES if a != "seed"]
+    rows = []
+    a = 1 - confidence
+    for key, g in sel.groupby(keys, sort=True, dropna=False):
+        v = g["estimate"].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        n = len(v)
+        sd = float(v.std(ddof=1)) if n >= 2 else np.nan
+        lo = float(np.sqrt((n - 1) * sd ** 2 / chi2.ppf(1 - a / 2, n - 1))) if n >= 2 else np.nan
+        hi = float(np.sqrt((n - 1) * sd ** 2 / chi2.ppf(a / 2, n - 1))) if n >= 2 else np.nan
+        rows.append({**dict(zip(keys, key, strict=True)), "n_seeds": n, "sd": sd, "sd_ci_low": lo, "sd_ci_high": hi})
+    return pd.DataFrame(rows, columns=[*keys, "n_seeds", "sd", "sd_ci_low", "sd_ci_high"])

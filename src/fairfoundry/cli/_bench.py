@@ -99,3 +99,57 @@ def bench_results_command(
             raise FairfoundryError(f"{export} exists", hint="pass --overwrite to replace it")
         write_table_atomic(export, table)
         typer.echo(f"wrote {export}")
+
+
+def _study_command(name: str):
+    def command(
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory (inputs/, grid/, tables/, report.html)."),
+        manifest: Path | None = typer.Option(
+            None, "--manifest", "-m", help="Manifest with images, the label and attributes (cross-site: HAM10000 "
+                                           "with its 'dataset' column; default elsewhere: the bundled NIH X-rays)."),
+        label: str | None = typer.Option(None, "--label", "-l", help="0/1 label column of --manifest."),
+        sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a", help="Attributes (default: sex, age)."),
+        encoder: list[str] | None = typer.Option(
+            None, "--encoder", help="Zoo encoder(s) (default fairfoundry-tiny; NAME@random for a random-init baseline)."),
+        encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="Weights of the first --encoder."),
+        seeds: int = typer.Option(5, "--seeds", help="Number of seeds (0 .. N-1); intervals are over seeds."),
+        bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples per cell."),
+        epochs: int = typer.Option(30, "--epochs", help="Epochs of heads on embeddings."),
+        fine_tune_epochs: int = typer.Option(3, "--fine-tune-epochs", help="Epochs of every adaptation (peft-vs-full)."),
+        lora_rank: list[int] | None = typer.Option(None, "--lora-rank", help="LoRA ranks (peft-vs-full; default 4, 16)."),
+        fraction: list[float] | None = typer.Option(
+            None, "--fraction", help="Label fractions (label-scarcity; default 0.01 0.05 0.1 0.25 0.5 1)."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
+        executor: str = typer.Option("local", "--executor", help="local or ray."),
+        num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of the local Ray cluster."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the study in --out (finished cells are kept)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Delete what --out holds and start over."),
+    ) -> None:
+        from ..bench import run_study
+        from ..bench._studies import StudyOptions
+
+        defaults = StudyOptions()
+        opts = StudyOptions(
+            manifest=str(manifest) if manifest else None, label=label,
+            sensitive=tuple(sensitive or defaults.sensitive), encoders=tuple(encoder or defaults.encoders),
+            encoder_weights=encoder_weights, seeds=tuple(range(seeds)), bootstrap=bootstrap, epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs, lora_ranks=tuple(lora_rank or defaults.lora_ranks),
+            fractions=tuple(fraction or defaults.fractions), device=device, executor=executor, num_cpus=num_cpus)
+        with rich_progress(f"{name} cells", total=None) as advance:
+            result = run_study(name, out, options=opts, resume=resume, overwrite=overwrite, progress=advance)
+        typer.echo(f"wrote {result}")
+        typer.echo(f"  report: {Path(result) / 'report.html'}")
+
+    return command
+
+
+def _register_studies() -> None:
+    from ..bench._studies import STUDIES
+    from ._adapt import experiment_app
+
+    for name, study in STUDIES.items():
+        experiment_app.command(name, help=f"{study.question} {study.doc} Example: fairfoundry experiment {name} "
+                                          f"--out runs/{name}")(_study_command(name))
+
+
+_register_studies()
