@@ -17,9 +17,16 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("duckdb")
 
-from fairfoundry._errors import FairfoundryError  # noqa: E402
-from fairfoundry.bench import ResultsStore, grid_cells, leaderboard, load_grid, paired_differences, run_grid  # noqa: E402
-from fairfoundry.cli import main  # noqa: E402
+from fairfoundry._errors import FairfoundryError
+from fairfoundry.bench import (
+    ResultsStore,
+    grid_cells,
+    leaderboard,
+    load_grid,
+    paired_differences,
+    run_grid,
+)
+from fairfoundry.cli import main
 
 
 def _data(tmp: Path, n: int = 480, d: int = 8, seed: int = 0) -> tuple[Path, Path]:

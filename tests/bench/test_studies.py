@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("duckdb")
 
-from fairfoundry._errors import FairfoundryError  # noqa: E402
-from fairfoundry.bench import STUDIES, StudyOptions, ham10000_sites, run_study, spread_over_seeds  # noqa: E402
-from fairfoundry.cli import main  # noqa: E402
+from fairfoundry._errors import FairfoundryError
+from fairfoundry.bench import STUDIES, StudyOptions, ham10000_sites, run_study, spread_over_seeds
+from fairfoundry.cli import main
 
 FAST = {"bootstrap": 20, "epochs": 5, "seeds": (0, 1)}
 
