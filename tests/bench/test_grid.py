@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -176,3 +177,27 @@ def test_ray_executor_gives_the_local_store(tmp_path):
     with ResultsStore(tmp_path / "local" / "results.duckdb", read_only=True) as a, \
             ResultsStore(tmp_path / "ray" / "results.duckdb", read_only=True) as b:
         pd.testing.assert_frame_equal(a.results(), b.results())
+
+
+def test_fine_tuning_adaptations_run_as_cells(tmp_path):
+    """LoRA and full fine-tuning of a tiny random ViT on real NIH X-rays, as grid cells."""
+    from fairfoundry.datasets import nih_images
+
+    mp = nih_images()
+    m = pd.read_csv(mp).head(48)
+    m["path"] = [str(mp.parent / p) for p in m["path"]]
+    m["split"] = np.array(["train", "val", "test"])[np.arange(48) % 3]
+    m.to_csv(tmp_path / "m.csv", index=False)
+    grid = {"datasets": [{"name": "nih48", "manifest": str(tmp_path / "m.csv"), "label": "No_Finding",
+                          "sensitive": ["sex"]}],
+            "encoders": ["timm:vit_tiny_patch16_224"],
+            "adaptations": [{"kind": "lora", "lora_r": 2}, "full"], "seeds": [0],
+            "fit": {"encoder_weights": "random", "encoder_kwargs": {"img_size": 32}, "epochs": 1, "batch_size": 16,
+                    "bootstrap": 0, "lr": 1e-3}}
+    summary = run_grid(grid, tmp_path / "out")
+    assert summary["done"] == 2 and not summary["failed"], summary
+    with ResultsStore(tmp_path / "out" / "results.duckdb", read_only=True) as store:
+        cells = store.cells()
+    assert sorted(cells["adaptation"]) == ["full", "lora-r2"]
+    lora = next(p for p in (tmp_path / "out" / "cells").glob("*/run") if (p / "adapter.safetensors").is_file())
+    assert json.loads((lora / "head.json").read_text())["adaptation"] == "lora"

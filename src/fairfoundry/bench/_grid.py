@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 GRID_FILES = ("grid.yaml", "grid.json", "results.duckdb", "cells")
 #: FitConfig fields a grid may set for every cell (``fit:`` block)
 _SHARED_FIT_KEYS = ("head", "hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "optimizer",
-                    "patience", "select", "device", "bootstrap", "split_col", "encoder_kwargs")
+                    "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs")
 
 
 class DatasetEntry(BaseModel):

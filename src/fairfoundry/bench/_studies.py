@@ -235,12 +235,20 @@ def _few_events_note(results: pd.DataFrame, attrs: Sequence[str]) -> list[str]:
 
 def _chance_notes(auc: pd.DataFrame, axis: str) -> list[str]:
     """Say which configurations are at chance (their AUC interval includes 0.5)."""
+    def names(rows):
+        return ", ".join(f"{v:.0%}" if isinstance(v, float) else str(v) for v in rows[axis])
+
+    notes = []
     at = auc[(auc["ci_low"] <= 0.5) & (0.5 <= auc["ci_high"])]
-    if at.empty:
-        return []
-    values = ", ".join(f"{v:.0%}" if isinstance(v, float) else str(v) for v in at[axis])
-    return [f"At chance (test AUC interval includes 0.5) for {axis.replace('_', ' ')} {values}: fairness gaps of a "
-            "model at chance say nothing about the model."]
+    if len(at):
+        notes.append(f"At chance (test AUC interval includes 0.5) for {axis.replace('_', ' ')} {names(at)}: fairness "
+                     "gaps of a model at chance say nothing about the model.")
+    below = auc[auc["ci_high"] < 0.5]
+    if len(below):
+        notes.append(f"Below chance (the whole AUC interval under 0.5) for {axis.replace('_', ' ')} {names(below)}: "
+                     "the model ranks these patients the wrong way round, i.e. what it learned separates the "
+                     "classes in the opposite direction here. Its per-group gaps are not a fairness finding.")
+    return notes
 
 
 def _figure(plot: Callable) -> str:
@@ -359,7 +367,7 @@ class _PeftVsFull:
                      adaptations=adaptations)
         grid["fit"]["epochs"] = opts.fine_tune_epochs  # one setting for every adaptation: the comparison is fair
         if opts.encoder_weights:
-            grid["fit"]["encoder_kwargs"] = {}
+            grid["fit"]["encoder_weights"] = opts.encoder_weights
         return grid
 
     @staticmethod
