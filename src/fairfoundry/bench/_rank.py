@@ -96,10 +96,13 @@ class FriedmanResult:
     def sentence(self) -> str:
         """The result in words, with the test and its p-value (no claim without evidence)."""
         best = self.to_frame()
+        ff = (f"Iman-Davenport F_F = {self.f_f:.2f} (p = {self.p_f:.3g})" if np.isfinite(self.f_f) else
+              f"F_F undefined (identical ranks on every dataset; chi2 p = {self.p_chi2:.3g})")
         head = (f"Friedman test over {self.n_datasets} datasets and {len(self.methods)} methods: "
-                f"chi2_F = {self.chi2_f:.2f}, Iman-Davenport F_F = {self.f_f:.2f} (p = {self.p_f:.3g}); "
-                f"Nemenyi CD = {self.cd:.3f} at alpha = {self.alpha:g}.")
-        if not self.p_f < self.alpha:
+                f"chi2_F = {self.chi2_f:.2f}, {ff}; Nemenyi CD = {self.cd:.3f} at alpha = {self.alpha:g}.")
+        if self.n_datasets < 3:
+            return head + " Too few datasets to rank methods: no method is shown better."
+        if not (self.p_f < self.alpha):
             return head + " The methods' ranks do not differ significantly: no method is shown better."
         top, rank = best["method"].iloc[0], best["average_rank"].iloc[0]
         beaten = [m for m, r in zip(best["method"], best["average_rank"], strict=True) if r - rank >= self.cd]
@@ -171,8 +174,11 @@ def friedman_from_ranks(ranks, *, n_datasets: int, methods=None, alpha: float = 
         raise FairfoundryError(f"{len(methods)} method names for {k} ranks")
     chi2_f = 12.0 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4.0)
     denom = n * (k - 1) - chi2_f
-    f_f = (n - 1) * chi2_f / denom if denom > 0 else np.inf
-    p_f = float(f.sf(f_f, k - 1, (k - 1) * (n - 1))) if n > 1 and np.isfinite(f_f) else (0.0 if n > 1 else np.nan)
+    if n > 1 and denom > 0:
+        f_f = (n - 1) * chi2_f / denom
+        p_f = float(f.sf(f_f, k - 1, (k - 1) * (n - 1)))
+    else:  # one dataset, or every dataset ranks the methods identically: F_F is undefined
+        f_f, p_f = np.nan, float(chi2.sf(chi2_f, k - 1)) if n > 1 else np.nan
     return FriedmanResult(methods=tuple(methods), average_ranks=tuple(float(x) for x in r), n_datasets=n,
                           chi2_f=float(chi2_f), p_chi2=float(chi2.sf(chi2_f, k - 1)), f_f=float(f_f),
                           p_f=p_f, cd=nemenyi_cd(k, n, alpha=alpha), alpha=alpha)

@@ -474,7 +474,9 @@ class _ZooBenchmark:
         sets = [("nih-xray", nih, nih_label)]
         if opts.manifest is not None:
             man, label = _manifest_and_label(out, opts)
-            sets.append((Path(opts.manifest).stem, man, label))
+            head = pd.read_csv(man, nrows=1)
+            sets.append(("ham10000" if "dx" in head.columns and "dataset" in head.columns else
+                         Path(opts.manifest).stem, man, label))
         datasets = []
         for name, man, label in sets:
             emb = {enc: _embed(man, enc, opts, out / name) for enc in opts.encoders}
@@ -491,7 +493,7 @@ class _ZooBenchmark:
         figures["AUC per encoder and dataset"] = _figure(
             lambda plt: _errorbar(plt, auc, "encoder", "test AUC (95 % CI over seeds)", series="dataset"))
         wide = auc.pivot_table(index="dataset", columns="encoder", values="estimate")
-        if wide.shape[0] >= 2 and wide.shape[1] >= 2 and not wide.isna().any().any():
+        if wide.shape[0] >= 3 and wide.shape[1] >= 2 and not wide.isna().any().any():
             r = friedman_test(wide)
             tables["ranks"] = r.to_frame()
             text.append(r.sentence())
@@ -499,8 +501,20 @@ class _ZooBenchmark:
                 text.append(f"With {wide.shape[0]} datasets the Friedman test has little power: a ranking is not "
                             "shown to hold beyond these datasets.")
         else:
-            text.append("One dataset (or one encoder): no ranking across datasets is computed; compare the "
-                        "intervals above.")
+            text.append(f"{wide.shape[0]} dataset(s) and {wide.shape[1]} encoder(s): too few datasets to rank the "
+                        "encoders across datasets (the Friedman test needs at least 3); compare the intervals per "
+                        "dataset.")
+        from ._store import paired_differences
+
+        for ds in auc["dataset"].unique():
+            sub = results[results["dataset"] == ds]
+            encs = sorted(sub["encoder"].unique())
+            if len(encs) < 2:
+                continue
+            d = paired_differences(sub, metric="auc", by="encoder", reference=encs[0])
+            tables[f"diff_auc_{ds}"] = d
+            for _, row in d.iterrows():
+                text.append(_difference_sentence(row, f"{ds}: AUC of {row['encoder']} minus {encs[0]}"))
         for enc in auc["encoder"].unique():
             for _, r in auc[auc["encoder"] == enc].iterrows():
                 if r["ci_low"] <= 0.5 <= r["ci_high"]:
@@ -531,7 +545,8 @@ def _manifest_and_label(out: Path, opts: StudyOptions) -> tuple[Path, str]:
     missing = [c for c in (label, *opts.sensitive) if c not in m.columns]
     if missing:
         raise FairfoundryError(f"manifest {opts.manifest} has no column(s) {', '.join(missing)}")
-    m = _drop_missing(m, opts, out, Path(opts.manifest).stem)
+    m = _drop_missing(m, opts, out, "ham10000" if "dx" in m.columns and "dataset" in m.columns
+                      else Path(opts.manifest).stem)
     if "patient_id" not in m.columns:
         m["patient_id"] = m["sample_id"]
     if "split" not in m.columns:
