@@ -374,24 +374,9 @@ def run_cell(cell: Cell, grid_dir: str | os.PathLike) -> dict:
 
 def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: str | None,
                num_cpus: int | None, finish: Callable[[Cell, dict], None]) -> None:
-    try:
-        import ray
-    except ImportError as exc:
-        raise FairfoundryError("--executor ray needs Ray", hint="pip install 'fairfoundry[scale]'") from exc
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-        if address:
-            kwargs["address"] = address
-        elif num_cpus:
-            kwargs["num_cpus"] = int(num_cpus)
-        try:
-            ray.init(**kwargs)
-        except Exception as exc:
-            raise FairfoundryError(f"cannot start or reach Ray ({address or 'local'}): {exc}".splitlines()[0],
-                                   hint="check --ray-address, or use --executor local") from exc
-        started = True
-    try:
+    from .._ray import ray_session
+
+    with ray_session(address=address, num_cpus=num_cpus) as ray:
         remote = ray.remote(num_cpus=float(resources.get("num_cpus", 1)),
                             num_gpus=float(resources.get("num_gpus", 0)))(run_cell)
         pending = {remote.remote(c, str(grid_dir)): c for c in cells}
@@ -405,9 +390,6 @@ def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: s
                     status = {"cell_id": cell.cell_id, "status": "failed", "error": f"ray task failed: {exc}",
                               "wall_s": float("nan")}
                 finish(cell, status)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, *,

@@ -188,6 +188,12 @@ def _dataset(name: str, manifest: Path, label: str, opts: StudyOptions, embeddin
             "bins": {"age": [40, 60, 80]} if "age" in opts.sensitive else {}, "embeddings": embeddings}
 
 
+def _embedded_dataset(out: Path, opts: StudyOptions) -> dict:
+    """The study's one dataset, embedded with its first encoder (cached)."""
+    man, label = _manifest_and_label(out, opts)
+    return _dataset("data", man, label, opts, {opts.encoders[0]: _embed(man, opts.encoders[0], opts, out)})
+
+
 def _grid(name: str, datasets: list[dict], opts: StudyOptions, **axes) -> dict:
     return {"name": name, "datasets": datasets, "encoders": list(axes.pop("encoders", opts.encoders)),
             "seeds": list(opts.seeds), "fit": {"epochs": opts.epochs, "bootstrap": opts.bootstrap,
@@ -306,10 +312,8 @@ class _LabelScarcity:
 
     @staticmethod
     def build(out: Path, opts: StudyOptions) -> dict:
-        man, label = _manifest_and_label(out, opts)
-        emb = {opts.encoders[0]: _embed(man, opts.encoders[0], opts, out)}
-        return _grid("label-scarcity", [_dataset("data", man, label, opts, emb)], opts,
-                     encoders=opts.encoders[:1], label_fractions=list(opts.fractions))
+        return _grid("label-scarcity", [_embedded_dataset(out, opts)], opts, encoders=opts.encoders[:1],
+                     label_fractions=list(opts.fractions))
 
     @staticmethod
     def analyse(results, cells, grid, opts, inputs) -> dict:
@@ -359,11 +363,9 @@ class _PeftVsFull:
 
     @staticmethod
     def build(out: Path, opts: StudyOptions) -> dict:
-        man, label = _manifest_and_label(out, opts)
-        emb = {opts.encoders[0]: _embed(man, opts.encoders[0], opts, out)}
         adaptations = [{"kind": "probe"}, *({"kind": "lora", "lora_r": r} for r in opts.lora_ranks),
                        {"kind": "frozen"}, {"kind": "full"}]
-        grid = _grid("peft-vs-full", [_dataset("data", man, label, opts, emb)], opts, encoders=opts.encoders[:1],
+        grid = _grid("peft-vs-full", [_embedded_dataset(out, opts)], opts, encoders=opts.encoders[:1],
                      adaptations=adaptations)
         grid["fit"]["epochs"] = opts.fine_tune_epochs  # one setting for every adaptation: the comparison is fair
         if opts.encoder_weights:
