@@ -227,6 +227,15 @@ def _events(results: pd.DataFrame) -> pd.DataFrame:
     return pos.groupby(["cell_id", "attribute"])["estimate"].min().rename("min_positives").reset_index()
 
 
+def _judgeable(results: pd.DataFrame, attribute: str) -> bool:
+    """Whether every group of ``attribute`` has at least :data:`MIN_EVENTS` test positives in every cell."""
+    if attribute == "overall":
+        return True
+    ev = _events(results)
+    sub = ev[ev["attribute"] == attribute]
+    return bool(len(sub)) and bool((sub["min_positives"] >= MIN_EVENTS).all())
+
+
 def _few_events_note(results: pd.DataFrame, attrs: Sequence[str]) -> list[str]:
     ev = _events(results)
     notes = []
@@ -386,6 +395,10 @@ class _PeftVsFull:
             tables[f"diff_{metric}_{attr}"] = d
             for _, r in d.iterrows():
                 what = f"{r['adaptation']} vs {ref}, {metric if attr == 'overall' else f'{metric} by {attr}'}"
+                if not _judgeable(results, attr):
+                    text.append(f"{what}: too few to judge (a group of {attr} has fewer than {MIN_EVENTS} test "
+                                "positives); the paired difference is in the tables, not a finding.")
+                    continue
                 text.append(_difference_sentence(r, what))
         text += _chance_notes(tables["auc"], "adaptation")
         for a in opts.sensitive:
