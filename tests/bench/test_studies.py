@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,43 +37,10 @@ def test_sd_interval_covers_at_its_nominal_rate():
     assert 0.92 <= covered <= 0.98
 
 
-def test_cross_site_on_real_ham10000(tmp_path, data_dir):
-    meta = data_dir / "ham10000_images_224" / "metadata.csv"
-    sites = ham10000_sites(meta)
+def test_ham10000_sites_from_its_own_metadata(data_dir):
+    sites = ham10000_sites(data_dir / "ham10000_images_224" / "metadata.csv")
     assert set(sites["country"]) == {"AUS", "AUT"} and len(sites) == 480  # the 6 'external' images are dropped
-    out = run_study("cross-site", tmp_path / "cs", options=StudyOptions(manifest=str(meta), **FAST))
-    study = json.loads((out / "study.json").read_text())
-    assert study["cells"] == 4 * 2 and not study["failed"]
-    assert any("trained in AUS: AUC in AUT minus AUC on held-out AUS" in s for s in study["findings"])
-    gen = pd.read_csv(out / "tables" / "generalisation_gap.csv")
-    assert set(zip(gen["train"], gen["test"], strict=True)) == {("AUS", "AUT"), ("AUT", "AUS")}
-    # the country is recorded in every manifest, so the audit's geography applies
-    man = pd.read_csv(out / "inputs" / "train_AUS_test_AUT.csv")
-    assert set(man.loc[man["split"] == "test", "country"]) == {"AUT"}
-    assert set(man.loc[man["split"] == "train", "country"]) == {"AUS"}
-    html = (out / "report.html").read_text()
-    assert "What the data shows" in html and "data:image/png;base64," in html
-
-
-def test_label_scarcity_reports_the_spread_and_the_cells_it_could_not_fit(tmp_path):
-    out = run_study("label-scarcity", tmp_path / "ls",
-                    options=StudyOptions(fractions=(0.01, 0.5, 1.0), **FAST))
-    study = json.loads((out / "study.json").read_text())
-    assert study["cells"] == 3 * 2
-    spread = pd.read_csv(out / "tables" / "auc_gap_spread_sex.csv")
-    assert set(spread["label_fraction"]) <= {0.01, 0.5, 1.0} and 1.0 in set(spread["label_fraction"])
-    # 1 % of ~110 training patients is one patient: one class only, recorded, never a crash
-    assert any("could not be fitted" in s for s in study["findings"])
-    assert any("too few to judge" in s for s in study["findings"])
-
-
-def test_zoo_benchmark_with_a_random_init_baseline(tmp_path):
-    out = run_study("zoo-benchmark", tmp_path / "zoo", options=StudyOptions(
-        encoders=("fairfoundry-tiny", "fairfoundry-tiny@random"), **FAST))
-    auc = pd.read_csv(out / "tables" / "auc.csv")
-    assert set(auc["encoder"]) == {"fairfoundry-tiny", "fairfoundry-tiny@random"}
-    study = json.loads((out / "study.json").read_text())
-    assert any("too few datasets to rank" in s for s in study["findings"])
+    assert sites["malignant"].isin([0, 1]).all() and sites["path"].map(lambda p: p.startswith("/")).all()
 
 
 def test_study_bad_input(tmp_path, capsys):
