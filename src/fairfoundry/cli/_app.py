@@ -41,6 +41,7 @@ COMMAND_MODULES: list[str] = [
     "_models",
     "_pretrain",
     "_adapt",
+    "_bench",
     "_quickstart",
 ]
 

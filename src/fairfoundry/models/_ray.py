@@ -36,25 +36,9 @@ def run_ray(load_args, paths, bounds, todo, finish, *, batch_size, device, amp, 
             num_cpus=None, progress=None, max_in_flight: int | None = None):
     """Compute shards ``todo`` on Ray; call ``finish(shard, emb, ok, errors)`` as each completes."""
     from .._errors import FairfoundryError
+    from .._ray import ray_session
 
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - ray is in the `scale` extra
-        raise FairfoundryError("--executor ray needs Ray", hint="pip install 'fairfoundry[scale]'") from exc
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-        if address:
-            kwargs["address"] = address
-        elif num_cpus:
-            kwargs["num_cpus"] = int(num_cpus)
-        try:
-            ray.init(**kwargs)
-        except Exception as exc:
-            raise FairfoundryError(f"cannot start or reach Ray ({address or 'local'}): {exc}".splitlines()[0],
-                                   hint="check --ray-address, or use --executor local") from exc
-        started = True
-    try:
+    with ray_session(address=address, num_cpus=num_cpus) as ray:
         gpus = 1 if str(device).startswith("cuda") else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus)(compute_shard)
         limit = max_in_flight or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
@@ -79,6 +63,3 @@ def run_ray(load_args, paths, bounds, todo, finish, *, batch_size, device, amp, 
                 finish(s, emb, ok, errs)
                 if progress:
                     progress(bounds[s][1] - bounds[s][0])
-    finally:
-        if started:
-            ray.shutdown()
