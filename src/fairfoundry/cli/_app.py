@@ -42,6 +42,8 @@ COMMAND_MODULES: list[str] = [
     "_pretrain",
     "_adapt",
     "_quickstart",
+    "_reports",
+    "_seg",
 ]
 
 _STATE = {"debug": False}

@@ -95,9 +95,9 @@ def attribute_groups(frame: pd.DataFrame, sensitive: Sequence[str], *,
 
 
 def _events(values: pd.Series, codes: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    ok = values.notna().to_numpy()
+    """Rows with a value > 0 per group (events of a 0/1 flag or of a count)."""
     v = values.to_numpy(dtype=float)
-    return {nm: float(np.nansum(v[(codes == k) & ok])) for k, nm in enumerate(names)}
+    return {nm: float(np.sum((codes == k) & (v > 0))) for k, nm in enumerate(names)}
 
 
 def evaluate_by_attributes(values: pd.DataFrame, attributes: Sequence[Attribute], *,
@@ -158,17 +158,19 @@ def evaluate_by_attributes(values: pd.DataFrame, attributes: Sequence[Attribute]
                     f"({confidence:.0%} CI {lo:.3f} to {hi:.3f}"
                     + (f", permutation p = {row['p_value'].iloc[0]:.3g})"
                        if np.isfinite(row["p_value"].iloc[0]) else ")"))
+            sub = pg.loc[pg["metric"] == m].set_index("group")["n"]
+            ev = _events(values[m], attr.codes, attr.names)
             enough = True
-            if m in binary_metrics:
-                ev = _events(values[m], attr.codes, attr.names)
-                sub = pg.loc[pg["metric"] == m].set_index("group")["n"]
-                for gname in pair:
-                    e = ev.get(gname, 0.0)
-                    if min(e, float(sub.get(gname, 0)) - e) < min_events:
-                        enough = False
+            for gname in pair:
+                n_def = float(sub.get(gname, 0))
+                e = ev.get(gname, 0.0)
+                if m in binary_metrics and min(e, n_def - e) < min_events:
+                    enough = False
+                if n_def < min_events:
+                    enough = False
             (headlines if enough else too_few).append(
                 text if enough else text + f": too few to judge (fewer than {min_events} "
-                                           "events or non-events in a group)")
+                                           "rows, events or non-events in a group)")
     by_group = pd.concat(by, ignore_index=True)
     summary = pd.concat(summ, ignore_index=True)
     return by_group, summary, {"headlines": headlines, "too_few_to_judge": too_few,

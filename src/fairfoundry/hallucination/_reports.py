@@ -16,7 +16,7 @@ import pandas as pd
 from .._errors import FairfoundryError, did_you_mean
 from ._grouped import GroupedEvaluation, run_grouped
 from ._labeler import FINDINGS, OBSERVATIONS, label_reports
-from ._metrics import BINARY_METRICS, REPORT_METRICS, SEVERITY, hallucination_table
+from ._metrics import REPORT_METRICS, SEVERITY, hallucination_table
 
 __all__ = ["evaluate_reports", "load_input", "row_namer"]
 
@@ -193,5 +193,5 @@ def evaluate_reports(data, *, generated: str, reference: str, sensitive: Sequenc
         config={"generated": generated, "reference": reference,
                 "reference_labels": bool(reference_labels), "findings": findings,
                 "severity": {f: sev[f] for f in findings}, "id_col": id_col},
-        info=info, notes=notes, directions=directions, binary_metrics=BINARY_METRICS,
+        info=info, notes=notes, directions=directions, binary_metrics=REPORT_METRICS,
         headline_metrics=REPORT_METRICS, min_events=min_events, extra_columns=labels_too)
