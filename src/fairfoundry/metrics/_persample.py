@@ -243,10 +243,10 @@ def evaluate_group_means(
         nulls = []
         for p in range(n_permutations):
             pg = plan.permuted_groups(p, seg)
-            num = np.zeros((G, M))
-            den = np.zeros((G, M))
-            np.add.at(num, pg, V0)
-            np.add.at(den, pg, ok)
+            num = np.stack([np.bincount(pg, weights=V0[:, j], minlength=G)
+                            for j in range(M)], axis=1)
+            den = np.stack([np.bincount(pg, weights=ok[:, j], minlength=G)
+                            for j in range(M)], axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 nulls.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan))
         null, _ = _summaries(np.stack(nulls), np.repeat(ov0, n_permutations, axis=0), names,
