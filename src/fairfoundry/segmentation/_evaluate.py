@@ -25,9 +25,9 @@ from ._readers import read_mask
 __all__ = ["evaluate_segmentation"]
 
 
-def _path(value, base: Path, col: str, where: str) -> Path:
+def _path(value, base: Path, col: str) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise FairfoundryError(f"mask column {col!r}: {where} has no path",
+        raise FairfoundryError(f"mask column {col!r} has no path",
                                hint="every row needs a prediction and a ground-truth mask")
     p = Path(value.strip())
     return p if p.is_absolute() else base / p
@@ -87,8 +87,8 @@ def evaluate_segmentation(data, *, pred: str, truth: str, sensitive: Sequence[st
     for i in range(len(frame)):
         where = rows(i)
         try:
-            p, sp_p = read_mask(_path(frame[pcol].iloc[i], base, pcol, where))
-            t, sp_t = read_mask(_path(frame[tcol].iloc[i], base, tcol, where))
+            p, sp_p = read_mask(_path(frame[pcol].iloc[i], base, pcol))
+            t, sp_t = read_mask(_path(frame[tcol].iloc[i], base, tcol))
             if p.shape != t.shape:
                 raise FairfoundryError(f"masks have different shapes: {pcol} {p.shape}, "
                                        f"{tcol} {t.shape}",
