@@ -55,8 +55,8 @@ def test_mentions_of_one_observation_aggregate_like_chexpert():
 
 
 @pytest.mark.parametrize("bad, what", [("", "is empty"), ("   ", "is empty"),
-                                       (np.nan, "is missing"), (3.5, "is not text"),
-                                       ("1234", "is empty")])
+                                       (np.nan, "is empty"), (3.5, "is not text"),
+                                       ("1234", "is not text")])
 def test_empty_or_non_text_report_names_the_row(bad, what):
     with pytest.raises(FairfoundryError, match=rf"row 2 {what}"):
         label_reports(["No effusion.", bad], name="generated")

@@ -181,8 +181,8 @@ def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells of text columns that a spreadsheet would run as a formula get a leading quote."""
     out = frame.copy()
     for c in out.columns:
-        if out[c].dtype == object:
-            out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in "=+-@"
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].astype(object).map(lambda v: "'" + v if isinstance(v, str) and v[:1] in "=+-@"
                                 else v)
     return out
 

@@ -286,8 +286,12 @@ def label_reports(reports, *, name: str = "reports", rows=None) -> pd.DataFrame:
     out = np.empty((len(values), len(OBSERVATIONS)))
     for i, t in enumerate(values):
         if not isinstance(t, str) or not re.search(r"[A-Za-z]", t):
-            what = "is missing" if t is None or (isinstance(t, float) and np.isnan(t)) else (
-                "is empty" if isinstance(t, str) else f"is not text ({t!r})")
+            if t is None or (isinstance(t, float) and np.isnan(t)):
+                what = "is empty (no report)"
+            elif isinstance(t, str) and not t.strip():
+                what = "is empty"
+            else:
+                what = f"is not text ({t!r})"
             raise FairfoundryError(f"{name}: {namer(i)} {what}",
                                    hint="every report must be non-empty text; drop or fill "
                                         "that row")
