@@ -112,19 +112,19 @@ def hallucination_table(generated: pd.DataFrame, reference: pd.DataFrame, *,
     g_pos, g_neg = g == POSITIVE, (g == NEGATIVE) | np.isnan(g)
     r_pos, r_not = r == POSITIVE, (r == NEGATIVE) | np.isnan(r)
     H = g_pos & r_not
-    O = r_pos & g_neg
+    om = r_pos & g_neg
     C = (g_pos & (r == NEGATIVE)) | ((g == NEGATIVE) & r_pos)
     out = {
         "hallucination": H.any(axis=1).astype(float),
         "n_hallucinated": H.sum(axis=1).astype(float),
         "hallucination_severity": (H * w).sum(axis=1),
-        "omission": O.any(axis=1).astype(float),
-        "n_omitted": O.sum(axis=1).astype(float),
+        "omission": om.any(axis=1).astype(float),
+        "n_omitted": om.sum(axis=1).astype(float),
         "contradiction": C.any(axis=1).astype(float),
         "n_contradicted": C.sum(axis=1).astype(float),
     }
     for j, f in enumerate(findings):
         out[f"hallucinated:{f}"] = np.where(r_not[:, j], H[:, j].astype(float), np.nan)
     for j, f in enumerate(findings):
-        out[f"omitted:{f}"] = np.where(r_pos[:, j], O[:, j].astype(float), np.nan)
+        out[f"omitted:{f}"] = np.where(r_pos[:, j], om[:, j].astype(float), np.nan)
     return pd.DataFrame(out, index=generated.index)
