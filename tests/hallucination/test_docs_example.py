@@ -32,3 +32,24 @@ def test_docs_examples_run(tmp_path, monkeypatch, cli, capsys):
     h = ns["ev"].get("hallucination", attribute="sex").set_index("group")
     assert h.loc["female", "estimate"] < h.loc["male", "estimate"]
     assert "confident_false_positive_any" in set(ns["zs"].per_group["metric"])
+
+
+README = DOC.parents[1] / "README.md"
+SEG_DOC = DOC.parent / "segmentation.md"
+
+
+def test_readme_section_commands_run(tmp_path, monkeypatch, cli):
+    text = README.read_text()
+    section = text[text.index("## Hallucination and segmentation fairness"):]
+    section = section[: section.index("\n## ", 5)]
+    code = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_blocks("python")[0], str(DOC), "exec"), {})  # reports.csv
+    seg = re.findall(r"```python\n(.*?)```", SEG_DOC.read_text(), re.S)[0]
+    exec(compile(seg, str(SEG_DOC), "exec"), {})  # masks.csv
+    commands = [c.split("#")[0] for c in code.replace("\\\n", " ").strip().splitlines()]
+    assert len(commands) == 2
+    for line in commands:
+        r = cli(*shlex.split(line)[1:])
+        assert r.code == 0, r
+    assert (tmp_path / "rep" / "report.html").exists() and (tmp_path / "seg" / "per_sample.csv").exists()

@@ -115,6 +115,9 @@ def evaluate_group_means(
     P-values come from ``n_permutations`` permutations of the group labels (of whole clusters
     when every cluster lies in one group), :func:`permutation_pvalue`.
 
+    Source: the (cluster) bootstrap of a mean, Efron & Tibshirani 1993, ch. 6 and 13 (Davison &
+    Hinkley 1997, sec. 3.8 for clusters), through the engine's :class:`ResamplePlan`.
+
     Parameters
     ----------
     values : array (n,) or (n, M) of float
