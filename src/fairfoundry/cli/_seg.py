@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from pathlib import Path
 
 import typer
@@ -10,6 +13,27 @@ from .._errors import FairfoundryError
 from ._app import app
 from ._common import rich_progress
 from ._reports import common_groups
+
+log = logging.getLogger(__name__)
+
+
+def _with_log_line(advance, total: int):
+    """Also log a plain progress line at most every 30 s when stderr is not a terminal."""
+    state = {"done": 0, "last": time.monotonic(), "start": time.monotonic()}
+
+    def step(k: int = 1) -> None:
+        advance(k)
+        state["done"] += k
+        now = time.monotonic()
+        if not sys.stderr.isatty() and now - state["last"] >= 30:
+            rate = state["done"] / max(now - state["start"], 1e-9)
+            eta = (total - state["done"]) / max(rate, 1e-9)
+            log.warning("masks: %d/%d images, %.1f/s, about %.0f s left", state["done"], total,
+                        rate, eta)
+            state["last"] = now
+
+    return step
+
 
 _EPILOG = (
     "Examples:\n\n"
@@ -71,11 +95,15 @@ def evaluate_seg_command(
         raise FairfoundryError(f"--confidence must be in (0, 1), got {confidence}")
     groups = common_groups(sensitive, intersect, bins, reference_group)
     prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))
-    with rich_progress("masks", None) as advance:
+    from .._io import read_table
+
+    total = len(read_table(input, what="input"))
+    with rich_progress("masks", total) as advance:
         ev = evaluate_segmentation(input, pred=pred, truth=truth, cluster=cluster, id_col=id_col,
                                    base_dir=base_dir, tolerance=tolerance,
                                    n_bootstrap=bootstrap, n_permutations=permutations,
-                                   confidence=confidence, seed=seed, progress=advance, **groups)
+                                   confidence=confidence, seed=seed,
+                                   progress=_with_log_line(advance, total), **groups)
     ev.save(out, overwrite=overwrite)
     s = ev.summary_table.drop_duplicates("metric").set_index("metric")["estimate"]
     d = ev.get("dice").query("group == 'overall'")["estimate"].iloc[0]

@@ -45,7 +45,11 @@ def read_mask(path: str | os.PathLike, *, key: str | None = None) -> tuple[np.nd
     spacing = None
     try:
         if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
+            try:
+                import nibabel as nib
+            except ImportError:
+                raise FairfoundryError(f"mask {path}: reading NIfTI needs nibabel",
+                                       hint="pip install 'fairfoundry[medical]'") from None
 
             img = nib.load(str(path))
             a = np.asarray(img.dataobj)
