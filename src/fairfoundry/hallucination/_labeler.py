@@ -165,11 +165,13 @@ _UNMENTION_RE = _compile(_UNMENTION)
 _OTHER_RE = re.compile("|".join(f"(?:{p})" for p in _OTHER_ABNORMAL))
 
 
-def _last_cue(pattern: re.Pattern, text: str, window: int) -> bool:
+def _last_cue(pattern: re.Pattern, text: str, window: int, *, adjacent: bool = False) -> bool:
     """Whether ``pattern`` occurs in ``text`` (the words before a mention, after the last
-    clause boundary) at most ``window`` words before its end."""
+    clause boundary) at most ``window`` words before its end (with ``adjacent``, also with no
+    comma in between: a modifier such as "normal")."""
     for m in pattern.finditer(text):
-        if len(_WORD.findall(text[m.end():])) <= window:
+        rest = text[m.end():]
+        if len(_WORD.findall(rest)) <= window and not (adjacent and "," in rest):
             return True
     return False
 
@@ -195,7 +197,8 @@ def _classify(sentence: str, start: int, end: int, phrase: str) -> float:
         return UNCERTAIN
     if _POST_NEG_UNCERTAIN.search(sentence[end:end + 60]):
         return UNCERTAIN
-    if _last_cue(_PRE_NEG, pre, _PRE_WINDOW) or _last_cue(_PRE_NORMAL, pre, _NORMAL_WINDOW):
+    normal = _last_cue(_PRE_NORMAL, pre, _NORMAL_WINDOW, adjacent=True)
+    if normal or _last_cue(_PRE_NEG, pre, _PRE_WINDOW):
         return NEGATIVE
     if _POST_NEG.search(post):
         return NEGATIVE
