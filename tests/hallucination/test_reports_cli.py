@@ -113,3 +113,32 @@ def test_refuses_to_overwrite_without_the_flag(cli, reports, tmp_path):
     assert r.code == 2 and "--overwrite" in r.err
     assert (out / "evaluation.csv").read_text() == before
     assert _run(cli, reports, out, "--overwrite").code == 0
+
+
+def test_help_shows_examples_for_both_commands(cli):
+    for cmd, example in (("evaluate-reports", "fairfoundry evaluate-reports reports.csv"),
+                         ("evaluate-seg", "fairfoundry evaluate-seg masks.csv")):
+        r = cli(cmd, "--help")
+        assert r.code == 0 and example in " ".join(r.out.split()), r
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--severity", "Pneumothorax=high"], "--severity Pneumothorax=high: the weight must be a number"),
+    (["--severity", "Pneumothrax=2"], "unknown finding 'Pneumothrax'"),
+    (["--finding", "Effusion"], "unknown finding 'Effusion'"),
+    (["--reference-group", "sex=other"], "--reference-group sex=other: no such group"),
+    (["--bins", "age=abc"], "--bins"),
+])
+def test_bad_options_exit_2(cli, reports, tmp_path, extra, message):
+    out = tmp_path / "rep"
+    r = _run(cli, reports, out, *extra)
+    assert r.code == 2 and message in r.err, r
+    assert not out.exists()
+
+
+def test_reference_group_sets_vs_reference(cli, reports, tmp_path):
+    out = tmp_path / "rep"
+    assert _run(cli, reports, out, "--reference-group", "sex=female").code == 0
+    s = json.loads((out / "summary.json").read_text())["summaries"]
+    row = next(x for x in s if x["metric"] == "hallucination_vs_reference")
+    assert row["detail"] == "male vs female"

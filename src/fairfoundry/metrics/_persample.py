@@ -294,7 +294,7 @@ def evaluate_group_means(
         ext = _EXTREME.get(suffix) if suffix else score_extremes.get(sname)
         if null and ext is not None:
             p = permutation_pvalue(est, null[sname], extreme=ext)
-        reason = "" if np.isfinite(est) else f"{metric} is undefined for the groups involved"
+        reason = "" if np.isfinite(est) else _reason(metric, suffix, per0, names)
         srows.append((sname, est, lo, hi, p, reason, _detail(sname, metric, suffix, per0, ov0,
                                                             names, pnames, ref, fixed)))
     summary = pd.DataFrame(srows, columns=["metric", "estimate", "ci_low", "ci_high",
@@ -319,10 +319,21 @@ def _split(sname: str, names: Sequence[str], scores: Mapping) -> tuple[str, str]
     return sname, ""
 
 
+def _reason(metric: str, suffix: str, per0: np.ndarray, names: Sequence[str]) -> str:
+    row = per0[0, :, list(names).index(metric)]
+    if not np.isfinite(row).any():
+        return f"{metric} is undefined for every group"
+    if suffix == "ratio":
+        return f"largest group {metric} is 0"
+    return f"{metric} is undefined for the groups involved"
+
+
 def _detail(sname, metric, suffix, per0, ov0, names, pnames, ref, fixed) -> str:
     row = per0[0, :, list(names).index(metric)]
     if not np.isfinite(row).any():
         return ""
+    if suffix in ("gap", "ratio") and np.nanmax(row) == np.nanmin(row):
+        return "all groups equal"
     hi, lo = pnames[int(np.nanargmax(row))], pnames[int(np.nanargmin(row))]
     if suffix == "gap":
         return f"{hi} - {lo}"
