@@ -43,6 +43,8 @@ COMMAND_MODULES: list[str] = [
     "_adapt",
     "_bench",
     "_quickstart",
+    "_reports",
+    "_seg",
 ]
 
 _STATE = {"debug": False}

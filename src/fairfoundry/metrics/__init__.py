@@ -39,6 +39,7 @@ from ._engine import (
     intersect_groups,
     underdiagnosis_by_group,
 )
+from ._persample import evaluate_group_means
 from ._ranking import average_precision, roc_auc
 from ._summary import (
     DIRECTION,
@@ -84,4 +85,6 @@ __all__ = [
     "worst_group",
     # decision thresholds (fixed or chosen on a validation split)
     "THRESHOLD_METHODS", "ThresholdRule", "choose_threshold", "parse_threshold", "roc_points",
+    # per-sample values (Dice, hallucination flags) averaged per group, same replicates
+    "evaluate_group_means",
 ]
