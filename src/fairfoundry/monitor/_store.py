@@ -70,17 +70,24 @@ class EventStore:
         be omitted.
     create : bool
         Create the store when the file does not exist (otherwise a missing file is an error).
+    sync : {"normal", "full"}
+        SQLite ``synchronous`` level. ``"normal"`` (default): in WAL mode a committed batch
+        survives any crash of the process (``kill -9``); a power loss may lose the last batches
+        but never corrupts the file. ``"full"``: also survives a power loss (one fsync per batch).
 
     Notes
     -----
-    ``PRAGMA journal_mode=WAL`` with ``synchronous=FULL``: a batch that was acknowledged
-    (its transaction committed) survives a crash of the process or of the machine. One
+    ``PRAGMA journal_mode=WAL``: a batch that was acknowledged (its transaction committed)
+    survives a crash of the process, and with ``sync="full"`` of the machine. One
     connection per store object, guarded by a lock, so the object can be shared by the
     threads of a web server; several processes may read while one writes.
     """
 
-    def __init__(self, path, *, labels=None, attributes=None, create: bool = False):
+    def __init__(self, path, *, labels=None, attributes=None, create: bool = False,
+                 sync: str = "normal"):
         self.path = Path(path)
+        if sync not in ("normal", "full"):
+            raise FairfoundryError(f"sync={sync!r} is not one of normal, full")
         exists = self.path.exists()
         if not exists and not create:
             raise FairfoundryError(f"monitoring store not found: {self.path}",
@@ -95,7 +102,7 @@ class EventStore:
             self._con = sqlite3.connect(str(self.path), check_same_thread=False,
                                         isolation_level=None, timeout=30.0)
             self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=FULL")
+            self._con.execute(f"PRAGMA synchronous={sync.upper()}")
             self._con.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             raise FairfoundryError(f"{self.path} is not a monitoring store (SQLite): {exc}") from exc
