@@ -143,13 +143,17 @@ def create_app(store, *, token: str | None = None, config=None,
         if first.get("type") == "json_invalid":
             metrics.rejected(request.url.path, "malformed_json")
             return JSONResponse({"error": f"malformed JSON: {first.get('msg')}"}, status_code=400)
-        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = first.get("msg", "invalid")
-        if first.get("type") == "extra_forbidden":
-            msg = "unknown field"
-            kind = "unknown_field"
+        parts = []
+        for e in errs[:3]:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            msg = e.get("msg", "invalid")
+            if e.get("type") == "extra_forbidden":
+                msg, kind = "unknown field", "unknown_field"
+            parts.append(f"{loc}: {msg}")
+        more = f" (and {len(errs) - 3} more)" if len(errs) > 3 else ""
         metrics.rejected(request.url.path, kind)
-        return JSONResponse({"error": f"{loc}: {msg}", "errors": len(errs)}, status_code=422)
+        return JSONResponse({"error": "; ".join(parts) + more, "errors": len(errs)},
+                            status_code=422)
 
     def ingest(kind: str, fn, events):
         try:
