@@ -30,7 +30,8 @@ def _fmt(v, digits: int = 3) -> str:
 
 def _chart(sub: pd.DataFrame, metric: str, attribute: str, n_windows: int, min_n: int,
            alert_windows: list[int]) -> dict | None:
-    sub = sub[np.isfinite(sub["estimate"]) & (sub["n"] >= min_n)]
+    est = pd.to_numeric(sub["estimate"], errors="coerce").to_numpy(dtype=np.float64)
+    sub = sub[np.isfinite(est) & (pd.to_numeric(sub["n"]).to_numpy() >= min_n)]
     if sub.empty:
         return None
     lo, hi = float(sub["estimate"].min()), float(sub["estimate"].max())
