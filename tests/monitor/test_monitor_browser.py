@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from _monitor_server import free_port, post, start, stop  # noqa: E402
-from _monitor_sim import stream  # noqa: E402
+from _monitor_server import free_port, post, start, stop
+from _monitor_sim import stream
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "",
                              shutil.which("chromium-browser") or "") if p and Path(p).exists()),

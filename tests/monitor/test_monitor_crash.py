@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from _monitor_server import free_port, post, start, stop  # noqa: E402
+from _monitor_server import free_port, post, start, stop
 
 
 def _batch(b: int, size: int = 100) -> list[dict]:

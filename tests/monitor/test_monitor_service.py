@@ -8,10 +8,10 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("prometheus_client")
 
-from _monitor_sim import stream  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+from _monitor_sim import stream
+from fastapi.testclient import TestClient
 
-from fairfoundry.monitor import EventStore, MonitorConfig, create_app  # noqa: E402
+from fairfoundry.monitor import EventStore, MonitorConfig, create_app
 
 CFG = MonitorConfig.from_dict({
     "windows": {"size": 1000}, "bootstrap": 20, "simulations": 20,

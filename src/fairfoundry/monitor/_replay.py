@@ -29,7 +29,7 @@ _FIXED = ("sample_id", "time", "patient_id", "model_version", "label_time")
 def _seconds(col: pd.Series, name: str, path) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col):
         return col.to_numpy(dtype=np.float64)
-    parsed = pd.to_datetime(col, errors="coerce", utc=True)
+    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna() & col.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
