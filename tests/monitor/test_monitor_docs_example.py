@@ -48,6 +48,13 @@ def test_docs_chexnet_replay(tmp_path, monkeypatch, cli):
     assert (drift.groupby(["attribute", "group"])["estimate"].max() > 0.1).all()
 
 
+def test_readme_monitor_commands_are_the_executed_docs_commands():
+    readme = (DOC.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Monitor a deployed model"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    assert block.strip().splitlines() == _blocks("shell")[0].strip().splitlines()
+
+
 def test_docs_serve_command(tmp_path, monkeypatch, cli):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")

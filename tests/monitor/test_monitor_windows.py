@@ -1,0 +1,45 @@
+"""Windows by count and by time; bounded groups; the page escapes user text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fairfoundry.monitor import EventStore, MonitorConfig, WindowSpec, assign_windows, render_page
+from fairfoundry.monitor import evaluate_store
+
+
+def test_count_and_time_windows():
+    frame = pd.DataFrame({"time": [0.0, 1, 2, 3, 10, 11, 25]})
+    w, table = assign_windows(frame, WindowSpec(by="count", size=3))
+    assert w.tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert table["complete"].tolist() == [True, True, False]
+    w, table = assign_windows(frame, WindowSpec(by="time", size=10))
+    assert w.tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert table["start"].tolist() == [0, 10, 20] and table["complete"].tolist() == [True, True,
+                                                                                   False]
+
+
+def test_groups_are_bounded_missing_is_its_own_group_and_html_is_escaped(tmp_path):
+    rng = np.random.default_rng(0)
+    st = EventStore(tmp_path / "m.db", labels=["E"], attributes=["site"], create=True)
+    sites = ["<script>alert(1)</script>"] * 3 + [f"site{i}" for i in range(7)]
+    preds, labels = [], []
+    for i in range(2000):
+        site = sites[i % len(sites)] if i % 50 else None
+        preds.append({"sample_id": f"s{i}", "time": float(i), "scores": {"E": float(rng.uniform())},
+                      "attributes": {} if site is None else {"site": site}})
+        labels.append({"sample_id": f"s{i}", "label": "E", "y": int(rng.uniform() < 0.3),
+                       "time": float(i)})
+    st.add_predictions(preds)
+    st.add_labels(labels)
+    cfg = MonitorConfig.from_dict({"windows": {"size": 1000}, "max_groups": 5, "bootstrap": 0,
+                                   "simulations": 0})
+    res, _ = evaluate_store(st, cfg)
+    groups = set(res.loc[res["attribute"] == "site", "group"]) - {"*"}
+    assert len(groups) == 6 and {"other", "unknown"} <= groups  # 4 largest + other + unknown
+    n_rows = res[(res["attribute"] == "site") & (res["metric"] == "n")]
+    assert n_rows["reason"].str.contains("4 smallest groups pooled as 'other'").all()
+    html = render_page(st, min_n=1)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    st.close()
