@@ -168,7 +168,7 @@ def bench_nannyml(seed: int) -> None:
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
     try:
         import nannyml as nml
-    except Exception as exc:  # noqa: BLE001 - any import failure: report it
+    except Exception as exc:
         print(f"CBPE vs nannyml: nannyml not importable ({type(exc).__name__}: {exc}); skipped")
         return
     rng = np.random.default_rng(seed)

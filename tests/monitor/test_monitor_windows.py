@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fairfoundry.monitor import EventStore, MonitorConfig, WindowSpec, assign_windows, render_page
-from fairfoundry.monitor import evaluate_store
+from fairfoundry.monitor import (
+    EventStore,
+    MonitorConfig,
+    WindowSpec,
+    assign_windows,
+    evaluate_store,
+    render_page,
+)
 
 
 def test_count_and_time_windows():
