@@ -49,3 +49,33 @@ def test_groups_are_bounded_missing_is_its_own_group_and_html_is_escaped(tmp_pat
     html = render_page(st, min_n=1)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     st.close()
+
+
+def test_intersections_and_bins_use_the_shared_group_names():
+    from fairfoundry.metrics import intersect_groups
+    from fairfoundry.monitor import evaluate_windows
+
+    rng = np.random.default_rng(1)
+    n = 1200
+    preds = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": None,
+                          "time": np.arange(n, dtype=float),
+                          "sex": rng.choice(["F", "M"], n),
+                          "age": rng.uniform(20, 90, n).round().astype(str),
+                          "score_E": rng.uniform(size=n)})
+    labels = pd.DataFrame({"sample_id": preds["sample_id"], "label": "E",
+                           "y": (rng.uniform(size=n) < preds["score_E"]).astype(int),
+                           "time": preds["time"]})
+    cfg = MonitorConfig.from_dict({"windows": {"size": 600}, "bootstrap": 0, "simulations": 0,
+                                   "bins": {"age": [40, 60, 80]}, "intersect": [["sex", "age"]]})
+    res = evaluate_windows(preds, labels, labels_names=["E"], attributes=["sex", "age"],
+                           config=cfg)
+    assert set(res.loc[res["attribute"] == "age", "group"]) - {"*"} == {
+        "<40", "40-59", "60-79", "80+"}
+    inter = set(res.loc[res["attribute"] == "sex&age", "group"]) - {"*"}
+    from fairfoundry.data import bin_values
+
+    frame = preds.assign(age=bin_values(preds["age"], [40, 60, 80]).astype(str))
+    assert inter == set(intersect_groups(frame, ["sex", "age"])[1])  # the engine's names
+    assert "sex=F & age=40-59" in inter
+    n_rows = res[(res["attribute"] == "sex&age") & (res["metric"] == "n") & (res["window"] == 0)]
+    assert n_rows["estimate"].sum() == 600

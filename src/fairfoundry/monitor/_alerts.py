@@ -40,10 +40,11 @@ def evaluate_alerts(results: pd.DataFrame, config: MonitorConfig, *, labels_name
         if rule.label is not None and rule.label not in labels_names:
             raise FairfoundryError(f"alert rule {rule.name!r}: unknown label {rule.label!r}",
                                    hint="labels are: " + ", ".join(labels_names))
-        if rule.attribute is not None and rule.attribute not in [*attributes, "all"]:
+        known = [*attributes, *("&".join(c) for c in config.intersect), "all"]
+        if rule.attribute is not None and rule.attribute not in known:
             raise FairfoundryError(
                 f"alert rule {rule.name!r}: unknown attribute {rule.attribute!r}",
-                hint="attributes are: " + ", ".join([*attributes, "all"]))
+                hint="attributes are: " + ", ".join(known))
         sel = results[(results["metric"] == rule.metric)
                       & (results["window"] >= config.reference_windows)
                       & (results["complete"] == 1)]

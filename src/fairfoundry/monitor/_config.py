@@ -88,6 +88,9 @@ class MonitorConfig(_Strict):
         Decision threshold of each label (chosen on validation data, never on the stream).
     bins : dict attribute -> edges
         Left-closed bins for numeric attributes (``age: [40, 60, 80]``).
+    intersect : list of lists of attributes
+        Intersections evaluated as extra attributes, named ``"sex&view"`` (groups
+        ``"sex=female & view=AP"``), e.g. ``[[sex, view]]``.
     max_groups : int [20]
         Groups kept per attribute (largest first); the rest are pooled as ``other``, so that
         outputs and Prometheus label sets stay bounded.
@@ -109,6 +112,7 @@ class MonitorConfig(_Strict):
     reference_windows: int = Field(1, ge=1)
     thresholds: dict[str, float] = {}
     bins: dict[str, list[float]] = {}
+    intersect: list[list[str]] = []
     max_groups: int = Field(20, ge=2, le=200)
     bootstrap: int = Field(200, ge=0)
     calibration: Literal["isotonic", "platt"] = "isotonic"
@@ -124,6 +128,15 @@ class MonitorConfig(_Strict):
         for k, t in v.items():
             if not 0.0 <= t <= 1.0:
                 raise ValueError(f"threshold of {k!r} must be in [0, 1], got {t}")
+        return v
+
+    @field_validator("intersect")
+    @classmethod
+    def _inter(cls, v: list) -> list:
+        for cols in v:
+            if len(cols) < 2 or len(set(cols)) != len(cols):
+                raise ValueError(f"an intersection needs two or more distinct attributes, got "
+                                 f"{cols}")
         return v
 
     @field_validator("alerts")

@@ -82,11 +82,14 @@ def render_page(store, *, title: str = "fairfoundry monitor", min_n: int = 30,
     counts = store.counts()
     meta_windows = int(res["window"].max()) + 1 if len(res) else 0
     sections = []
+    seen = [a for a in dict.fromkeys(res["attribute"]) if a not in ("all",)]
+    attributes = [a for a in store.attributes if a in seen] + [
+        a for a in seen if a not in store.attributes]  # then intersections
     for label in store.labels[:max_labels]:
         lr = res[res["label"] == label]
         charts = []
         for metric in CHART_METRICS:
-            for attribute in store.attributes:
+            for attribute in attributes:
                 sub = lr[(lr["metric"] == metric) & (lr["attribute"] == attribute)]
                 aw = alerts[(alerts["label"] == label) & (alerts["attribute"] == attribute)
                             & (alerts["metric"] == metric)]["window"].tolist()

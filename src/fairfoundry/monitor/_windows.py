@@ -64,24 +64,33 @@ def assign_windows(frame: pd.DataFrame, spec) -> tuple[np.ndarray, pd.DataFrame]
     return w, table
 
 
-def _groups(frame: pd.DataFrame, attribute: str, config: MonitorConfig):
-    """Group codes and names of one attribute over the whole stream (so windows agree)."""
+def _groups(frame: pd.DataFrame, columns: list[str], config: MonitorConfig):
+    """Group codes and names of one attribute, or of an intersection of several, over the whole
+    stream (so windows agree); the smallest groups beyond ``max_groups`` are pooled."""
     from ..metrics import intersect_groups
 
-    col = frame[attribute]
-    reason = ""
-    if attribute in config.bins:
-        from ..data import bin_values
+    cols = {}
+    for c in columns:
+        col = frame[c]
+        if c in config.bins:
+            from ..data import bin_values
 
-        col = pd.Series(bin_values(col, config.bins[attribute]), index=frame.index).astype(str)
-    col = col.astype(object).where(col.notna(), None)
-    counts = col.value_counts(dropna=True)
-    if len(counts) > config.max_groups:  # bounded cardinality: pool the smallest groups
-        keep = set(counts.index[: config.max_groups - 1])
-        pooled = len(counts) - len(keep)
-        col = col.where(col.isin(keep) | col.isna(), "other")
-        reason = f"{pooled} smallest groups pooled as 'other' (max_groups={config.max_groups})"
-    codes, names = intersect_groups(pd.DataFrame({attribute: col}), [attribute], missing="unknown")
+            col = pd.Series(bin_values(col, config.bins[c], unknown="unknown"),
+                            index=frame.index).astype(str)
+        cols[c] = col.astype(object).where(col.notna(), None)
+    codes, names = intersect_groups(pd.DataFrame(cols), columns, missing="unknown")
+    reason = ""
+    if len(names) > config.max_groups:  # bounded cardinality: pool the smallest groups
+        counts = np.bincount(codes, minlength=len(names))
+        order = [k for k in np.argsort(-counts, kind="stable") if names[k] != "unknown"]
+        # the missing group is never pooled away (unknown stays visible)
+        keep = np.sort(np.r_[order[: config.max_groups - 1],
+                             [k for k, nm in enumerate(names) if nm == "unknown"]]).astype(int)
+        remap = np.full(len(names), len(keep), dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        reason = (f"{len(names) - len(keep)} smallest groups pooled as 'other' "
+                  f"(max_groups={config.max_groups})")
+        codes, names = remap[codes], [names[k] for k in keep] + ["other"]
     return codes, names, reason
 
 
@@ -124,8 +133,14 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
     n_win = len(wtable)
     ref_mask = w < config.reference_windows
     bounds = np.searchsorted(w, np.arange(n_win + 1), side="left")
-    attrs = list(attributes)
-    enc = {a: _groups(frame, a, config) for a in attrs}
+    enc = {a: _groups(frame, [a], config) for a in attributes}
+    for cols in config.intersect:
+        missing = [c for c in cols if c not in attributes]
+        if missing:
+            raise FairfoundryError(f"intersect {cols}: {missing} not attributes of the store",
+                                   hint="attributes are: " + ", ".join(attributes))
+        enc["&".join(cols)] = _groups(frame, list(cols), config)
+    attrs = [a for a in enc]
     enc[ALL] = (np.zeros(len(frame), np.int64), [ALL], "")
     cluster = None
     if frame["patient_id"].notna().all():
