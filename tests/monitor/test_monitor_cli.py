@@ -87,11 +87,25 @@ def test_replay_to_a_running_service(tmp_path, cli):
     port = free_port()
     proc = start(db, port, "--label", "E", "--attribute", "sex", "--evaluate-every", "0")
     try:
-        res = cli("monitor", "replay", _stream(tmp_path / "s.csv"), "--store", db, "--url",
+        res = cli("monitor", "replay", _stream(tmp_path / "s.csv"), "--url",
                   f"http://127.0.0.1:{port}", "--batch", "7")
         assert res.code == 0 and "replayed 40 predictions and 40 labels" in res.out, res
         res = cli("monitor", "replay", _stream(tmp_path / "b.csv", score_E=[2.0] * 40),
-                  "--store", db, "--url", f"http://127.0.0.1:{port}")
+                  "--url", f"http://127.0.0.1:{port}")
         assert res.code == 2 and "(422)" in res.err and "not a probability" in res.err
     finally:
         stop(proc)
+
+
+def test_replay_speed_paces_the_stream(tmp_path):
+    import time
+
+    from fairfoundry.monitor import EventStore, read_stream, replay
+
+    st = EventStore(tmp_path / "m.db", labels=["E"], attributes=["sex"], create=True)
+    events = read_stream(_stream(tmp_path / "s.csv", n=10), labels=["E"], attributes=["sex"])
+    t = time.monotonic()
+    counts = replay(events, store=st, speed=20.0, batch=1)  # 14 s of stream at 20x
+    assert time.monotonic() - t >= 14 / 20 * 0.9
+    assert counts == {"predictions": 10, "labels": 10, "duplicates": 0}
+    st.close()

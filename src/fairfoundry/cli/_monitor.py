@@ -78,7 +78,9 @@ def replay_command(
     stream: Path = typer.Argument(..., help="Stream file (CSV/Parquet): sample_id, time, "
                                             "score_<label>, attributes, optional y_<label> and "
                                             "label_time."),
-    store: Path = _STORE,
+    store: Path | None = typer.Option(None, "--store",
+                                      help="The store to write (created from the stream's "
+                                           "columns when absent); not needed with --url."),
     speed: float = typer.Option(0.0, "--speed",
                                 help="Stream seconds per real second (0: as fast as possible)."),
     url: str | None = typer.Option(None, "--url",
@@ -96,26 +98,25 @@ def replay_command(
     """
     from .._io import read_table
     from ..monitor import EventStore, read_stream, replay
-    from ..monitor._replay import stream_path_check, stream_schema
+    from ..monitor._replay import service_schema, stream_path_check, stream_schema
 
     stream_path_check(stream)
+    token = _token(token_file)
+    st = None
     if url is None:
+        if store is None:
+            raise FairfoundryError("replay needs --store (or --url of a running service)")
         labels, attributes = stream_schema(read_table(stream, what="stream"))
         st = EventStore(store, labels=None if store.exists() else labels,
                         attributes=None if store.exists() else attributes, create=True)
+        labels, attributes = st.labels, st.attributes
     else:
-        st = None
-        labels = attributes = None
+        labels, attributes = service_schema(url, token=token)
     try:
-        if st is not None:
-            labels, attributes = st.labels, st.attributes
-        else:
-            with EventStore(store) as probe:  # the service's store: its schema
-                labels, attributes = probe.labels, probe.attributes
         events = read_stream(stream, labels=labels, attributes=attributes)
         with rich_progress("replaying", len(events)) as advance:
-            counts = replay(events, store=st, url=url, token=_token(token_file), speed=speed,
-                            batch=batch, progress=advance)
+            counts = replay(events, store=st, url=url, token=token, speed=speed, batch=batch,
+                            progress=advance)
     finally:
         if st is not None:
             st.close()

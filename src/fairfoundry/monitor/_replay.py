@@ -152,6 +152,25 @@ def replay(events, *, store=None, url: str | None = None, token: str | None = No
     return out
 
 
+def service_schema(url: str, *, token: str | None = None) -> tuple[list[str], list[str]]:
+    """Labels and attributes of the store behind a running service (``GET /api/schema``)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url.rstrip("/") + "/api/schema",
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise FairfoundryError(f"{url}/api/schema answered {exc.code}",
+                               hint="is the API token right?" if exc.code == 401 else None
+                               ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise FairfoundryError(f"cannot reach the monitoring service at {url}: {exc}") from exc
+    return list(data["labels"]), list(data["attributes"])
+
+
 def _post(url: str, endpoint: str, events: list, token: str | None) -> tuple[int, int]:
     import urllib.error
     import urllib.request

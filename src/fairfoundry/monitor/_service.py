@@ -3,7 +3,7 @@
 Endpoints: ``POST /predictions`` and ``POST /labels`` (a batch ``{"events": [...]}``, validated;
 a batch is stored whole or not at all), ``POST /evaluate`` (re-evaluate windows and alerts now),
 ``GET /metrics`` (Prometheus text via ``prometheus-client``), ``GET /`` (the page),
-``GET /api/alerts``, ``GET /healthz``. With a token every endpoint but ``/healthz`` needs
+``GET /api/alerts``, ``GET /api/counts``, ``GET /api/schema``, ``GET /healthz``. With a token every endpoint but ``/healthz`` needs
 ``Authorization: Bearer <token>``.
 """
 
@@ -192,6 +192,10 @@ def create_app(store, *, token: str | None = None, config=None,
     @app.get("/api/alerts", dependencies=[Depends(auth)])
     def get_alerts():
         return JSONResponse(_jsonable(store.alerts().to_dict(orient="records")))
+
+    @app.get("/api/schema", dependencies=[Depends(auth)])
+    def get_schema():
+        return {"labels": store.labels, "attributes": store.attributes}
 
     @app.get("/api/counts", dependencies=[Depends(auth)])
     def get_counts():
