@@ -79,3 +79,20 @@ def test_intersections_and_bins_use_the_shared_group_names():
     assert "sex=F & age=40-59" in inter
     n_rows = res[(res["attribute"] == "sex&age") & (res["metric"] == "n") & (res["window"] == 0)]
     assert n_rows["estimate"].sum() == 600
+
+
+def test_report_csv_quotes_formula_like_group_names(tmp_path):
+    from fairfoundry.monitor import write_report
+
+    st = EventStore(tmp_path / "m.db", labels=["E"], attributes=["site"], create=True)
+    rng = np.random.default_rng(2)
+    st.add_predictions([{"sample_id": f"s{i}", "time": float(i),
+                         "scores": {"E": float(rng.uniform())},
+                         "attributes": {"site": "=HYPERLINK(1)" if i % 2 else "b"}}
+                        for i in range(200)])
+    evaluate_store(st, MonitorConfig.from_dict({"windows": {"size": 100}, "bootstrap": 0,
+                                                "simulations": 0}))
+    write_report(st, tmp_path / "r")
+    text = (tmp_path / "r" / "windows.csv").read_text()
+    assert "'=HYPERLINK(1)" in text and ",=HYPERLINK" not in text
+    st.close()
