@@ -138,8 +138,7 @@ def bench_windows(rows: int, window: int, bootstrap: int, seed: int) -> None:
     t_read = clock.lap()
     res = evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg0)
     t_point = clock.lap()
-    if bootstrap:
-        evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg)
+    evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg)
     t_full = clock.lap()
     # peer: the evaluation engine alone, same windows, attributes and bootstrap
     for a in ("sex", "view"):

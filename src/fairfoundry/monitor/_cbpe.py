@@ -71,17 +71,6 @@ def expected_rates(y_score, p, *, threshold: float) -> dict:
             "ppv": tp / (tp + fp) if tp + fp > 0 else nan}
 
 
-def _rank_auc_matrix(s: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC of each row of 0/1 labels ``Y`` (B, n) against fixed scores ``s``."""
-    from scipy.stats import rankdata
-
-    r = rankdata(s)  # average ranks for ties
-    n1 = Y.sum(axis=1)
-    n0 = Y.shape[1] - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (Y @ r - n1 * (n1 + 1) / 2.0) / (n1 * n0)
-
-
 class CBPE:
     """Fit a score calibration on labelled reference data; estimate metrics without labels.
 
@@ -154,23 +143,30 @@ class CBPE:
         out.update({k: v for k, v in expected_rates(s, p, threshold=threshold).items()
                     if k in ("tpr", "fpr", "ppv")})
         if self.n_simulations > 0 and len(s) > 1:
+            from scipy.stats import rankdata
+
             rng = np.random.default_rng(self.seed)
             alpha = (1 - self.confidence) / 2
-            sims: dict[str, list] = {"auc": [], "tpr": [], "fpr": [], "ppv": [], "prevalence": []}
-            pos = s >= threshold
+            # float32 throughout: ranks, counts and 0/1 labels are exact below 2**24 rows
+            p32 = p.astype(np.float32)
+            M = np.stack([rankdata(s), (s >= threshold), np.ones_like(s)], axis=1).astype(
+                np.float32)
+            n_pos_pred = float(M[:, 1].sum())
+            n = len(s)
+            cols = []
             for b0 in range(0, self.n_simulations, 50):
-                Y = (rng.uniform(size=(min(50, self.n_simulations - b0), len(s))) < p).astype(
-                    np.float64)
-                sims["auc"].append(_rank_auc_matrix(s, Y))
-                tp, fn = Y[:, pos].sum(1), Y[:, ~pos].sum(1)
-                fp, tn = pos.sum() - tp, (~pos).sum() - fn
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    sims["tpr"].append(tp / (tp + fn))
-                    sims["fpr"].append(fp / (fp + tn))
-                    sims["ppv"].append(tp / (tp + fp))
-                sims["prevalence"].append(Y.mean(1))
-            for k, parts in sims.items():
-                v = np.concatenate(parts)
+                b = min(50, self.n_simulations - b0)
+                Y = (rng.random((b, n), dtype=np.float32) < p32).astype(np.float32)
+                cols.append((Y @ M).astype(np.float64))  # rank sum, TP, positives
+            R = np.concatenate(cols)
+            rs, tp, n1 = R[:, 0], R[:, 1], R[:, 2]
+            n0 = n - n1
+            fp = n_pos_pred - tp
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sims = {"auc": (rs - n1 * (n1 + 1) / 2.0) / (n1 * n0), "tpr": tp / n1,
+                        "fpr": fp / n0, "ppv": tp / n_pos_pred if n_pos_pred else
+                        np.full_like(tp, np.nan), "prevalence": n1 / n}
+            for k, v in sims.items():
                 v = v[np.isfinite(v)]
                 out[f"{k}_ci"] = ((float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
                                   if len(v) else (float("nan"), float("nan")))
