@@ -64,3 +64,29 @@ def test_domain_classifier_auc_null_near_half_and_shift_high():
     shifted = rng.normal(size=(300, 8))
     shifted[:, 0] += 0.8
     assert domain_classifier_auc(rng.normal(size=(300, 8)), shifted) > 0.65
+
+
+def test_embedding_drift_per_window_and_group():
+    import pandas as pd
+
+    from fairfoundry.monitor import MonitorConfig, evaluate_windows
+
+    rng = np.random.default_rng(5)
+    n = 1200
+    grp = np.where(np.arange(n) % 2, "A", "B")
+    emb = rng.normal(size=(n, 6))
+    emb[(np.arange(n) >= 800) & (grp == "B"), 0] += 1.0  # window 2: group B's images change
+    preds = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": None,
+                          "time": np.arange(n, dtype=float), "grp": grp,
+                          "score_E": rng.uniform(size=n)})
+    labels = pd.DataFrame(columns=["sample_id", "label", "y", "time"])
+    cfg = MonitorConfig.from_dict({"windows": {"size": 400}, "bootstrap": 0, "simulations": 0})
+    res = evaluate_windows(preds, labels, labels_names=["E"], attributes=["grp"], config=cfg,
+                           embeddings=emb)
+    e = res[(res["metric"] == "embedding_auc") & (res["attribute"] == "grp")].set_index(
+        ["window", "group"])["estimate"]
+    assert e[(2, "B")] > 0.7 and e[(2, "A")] < 0.6 and e[(1, "B")] < 0.6
+    flags = res[(res["metric"] == "embedding_drift") & (res["attribute"] == "grp")
+                & (res["window"] >= 1)]
+    assert flags.set_index(["window", "group"])["estimate"].to_dict() == {
+        (1, "A"): 0.0, (1, "B"): 0.0, (2, "A"): 0.0, (2, "B"): 1.0}

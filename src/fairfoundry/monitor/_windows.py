@@ -101,7 +101,7 @@ def _row(window, label, attribute, group, kind, metric, est, lo=np.nan, hi=np.na
 
 
 def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_names, attributes,
-                     config: MonitorConfig, progress=None) -> pd.DataFrame:
+                     config: MonitorConfig, progress=None, embeddings=None) -> pd.DataFrame:
     """Evaluate every window of a stream, per label, attribute and group.
 
     Parameters
@@ -116,6 +116,11 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
     config : MonitorConfig
     progress : callable, optional
         Called with 1 after each (label, window).
+    embeddings : array (n, d), optional
+        Image embeddings aligned with the rows of ``predictions``: adds, per window and group,
+        ``embedding_auc`` (a domain classifier's cross-validated AUC, reference windows vs this
+        window; :func:`domain_classifier_auc`) and ``embedding_drift`` (1 when > 0.55,
+        Evidently's default), kind ``drift``, label ``*``.
 
     Returns
     -------
@@ -129,6 +134,11 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
     if len(predictions) == 0:
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     frame = predictions.reset_index(drop=True)
+    if embeddings is not None:
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if embeddings.ndim != 2 or len(embeddings) != len(frame):
+            raise FairfoundryError(f"embeddings have shape {embeddings.shape}, expected "
+                                   f"({len(frame)}, d): one row per prediction")
     w, wtable = assign_windows(frame, config.windows)
     n_win = len(wtable)
     ref_mask = w < config.reference_windows
@@ -237,10 +247,39 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
                                          r.ci_low, r.ci_high, r.n, r.reason))
                 if progress is not None:
                     progress(1)
+    if embeddings is not None:
+        rows.extend(_embedding_rows(embeddings, w, bounds, ref_mask, enc, config))
     out = pd.DataFrame.from_records(rows, columns=list(RESULT_COLUMNS))
     out["start"] = out["window"].map(wtable.set_index("window")["start"])
     out["end"] = out["window"].map(wtable.set_index("window")["end"])
     out["complete"] = out["window"].map(wtable.set_index("window")["complete"]).astype(int)
+    return out
+
+
+def _embedding_rows(emb, w, bounds, ref_mask, enc, config, *, min_rows: int = 20):
+    """Domain-classifier drift of the embeddings, per window and group, vs the reference."""
+    from ._drift import domain_classifier_auc
+
+    out = []
+    rng = np.random.default_rng(config.seed)
+    for a, (codes, names, _) in enc.items():
+        for g, name in enumerate(names):
+            ref = np.flatnonzero(ref_mask & (codes == g))
+            if len(ref) > 2000:  # bound the classifier's cost
+                ref = np.sort(rng.choice(ref, 2000, replace=False))
+            for k in range(len(bounds) - 1):
+                cur = np.flatnonzero(codes[bounds[k]:bounds[k + 1]] == g) + bounds[k]
+                if len(cur) > 2000:
+                    cur = np.sort(rng.choice(cur, 2000, replace=False))
+                if min(len(ref), len(cur)) < min_rows:
+                    auc, why = float("nan"), "fewer than 20 rows in the reference or the window"
+                else:
+                    auc, why = domain_classifier_auc(emb[ref], emb[cur], seed=config.seed), ""
+                out.append(_row(k, "*", a, name, "drift", "embedding_auc", auc, n=len(cur),
+                                reason=why))
+                out.append(_row(k, "*", a, name, "drift", "embedding_drift",
+                                float(auc > 0.55) if np.isfinite(auc) else np.nan, n=len(cur),
+                                reason=why or "domain classifier AUC > 0.55"))
     return out
 
 
