@@ -101,3 +101,20 @@ def test_prometheus_text_parses_and_labels_are_bounded(client):
     page = client.get("/")
     assert page.status_code == 200 and 'data-group="B"' in page.text
     assert client.get("/api/alerts").json()[0]["group"] == "B"
+
+
+def test_background_evaluation_runs_when_new_events_arrive(tmp_path):
+    import time
+
+    st = EventStore(tmp_path / "b.db", labels=["E"], attributes=["grp"], create=True)
+    with TestClient(create_app(st, config=CFG, evaluate_every=0.2)) as c:
+        preds, labels = stream(windows=3, size=1000, seed=6)
+        c.post("/predictions", json={"events": preds})
+        c.post("/labels", json={"events": labels})
+        deadline = time.monotonic() + 60
+        while st.results().empty and time.monotonic() < deadline:
+            time.sleep(0.2)
+        res = st.results()
+        assert res["window"].nunique() == 3
+        assert set(res.loc[res["metric"] == "auc", "group"]) == {"A", "B", "all"}
+    st.close()
