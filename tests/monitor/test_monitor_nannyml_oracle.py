@@ -12,6 +12,7 @@ from _monitor_sim import draw
 from fairfoundry.monitor import CBPE
 
 
+@pytest.mark.filterwarnings("ignore")  # nannyml's own deprecation warnings
 def test_cbpe_auc_equals_nannyml_estimate():
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # nannyml's telemetry off
     nml = pytest.importorskip("nannyml", reason="nannyml (dev oracle) is not installed",

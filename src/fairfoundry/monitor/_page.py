@@ -85,8 +85,9 @@ def render_page(store, *, title: str = "fairfoundry monitor", min_n: int = 30,
     seen = [a for a in dict.fromkeys(res["attribute"]) if a not in ("all",)]
     attributes = [a for a in store.attributes if a in seen] + [
         a for a in seen if a not in store.attributes]  # then intersections
+    plotted = res[pd.to_numeric(res["complete"]) == 1] if len(res) else res
     for label in store.labels[:max_labels]:
-        lr = res[res["label"] == label]
+        lr = plotted[plotted["label"] == label]
         charts = []
         for metric in CHART_METRICS:
             for attribute in attributes:
