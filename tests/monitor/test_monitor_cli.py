@@ -85,13 +85,19 @@ def test_replay_to_a_running_service(tmp_path, cli):
 
     db = tmp_path / "m.db"
     port = free_port()
-    proc = start(db, port, "--label", "E", "--attribute", "sex", "--evaluate-every", "0")
+    tok = tmp_path / "token"
+    tok.write_text("t0ken\n")
+    proc = start(db, port, "--label", "E", "--attribute", "sex", "--evaluate-every", "0",
+                 "--token-file", str(tok))
+    url = f"http://127.0.0.1:{port}"
     try:
-        res = cli("monitor", "replay", _stream(tmp_path / "s.csv"), "--url",
-                  f"http://127.0.0.1:{port}", "--batch", "7")
+        res = cli("monitor", "replay", _stream(tmp_path / "s.csv"), "--url", url)
+        assert res.code == 2 and "answered 401" in res.err, res  # no token
+        res = cli("monitor", "replay", _stream(tmp_path / "s.csv"), "--url", url, "--batch", "7",
+                  "--token-file", tok)
         assert res.code == 0 and "replayed 40 predictions and 40 labels" in res.out, res
         res = cli("monitor", "replay", _stream(tmp_path / "b.csv", score_E=[2.0] * 40),
-                  "--url", f"http://127.0.0.1:{port}")
+                  "--url", url, "--token-file", tok)
         assert res.code == 2 and "(422)" in res.err and "not a probability" in res.err
     finally:
         stop(proc)
