@@ -95,5 +95,8 @@ def test_not_a_store(tmp_path):
         EventStore(tmp_path / "x.db")
     with pytest.raises(FairfoundryError, match="not found"):
         EventStore(tmp_path / "missing.db")
+    (tmp_path / "empty.db").touch()
+    with pytest.raises(FairfoundryError, match="is empty, not a monitoring store"):
+        EventStore(tmp_path / "empty.db")
     with pytest.raises(FairfoundryError, match="not allowed"):
         EventStore(tmp_path / "n.db", labels=["bad name"], attributes=["sex"], create=True)

@@ -111,6 +111,9 @@ class EventStore:
                 self._load_meta(labels, attributes)
             elif exists and self._has_any_table():
                 raise FairfoundryError(f"{self.path} is an SQLite file but not a monitoring store")
+            elif labels is None or attributes is None:
+                raise FairfoundryError(f"{self.path} is empty, not a monitoring store",
+                                       hint="create it with `fairfoundry monitor init`")
             else:
                 self._create(_check_names(labels, what="label"),
                              _check_names(attributes, what="attribute"))
