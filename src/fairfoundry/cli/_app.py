@@ -45,6 +45,7 @@ COMMAND_MODULES: list[str] = [
     "_quickstart",
     "_reports",
     "_seg",
+    "_monitor",
 ]
 
 _STATE = {"debug": False}
