@@ -36,3 +36,73 @@ def test_sinkhorn_divergence_matches_geomloss_oracle_value_and_gradient():
     # geomloss's cost is |x - y|^2 / 2: same divergence, half the value
     assert float(ours.detach()) == pytest.approx(2 * float(ref.detach()), rel=2e-3)
     np.testing.assert_allclose(xa.grad.numpy(), 2 * ya.grad.numpy(), atol=2e-4)
+
+
+class _Trainer:
+    """The part of a Trainer that GroupDRO reads: whole train columns."""
+
+    def __init__(self, group, y):
+        self.train_data = object()
+        self._cols = {"group": torch.as_tensor(group), "y": torch.as_tensor(y, dtype=torch.float32)}
+
+    def column(self, key):
+        return self._cols[key]
+
+
+def test_groupdro_adjustment_upweights_small_groups_by_c_over_sqrt_n():
+    from fairfoundry.mitigate import GroupDRO
+
+    counts = np.array([400, 100, 25])  # group sizes in training
+    group = np.repeat(np.arange(3), counts)
+    tr = _Trainer(group, np.zeros(len(group)))
+    C, eta = 2.0, 0.5
+    dro = GroupDRO(eta=eta, by="group", adjustment=C)
+    dro.n_groups = 3
+    dro.on_fit_start(tr)
+    batch = {"group": torch.tensor([0, 0, 1, 1, 2, 2]), "y": torch.zeros(6)}
+    per = torch.full((6,), 0.7)  # equal batch losses: only the adjustment separates the groups
+    loss = dro.loss(None, batch, {}, per, torch.ones(6))
+    expected = np.exp(eta * (0.7 + C / np.sqrt(counts)))
+    expected /= expected.sum()
+    np.testing.assert_allclose(dro.q.numpy(), expected, rtol=1e-5)
+    assert dro.q[2] > dro.q[1] > dro.q[0]  # smallest group most
+    assert float(loss) == pytest.approx(0.7, rel=1e-5)  # sum_g q_g R_g with sum_g q_g = 1
+    # without the adjustment equal losses leave the weights uniform
+    plain = GroupDRO(eta=eta, by="group")
+    plain.n_groups = 3
+    plain.on_fit_start(tr)
+    plain.loss(None, batch, {}, per, torch.ones(6))
+    np.testing.assert_allclose(plain.q.numpy(), np.full(3, 1 / 3), rtol=1e-6)
+
+
+def test_groupdro_loss_is_not_renormalised_and_negative_codes_are_in_no_group():
+    from fairfoundry.mitigate import GroupDRO
+
+    dro = GroupDRO(eta=1.0, by="group", n_groups=2)
+    dro.on_fit_start(_Trainer(np.array([0, 0, 1, 1]), np.zeros(4)))
+    # group 1 absent from the batch; the -1 sample (unseen / excluded) must not count as group 0
+    batch = {"group": torch.tensor([0, 0, -1]), "y": torch.zeros(3)}
+    per = torch.tensor([0.2, 0.4, 50.0])
+    loss = dro.loss(None, batch, {}, per, torch.ones(3))
+    q0 = np.exp(0.3) / (np.exp(0.3) + 1.0)
+    assert float(dro.q[0]) == pytest.approx(q0, rel=1e-5)
+    assert float(loss) == pytest.approx(q0 * 0.3, rel=1e-5)  # not 0.3 (renormalised), no 50 inside
+
+
+def test_unknown_group_is_excluded_from_fairness_terms_by_default():
+    from fairfoundry.mitigate import GroupDRO
+
+    names = ["female", "male", "unknown"]
+    group = np.array([0, 0, 1, 1, 2, 2])
+    for unknown, expect_q2 in (("exclude", 0.0), ("group", None)):
+        dro = GroupDRO(eta=1.0, by="group", unknown=unknown)
+        dro.n_groups, dro.group_names = 3, names
+        dro.on_fit_start(_Trainer(group, np.zeros(6)))
+        batch = {"group": torch.as_tensor(group), "y": torch.zeros(6)}
+        dro.loss(None, batch, {}, torch.tensor([0.1, 0.1, 0.2, 0.2, 5.0, 5.0]), torch.ones(6))
+        if expect_q2 is not None:
+            assert float(dro.q[2]) == expect_q2
+        else:
+            assert float(dro.q[2]) > float(dro.q[1]) > float(dro.q[0])
+    with pytest.raises(ValueError, match="unknown must be"):
+        GroupDRO(unknown="maybe")

@@ -30,11 +30,10 @@ uses.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-import logging
 
 from .._errors import FairfoundryError
 
@@ -174,7 +173,12 @@ class CLIPAdapterClassifier:
         if X.shape[1] != self.class_embeddings.shape[1]:
             raise FairfoundryError(f"image embeddings have {X.shape[1]} dims, text embeddings "
                                    f"{self.class_embeddings.shape[1]}")
-        codes = np.zeros(len(X), dtype=np.int64) if groups is None else encode_groups(groups)[0]
+        codes, names = (np.zeros(len(X), dtype=np.int64), ["all"]) if groups is None else encode_groups(groups)
+        for h in self.hooks:
+            if hasattr(h, "n_groups") and getattr(h, "n_groups", None) is None:
+                h.n_groups = len(names)
+            if hasattr(h, "unknown"):  # names let fairness terms leave out the group 'unknown'
+                h.group_names = list(names)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = self._build()
