@@ -106,3 +106,71 @@ def test_unknown_group_is_excluded_from_fairness_terms_by_default():
             assert float(dro.q[2]) > float(dro.q[1]) > float(dro.q[0])
     with pytest.raises(ValueError, match="unknown must be"):
         GroupDRO(unknown="maybe")
+
+
+def _eo_difference(p, y, g):
+    """Equalized-odds difference of decision probabilities p (expected rates, no sampling noise)."""
+    tpr = [p[(g == v) & (y == 1)].mean() for v in np.unique(g)]
+    fpr = [p[(g == v) & (y == 0)].mean() for v in np.unique(g)]
+    return max(max(tpr) - min(tpr), max(fpr) - min(fpr))
+
+
+def _eo_data(seed, n=1500):
+    rng = np.random.default_rng(seed)
+    g = np.where(rng.random(n) < 0.35, "minority", "majority")
+    y = (rng.random(n) < np.where(g == "minority", 0.2, 0.4)).astype(int)
+    signal = np.where(g == "minority", 0.8, 2.0)  # the minority's scores separate the classes less
+    z = signal * (y - 0.5) + rng.normal(size=n) - 0.4 * (g == "minority")
+    s = np.round(1 / (1 + np.exp(-z)), 2)  # coarse scores: deterministic thresholds cannot hit EO
+    return s, y, g
+
+
+def test_randomized_eo_thresholds_reach_eo_on_validation_like_fairlearn():
+    from fairlearn.postprocessing import ThresholdOptimizer
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    from fairfoundry.mitigate import GroupThreshold
+
+    s, y, g = _eo_data(0)
+    det = GroupThreshold(constraint="eo").fit(s, y, g)
+    rnd = GroupThreshold(constraint="eo", threshold_rule="randomized").fit(s, y, g)
+    eo_det = _eo_difference(det.decision_probability(s, g), y, g)
+    p = rnd.decision_probability(s, g)
+    eo_rnd = _eo_difference(p, y, g)
+    assert eo_rnd <= 0.02 < eo_det
+
+    class Identity(ClassifierMixin, BaseEstimator):  # a prefit "model" whose prediction is the score itself
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            return np.asarray(X)[:, 0]
+
+    to = ThresholdOptimizer(estimator=Identity(), constraints="equalized_odds", objective="balanced_accuracy_score",
+                            prefit=True, predict_method="predict")
+    to.fit(s[:, None], y, sensitive_features=g)
+    p_fl = to._pmf_predict(s[:, None], sensitive_features=g)[:, 1]
+    assert _eo_difference(p_fl, y, g) <= 0.02
+
+    def balanced_accuracy(q):
+        return 0.5 * (q[y == 1].mean() + 1 - q[y == 0].mean())
+
+    assert balanced_accuracy(p) >= balanced_accuracy(p_fl) - 0.01  # same optimum as the oracle
+    # transformed scores: >= 0.5 exactly for the drawn positives, reproducible for a seed
+    t1, t2 = rnd.transform(s, g), rnd.transform(s, g)
+    np.testing.assert_array_equal(t1, t2)
+    d = t1 >= 0.5
+    assert np.isin(p[d], [0.0]).sum() == 0 and np.isin(p[~d], [1.0]).sum() == 0
+    assert abs(d.mean() - p.mean()) < 0.03
+
+
+def test_never_positive_group_gets_no_positive_even_at_score_one():
+    from fairfoundry.mitigate import GroupThreshold
+
+    s = np.array([0.2, 0.9, 1.0, 1.0, 0.3, 1.0, 0.6, 0.1])
+    y = np.array([0, 1, 1, 0, 0, 1, 1, 0])
+    g = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])
+    post = GroupThreshold(constraint="dp", t0=1.5).fit(s, y, g)  # target positive rate 0
+    assert all(np.isinf(t) for t in post.thresholds_.values())
+    assert post.predict(s, g).sum() == 0  # the old threshold 1.0 made every s = 1.0 positive
+    assert (post.transform(s, g) < 0.5).all()
