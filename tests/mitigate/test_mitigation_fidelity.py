@@ -174,3 +174,32 @@ def test_never_positive_group_gets_no_positive_even_at_score_one():
     assert all(np.isinf(t) for t in post.thresholds_.values())
     assert post.predict(s, g).sum() == 0  # the old threshold 1.0 made every s = 1.0 positive
     assert (post.transform(s, g) < 0.5).all()
+
+
+def test_estimators_tell_fairness_terms_which_group_is_unknown():
+    from fairfoundry.adapt import HeadClassifier
+    from fairfoundry.mitigate import FairnessPenalty, GroupDRO
+
+    rng = np.random.default_rng(0)
+    n = 300
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(float)
+    sex = np.array(["female", "male", None], dtype=object)[rng.integers(0, 3, n)]
+    dro = GroupDRO(eta=0.5)
+    HeadClassifier("linear", hooks=[dro], epochs=2, seed=0).fit(X, y, groups=sex)
+    assert dro.group_names == ["female", "male", "unknown"]
+    # the two (unknown, label) cells never enter the fairness term: their weight stays 0
+    assert float(dro.q[4]) == 0.0 and float(dro.q[5]) == 0.0 and float(dro.q[:4].sum()) == pytest.approx(1.0)
+    kept = GroupDRO(eta=0.5, unknown="group")
+    HeadClassifier("linear", hooks=[kept], epochs=2, seed=0).fit(X, y, groups=sex)
+    assert float(kept.q[4]) > 0 and float(kept.q[5]) > 0
+
+    # the penalty of a batch ignores the unknown group unless asked
+    pen = FairnessPenalty(variant="dp")
+    pen.group_names = ["a", "b", "unknown"]
+    batch = {"group": torch.tensor([0, 0, 1, 1, 2, 2]), "y": torch.zeros(6)}
+    out = {"logits": torch.logit(torch.tensor([0.5, 0.5, 0.5, 0.5, 0.99, 0.99]))}
+    assert float(pen.regularizer(None, batch, out)) == pytest.approx(0.0, abs=1e-6)
+    pen_all = FairnessPenalty(variant="dp", unknown="group")
+    pen_all.group_names = pen.group_names
+    assert float(pen_all.regularizer(None, batch, out)) > 0.1

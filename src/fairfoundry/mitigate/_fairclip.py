@@ -53,7 +53,7 @@ def entropic_ot(a, b, *, blur: float = 0.05, scaling: float = 0.9, iters: int = 
     Sinkhorn potentials, computed in the log domain with epsilon-scaling (Cuturi, NeurIPS 2013;
     Feydy et al., AISTATS 2019). The iterations run without autograd; one last differentiable
     update of the potentials, each differentiated in its own points only, gives the gradient
-    (at the optimum :math:`\\partial\\,\\mathrm{OT}_\\varepsilon / \\partial C = P`, the envelope theorem).
+    (at the optimum :math:`\partial\,\mathrm{OT}_\varepsilon / \partial C = P`, the envelope theorem).
     """
     import math
 
@@ -61,15 +61,15 @@ def entropic_ot(a, b, *, blur: float = 0.05, scaling: float = 0.9, iters: int = 
 
     a = a[:, None] if a.dim() == 1 else a
     b = b[:, None] if b.dim() == 1 else b
-    C = torch.cdist(a, b, p=2).pow(2)
-    m, n = C.shape
-    log_mu = torch.full((m,), -math.log(m), dtype=C.dtype, device=C.device)
-    log_nu = torch.full((n,), -math.log(n), dtype=C.dtype, device=C.device)
-    schedule = _eps_schedule(C, blur, scaling)
     with torch.no_grad():
-        Cd = C.detach()
-        f = torch.zeros(m, dtype=C.dtype, device=C.device)
-        g = torch.zeros(n, dtype=C.dtype, device=C.device)
+        Cd = torch.cdist(a, b, p=2).pow(2)
+    m, n = Cd.shape
+    log_mu = torch.full((m,), -math.log(m), dtype=Cd.dtype, device=Cd.device)
+    log_nu = torch.full((n,), -math.log(n), dtype=Cd.dtype, device=Cd.device)
+    schedule = _eps_schedule(Cd, blur, scaling)
+    with torch.no_grad():
+        f = torch.zeros(m, dtype=Cd.dtype, device=Cd.device)
+        g = torch.zeros(n, dtype=Cd.dtype, device=Cd.device)
         for eps in schedule[:-1] + [schedule[-1]] * iters:  # symmetric (averaged) updates
             f_new = _softmin(eps, Cd, g, log_nu)
             g_new = _softmin(eps, Cd.t(), f, log_mu)

@@ -2,6 +2,7 @@ r"""GroupDRO: minimise the worst group's risk with online group weights."""
 
 from __future__ import annotations
 
+from .._errors import FairfoundryError
 from ..adapt._loop import Hook
 from ._common import check_unknown, fairness_codes, labels_2d, n_groups_of, torch_where_neg
 from ._registry import register
@@ -68,17 +69,18 @@ class GroupDRO(Hook):
         if fresh:
             self.q = torch.full((n,), 1.0 / n)
         self.counts_ = None
-        if getattr(trainer, "train_data", None) is not None:
-            codes = fairness_codes(self, trainer, trainer.column("group").long())
-            y = trainer.column("y").float()
-            cells = self._cells(codes, y if y.dim() == 1 else y[:, 0])
-            keep = cells >= 0
-            self.counts_ = torch.bincount(cells[keep], minlength=n)[:n].double()
-            if fresh and bool((self.counts_ > 0).any()):  # cells without training samples get no weight
-                q = (self.counts_ > 0).double()
-                self.q = (q / q.sum()).float()
-        elif self.adjustment > 0:
-            raise ValueError("GroupDRO's adjustment needs the training data's group counts")
+        try:
+            group, y = trainer.column("group").long(), trainer.column("y").float()
+        except (AttributeError, FairfoundryError):  # a dataset that does not expose its columns
+            if self.adjustment > 0:
+                raise
+            return
+        cells = self._cells(fairness_codes(self, trainer, group), y if y.dim() == 1 else y[:, 0])
+        keep = cells >= 0
+        self.counts_ = torch.bincount(cells[keep], minlength=n)[:n].double()
+        if fresh and bool((self.counts_ > 0).any()):  # cells without training samples get no weight
+            q = (self.counts_ > 0).double()
+            self.q = (q / q.sum()).float()
 
     def loss(self, trainer, batch, out, per_sample_loss, weights):
         import torch
