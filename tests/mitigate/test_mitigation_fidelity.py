@@ -140,6 +140,9 @@ def test_randomized_eo_thresholds_reach_eo_on_validation_like_fairlearn():
     assert eo_rnd <= 0.02 < eo_det
 
     class Identity(ClassifierMixin, BaseEstimator):  # a prefit "model" whose prediction is the score itself
+        def __init__(self):
+            self.fitted_ = True  # what sklearn's check_is_fitted looks for
+
         def fit(self, X, y):
             return self
 
