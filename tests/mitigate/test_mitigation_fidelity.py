@@ -206,3 +206,25 @@ def test_estimators_tell_fairness_terms_which_group_is_unknown():
     pen_all = FairnessPenalty(variant="dp", unknown="group")
     pen_all.group_names = pen.group_names
     assert float(pen_all.regularizer(None, batch, out)) > 0.1
+
+
+def test_fin_softplus_scale_as_harvard_gf():
+    from fairfoundry.adapt import HeadClassifier
+    from fairfoundry.mitigate import FairIdentityNormalization
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(float)
+    g = np.where(rng.random(200) < 0.5, "a", "b")
+    with pytest.raises(ValueError, match="scale"):
+        FairIdentityNormalization(scale="log")
+    est = HeadClassifier("linear", hooks=[FairIdentityNormalization(scale="softplus")], epochs=1, seed=0,
+                         standardize=False).fit(X, y, groups=g)
+    m = est.model_
+    assert float(m.log_scale.detach().std()) > 0.3  # random initialisation, not the identity's zeros
+    f = torch.as_tensor(X[:4])
+    codes = torch.tensor([0, 1, 0, 1])
+    c = 0.3
+    expect = c * f + (1 - c) * (f - m.mu[codes]) / torch.nn.functional.softplus(m.log_scale[codes])
+    torch.testing.assert_close(m.features(f, codes), expect, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(est.predict_score(X, groups=g)).all()
