@@ -232,3 +232,24 @@ def test_resume_keeps_the_best_checkpoint_of_the_interrupted_run(tmp_path):
     assert res.best["epoch"] == 1 and res.best["s"] == 0.9
     for k, v in resumed.model.state_dict().items():
         assert torch.equal(v, best["model." + k])
+
+
+def test_resume_with_another_cosine_length_is_refused_unless_the_schedule_length_is_fixed(tmp_path):
+    x, y = _data()
+    data = ArrayData(x=x, y=y)
+
+    def make(epochs, ckpt=None, **kw):
+        return Trainer(_model(), config=TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, seed=7, scheduler="cosine",
+                                                     warmup_steps=2, checkpoint_dir=ckpt, **kw))
+
+    make(2, str(tmp_path / "a")).fit(data)
+    with pytest.raises(FairfoundryError, match="schedule runs over 14 steps"):
+        make(4).fit(data, resume=tmp_path / "a" / "last")
+    # planned over 28 steps from the start: training in two chunks equals one run of 4 epochs
+    full = make(4)
+    full.fit(data)
+    make(2, str(tmp_path / "b"), schedule_steps=28).fit(data)
+    resumed = make(4, schedule_steps=28)
+    resumed.fit(data, resume=tmp_path / "b" / "last")
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

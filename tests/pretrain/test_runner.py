@@ -123,9 +123,15 @@ def test_resumed_run_whose_config_changed_is_refused(cli, tiny_manifest, tmp_pat
                          "--resume"))
     assert changed.code == 2
     assert "config changed" in changed.err and "lr" in changed.err and "Traceback" not in changed.err
+    # a longer run would change the schedules' length: refused, saying why
     longer = cli(*_args(tiny_manifest, out, tiny_vit, *base, "--steps", "6", "--resume"))
-    assert longer.code == 0, longer
-    assert pd.read_csv(out / "loss_log.csv")["step"].tolist() == list(range(6))
+    assert longer.code == 2 and "schedules run over 3 steps" in longer.err and "--schedule-steps" in longer.err
+    # started with the final schedule length, the run trains in chunks
+    out2 = tmp_path / "chunks"
+    assert cli(*_args(tiny_manifest, out2, tiny_vit, *base, "--steps", "3", "--schedule-steps", "6")).code == 0
+    more = cli(*_args(tiny_manifest, out2, tiny_vit, *base, "--steps", "6", "--schedule-steps", "6", "--resume"))
+    assert more.code == 0, more
+    assert pd.read_csv(out2 / "loss_log.csv")["step"].tolist() == list(range(6))
 
 
 def test_resume_after_the_manifest_was_edited_is_refused(cli, tiny_manifest, tmp_path, tiny_vit):

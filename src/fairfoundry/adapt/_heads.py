@@ -212,6 +212,8 @@ class HeadClassifier:
         for h in self.hooks:
             if hasattr(h, "n_groups") and getattr(h, "n_groups", None) is None:
                 h.n_groups = self.n_groups_
+            if hasattr(h, "unknown"):  # names let fairness terms leave out the group 'unknown'
+                h.group_names = list(self.groups_)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
             torch.manual_seed(self.seed)
             model = build_head(X.shape[1], self.n_labels_, kind=self.head, hidden=self.hidden,

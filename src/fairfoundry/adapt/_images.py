@@ -277,6 +277,8 @@ class EncoderClassifier:
         for h in self.hooks:
             if hasattr(h, "n_groups") and getattr(h, "n_groups", None) is None:
                 h.n_groups = self.n_groups_
+            if hasattr(h, "unknown"):  # names let fairness terms leave out the group 'unknown'
+                h.group_names = list(self.groups_)
         backbone = self._backbone()
         if self.mode == "lora":
             apply_lora(backbone.net, r=self.lora_r, alpha=self.lora_alpha,

@@ -284,6 +284,10 @@ class TrainConfig:
     lbfgs_max_iter : L-BFGS iterations per epoch; training stops early once an epoch converges
         (fewer iterations than this were needed).
     scheduler : ``"constant"`` or ``"cosine"`` (over all planned steps, with ``warmup_steps``).
+    schedule_steps : length of the cosine / warm-up schedule (None: the planned steps). A
+        checkpoint records it; resuming with another length is refused (the learning rate of
+        every later step would differ from an uninterrupted run's), so set it once when a run is
+        to be trained in chunks.
     grad_clip : clip the global gradient norm (None: no clipping).
     seed : seeds shuffling, resampling and parameter initialisation done inside ``fit``.
     device : ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"``.
@@ -309,6 +313,7 @@ class TrainConfig:
     lbfgs_max_iter: int = 10
     scheduler: str = "constant"
     warmup_steps: int = 0
+    schedule_steps: int | None = None
     grad_clip: float | None = None
     seed: int = 0
     device: str = "cpu"
@@ -513,7 +518,8 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         warm = max(0, int(cfg.warmup_steps))
-        total = max(1, planned_steps)
+        total = max(1, int(cfg.schedule_steps) if cfg.schedule_steps else planned_steps)
+        self.schedule_steps = total
 
         def factor(step: int) -> float:
             if warm and step < warm:
@@ -707,6 +713,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "config": asdict(self.config),
             "optimizer": opt_meta,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "schedule_steps": getattr(self, "schedule_steps", None),
             "hooks": [h.state_dict() for h in self.hooks],
             "history": self.result.history, "losses": self.result.losses,
             "best": self.result.best,
@@ -727,6 +734,17 @@ class Trainer:
         self.load_state_tensors(tensors)
         if state.get("optimizer") and self.optimizer is not None:
             self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        saved_total = state.get("schedule_steps")
+        cfg = self.config
+        step_dependent = cfg.scheduler == "cosine" or int(cfg.warmup_steps) > 0
+        if (saved_total is not None and step_dependent and self.scheduler is not None
+                and int(saved_total) != self.schedule_steps):
+            raise FairfoundryError(
+                f"cannot resume {path}: its learning-rate schedule runs over {saved_total} steps, this "
+                f"run's over {self.schedule_steps}; the cosine / warm-up values of every later step would "
+                "differ from an uninterrupted run's",
+                hint=f"resume with the same length (schedule_steps={saved_total}), or start the run with "
+                     "schedule_steps set to the final length to train it in chunks")
         if state.get("scheduler") and self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if "rng.generator" in tensors and self.generator is not None:

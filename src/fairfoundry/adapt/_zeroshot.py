@@ -15,15 +15,29 @@ Adapters", IJCV 2023): a small residual MLP on the frozen image features,
 against the frozen class text embeddings as above. It trains with the one loop, so mitigation
 hooks apply; its output carries ``"similarity"`` (positive-class image-text similarity) for
 FairCLIP's distribution alignment.
+
+Where it differs from the paper: the adapter's input is the L2-normalised image embedding (the
+authors' code feeds the raw CLIP feature; the two differ by a per-sample scale). The default
+``activation="relu"`` is the paper's ``Linear-ReLU-Linear-ReLU``. A bias-free ReLU adapter can
+die: when the zero-shot classifier is confidently wrong for most samples, the gradient drives
+every bottleneck unit negative, the adapter outputs 0 for every sample, and because the blend is
+then :math:`(1-\rho)\,v` and L2 normalisation cancels :math:`1-\rho`, the scores are exactly the
+zero-shot scores. :meth:`CLIPAdapterClassifier.fit` measures this (``active_fraction_``: the
+share of training samples with a non-zero adapter output) and warns; ``activation="leaky_relu"``
+(slope 0.01, not in the paper) keeps a gradient through dead units and is what the docs example
+uses.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .._errors import FairfoundryError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TEMPLATES", "text_classifier", "zero_shot_scores", "CLIPAdapterClassifier"]
 
@@ -95,11 +109,21 @@ class CLIPAdapterClassifier:
     reduction : bottleneck reduction of the adapter MLP (4 in the paper).
     logit_scale : :math:`\\tau`.
     hooks : training hooks (mitigations), e.g. ``[DistributionAlignment()]`` for FairCLIP.
+    activation : ``"relu"`` (the paper's) or ``"leaky_relu"`` (slope 0.01; survives the dead-adapter
+        failure described in the module docstring).
+
+    Attributes
+    ----------
+    active_fraction_ : share of training samples whose adapter output is non-zero after training
+        (0: the adapter is dead and the scores are the zero-shot scores; a warning is logged).
     """
 
     def __init__(self, class_embeddings, *, ratio: float = 0.2, reduction: int = 4, logit_scale: float = 100.0,
                  epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, hooks: Sequence = (), seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "cpu", activation: str = "relu"):
+        if activation not in ("relu", "leaky_relu"):
+            raise FairfoundryError(f"unknown CLIP-Adapter activation {activation!r}", hint="use relu or leaky_relu")
+        self.activation = activation
         t = np.asarray(class_embeddings, dtype=np.float32)
         if t.ndim != 2 or t.shape[0] != 2:
             raise FairfoundryError("CLIPAdapterClassifier needs two class embeddings [negative, positive]")
@@ -115,12 +139,13 @@ class CLIPAdapterClassifier:
         d = self.class_embeddings.shape[1]
         T = torch.as_tensor(self.class_embeddings)
         ratio, scale, red = self.ratio, self.logit_scale, self.reduction
+        act = nn.ReLU if self.activation == "relu" else (lambda: nn.LeakyReLU(0.01))
 
         class Adapter(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.adapter = nn.Sequential(nn.Linear(d, d // red, bias=False), nn.ReLU(),
-                                             nn.Linear(d // red, d, bias=False), nn.ReLU())
+                self.adapter = nn.Sequential(nn.Linear(d, max(1, d // red), bias=False), act(),
+                                             nn.Linear(max(1, d // red), d, bias=False), act())
                 self.register_buffer("text", T)
 
             def features(self, x):
@@ -148,16 +173,38 @@ class CLIPAdapterClassifier:
         if X.shape[1] != self.class_embeddings.shape[1]:
             raise FairfoundryError(f"image embeddings have {X.shape[1]} dims, text embeddings "
                                    f"{self.class_embeddings.shape[1]}")
-        codes = np.zeros(len(X), dtype=np.int64) if groups is None else encode_groups(groups)[0]
+        codes, names = (np.zeros(len(X), dtype=np.int64), ["all"]) if groups is None else encode_groups(groups)
+        for h in self.hooks:
+            if hasattr(h, "n_groups") and getattr(h, "n_groups", None) is None:
+                h.n_groups = len(names)
+            if hasattr(h, "unknown"):  # names let fairness terms leave out the group 'unknown'
+                h.group_names = list(names)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = self._build()
+        self._adapter = model.adapter
         cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
                           device=self.device)
         self.trainer_ = Trainer(model, SupervisedObjective(), hooks=self.hooks, config=cfg)
         self.trainer_.fit(ArrayData(x=X, y=y, group=codes))
         self.model_ = self.trainer_.model
+        self.active_fraction_ = float(np.mean(np.abs(self.adapter_output(X)).max(axis=1) > 0))
+        if self.active_fraction_ == 0.0:
+            log.warning("CLIP-Adapter: the adapter outputs 0 for every training sample (all bottleneck units "
+                        "are dead), so its scores equal the zero-shot scores; try activation='leaky_relu' or a "
+                        "lower lr")
         return self
+
+    def adapter_output(self, X) -> np.ndarray:
+        r"""The adapter's output :math:`A(v)` ``(n, d)`` before the residual blend."""
+        import torch
+
+        if not hasattr(self, "model_"):
+            raise FairfoundryError("this CLIPAdapterClassifier is not fitted yet")
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.trainer_.device)
+            x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            return self._adapter(x).cpu().numpy()
 
     def predict_score(self, X) -> np.ndarray:
         """Positive-class probability ``(n,)``."""

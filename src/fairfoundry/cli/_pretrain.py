@@ -26,7 +26,9 @@ _PRETRAIN_EPILOG = (
     "--text-template 'chest x-ray: {}' --out runs/clip\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x      (keys as in OUT/config.yaml)\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x --checkpoint-every 500   (long runs)\n\n"
-    "  fairfoundry pretrain config.yaml --out runs/x --steps 400 --resume\n\n"
+    "  fairfoundry pretrain config.yaml --out runs/x --steps 200 --schedule-steps 400\n"
+    "  fairfoundry pretrain config.yaml --out runs/x --steps 400 --schedule-steps 400 --resume   "
+    "(train in chunks)\n\n"
     "Outputs: OUT/encoder.safetensors (timm ViT weights + spec), OUT/loss_log.csv, "
     "OUT/composition.csv (groups seen vs manifest), OUT/config.yaml, OUT/checkpoint/ (resume), "
     "OUT/run.json (summary, versions; written last)."
@@ -95,6 +97,9 @@ EmbedDimOpt = Annotated[int | None, typer.Option("--embed-dim", help="Override t
 DepthOpt = Annotated[int | None, typer.Option("--depth", help="Override the ViT's depth.")]
 HeadsOpt = Annotated[int | None, typer.Option("--num-heads", help="Override the ViT's heads.")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Optimiser steps (100).")]
+ScheduleStepsOpt = Annotated[int | None, typer.Option(
+    "--schedule-steps", help="Length of the LR / EMA / temperature schedules (default: --steps); "
+    "set it to the final length to train in chunks with --resume --steps.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per step (32).")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (5e-4).")]
 SamplingOpt = Annotated[str | None, typer.Option(
@@ -155,6 +160,7 @@ def pretrain_command(
     depth: DepthOpt = None,
     num_heads: HeadsOpt = None,
     steps: StepsOpt = None,
+    schedule_steps: ScheduleStepsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
     modality: str | None = typer.Option(
@@ -189,8 +195,8 @@ def pretrain_command(
         config, manifest=manifest, root=root, balance_by=balance_by,
         track_emissions=track_emissions, objective=objective, path_column=path_column,
         model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
-        depth=depth, num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr,
-        modality=modality, text_column=text_column, text_template=text_template,
+        depth=depth, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
+        batch_size=batch_size, lr=lr, modality=modality, text_column=text_column, text_template=text_template,
         sampling=sampling, target=targets, keep_column=keep_column, seed=seed, device=device,
         checkpoint_every=checkpoint_every)
     if augment:

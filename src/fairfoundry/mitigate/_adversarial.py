@@ -3,7 +3,7 @@ r"""Adversarial removal of the protected attribute with a gradient-reversal laye
 from __future__ import annotations
 
 from ..adapt._loop import Hook
-from ._common import labels_2d, logits_2d, n_groups_of
+from ._common import check_unknown, fairness_codes, labels_2d, logits_2d, n_groups_of
 from ._registry import register
 
 __all__ = ["Adversarial", "grad_reverse"]
@@ -53,10 +53,14 @@ class Adversarial(Hook):
     variant : ``"dp"`` or ``"eo"``.
     on : ``"logits"`` or ``"features"`` (the head's representation).
     hidden : adversary MLP width.
+    unknown : ``"exclude"`` (default): samples whose attribute is missing (group ``unknown``) are
+        in no group of the fairness term (they still train the task loss); ``"group"``:
+        ``unknown`` is a protected group of its own.
     """
 
     def __init__(self, weight: float = 1.0, variant: str = "eo", on: str = "logits", hidden: int = 32,
-                 n_groups: int | None = None):
+                 n_groups: int | None = None, unknown: str = "exclude"):
+        self.unknown = check_unknown(unknown)
         if variant not in ("dp", "eo"):
             raise ValueError("variant must be 'dp' or 'eo'")
         if on not in ("logits", "features"):
@@ -92,7 +96,7 @@ class Adversarial(Hook):
     def regularizer(self, trainer, batch, out):
         import torch.nn.functional as F
 
-        g = batch["group"]
+        g = fairness_codes(self, trainer, batch["group"])
         keep = g >= 0
         if keep.sum() == 0:
             return None

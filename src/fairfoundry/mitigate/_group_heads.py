@@ -91,13 +91,20 @@ class FairIdentityNormalization(Hook):
     description in Luo et al., "Harvard Glaucoma Fairness: A Retinal Nerve Disease Dataset for
     Fairness Learning and Fair Identity Normalization", IEEE TMI 2024. Needs the group at
     prediction time; an unknown group is passed through unnormalised.
+
+    ``scale="exp"`` (default): the scale is :math:`e^{s_g}` with :math:`s_g = 0` at start, so FIN
+    starts as the identity (a deviation from the paper). ``scale="softplus"``: the scale is
+    :math:`\mathrm{softplus}(s_g)` with :math:`s_g \sim N(0, 1)` at start, as Harvard-GF's FIN.
     """
 
     needs_groups_at_predict = True
 
-    def __init__(self, momentum: float = 0.3, n_groups: int | None = None):
+    def __init__(self, momentum: float = 0.3, n_groups: int | None = None, scale: str = "exp"):
         if not 0 <= momentum < 1:
             raise ValueError("momentum must be in [0, 1)")
+        if scale not in ("exp", "softplus"):
+            raise ValueError("scale must be 'exp' or 'softplus'")
+        self.scale = scale
         self.momentum, self.n_groups = float(momentum), n_groups
 
     def wrap_model(self, model):
@@ -107,6 +114,7 @@ class FairIdentityNormalization(Hook):
         _check_model(model, "fin")
         G = int(self.n_groups or 1)
         c = self.momentum
+        softplus = self.scale == "softplus"
 
         class Wrapped(nn.Module):
             def __init__(self):
@@ -114,7 +122,7 @@ class FairIdentityNormalization(Hook):
                 self.base = model
                 d = model.out.in_features
                 self.mu = nn.Parameter(torch.zeros(G, d))
-                self.log_scale = nn.Parameter(torch.zeros(G, d))
+                self.log_scale = nn.Parameter(torch.zeros(G, d) if softplus is False else torch.randn(G, d))
 
             @property
             def out(self):
@@ -126,7 +134,8 @@ class FairIdentityNormalization(Hook):
                     return f
                 # c f + (1-c)(f - mu_g) e^{-s_g} = f * A_g + B_g, with A, B computed per group and
                 # gathered by a one-hot product (unknown groups: A = 1, B = 0)
-                inv = torch.exp(-self.log_scale)
+                inv = (1.0 / torch.nn.functional.softplus(self.log_scale) if softplus
+                       else torch.exp(-self.log_scale))
                 A = c + (1 - c) * inv - 1.0
                 B = -(1 - c) * self.mu * inv
                 known = group >= 0

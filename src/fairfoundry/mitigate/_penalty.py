@@ -3,7 +3,7 @@ r"""Differentiable fairness penalties added to the training loss."""
 from __future__ import annotations
 
 from ..adapt._loop import Hook
-from ._common import labels_2d, logits_2d
+from ._common import check_unknown, fairness_codes, labels_2d, logits_2d
 from ._registry import register
 
 __all__ = ["FairnessPenalty", "fairness_penalty"]
@@ -59,16 +59,21 @@ class FairnessPenalty(Hook):
     ----------
     weight : :math:`\lambda`.
     variant : ``"dp"``, ``"eo"`` or ``"eopp"``.
+    unknown : ``"exclude"`` (default): samples whose attribute is missing (group ``unknown``) are
+        in no group of the fairness term (they still train the task loss); ``"group"``:
+        ``unknown`` is a protected group of its own.
     """
 
-    def __init__(self, weight: float = 1.0, variant: str = "eo"):
+    def __init__(self, weight: float = 1.0, variant: str = "eo", unknown: str = "exclude"):
         if variant not in ("dp", "eo", "eopp"):
             raise ValueError("variant must be 'dp', 'eo' or 'eopp'")
         self.weight, self.variant = float(weight), variant
+        self.unknown = check_unknown(unknown)
 
     def regularizer(self, trainer, batch, out):
         import torch
 
         z = logits_2d(out)
-        return self.weight * fairness_penalty(torch.sigmoid(z), labels_2d(batch, z), batch["group"],
+        return self.weight * fairness_penalty(torch.sigmoid(z), labels_2d(batch, z),
+                                              fairness_codes(self, trainer, batch["group"]),
                                               variant=self.variant)

@@ -84,16 +84,39 @@ class GroupThreshold(_PostBase):
     - ``"eo"``: each group's threshold minimises :math:`\max(|TPR_g - TPR|, |FPR_g - FPR|)`
       (equalized odds with deterministic thresholds).
 
-    Hardt, Price & Srebro, "Equality of Opportunity in Supervised Learning", NeurIPS 2016 solve
-    equalized odds exactly with *randomised* thresholds (fairlearn's ``ThresholdOptimizer``);
-    here thresholds are deterministic, so EO is met approximately, and a patient always gets
-    the same decision. Groups with no positives (or no negatives) in validation keep ``t0``.
+    ``threshold_rule="deterministic"`` (default) gives every patient the same decision for the
+    same score, so EO is met only approximately. ``threshold_rule="randomized"`` (``"eo"`` only)
+    is Hardt, Price & Srebro, "Equality of Opportunity in Supervised Learning", NeurIPS 2016,
+    as fairlearn's ``ThresholdOptimizer`` implements it: every group's achievable (FPR, TPR)
+    set is the convex hull of its validation ROC curve; the common operating point
+    :math:`(x^*, y^*)` maximises ``objective`` (``"balanced_accuracy"``: TPR - FPR, or
+    ``"accuracy"``) on the upper boundary :math:`y = \min_g \mathrm{hull}_g(x)` of their
+    intersection (a grid of ``grid_size`` FPR values plus the hull vertices); each group reaches
+    it by mixing its two neighbouring hull thresholds :math:`t_a \le t_b` and, when the point
+    lies under its hull, random guessing with probability :math:`x^*`. The decision rule is
+    :math:`P(\hat y = 1 \mid s, g) \in \{p_{lo}, p_{mid}, p_{hi}\}` for :math:`s < t_a`,
+    :math:`t_a \le s < t_b`, :math:`s \ge t_b` (``rules_``); :meth:`transform` draws the
+    decisions with ``random_state`` (reproducible for the same samples in the same order) and
+    returns scores that are :math:`\ge 0.5` exactly for the positive draws, ordered within a
+    group by (rule level, score), so per-group AUCs change where decisions are random.
+
+    Groups with no positives (or no negatives) in validation keep ``t0``. A group whose best
+    rule is "never positive" gets threshold :math:`+\infty` (no score, 1.0 included, is positive).
     """
 
-    def __init__(self, constraint: str = "eo", t0: float | None = None):
+    def __init__(self, constraint: str = "eo", t0: float | None = None, threshold_rule: str = "deterministic",
+                 objective: str = "balanced_accuracy", grid_size: int = 1000, random_state: int = 0):
         if constraint not in ("dp", "eopp", "eo"):
             raise ValueError("constraint must be 'dp', 'eopp' or 'eo'")
+        if threshold_rule not in ("deterministic", "randomized"):
+            raise ValueError("threshold_rule must be 'deterministic' or 'randomized'")
+        if threshold_rule == "randomized" and constraint != "eo":
+            raise ValueError("threshold_rule='randomized' is implemented for constraint='eo'")
+        if objective not in ("balanced_accuracy", "accuracy"):
+            raise ValueError("objective must be 'balanced_accuracy' or 'accuracy'")
         self.constraint, self.t0 = constraint, t0
+        self.threshold_rule, self.objective = threshold_rule, objective
+        self.grid_size, self.random_state = int(grid_size), int(random_state)
 
     def fit(self, scores, y, groups):
         s, y, g = _check(scores, y, groups)
@@ -133,17 +156,102 @@ class GroupThreshold(_PostBase):
             best = np.flatnonzero(err <= err.min() + 1e-12)
             # among equally good thresholds take the one closest to t0
             t = cand[best[np.argmin(np.abs(np.where(np.isinf(cand[best]), 1e9, cand[best]) - t0))]]
-            self.thresholds_[gv] = float(min(t, 1.0))
+            self.thresholds_[gv] = float(t)  # +inf: never positive
         self.groups_ = list(self.thresholds_)
+        if self.threshold_rule == "randomized":
+            self._fit_randomized(s, y, g)
         return self
 
+    def _fit_randomized(self, s, y, g):
+        """Hardt et al.'s equalized-odds point on the intersection of the groups' ROC hulls."""
+        hulls = {}
+        for gv in np.unique(g):
+            m = g == gv
+            if y[m].min() != y[m].max():
+                hulls[gv] = _roc_hull(s[m], y[m])
+        if not hulls:
+            self.rules_ = {}
+            return
+        xs = np.unique(np.concatenate([np.linspace(0.0, 1.0, self.grid_size + 1),
+                                       *[h[0] for h in hulls.values()]]))
+        ys = np.min([np.interp(xs, h[0], h[1]) for h in hulls.values()], axis=0)
+        if self.objective == "balanced_accuracy":
+            value = ys - xs
+        else:
+            prev = float(np.mean(y[np.isin(g, list(hulls))]))
+            value = prev * ys + (1 - prev) * (1 - xs)
+        k = int(np.argmax(value))
+        x_star, y_star = float(xs[k]), float(ys[k])
+        self.operating_point_ = {"fpr": x_star, "tpr": y_star}
+        self.rules_ = {gv: _mix_rule(*h, x_star, y_star) for gv, h in hulls.items()}
+
+    def decision_probability(self, scores, groups) -> np.ndarray:
+        """:math:`P(\\hat y = 1 \\mid s, g)` of the fitted rule (0/1 for deterministic thresholds)."""
+        s, _, g = _check(scores, None, groups)
+        t = np.array([self.thresholds_.get(v, self.t0_) for v in g], dtype=float)
+        p = (s >= t).astype(float)
+        for gv, r in getattr(self, "rules_", {}).items():
+            m = g == gv
+            p[m] = np.where(s[m] >= r["t_b"], r["p_hi"], np.where(s[m] >= r["t_a"], r["p_mid"], r["p_lo"]))
+        return p
+
     def transform(self, scores, groups) -> np.ndarray:
-        """Scores whose 0.5 threshold applies each group's threshold (order within a group kept)."""
+        """Scores whose 0.5 threshold applies each group's rule (deterministic: order within a group kept)."""
         s, _, g = _check(scores, None, groups)
         self._fallback(g)
         t = np.array([self.thresholds_.get(v, self.t0_) for v in g], dtype=float)
-        # logit(s) - logit(t) > 0  <=>  s > t ; ties (s == t) map to exactly 0.5 -> positive
-        return _sigmoid(_logit(s) - _logit(t))
+        # logit(s) - logit(t) >= 0  <=>  s >= t, decided on the raw scores so that clipping at
+        # 1 - 1e-7 cannot turn "never positive" (t = +inf) or s < t into a positive
+        pos = s >= t
+        m = _logit(s) - _logit(np.where(np.isinf(t), 1.0, t))
+        m = np.where(pos, np.maximum(m, 0.0), np.minimum(m, -1e-6))
+        out = _sigmoid(m)
+        rules = getattr(self, "rules_", {})
+        if rules:
+            rng = np.random.default_rng([self.random_state, 18])  # own stream, not default_rng(0)
+            u = rng.random(len(s))
+            for gv, r in rules.items():
+                k = g == gv
+                sk = s[k]
+                level = np.where(sk >= r["t_b"], 2, np.where(sk >= r["t_a"], 1, 0))
+                p = np.array([r["p_lo"], r["p_mid"], r["p_hi"]])[level]
+                d = u[k] < p
+                # negatives in (-4, -1), positives in (0, 3); within each by (level, score)
+                z = level + _sigmoid(_logit(sk))
+                out[k] = _sigmoid(np.where(d, z, z - 4.0))
+        return out
+
+
+def _roc_hull(s, y):
+    """Upper convex hull of the ROC points of thresholds "s >= t": (fpr, tpr, threshold), fpr ascending."""
+    thr = np.concatenate([[np.inf], np.unique(s)[::-1]])
+    pos, neg = s[y == 1], s[y == 0]
+    tpr = np.array([np.mean(pos >= t) for t in thr])
+    fpr = np.array([np.mean(neg >= t) for t in thr])
+    hull: list[int] = []
+    for i in range(len(thr)):  # points already sorted by fpr (ties: tpr) ascending
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            cross = (fpr[b] - fpr[a]) * (tpr[i] - tpr[a]) - (tpr[b] - tpr[a]) * (fpr[i] - fpr[a])
+            if cross >= 0:  # b is on or below the segment a-i
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    idx = np.array(hull)
+    return fpr[idx], tpr[idx], thr[idx]
+
+
+def _mix_rule(fpr, tpr, thr, x, y) -> dict:
+    """The randomised rule of one group reaching (x, y) inside its ROC hull."""
+    k = int(np.clip(np.searchsorted(fpr, x, side="right") - 1, 0, len(fpr) - 2))
+    span = fpr[k + 1] - fpr[k]
+    w = 0.0 if span <= 0 else float(np.clip((x - fpr[k]) / span, 0.0, 1.0))
+    y_h = tpr[k] + w * (tpr[k + 1] - tpr[k])
+    lam = 1.0 if y_h - x <= 1e-12 else float(np.clip((y - x) / (y_h - x), 0.0, 1.0))
+    # with prob. lam: threshold thr[k+1] w.p. w, else thr[k]; with prob. 1 - lam: positive w.p. x
+    return {"t_a": float(thr[k + 1]), "t_b": float(thr[k]), "p_lo": (1 - lam) * x,
+            "p_mid": lam * w + (1 - lam) * x, "p_hi": lam + (1 - lam) * x}
 
 
 @register("group-calibration", stage="post")

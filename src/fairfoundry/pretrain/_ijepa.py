@@ -8,9 +8,16 @@ model must infer missing regions in representation space rather than pixel space
 
 Paper defaults: 4 target blocks of area 0.15-0.2 and aspect ratio 0.75-1.5; one context
 block of area 0.85-1 (square) minus the targets; predictor depth 12, width 384; EMA momentum
-0.996 rising to 1; augmentation random resized crop (area 0.3-1) only. Block sizes are drawn
+0.996 rising linearly to 1 (``ema_schedule="linear"``); augmentation random resized crop (area 0.3-1) only. Block sizes are drawn
 once per batch (positions per image) and context sets are cut to the batch's smallest, as in
-the paper's collator, so a batch is one tensor. Exported weights are the target encoder's.
+the paper's collator, so a batch is one tensor. Exported weights are the target encoder's
+(``export="teacher"``; ``"student"``: the context encoder); the run summary records how much of
+it is still the initialisation and warns above ``warn_init_share``.
+
+Follows the paper's mask collator in drawing the aspect ratio uniformly and keeping every block
+side strictly shorter than the grid's (before issue 18: log-uniform aspect, blocks up to the whole
+grid). Differs from the paper in: block scale and aspect are two independent draws (the authors'
+collator reuses one uniform number for both).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import math
 import torch
 from torch import nn
 
+from .._errors import FairfoundryError
 from ._backbone import ViTBackbone, gather_tokens
 from ._objective import (
+    EMATeacherMixin,
     Objective,
     ema_momentum,
     ema_update,
@@ -36,13 +45,14 @@ __all__ = ["IJEPA", "sample_block_masks"]
 
 
 def _block_shape(rows, cols, scale, aspect, generator):
+    """Block of area ``scale`` x grid and aspect ratio h/w, both uniform in their ranges, each side
+    strictly shorter than the grid's (as the paper's mask collator; grids of side 1 excepted)."""
     s = float(torch.empty(1).uniform_(*scale, generator=generator))
-    la = torch.empty(1).uniform_(math.log(aspect[0]), math.log(aspect[1]), generator=generator)
-    a = float(torch.exp(la))
+    a = float(torch.empty(1).uniform_(*aspect, generator=generator))
     area = s * rows * cols
     h = int(round(math.sqrt(area * a)))
     w = int(round(math.sqrt(area / a)))
-    return min(max(h, 1), rows), min(max(w, 1), cols)
+    return min(max(h, 1), max(rows - 1, 1)), min(max(w, 1), max(cols - 1, 1))
 
 
 def _block_at(rows, cols, h, w, generator) -> torch.Tensor:
@@ -116,7 +126,7 @@ class _Predictor(nn.Module):
 
 
 @register("ijepa")
-class IJEPA(Objective):
+class IJEPA(EMATeacherMixin, Objective):
     """I-JEPA objective (context encoder, EMA target encoder, block masks, predictor).
 
     Parameters
@@ -129,7 +139,12 @@ class IJEPA(Objective):
     target_scale, target_aspect, context_scale : (float, float)
         Block-area and aspect-ratio ranges ((0.15, 0.2), (0.75, 1.5), (0.85, 1.0)).
     ema_momentum : float
-        Base momentum of the target encoder (0.996), raised to 1 on a cosine schedule.
+        Base momentum of the target encoder (0.996), raised to 1 over the run.
+    ema_schedule : ``"linear"`` (the paper's) or ``"cosine"`` (DINO's; fairfoundry's default
+        before issue 18).
+    export : ``"teacher"`` (the target encoder, the paper's) or ``"student"`` (context encoder).
+    warn_init_share : warn when the exported target encoder is more than this share its
+        initialisation.
     """
 
     augment_overrides = {"scale": (0.3, 1.0), "rotation": 0.0, "brightness": 0.0,
@@ -139,8 +154,13 @@ class IJEPA(Objective):
     def __init__(self, backbone: ViTBackbone, *, augment=None, predictor_dim: int = 384,
                  predictor_depth: int = 12, predictor_heads: int = 12, n_targets: int = 4,
                  target_scale: tuple = (0.15, 0.2), target_aspect: tuple = (0.75, 1.5),
-                 context_scale: tuple = (0.85, 1.0), ema_momentum: float = 0.996):
+                 context_scale: tuple = (0.85, 1.0), ema_momentum: float = 0.996,
+                 ema_schedule: str = "linear", export: str = "teacher", warn_init_share: float = 0.5):
         super().__init__(backbone, augment=augment)
+        self._init_teacher(export, warn_init_share)
+        if ema_schedule not in ("linear", "cosine"):
+            raise FairfoundryError(f"ema_schedule must be 'linear' or 'cosine', got {ema_schedule!r}")
+        self.ema_schedule = ema_schedule
         self.target_encoder = make_ema(backbone)
         self.predictor = _Predictor(backbone.embed_dim, predictor_dim, predictor_depth,
                                     predictor_heads)
@@ -166,8 +186,9 @@ class IJEPA(Objective):
         return ijepa_loss(pred.float(), h.float()), {"context_tokens": float(ctx_idx.shape[1])}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update(self.target_encoder, self.backbone,
-                   ema_momentum(step, total_steps, base=self.momentum))
+        m = ema_momentum(step, total_steps, base=self.momentum, schedule=self.ema_schedule)
+        ema_update(self.target_encoder, self.backbone, m)
+        self._track_ema(m)
 
     def export_encoder(self) -> ViTBackbone:
-        return self.target_encoder
+        return self.target_encoder if self.export == "teacher" else self.backbone

@@ -23,7 +23,7 @@ from ._augment import Augment
 from ._backbone import ViTBackbone
 
 __all__ = ["OBJECTIVES", "Objective", "register", "build_objective", "ema_momentum",
-           "sincos_2d"]
+           "init_share_after", "sincos_2d", "EMATeacherMixin"]
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -94,6 +94,10 @@ class Objective(nn.Module, abc.ABC):
         """The encoder whose weights are shipped (the EMA teacher for DINO and I-JEPA)."""
         return self.backbone
 
+    def export_report(self) -> dict:
+        """What :meth:`export_encoder` ships: ``{"network": ...}`` plus objective diagnostics."""
+        return {"network": "student"}
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - 0.5) / 0.5``: the pixel normalisation recorded in exported checkpoints."""
         return (x - 0.5) / 0.5
@@ -104,6 +108,37 @@ class Objective(nn.Module, abc.ABC):
         sig = inspect.signature(cls.__init__)
         return {k: p.default for k, p in sig.parameters.items()
                 if p.kind is p.KEYWORD_ONLY and k != "augment"}
+
+
+class EMATeacherMixin:
+    """Export choice and initialisation tracking for objectives with an EMA teacher (DINO, I-JEPA).
+
+    ``export="teacher"`` ships the EMA teacher (the papers' choice); ``"student"`` the trained
+    student. The buffer ``teacher_init_share`` is :func:`init_share_after` of the momenta
+    applied so far (checkpointed, so it survives a resume); :meth:`export_report` carries a
+    warning when an exported teacher is more than ``warn_init_share`` its initialisation (after
+    100 steps of a 0.996 -> 1 cosine schedule it is 82 %, after 1,000 steps 13.5 %).
+    """
+
+    def _init_teacher(self, export: str, warn_init_share: float) -> None:
+        if export not in ("teacher", "student"):
+            raise FairfoundryError(f"export must be 'teacher' or 'student', got {export!r}")
+        self.export = export
+        self.warn_init_share = float(warn_init_share)
+        self.register_buffer("teacher_init_share", torch.ones(()))
+
+    def _track_ema(self, momentum: float) -> None:
+        self.teacher_init_share.mul_(momentum)
+
+    def export_report(self) -> dict:
+        share = float(self.teacher_init_share)
+        rep = {"network": self.export, "teacher_init_share": share}
+        if self.export == "teacher" and share > self.warn_init_share:
+            rep["warning"] = (
+                f"the exported {self.name} teacher is still {share:.0%} its random initialisation (its EMA "
+                "momentum rises to 1 over the run, so a short run barely moves it); train longer, lower "
+                "the base momentum, or export the student (--option export=student)")
+        return rep
 
 
 def build_objective(name: str, backbone: ViTBackbone, *, augment: Augment | None = None,
@@ -125,15 +160,33 @@ def build_objective(name: str, backbone: ViTBackbone, *, augment: Augment | None
     return cls(backbone, augment=augment, **options)
 
 
-def ema_momentum(step: int, total_steps: int, *, base: float, final: float = 1.0) -> float:
-    r"""Cosine schedule of the EMA momentum, from ``base`` at step 0 to ``final`` at the end.
+def ema_momentum(step: int, total_steps: int, *, base: float, final: float = 1.0,
+                 schedule: str = "cosine") -> float:
+    r"""Schedule of the EMA momentum, from ``base`` at step 0 to ``final`` at the end.
+
+    ``schedule="cosine"`` (BYOL, Grill et al., NeurIPS 2020; DINO):
 
     .. math:: m_t = m_{\mathrm{final}} - (m_{\mathrm{final}} - m_0)\,\frac{1 + \cos(\pi t / T)}{2}
 
-    Source: Grill et al., BYOL (NeurIPS 2020), used by DINO and I-JEPA.
+    ``schedule="linear"`` (I-JEPA, Assran et al., CVPR 2023):
+    :math:`m_t = m_0 + (m_{\mathrm{final}} - m_0)\, t / T`.
     """
     t = min(max(step, 0), max(total_steps, 1)) / max(total_steps, 1)
+    if schedule == "linear":
+        return base + (final - base) * t
+    if schedule != "cosine":
+        raise FairfoundryError(f"unknown EMA schedule {schedule!r}", hint="use cosine or linear")
     return final - (final - base) * (1 + math.cos(math.pi * t)) / 2
+
+
+def init_share_after(momenta) -> float:
+    r"""Share of an EMA teacher that is still its initialisation: :math:`\prod_t m_t`.
+
+    After updates :math:`\theta_T \leftarrow m_t \theta_T + (1 - m_t) \theta_S` from
+    :math:`\theta_T = \theta_0`, the teacher is :math:`\prod_t m_t \cdot \theta_0` plus a
+    weighted average of student iterates.
+    """
+    return float(math.prod(momenta))
 
 
 def make_ema(module: nn.Module) -> nn.Module:

@@ -68,6 +68,9 @@ class DataConfig(BaseModel):
     depth: int | None = None
     num_heads: int | None = None
     steps: int = Field(100, ge=1)
+    schedule_steps: int | None = Field(
+        None, ge=1, description="length of the LR, EMA-momentum and teacher-temperature schedules "
+        "(default: steps); set it once to the final length to train a run in chunks with --resume")
     batch_size: int = Field(32, ge=2)
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -89,6 +92,17 @@ class DataConfig(BaseModel):
     track_emissions: bool = False
     country: str | None = None
     num_threads: int | None = None
+
+    @property
+    def horizon(self) -> int:
+        """Length of every step-dependent schedule: ``schedule_steps``, else ``steps``."""
+        return int(self.schedule_steps or self.steps)
+
+    def model_post_init(self, __context) -> None:
+        if self.schedule_steps is not None and self.schedule_steps < self.steps:
+            raise FairfoundryError(
+                f"schedule_steps ({self.schedule_steps}) is shorter than steps ({self.steps})",
+                hint="the schedules would end before the run; set schedule_steps >= steps or leave it unset")
 
     @field_validator("balance_by", mode="before")
     @classmethod
@@ -166,8 +180,11 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     resume : bool
         Continue the run in ``out`` from its last checkpoint (``checkpoint/last``, written
         after every epoch over the manifest and at the end). The config may differ only in
-        ``steps`` (to train longer), ``log_every``, ``device``, emissions and thread settings;
-        anything else raises, naming the changed keys.
+        ``steps``, ``log_every``, ``device``, emissions and thread settings; anything else
+        raises, naming the changed keys. ``steps`` may grow only up to ``schedule_steps`` (the
+        length of the LR, EMA and temperature schedules fixed when the run started; default
+        ``steps``): then the resumed run equals an uninterrupted run of the new length with the
+        same ``schedule_steps``. Changing the schedule length is refused, saying why.
     progress : callable(n), optional
         Called with the number of finished steps.
 
@@ -235,8 +252,13 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     recipe = {"objective": cfg.objective, "steps": cfg.steps, "seed": cfg.seed,
               "image_size": cfg.image_size, "modality": cfg.modality,
               "manifest_fingerprint": frame_fingerprint(frame[["sample_id"]])}
+    export = objective.export_report()
+    recipe["exported"] = export["network"]
+    if export.get("warning"):
+        log.warning("%s", export["warning"])
     save_vit(objective.export_encoder(), out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
+    summary["export"] = export
     summary["encoder_parameters"] = int(sum(p.numel()
                                             for p in objective.export_encoder().parameters()))
     finish_run(out, cfg, cfg_json, kind="pretrain", summary=summary)
@@ -259,10 +281,11 @@ def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker,
     old_log = _old_log(out, steps_done)
     hook = StepHook(sampler=sampler, steps=cfg.steps, step_loss=step_loss, tracker=tracker,
                     seed=cfg.seed, on_step=on_step, on_step_start=on_step_start,
+                    schedule_steps=cfg.horizon,
                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                     on_epoch=lambda records: _write_log(out, old_log, records))
     hook.replay(steps_done)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.horizon // 10)
     t0 = time.time()
     trainer, result = run_steps(
         model, hook, n_rows=sampler.n, batch_size=cfg.batch_size, lr=cfg.lr,

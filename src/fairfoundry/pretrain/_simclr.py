@@ -7,11 +7,14 @@ together and pushes the other images of the batch away.
 
 Paper defaults: projection MLP with a 2048-wide hidden layer (batch norm, ReLU) to 128
 dimensions, temperature 0.1. The augmentations are the modality preset's (no colour jitter on
-X-rays unless asked; see :class:`~fairfoundry.pretrain.Augment`).
+X-rays unless asked; see :class:`~fairfoundry.pretrain.Augment`). Both views pass through the
+encoder and projector as one batch of 2N images, so the projector's batch norm sees one set
+of statistics, as in the reference implementation (before issue 18: each view separately).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ._backbone import ViTBackbone
@@ -47,6 +50,8 @@ class SimCLR(Objective):
         size = images.shape[-1]
         v1 = self.normalize(self.augment(images, size=size, generator=generator))
         v2 = self.normalize(self.augment(images, size=size, generator=generator))
-        z1 = self.projector(self.backbone(v1))
-        z2 = self.projector(self.backbone(v2))
+        # one 2N batch, as the reference implementation: the projector's batch norm normalises
+        # both views with the same statistics (two separate N batches would leak which view a
+        # sample is through per-view statistics)
+        z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
         return nt_xent_loss(z1.float(), z2.float(), temperature=self.temperature), {}

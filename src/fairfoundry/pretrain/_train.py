@@ -35,9 +35,11 @@ __all__ = ["StepHook", "step_generator", "check_resume_config", "RESUMABLE_KEYS"
 
 log = logging.getLogger(__name__)
 
-#: config keys that may change when a run is resumed (they do not change what is learned)
+#: config keys that may change when a run is resumed: ``steps`` only within the schedule length
+#: fixed at the start (``schedule_steps``, checked separately), the others do not change what is
+#: learned
 RESUMABLE_KEYS = frozenset({"steps", "log_every", "device", "track_emissions", "country",
-                            "num_threads", "checkpoint_every"})
+                            "num_threads", "checkpoint_every", "schedule_steps"})
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -46,7 +48,10 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def check_resume_config(saved: dict, current: dict, *, path: Path) -> None:
-    """Raise if a resumed run's config differs from the saved one beyond :data:`RESUMABLE_KEYS`."""
+    """Raise if a resumed run's config differs from the saved one beyond :data:`RESUMABLE_KEYS`,
+    or if it changes the length of the step-dependent schedules (``schedule_steps``, default
+    ``steps``): the cosine learning rate, the EMA momentum and DINO's teacher-temperature warm-up
+    are functions of ``step / length``, so a new length would restart them mid-run."""
     keys = sorted((set(saved) | set(current)) - RESUMABLE_KEYS)
     changed = [k for k in keys if _norm(saved.get(k)) != _norm(current.get(k))]
     if changed:
@@ -54,8 +59,21 @@ def check_resume_config(saved: dict, current: dict, *, path: Path) -> None:
         raise FairfoundryError(
             f"cannot resume {path}: the config changed ({detail})",
             hint="resume with the same config (only " + ", ".join(sorted(RESUMABLE_KEYS))
-            + " may change), or start a new run with --overwrite / another --out",
+            + " may change; steps up to schedule_steps), or start a new run with --overwrite / another --out",
         )
+
+    def horizon(c):
+        return c.get("schedule_steps") or c.get("steps")
+
+    if saved.get("steps") is not None and horizon(saved) != horizon(current):
+        raise FairfoundryError(
+            f"cannot resume {path} with steps={current.get('steps')}: its learning-rate, EMA-momentum and "
+            f"teacher-temperature schedules run over {horizon(saved)} steps, and a new length "
+            f"({horizon(current)}) would change their value at every later step (e.g. the EMA "
+            "momentum would fall back from ~1 to its mid-schedule value), so the result would match "
+            "neither run",
+            hint=f"resume with --steps up to the schedule length ({horizon(saved)}); to train a run in "
+                 "chunks, start it with --schedule-steps FINAL_STEPS; or start a new run")
 
 
 def _norm(v):
@@ -91,6 +109,9 @@ class StepHook(Hook):
     on_step_start : callable(step, steps), optional
         Called before each step's loss (schedules inside an objective, e.g. DINO's teacher
         temperature warm-up).
+    schedule_steps : int, optional
+        Length passed to ``on_step`` / ``on_step_start`` and of the LR schedule (default
+        ``steps``).
     weight_decay : float
         Decoupled (AdamW) weight decay, applied here after each optimiser step to weight
         matrices only: biases, norms, positional embeddings, class / mask tokens and the
@@ -107,8 +128,10 @@ class StepHook(Hook):
     def __init__(self, *, sampler, steps: int, step_loss: Callable, tracker, seed: int,
                  on_step: Callable | None = None, log_every: int = 1,
                  on_epoch: Callable | None = None, on_step_start: Callable | None = None,
-                 checkpoint_every: int | None = None, weight_decay: float = 0.0):
+                 checkpoint_every: int | None = None, weight_decay: float = 0.0,
+                 schedule_steps: int | None = None):
         self.sampler, self.steps, self.step_loss = sampler, int(steps), step_loss
+        self.schedule_steps = int(schedule_steps or steps)
         self.weight_decay = float(weight_decay)
         self._decay_params: list = []
         self.on_step_start = on_step_start
@@ -142,7 +165,7 @@ class StepHook(Hook):
         self.tracker.update(idx)
         self._t = time.perf_counter()
         if self.on_step_start is not None:
-            self.on_step_start(step, self.steps)
+            self.on_step_start(step, self.schedule_steps)
         loss, logs = self.step_loss(model, idx, step_generator(self.seed, step),
                                     self.trainer.device)
         self._pending = (step, loss, logs, len(idx),
@@ -155,7 +178,7 @@ class StepHook(Hook):
             with torch.no_grad():
                 torch._foreach_mul_(self._decay_params, 1.0 - lr * self.weight_decay)
         if self.on_step is not None:
-            self.on_step(s, self.steps)
+            self.on_step(s, self.schedule_steps)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
         dt = time.perf_counter() - self._t
@@ -207,6 +230,7 @@ def run_steps(model, hook: StepHook, *, n_rows: int, batch_size: int, lr: float,
     cfg = TrainConfig(epochs=math.ceil(hook.steps / per_epoch) + 1, max_steps=hook.steps,
                       batch_size=batch_size, lr=lr, weight_decay=0.0,
                       optimizer="adamw", scheduler="cosine", warmup_steps=warmup,
+                      schedule_steps=hook.schedule_steps,
                       grad_clip=grad_clip, seed=seed, device=device, amp=amp,
                       checkpoint_dir=str(checkpoint_dir))
     trainer = Trainer(model, hook.objective, hooks=[hook], config=cfg, progress=progress,
