@@ -109,7 +109,7 @@ def test_metric_subset_and_errors_name_the_problem():
 def test_intersect_groups_keeps_missing_values_as_their_own_group():
     df = pd.DataFrame({"sex": ["F", None, "M", "F"], "age": [30, 50, 50, 30]})
     codes, names = fm.intersect_groups(df, ["sex"])
-    assert names == ["F", "M", "missing"]
+    assert names == ["F", "M", "unknown"]
     assert codes.tolist() == [0, 2, 1, 0]
     codes, names = fm.intersect_groups(df, ["sex", "age"])
     assert names[codes[0]] == "sex=F & age=30" and codes[0] == codes[3]

@@ -21,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import ATTRIBUTE_SEP, DEFAULT_AGE_EDGES, MISSING
 
 __all__ = ["Audit", "audit_manifest", "read_reference", "effective_groups", "SEP"]
 
 log = logging.getLogger(__name__)
 
-#: separator of attribute and group names in intersections (``sex×age_group``, ``female×40-59``).
-SEP = "×"
-UNKNOWN = "unknown"
+#: intersections are named by :mod:`fairfoundry.groups`: attribute ``sex&age_group``, group
+#: ``sex=female & age_group=40-59``
+SEP = ATTRIBUTE_SEP
+UNKNOWN = MISSING
 GEO_COLUMNS = ("country", "region", "income_group")
 
 
@@ -295,43 +297,14 @@ class Audit:
         return text
 
 
-def _group_key(name: str):
-    """Sort key: numeric bins by their lower edge (``<20`` first), text alphabetically,
-    ``unknown`` last."""
-    import re
-
-    if name == UNKNOWN:
-        return (2, 0.0, name)
-    m = re.match(r"^(<)?\[?(-?\d+(?:\.\d+)?)", name)
-    if m:
-        return (0, float("-inf") if m.group(1) else float(m.group(2)), name)
-    return (1, 0.0, name)
-
-
 def _codes(series):
-    """Integer codes of a column with missing values mapped to the group ``unknown``."""
+    """Integer codes and names of a column (:func:`fairfoundry.groups.attribute_groups`)."""
     import numpy as np
-    import pandas as pd
 
-    s = series
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = [str(c) for c in s.cat.categories]
-        codes = s.cat.codes.to_numpy().astype(np.int64)
-    else:
-        codes, uniq = pd.factorize(s, sort=True, use_na_sentinel=True)
-        cats = [str(u) for u in uniq]
-    if (codes < 0).any():
-        if UNKNOWN in cats:
-            codes = np.where(codes < 0, cats.index(UNKNOWN), codes)
-        else:
-            cats = [*cats, UNKNOWN]
-            codes = np.where(codes < 0, len(cats) - 1, codes)
-    # merge duplicate labels (e.g. 'unknown' twice after str()) and order the groups
-    ordered = sorted(dict.fromkeys(cats), key=_group_key)
-    if ordered != cats:
-        remap = np.array([ordered.index(c) for c in cats], dtype=np.int64)
-        codes, cats = remap[codes], ordered
-    return codes.astype(np.int64), cats
+    from ..groups import attribute_groups
+
+    cat = attribute_groups(series)
+    return np.asarray(cat.codes, dtype=np.int64), [str(c) for c in cat.categories]
 
 
 def _n_known_groups(series) -> int:
@@ -426,6 +399,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     import pandas as pd
 
     from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
+    from ..groups import combine_groups, intersection_attribute, split_intersection
 
     if manifest is None or len(manifest) == 0:
         raise FairfoundryError("cannot audit an empty manifest")
@@ -437,7 +411,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     warnings: list[str] = []
     if "age" in frame.columns and "age_group" not in frame.columns:
         frame = frame.assign(age_group=np.asarray(bin_values(frame["age"], age_bins or
-                                                             [20, 40, 60, 80]), dtype=object))
+                                                             DEFAULT_AGE_EDGES), dtype=object))
     present = [a for a in PROTECTED_ATTRIBUTES if a in frame.columns and a != "age"]
     if attributes is None:
         attributes = present
@@ -520,33 +494,9 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
         known = np.array([nm != UNKNOWN for nm in names])
         tally(a, codes, names, known)
     for t in inter:
-        combo = np.zeros(n, dtype=np.int64)
-        sizes = []
-        for a in t:
-            c, names = codes_of[a]
-            combo = combo * len(names) + c
-            sizes.append(names)
-        total = int(np.prod([len(x) for x in sizes]))
-        if total <= 1_000_000:  # direct mixed-radix codes, already in group order
-            present = np.flatnonzero(np.bincount(combo, minlength=total))
-        else:
-            present = np.unique(combo)
-        remap = np.full(total if total <= 1_000_000 else 0, -1, dtype=np.int64)
-        if total <= 1_000_000:
-            remap[present] = np.arange(len(present))
-            inv = remap[combo]
-        else:
-            inv = np.searchsorted(present, combo)
-        labels_t, known_t = [], []
-        for u in present:
-            parts, rem = [], int(u)
-            for names in reversed(sizes):
-                parts.append(names[rem % len(names)])
-                rem //= len(names)
-            parts.reverse()
-            labels_t.append(SEP.join(parts))
-            known_t.append(UNKNOWN not in parts)
-        tally(SEP.join(t), inv, labels_t, np.array(known_t, dtype=bool))
+        inv, labels_t = combine_groups(t, [codes_of[a] for a in t])
+        known_t = [all(v != UNKNOWN for _, v in split_intersection(nm)) for nm in labels_t]
+        tally(intersection_attribute(t), inv, labels_t, np.array(known_t, dtype=bool))
 
     groups = pd.DataFrame(group_rows, columns=["attribute", "group", "n", "share", "n_patients",
                                                "share_known"])
@@ -589,7 +539,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     ref = read_reference(reference_population)
     rep_rows = []
     for a, shares in ref.items():
-        if a not in attributes and a not in {SEP.join(t) for t in inter}:
+        if a not in attributes and a not in {intersection_attribute(t) for t in inter}:
             warnings.append(f"reference population gives {a!r}, which is not audited")
             continue
         sub = groups[groups["attribute"] == a]

@@ -129,12 +129,15 @@ def _missing_fig(audit):
 def _heatmap(audit, inter):
     import matplotlib.pyplot as plt
     import numpy as np
+    import pandas as pd
 
-    name = "×".join(inter)
+    from ..groups import intersection_attribute, split_intersection
+
+    name = intersection_attribute(inter)
     sub = audit.groups[audit.groups["attribute"] == name]
     if sub.empty:
         return None
-    parts = sub["group"].str.split("×", expand=True)
+    parts = pd.DataFrame([[v for _, v in split_intersection(g)] for g in sub["group"]])
 
     def ordered(attr, seen):
         order = audit.groups.loc[audit.groups["attribute"] == attr, "group"].astype(str).tolist()
@@ -260,7 +263,7 @@ def audit_html(audit, *, title: str | None = None) -> str:
         if len(first) == 2:
             fig = _heatmap(audit, first)
             if fig is not None:
-                parts.append(figure_html(fig, caption=f"Images per {'×'.join(first)}."))
+                parts.append(figure_html(fig, caption=f"Images per {' × '.join(first)}."))
         inter = audit.groups[~audit.groups["attribute"].isin(audit.attributes)]
         parts.append(table_html(_pretty(audit.suppressed(inter)), left=["attribute", "group"],
                                 max_rows=300))

@@ -209,7 +209,7 @@ def probe_attributes_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the AUC CIs."),
-    age_bins: str = typer.Option("40,60,80", "--age-bins", help="Edges binning numeric attributes (left-closed)."),
+    age_bins: str = typer.Option("20,40,60,80", "--age-bins", help="Edges binning numeric attributes (left-closed)."),
     group_col: str = typer.Option("patient_id", "--group-col",
                                   help="Folds are grouped by this column when present (the patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the bootstrap."),

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import attribute_groups, combine_groups, intersection_attribute
 from ._inputs import (
     RowNamer,
-    attribute_values,
     binary_labels,
     check_unique_ids,
     find_id_column,
@@ -232,7 +232,8 @@ def prepare_evaluation(
     report_index = np.flatnonzero(report_mask)
     per_col: dict[str, pd.Categorical] = {}
     for col in dict.fromkeys([*sens, *[c for g in inter for c in g]]):
-        full = attribute_values(frame, col, rows, bins.get(col))
+        full = attribute_groups(frame[col], edges=bins.get(col), rows=rows,
+                                name=f"bins[{col!r}]: column {col!r}")
         per_col[col] = full[report_mask]
     attributes: list[_Attribute] = []
     split_txt = f" of split {report_split!r}" if split is not None else ""
@@ -249,12 +250,11 @@ def prepare_evaluation(
         codes = np.asarray(cat.codes, dtype=np.int64)
         attributes.append(_Attribute(col, [col], codes, [str(c) for c in cat.categories],
                                      binned=col in bins))
-    from ..metrics import intersect_groups
-
     warnings: list[str] = []
     for group in inter:
-        sub = pd.DataFrame({c: np.asarray(per_col[c].astype(str)) for c in group})
-        codes, names = intersect_groups(sub, group)
+        codes, names = combine_groups(group, [(np.asarray(per_col[c].codes),
+                                               [str(x) for x in per_col[c].categories])
+                                              for c in group])
         codes = np.asarray(codes, dtype=np.int64)
         present = np.bincount(codes, minlength=len(names)) > 0
         if not present.all():
@@ -264,7 +264,8 @@ def prepare_evaluation(
             remap = np.cumsum(present) - 1
             codes = remap[codes]
             names = [n for n, p in zip(names, present, strict=True) if p]
-        attributes.append(_Attribute("&".join(group), list(group), codes, [str(n) for n in names]))
+        attributes.append(_Attribute(intersection_attribute(group), list(group), codes,
+                                     [str(n) for n in names]))
 
     ref = {}
     for attr_name, group_name in (reference or {}).items():

@@ -202,31 +202,3 @@ def numeric_scores(frame: pd.DataFrame, col: str, rows: RowNamer, *, logits: boo
             hint="pass --scores-are-logits (scores_are_logits=True) if these are logits",
         )
     return values
-
-
-def attribute_values(frame: pd.DataFrame, col: str, rows: RowNamer,
-                     edges: list[float] | None) -> pd.Categorical:
-    """Group labels of a protected attribute: binned when ``edges`` is given; missing -> 'unknown'."""
-    from ..data import bin_values
-
-    raw = frame[col]
-    if edges is not None:
-        num = pd.to_numeric(raw, errors="coerce")
-        bad = num.isna().to_numpy() & raw.notna().to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise FairfoundryError(f"--bins {col}: column {col!r} is not numeric: {rows(i)} holds "
-                                   f"{_show(raw.iloc[i])}", hint="bin only numeric columns such as age")
-        return bin_values(num, edges)
-    if isinstance(raw.dtype, pd.CategoricalDtype):
-        cats = [str(c) for c in raw.cat.categories]
-        values = raw.astype(object).where(raw.notna(), "unknown").astype(str)
-        if (values == "unknown").any() and "unknown" not in cats:
-            cats.append("unknown")
-        return pd.Categorical(values, categories=cats)
-    if pd.api.types.is_float_dtype(raw) and raw.dropna().apply(float.is_integer).all():
-        raw = raw.astype("Int64")
-    values = raw.astype(object).where(raw.notna(), "unknown").astype(str)
-    observed = sorted(set(values) - {"unknown"})
-    cats = observed + (["unknown"] if (values == "unknown").any() else [])
-    return pd.Categorical(values, categories=cats)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import encode_groups, intersect_groups
 from ._bootstrap import (
     ResamplePlan,
     bca_interval,
@@ -223,13 +224,28 @@ def _validate(y_true, y_score, threshold, groups, group_names, reference, metric
     n = same_length(y, s)
     if not np.isfinite(threshold):
         raise FairfoundryError(f"threshold must be a finite number, got {threshold!r}")
+    if isinstance(getattr(groups, "dtype", None), pd.CategoricalDtype):
+        codes = pd.Categorical(groups)  # keeps the categories' order
+    else:
+        codes = np.asarray(groups)
+    if np.shape(codes) != (n,):
+        raise FairfoundryError(f"groups has shape {np.shape(codes)}, expected ({n},): one group "
+                               "per row", hint="use intersect_groups(frame, columns) to build them")
+    if group_names is None or not np.issubdtype(np.asarray(codes).dtype, np.integer):
+        # labels (any dtype): encoded by the one group model
+        codes, enc_names = encode_groups(codes, name="groups")
+        if group_names is None:
+            group_names = enc_names
+        else:
+            codes, _ = encode_groups(np.asarray(enc_names, dtype=object)[codes],
+                                     categories=[str(g) for g in group_names], name="groups")
+            if (codes < 0).any():
+                raise FairfoundryError("groups has labels that are not in group_names",
+                                       hint=f"group_names: {', '.join(map(str, group_names))}")
+    codes = np.asarray(codes)
     names = [str(g) for g in group_names]
     if len(set(names)) != len(names):
         raise FairfoundryError("group_names contains duplicates")
-    codes = np.asarray(groups)
-    if codes.shape != (n,) or not np.issubdtype(codes.dtype, np.integer):
-        raise FairfoundryError("groups must be integer codes 0..G-1, one per row",
-                               hint="use intersect_groups(frame, columns) to build them")
     if n and (codes.min() < 0 or codes.max() >= len(names)):
         raise FairfoundryError(f"group codes must be in 0..{len(names) - 1}")
     if metrics is None:
@@ -358,8 +374,8 @@ def evaluate_groups(
     y_score,
     *,
     threshold: float,
-    groups: np.ndarray,
-    group_names: Sequence[str],
+    groups,
+    group_names: Sequence[str] | None = None,
     reference: str | None = None,
     metrics: list[str] | None = None,
     ece_bins: int = 10,
@@ -396,10 +412,13 @@ def evaluate_groups(
     y_score : array (n,) of probabilities in [0, 1]
     threshold : float
         Decision threshold (chosen on another split; see ``fairfoundry.metrics`` thresholds).
-    groups : int array (n,)
-        Group code ``0..G-1`` of each row (see :func:`intersect_groups`).
-    group_names : list of str
+    groups : array (n,)
+        Group of each row: integer codes ``0..G-1`` with ``group_names`` (see
+        :func:`intersect_groups`), or labels (strings, numbers, a Categorical), encoded by
+        :func:`fairfoundry.groups.encode_groups` (missing values are the group ``unknown``).
+    group_names : list of str, optional
         Name of each code; a name without rows gets NaN rows with reason "group is empty".
+        With labels, fixes the groups and their order (labels must be among them).
     reference : str, optional
         Reference group for ``*_vs_reference`` (default: the largest group).
     metrics : list of str, optional
@@ -689,41 +708,6 @@ def _extreme(name: str, metrics: list[str]) -> str | None:
             if name == f"{m}_{suffix}":
                 return ext
     return None
-
-
-def intersect_groups(frame: pd.DataFrame, columns: Sequence[str], *,
-                     missing: str = "missing") -> tuple[np.ndarray, list[str]]:
-    """Integer group codes for the observed combinations of ``columns``.
-
-    Names are the value for one column, ``"col1=a & col2=b"`` for several; missing values
-    become the explicit group ``missing`` (never dropped, never imputed). Codes follow the
-    sorted names.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> df = pd.DataFrame({"sex": ["F", "M", "F"], "age": ["<60", "<60", "60+"]})
-    >>> codes, names = intersect_groups(df, ["sex", "age"])
-    >>> codes.tolist(), names
-    ([1, 2, 0], ['sex=F & age=60+', 'sex=F & age=<60', 'sex=M & age=<60'])
-    """
-    columns = list(columns)
-    if not columns:
-        raise FairfoundryError("intersect_groups needs at least one column")
-    for c in columns:
-        if c not in frame.columns:
-            raise FairfoundryError(f"column {c!r} not found",
-                                   hint=did_you_mean(c, frame.columns, what="columns"))
-    parts = []
-    for c in columns:
-        col = frame[c]
-        vals = col.astype(object).where(col.notna(), missing).astype(str)
-        parts.append(vals if len(columns) == 1 else f"{c}=" + vals)
-    label = parts[0]
-    for p in parts[1:]:
-        label = label + " & " + p
-    codes, uniq = pd.factorize(label, sort=True)
-    return codes.astype(np.int64), [str(u) for u in uniq]
 
 
 def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: float,

@@ -137,35 +137,20 @@ def prepare_columns(manifest, *, labels: list[str], sensitive: list[str], split_
 
 
 def effective_bins(manifest, sensitive: list[str], bins: dict | None = None) -> dict:
-    """Bins for every numeric attribute with more than 10 values (default 40, 60, 80 years)."""
-    import pandas as pd
+    """Bins for every numeric attribute with more than 10 values (default
+    :data:`fairfoundry.groups.DEFAULT_AGE_EDGES`); see :func:`fairfoundry.groups.auto_bin_columns`."""
+    from ..groups import auto_bin_columns
 
-    out = {}
-    for c in sensitive:
-        col = manifest[c]
-        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 10:
-            out[c] = list((bins or {}).get(c, [40, 60, 80]))
-    return out
+    return auto_bin_columns(manifest, sensitive, bins)
 
 
 def training_groups(manifest, sensitive: list[str], *, bins: dict | None = None) -> np.ndarray:
     """The groups mitigations act on: the intersection of the ``sensitive`` columns.
 
-    Numeric attributes with more than 10 distinct values (age) are binned with ``bins``
-    (default ``age``: 40, 60, 80 -> <40, 40-59, 60-79, 80+); missing values are ``unknown``.
+    Built by :func:`fairfoundry.groups.group_labels`: numeric attributes with more than 10
+    distinct values (age) are binned with ``bins`` (default 20, 40, 60, 80 -> <20, 20-39, ...,
+    80+); missing values are ``unknown``; intersections are named ``sex=female & age=60-79``.
     """
-    import pandas as pd
+    from ..groups import group_labels
 
-    from ..data import bin_values
-
-    bins = dict(bins or {})
-    parts = []
-    for c in sensitive:
-        col = manifest[c]
-        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 10:
-            edges = bins.get(c, [40, 60, 80])
-            col = pd.Series(np.asarray(bin_values(col.to_numpy(dtype=float), edges), dtype=object))
-        parts.append(col.astype(object).where(col.notna(), "unknown").astype(str).to_numpy())
-    if len(parts) == 1:
-        return parts[0].astype(object)
-    return np.array([" & ".join(t) for t in zip(*parts, strict=True)], dtype=object)
+    return group_labels(manifest, sensitive, bins=effective_bins(manifest, sensitive, bins))

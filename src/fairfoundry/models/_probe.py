@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import DEFAULT_AGE_EDGES
 
 __all__ = ["probe_attributes", "ProbeResult"]
 
@@ -39,21 +40,20 @@ class ProbeResult:
 
 
 def _labels(values, *, attribute: str, age_bins: Sequence[float]):
+    """Group labels (None where missing) and their order, by :mod:`fairfoundry.groups`."""
     import numpy as np
     import pandas as pd
 
-    s = pd.Series(values)
-    if pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 10:
-        from ..data import bin_values
+    from ..groups import MISSING, attribute_groups
 
-        cat = bin_values(s, age_bins)
-        order = [str(c) for c in cat.categories]
-        s = pd.Series(np.asarray(cat, dtype=object))
-    else:
-        order = None
-    s = s.astype(object).where(s.notna(), None)
-    lab = s.map(lambda v: None if v is None or str(v).strip().lower() in _MISSING else str(v))
-    return lab, order
+    s = pd.Series(values)
+    edges = age_bins if pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 10 else None
+    if edges is None:  # common spellings of "not recorded" are missing, not a group
+        s = s.where(~s.astype(str).str.strip().str.lower().isin(_MISSING))
+    cat = attribute_groups(s, edges=edges, name=f"attribute {attribute!r}")
+    lab = pd.Series(np.asarray(cat, dtype=object))
+    lab = lab.where(lab != MISSING, None)
+    return lab, [str(c) for c in cat.categories if c != MISSING]
 
 
 def _auc(y, proba, classes):
@@ -68,7 +68,7 @@ def _auc(y, proba, classes):
 
 def probe_attributes(embeddings, frame, *, attributes: Sequence[str], folds: int = 5,
                      seed: int = 0, n_boot: int = 200, ci: float = 0.95,
-                     age_bins: Sequence[float] = (40, 60, 80), group_col: str | None = "patient_id",
+                     age_bins: Sequence[float] = DEFAULT_AGE_EDGES, group_col: str | None = "patient_id",
                      min_group: int | None = None, C: float = 1.0) -> ProbeResult:
     r"""Cross-validated linear probes predicting each attribute from the embeddings.
 

@@ -39,6 +39,7 @@ from .._io import (
     write_table_atomic,
     write_text_atomic,
 )
+from ..groups import DEFAULT_AGE_EDGES
 
 __all__ = ["PretrainConfig", "pretrain", "DEFAULT_REPORT_ATTRIBUTES", "prepare_frame"]
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 #: attributes reported in composition.csv when present in the manifest
 DEFAULT_REPORT_ATTRIBUTES = ("sex", "age_group", "race", "ethnicity", "skin_type", "site",
                              "country", "view")
-AGE_EDGES = (40, 60, 80)
+AGE_EDGES = tuple(DEFAULT_AGE_EDGES)  # the one default age binning (fairfoundry.groups)
 
 OUTPUTS = ["encoder.safetensors", "checkpoint", "loss_log.csv", "composition.csv", "config.yaml",
            "run.json", "teachers.csv"]
