@@ -364,7 +364,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
                    reference_population=None, min_group_size: int = 10,
                    age_bins: Sequence[float] | None = None, root: str | os.PathLike | None = None,
                    check_duplicates: bool = False, problems=None, dataset: str | None = None,
-                   spec=None, notes: Sequence[str] = ()) -> Audit:
+                   spec=None, notes: Sequence[str] = (), allow_outside_root: bool = False) -> Audit:
     """Audit who is represented in a manifest.
 
     Parameters
@@ -383,6 +383,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     check_duplicates : hash every image file to find exact duplicates
     problems : DataFrame of unreadable files (``path``, ``error``) to include in the report
     dataset, spec, notes : provenance shown in the report and the datasheet
+    allow_outside_root : accept relative paths that climb out of ``root`` (duplicate check)
 
     Returns
     -------
@@ -586,7 +587,8 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     if check_duplicates:
         if "path" not in frame.columns:
             raise FairfoundryError("duplicate check needs a 'path' column in the manifest")
-        duplicates, dup_problems = exact_duplicates(frame, root=root or ".")
+        duplicates, dup_problems = exact_duplicates(frame, root=root or ".",
+                                                    allow_outside_root=allow_outside_root)
         if len(dup_problems):
             problems = dup_problems if problems is None else pd.concat([problems, dup_problems],
                                                                        ignore_index=True)

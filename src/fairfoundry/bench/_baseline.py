@@ -42,7 +42,7 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
         (default: the bundled NIH X-rays). An existing ``split`` column is replaced.
     encoder, encoder_weights, encoder_kwargs : the zoo encoder whose features are audited.
     labels : 0/1 label columns, each probed separately (one multi-label head).
-    sensitive : protected attributes (``age`` is binned 40, 60, 80).
+    sensitive : protected attributes (``age`` is binned with the default edges 20, 40, 60, 80).
     seed : split, probe and training seed.
     bootstrap : resamples for the test CIs.
 

@@ -78,8 +78,17 @@ def _load_commands() -> None:
                 raise
 
 
+#: CLI flag of each library parameter whose flag is not ``--`` + the name with dashes
+PARAM_FLAGS = {"id_col": "--id", "n_jobs": "--jobs", "n_bootstrap": "--bootstrap",
+               "n_permutations": "--permutations"}
+
+
 def error_exit(err: FairfoundryError) -> int:
-    """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2."""
+    """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2.
+
+    A library error naming a parameter (``sensitive='sexe': ...``) is shown with the flag
+    (``--sensitive 'sexe': ...``)."""
+    err = err.for_cli(PARAM_FLAGS)
     msg = f"error: {err.message}"
     if err.hint:
         msg += f"\n  hint: {err.hint}"

@@ -6,8 +6,6 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
-from .._errors import FairfoundryError
-
 
 @contextlib.contextmanager
 def rich_progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
@@ -33,14 +31,9 @@ def rich_progress(description: str, total: int | None) -> Iterator[Callable[[int
         yield lambda n=1: bar.advance(task, n)
 
 
-def parse_key_values(items: list[str] | None, *, option: str) -> dict[str, str]:
-    """Parse repeated ``key=value`` options into a dict, with a clear error naming the option."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise FairfoundryError(f"{option} expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        if not key.strip():
-            raise FairfoundryError(f"{option} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+def parse_key_values(items: list[str] | None, *, option: str, typed: bool = False) -> dict:
+    """Repeated ``KEY=VALUE`` options (:func:`fairfoundry._values.parse_key_values`; text
+    values unless ``typed``)."""
+    from .._values import parse_key_values as parse
+
+    return parse(items, option=option, typed=typed)

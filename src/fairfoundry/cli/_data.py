@@ -217,6 +217,9 @@ def audit_data_command(
         help="Decode every image (PNG/JPEG/DICOM/NIfTI/npz) and list the unreadable ones."),
     strict: bool = typer.Option(
         False, "--strict", help="Fail on the first missing or unreadable file instead of listing it."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of --root / the manifest's folder (../)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
 ) -> None:
     """Audit who is in a dataset: counts, shares, intersections, missingness, imbalance,
@@ -270,7 +273,11 @@ def audit_data_command(
         name = Path(manifest).name
         inputs = {"manifest": str(Path(manifest).resolve()), "sha256": file_fingerprint(manifest)}
         if check_files and not check_images and "path" in frame.columns:
-            exists = [(base / p).exists() for p in frame["path"].astype(str)]
+            from ..data import resolve_paths
+
+            full = resolve_paths(frame["path"], root=base, allow_outside_root=allow_outside_root,
+                                 source=f"manifest {manifest}")
+            exists = [p is not None and Path(p).exists() for p in full]
             missing = frame.loc[[not e for e in exists], "path"]
             if len(missing) and strict:
                 raise FairfoundryError(f"{len(missing)} image file(s) listed in {manifest} do not "
@@ -282,7 +289,8 @@ def audit_data_command(
         from ..data import check_images as _check_images
 
         with rich_progress("decoding images", len(frame)) as advance:
-            bad = _check_images(frame, root=base, strict=strict, progress=advance)
+            bad = _check_images(frame, root=base, strict=strict, progress=advance,
+                                allow_outside_root=allow_outside_root)
         known = set(problems["path"]) if len(problems) else set()
         bad = bad[~bad["path"].isin(known)]
         problems = pd.concat([problems, bad], ignore_index=True) if len(problems) else bad
@@ -298,6 +306,7 @@ def audit_data_command(
         frame, attributes=_split_multi(attributes) or None, intersections=inter,
         labels=label_cols, reference_population=reference, min_group_size=min_group_size,
         age_bins=edges, root=base, check_duplicates=duplicates,
+        allow_outside_root=allow_outside_root,
         problems=problems if len(problems) else None, dataset=name, spec=spec, notes=notes)
     if strict and audit.problems is not None and len(audit.problems):
         raise FairfoundryError(f"{len(audit.problems)} file(s) could not be read, e.g. "

@@ -29,14 +29,8 @@ def _split_multi(values: list[str] | None) -> list[str]:
 
 
 def _parse_model_args(items: list[str] | None) -> dict:
-    """``--model-arg img_size=64`` -> ``{"img_size": 64}`` (values parsed as JSON when possible)."""
-    out = {}
-    for k, v in parse_key_values(items, option="--model-arg").items():
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
+    """``--model-arg img_size=64`` -> ``{"img_size": 64}`` (typed values)."""
+    return parse_key_values(items, option="--model-arg", typed=True)
 
 
 @models_app.command("list")
@@ -114,7 +108,7 @@ def models_convert(
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
                                           help="Allow unpickling the checkpoint (needed for pickled models)."),
     model_arg: list[str] | None = typer.Option(None, "--model-arg",
-                                               help="Constructor argument KEY=VALUE (JSON values), repeatable."),
+                                               help="Constructor argument KEY=VALUE (typed: 64, 0.1, true, [1,2]), repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Convert a checkpoint once to .safetensors (no pickle, carries the architecture).
@@ -178,18 +172,22 @@ def embed_command(
                                           help="Allow unpickling non-tensor checkpoints (runs code from the file)."),
     download: bool = typer.Option(False, "--download", help="Allow downloading weights from the hub."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Extract embeddings of every image in a manifest (cached, resumable, Ray-scalable)."""
     from ..models import extract_embeddings, read_image_manifest
 
-    n = len(read_image_manifest(manifest))
+    n = len(read_image_manifest(manifest, allow_outside_root=allow_outside_root))
     with rich_progress("embedding", n) as advance:
         res = extract_embeddings(
             manifest, model, out=out, weights=weights, device=device, batch_size=batch_size,
             num_workers=workers, shard_size=shard_size, cache_dir=cache_dir, executor=executor,
             on_error=on_error, overwrite=overwrite, trust_checkpoint=trust_checkpoint,
             download=download, seed=seed, model_kwargs=_parse_model_args(model_arg), amp=amp,
-            parquet=parquet, ray_address=ray_address, ray_num_cpus=ray_cpus, progress=advance)
+            parquet=parquet, ray_address=ray_address, ray_num_cpus=ray_cpus, progress=advance,
+            allow_outside_root=allow_outside_root)
     if res.up_to_date:
         typer.echo(f"{out}: up to date ({res.n} x {res.dim}), nothing to do")
         return

@@ -34,16 +34,8 @@ _PRETRAIN_EPILOG = (
 
 
 def _parse_values(items: list[str] | None, *, option: str) -> dict[str, Any]:
-    """``key=value`` options with YAML-typed values (``0.75``, ``true``, ``[0.2, 1.0]``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for key, raw in parse_key_values(items, option=option).items():
-        try:
-            out[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
+    """``key=value`` options with typed values (``0.75``, ``true``, ``[0.2, 1.0]``)."""
+    return parse_key_values(items, option=option, typed=True)
 
 
 def _read_config(path: Path | None) -> dict:

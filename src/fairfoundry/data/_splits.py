@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from .._errors import FairfoundryError
 
@@ -148,7 +147,8 @@ def check_leakage(manifest, *, split_col: str = "split", patient_col: str = "pat
 
 
 def exact_duplicates(manifest, *, root: str | os.PathLike = ".", path_col: str = "path",
-                     progress: Callable[[int], None] | None = None):
+                     progress: Callable[[int], None] | None = None,
+                     allow_outside_root: bool = False):
     """Byte-identical image files (same SHA-256 of the file content) under different sample ids.
 
     Parameters
@@ -169,13 +169,14 @@ def exact_duplicates(manifest, *, root: str | os.PathLike = ".", path_col: str =
 
     if path_col not in manifest.columns:
         raise FairfoundryError(f"duplicate check needs a {path_col!r} column in the manifest")
-    root = Path(root)
+    from ._paths import resolve_paths
+
     hashes, problems = [], []
-    for p in manifest[path_col]:
-        if p is None or p != p:
+    full_paths = resolve_paths(manifest[path_col], root=root, allow_outside_root=allow_outside_root)
+    for p, full in zip(manifest[path_col], full_paths, strict=True):
+        if full is None:
             hashes.append(None)
             continue
-        full = Path(p) if Path(p).is_absolute() else root / p
         try:
             hashes.append(file_fingerprint(full))
         except OSError as exc:

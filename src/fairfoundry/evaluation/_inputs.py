@@ -43,13 +43,27 @@ def _lookup(frame: pd.DataFrame, name: str) -> str | None:
     return lowered.get(name.lower())
 
 
+#: parameter of :func:`fairfoundry.evaluate` behind each flag whose name differs
+_PARAM_OF_FLAG = {"--id": "id_col", "--jobs": "n_jobs"}
+
+
+def param_name(option: str) -> str:
+    """The library parameter named by ``option`` (``--split-col`` -> ``split_col``)."""
+    return _PARAM_OF_FLAG.get(option, option.lstrip("-").replace("-", "_"))
+
+
 def resolve_column(frame: pd.DataFrame, name: str, *, option: str, source: str) -> str:
-    """Return ``name`` if it is a column of ``frame`` (exact, else case-insensitive), or raise."""
+    """Return ``name`` if it is a column of ``frame`` (exact, else case-insensitive), or raise.
+
+    ``option`` is the parameter (``sensitive``; a flag spelling ``--sensitive`` is accepted):
+    the message names it as ``sensitive='sexe': ...``, and the CLI shows its flag.
+    """
     found = _lookup(frame, name)
     if found is None:
+        param = param_name(option)
         raise FairfoundryError(
-            f"{option}: column {name!r} not found in {source}",
-            hint=did_you_mean(name, frame.columns, what="columns"),
+            f"{param}={name!r}: column not found in {source}",
+            hint=did_you_mean(name, frame.columns, what="columns"), param=param,
         )
     return str(found)
 

@@ -226,12 +226,24 @@ def intersect_groups(frame: pd.DataFrame, columns: Sequence[str], *,
 def auto_bin_columns(frame: pd.DataFrame, columns: Sequence[str], bins: dict | None = None,
                      *, max_values: int = 10) -> dict[str, list[float]]:
     """Edges for every numeric column with more than ``max_values`` distinct values (age):
-    ``bins[column]`` when given, else :data:`DEFAULT_AGE_EDGES`."""
+    ``bins[column]`` when given, else :data:`DEFAULT_AGE_EDGES` without the edges outside the
+    observed range (ages 25-90 give ``<40, 40-59, 60-79, 80+``: no empty bin at either end).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> auto_bin_columns(pd.DataFrame({"age": range(25, 91)}), ["age"])
+    {'age': [40.0, 60.0, 80.0]}
+    """
     out = {}
     for c in columns:
         col = frame[c]
         if pd.api.types.is_numeric_dtype(col) and col.nunique() > max_values:
-            out[c] = default_edges(c, bins)
+            edges = default_edges(c, bins)
+            if c not in (bins or {}):  # default edges: no empty bin at either end
+                lo, hi = float(col.min()), float(col.max())
+                edges = [e for e in edges if lo < e <= hi] or edges
+            out[c] = edges
     return out
 
 

@@ -48,40 +48,23 @@ def list_mitigations() -> list[dict[str, str]]:
     return rows
 
 
-def _coerce(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            continue
-    return value
-
-
 def parse_method_args(args: dict[str, Any]) -> dict[str, Any]:
-    """Turn ``{"eta": "0.1", "variant": "eo"}`` from ``--method-arg`` into typed values."""
-    return {k.replace("-", "_"): _coerce(v) for k, v in (args or {}).items()}
+    """Turn ``{"eta": "0.1", "variant": "eo"}`` from ``--method-arg`` into typed values
+    (:func:`fairfoundry._values.parse_value`)."""
+    from .._values import parse_value
+
+    return {k.replace("-", "_"): parse_value(v) for k, v in (args or {}).items()}
 
 
 def make_mitigation(name: str, **kwargs):
     """Instantiate a registered mitigation; unknown names or arguments give a clear error."""
-    import inspect
-
     if name not in MITIGATIONS:
         raise FairfoundryError(f"unknown mitigation method {name!r}", hint=did_you_mean(name, MITIGATIONS, what="methods"))
+    from .._values import check_arguments
+
     cls = MITIGATIONS[name]
-    params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p not in ("self", "n_groups")]
-    bad = [k for k in kwargs if k not in valid]
-    if bad:
-        raise FairfoundryError(f"method {name!r} has no argument {bad[0]!r}",
-                               hint=f"its arguments are: {', '.join(valid) or '(none)'}")
+    kwargs = check_arguments(cls.__init__, kwargs, option="--method-arg",
+                             what=f"method {name!r}", skip=("self", "n_groups"))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -140,19 +140,6 @@ class FitConfig(BaseModel):
         return [self.label] if isinstance(self.label, str) else list(self.label)
 
 
-def _pydantic_error(exc: ValidationError, where: str) -> FairfoundryError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        valid = ", ".join(FitConfig.model_fields)
-        return FairfoundryError(f"unknown key {loc!r} in {where}", hint=f"valid keys are: {valid}")
-    if err["type"] == "missing":
-        return FairfoundryError(f"{where} is missing the required key {loc!r}")
-    if not loc:
-        return FairfoundryError(f"invalid {where}: {err['msg'].removeprefix('Value error, ')}")
-    return FairfoundryError(f"invalid value for {loc!r} in {where}: {err['msg']}")
-
-
 def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a YAML file or a dict (relative paths are relative to the file)."""
     from .._io import read_yaml_mapping
@@ -173,7 +160,9 @@ def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     try:
         return FitConfig(**data)
     except ValidationError as exc:
-        raise _pydantic_error(exc, where) from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where=where, model=FitConfig) from exc
 
 
 def _instantiate(spec: MethodSpec):

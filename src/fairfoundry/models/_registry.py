@@ -151,6 +151,15 @@ def _parse_weights(weights) -> Any:
     return path
 
 
+#: types of common encoder constructor arguments (timm / open_clip ViTs and CNNs), checked
+#: before anything is built so ``--model-arg img_size=abc`` names the argument and its type
+MODEL_ARG_TYPES: dict[str, type] = {
+    "img_size": int, "patch_size": int, "depth": int, "embed_dim": int, "num_heads": int,
+    "in_chans": int, "num_classes": int, "mlp_ratio": float, "drop_rate": float,
+    "drop_path_rate": float, "global_pool": str, "class_token": bool, "pretrained": bool,
+}
+
+
 def resolve_model(name_or_path: str | os.PathLike, *, weights=None,
                   model_kwargs: dict | None = None) -> ModelRef:
     """Resolve a preset name, ``backend:id`` or local path to a :class:`ModelRef` (no torch).
@@ -160,9 +169,11 @@ def resolve_model(name_or_path: str | os.PathLike, *, weights=None,
     FairfoundryError
         Unknown model (with the closest preset names) or unknown backend.
     """
+    from .._values import check_types
+
     _load_backends()
     text = str(name_or_path).strip()
-    kwargs = dict(model_kwargs or {})
+    kwargs = check_types(dict(model_kwargs or {}), MODEL_ARG_TYPES, option="--model-arg")
     preset = get_preset(text)
     if preset is not None:
         w = _parse_weights(weights) if weights is not None else (

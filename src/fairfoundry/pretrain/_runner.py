@@ -351,11 +351,6 @@ def _validate(model_cls, data: dict):
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise FairfoundryError(
-                f"unknown config key {loc!r}",
-                hint=did_you_mean(str(first["loc"][-1]), model_cls.model_fields, what="keys"),
-            ) from exc
-        raise FairfoundryError(f"invalid config value for {loc!r}: {first['msg']}") from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where="the pretrain config", model=model_cls) from exc
