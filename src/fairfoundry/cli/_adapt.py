@@ -122,7 +122,7 @@ def fit_command(
         for row in list_mitigations():
             typer.echo(f"{row['name']:<22} {row['stage']:<5} {row['summary']}")
         return
-    from ..mitigate import fit_run, load_fit_config
+    from ..pipeline import fit_run, load_fit_config
 
     if out is None:
         raise FairfoundryError("--out is required", hint="e.g. --out runs/my-run")

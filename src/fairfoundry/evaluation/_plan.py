@@ -224,8 +224,8 @@ class EvaluationPlan:
                 nf_pred &= self.s[label] < thr["threshold"]
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
         kw = self._engine_kwargs(progress)
-        kw.pop("ece_bins")
-        kw.pop("ece_strategy")
+        kw.pop("ece_bins", None)
+        kw.pop("ece_strategy", None)
         by, sm = [], []
         first = True
         for attr in self.attributes:

@@ -28,6 +28,7 @@ from ._names import (
     group_sort_key,
     intersection_attribute,
     intersection_name,
+    is_known,
     sort_groups,
     split_intersection,
 )
@@ -36,5 +37,5 @@ __all__ = [
     "ATTRIBUTE_SEP", "DEFAULT_AGE_EDGES", "MISSING", "SEP", "attribute_groups", "auto_bin_columns",
     "bin_labels", "bin_values", "combine_groups", "default_edges", "encode_groups",
     "group_labels", "group_sort_key", "intersect_groups", "intersection_attribute",
-    "intersection_name", "parse_bins", "parse_edges", "sort_groups", "split_intersection",
+    "intersection_name", "is_known", "parse_bins", "parse_edges", "sort_groups", "split_intersection",
 ]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 __all__ = ["MISSING", "SEP", "ATTRIBUTE_SEP", "intersection_name", "intersection_attribute",
-           "split_intersection", "group_sort_key", "sort_groups"]
+           "split_intersection", "group_sort_key", "sort_groups", "is_known"]
 
 #: the group of rows whose attribute value is not recorded (never dropped, never imputed)
 MISSING = "unknown"
@@ -47,6 +47,20 @@ def split_intersection(name: str) -> list[tuple[str, str]]:
         col, _, value = part.partition("=")
         out.append((col, value))
     return out
+
+
+def is_known(name: str) -> bool:
+    """False when the group (or any part of an intersection) is :data:`MISSING`.
+
+    Examples
+    --------
+    >>> is_known("sex=female & age=60-79"), is_known("sex=unknown & age=60-79")
+    (True, False)
+    """
+    name = str(name)
+    if SEP in name and "=" in name:
+        return all(v != MISSING for _, v in split_intersection(name))
+    return name != MISSING
 
 
 def group_sort_key(name: str):

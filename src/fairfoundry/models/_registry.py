@@ -114,8 +114,12 @@ def list_backends() -> dict[str, type[Backend]]:
 
 
 def _load_backends() -> None:
-    # importing the modules registers the backends; they import torch lazily
-    from . import _hf, _local, _open_clip, _retfound, _timm, _xrv  # noqa: F401
+    """Import every backend module (found by :func:`fairfoundry._plugins.discover`: the
+    modules of this package using ``@register_backend(``, and ``fairfoundry.backends`` entry
+    points); they import torch lazily."""
+    from .._plugins import ENTRY_POINT_GROUPS, discover
+
+    discover(__package__, marker="@register_backend(", group=ENTRY_POINT_GROUPS["backends"])
 
 
 def _encoder_meta_for_path(path: Path) -> dict | None:
