@@ -128,7 +128,10 @@ def encode_groups(values, *, categories: Sequence[str] | None = None, edges=None
     if isinstance(values, pd.DataFrame):
         codes, names = intersect_groups(values, list(values.columns))
     else:
-        arr = values if isinstance(values, pd.Categorical) else np.asarray(values, dtype=object)
+        arr = values if isinstance(values, (pd.Categorical, pd.Series)) else np.asarray(
+            values, dtype=object)
+        if arr.ndim == 1 and isinstance(arr, np.ndarray):
+            arr = pd.Series(arr).infer_objects()  # [2.0, 1.0, None] -> floats -> "1", "2"
         if getattr(arr, "ndim", 1) == 2:
             parts = [attribute_groups(arr[:, j], name=name) for j in range(arr.shape[1])]
             labels = pd.Series(np.asarray(parts[0], dtype=object))
