@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from fairfoundry._errors import FairfoundryError
-from fairfoundry._values import check_arguments, key_path, parse_key_values, parse_value, pydantic_error
+from fairfoundry._values import (
+    check_arguments,
+    key_path,
+    parse_key_values,
+    parse_value,
+    pydantic_error,
+)
 from fairfoundry.metrics import EngineOptions, evaluate_groups
 
 

@@ -358,7 +358,8 @@ def _label_columns(manifest, labels):
     return out
 
 
-def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
+def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
+                   attributes: Sequence[str] | None = None,
                    intersections: Sequence[Sequence[str]] | str | None = "pairs",
                    labels: Sequence[str] | None = None,
                    reference_population=None, min_group_size: int = 10,
@@ -370,7 +371,8 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     Parameters
     ----------
     manifest : harmonised manifest (one row per image; see :mod:`fairfoundry.data`)
-    attributes : attribute columns to audit; default: every protected attribute present
+    sensitive : protected attribute columns to audit (``attributes`` is the old spelling);
+        default: every protected attribute present
         (``age`` is audited through ``age_group``, binned with ``age_bins`` when absent)
     intersections : ``"pairs"`` (every pair of ``attributes``, the default), ``"none"``/None,
         or explicit tuples such as ``[("sex", "age_group"), ("sex", "race", "age_group")]``
@@ -402,6 +404,8 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
     from ..groups import combine_groups, intersection_attribute, split_intersection
 
+    if sensitive is not None:
+        attributes = [*sensitive, *(attributes or [])]
     if manifest is None or len(manifest) == 0:
         raise FairfoundryError("cannot audit an empty manifest")
     if min_group_size < 1:

@@ -170,7 +170,7 @@ def datasets_scan(
 _AUDIT_EPILOG = (
     "Examples:\n\n"
     "  fairfoundry audit-data --dataset nih-chestxray14 --root ~/data/nih --out nih-audit\n\n"
-    "  fairfoundry audit-data --manifest manifest.csv --attributes sex,age,race "
+    "  fairfoundry audit-data --manifest manifest.csv --sensitive sex,age,race "
     "--intersect sex,age --labels label --reference census.csv --min-group-size 20 --out audit\n\n"
     "Outputs: OUT/audit.json, OUT/audit.html (self-contained), OUT/datasheet.md (Datasheets for "
     "Datasets, pre-filled), OUT/groups.csv, OUT/manifest.csv (the harmonised manifest, with "
@@ -187,10 +187,12 @@ def audit_data_command(
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="A harmonised manifest (CSV, TSV, Parquet or .xlsx) to audit."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    sensitive: list[str] | None = typer.Option(
+        None, "--sensitive", "-a",
+        help="Protected attributes to audit, e.g. --sensitive sex,age,race. Default: every "
+             "protected attribute present."),
     attributes: list[str] | None = typer.Option(
-        None, "--attributes", "-a",
-        help="Attributes to audit, e.g. --attributes sex,age,race. Default: every protected "
-             "attribute present."),
+        None, "--attributes", hidden=True, help="Old spelling of --sensitive."),
     intersect: list[str] | None = typer.Option(
         None, "--intersect",
         help="Intersections, e.g. --intersect sex,age (repeatable). Default: every pair of "
@@ -303,7 +305,8 @@ def audit_data_command(
         else:
             inter = [tuple(p.strip() for p in i.split(",") if p.strip()) for i in intersect]
     audit = audit_manifest(
-        frame, attributes=_split_multi(attributes) or None, intersections=inter,
+        frame, attributes=_split_multi([*(sensitive or []), *(attributes or [])]) or None,
+        intersections=inter,
         labels=label_cols, reference_population=reference, min_group_size=min_group_size,
         age_bins=edges, root=base, check_duplicates=duplicates,
         allow_outside_root=allow_outside_root,

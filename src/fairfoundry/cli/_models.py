@@ -202,8 +202,11 @@ def embed_command(
 def probe_attributes_command(
     embeddings: Path = typer.Option(..., "--embeddings", "-e", help="Output directory of `fairfoundry embed`."),
     manifest: Path = typer.Option(..., "--manifest", help="Manifest with sample_id and the attribute columns."),
-    attributes: list[str] = typer.Option(..., "--attributes", "-a",
-                                         help="Attribute columns; repeat or comma-separate (sex,age,race)."),
+    sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attribute columns; repeat or "
+                                                    "comma-separate (sex,age,race)."),
+    attributes: list[str] | None = typer.Option(None, "--attributes", hidden=True,
+                                                help="Old spelling of --sensitive."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the AUC CIs."),
@@ -227,7 +230,10 @@ def probe_attributes_command(
     from ..models import read_embeddings
     from ..models._probe import probe_attributes
 
-    attrs = _split_multi(attributes)
+    attrs = _split_multi([*(sensitive or []), *(attributes or [])])
+    if not attrs:
+        raise FairfoundryError("no --sensitive attribute given",
+                               hint="for example --sensitive sex,age")
     prepare_out_dir(out, overwrite=overwrite, outputs=PROBE_OUTPUTS)
     ids, arr, meta = read_embeddings(embeddings)
     frame = read_manifest(manifest, required=["sample_id", *attrs])
@@ -240,7 +246,7 @@ def probe_attributes_command(
             hint=f"pass the manifest used for `fairfoundry embed` ({meta.get('inputs', {}).get('manifest')})")
     aligned = frame.iloc[pos.loc[list(ids)].to_numpy()].reset_index(drop=True)
     edges = parse_bins([f"age={age_bins}"])["age"]
-    res = probe_attributes(arr, aligned, attributes=attrs, folds=folds, seed=seed, n_boot=n_boot,
+    res = probe_attributes(arr, aligned, sensitive=attrs, folds=folds, seed=seed, n_boot=n_boot,
                            age_bins=edges, group_col=group_col or None)
     with staged_dir(out) as stage:
         res.table.to_csv(stage / "probe.csv", index=False)
