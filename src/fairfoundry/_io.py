@@ -119,6 +119,34 @@ def write_table_atomic(path: str | os.PathLike, frame) -> Path:
     return write_atomic(path, _write)
 
 
+def check_header(path: str | os.PathLike, *, sep: str | None = ",", what: str = "input") -> None:
+    """Refuse a delimited text file whose header names a column twice (pandas would silently
+    rename the second ``p`` to ``p.1``)."""
+    import csv
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return  # the reader reports unreadable files
+    if sep is None:
+        try:
+            sep = csv.Sniffer().sniff(first).delimiter
+        except csv.Error:
+            return
+    header = next(csv.reader([first], delimiter=sep), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(h.strip() for h in header):
+        if name in seen and name:
+            raise FairfoundryError(
+                f"{what} file {path}: the header names column {name!r} twice (columns "
+                f"{seen[name] + 1} and {i + 1})", hint="rename or drop one of them")
+        seen[name] = i
+
+
 def read_table(path: str | os.PathLike, *, what: str = "input"):
     """Read a CSV, TSV (optionally gzipped) or Parquet file into a DataFrame.
 
@@ -139,12 +167,16 @@ def read_table(path: str | os.PathLike, *, what: str = "input"):
         if name.endswith(".parquet") or name.endswith(".pq"):
             frame = pd.read_parquet(path)
         elif name.endswith((".tsv", ".tsv.gz", ".tab")):
+            check_header(path, sep="\t", what=what)
             frame = pd.read_csv(path, sep="\t", low_memory=False)
         else:
+            check_header(path, sep=None if name.endswith(".txt") else ",", what=what)
             frame = pd.read_csv(path, sep=None if name.endswith(".txt") else ",", low_memory=False,
                                 engine="python" if name.endswith(".txt") else "c")
     except pd.errors.EmptyDataError as exc:
         raise FairfoundryError(f"{what} file {path} is empty") from exc
+    except FairfoundryError:
+        raise
     except Exception as exc:  # any parser failure is a user-input problem
         raise FairfoundryError(f"cannot read {what} file {path}: {exc}".splitlines()[0]) from exc
     if frame.shape[0] == 0:
@@ -260,6 +292,22 @@ def write_sidecar(path: str | os.PathLike, *, kind: str, config: dict | None = N
     return write_json_atomic(path, payload)
 
 
+def read_json(path: str | os.PathLike, *, what: str = "file"):
+    """Parse a JSON file; malformed JSON raises naming the file, line and column."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FairfoundryError(f"{what} file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                               f"column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not UTF-8 text") from exc
+
+
 def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hint: str = "") -> dict:
     """Read a YAML file that must hold a mapping, with one clear error naming the file.
 
@@ -282,8 +330,12 @@ def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hin
         raise FairfoundryError(f"{what} file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise FairfoundryError(f"{what} {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    except yaml.YAMLError as exc:  # also tags such as !!python/object (safe loading refuses them)
+        first = " ".join(str(exc).split())
+        raise FairfoundryError(f"{what} {path} is not valid YAML: {first[:200]}",
+                               hint="plain YAML only: Python tags (!!python/...) are refused") from exc
+    except UnicodeDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not UTF-8 text") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

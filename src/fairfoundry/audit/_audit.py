@@ -65,7 +65,18 @@ def effective_groups(counts, *, order: float = 1.0) -> float:
     return float((p ** order).sum() ** (1.0 / (1.0 - order)))
 
 
-def read_reference(source) -> dict[str, dict[str, float]]:
+def _share(value, where: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if not math.isfinite(out):
+        raise FairfoundryError(f"reference population {where}: share {value!r} is not a number",
+                               hint="shares are numbers such as 0.51 (or counts)")
+    return out
+
+
+def read_reference(source, *, warnings: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Read a reference population: a mapping ``{attribute: {group: share}}``, a JSON/YAML file
     holding one, or a CSV/TSV with columns ``attribute, group, share`` (shares are normalised
     per attribute; counts work too).
@@ -75,25 +86,25 @@ def read_reference(source) -> dict[str, dict[str, float]]:
     >>> read_reference({"sex": {"female": 51, "male": 49}})["sex"]["female"]
     0.51
     """
-    import json
-
     import pandas as pd
+
+    from .._io import read_json, read_yaml_mapping
 
     if source is None:
         return {}
+    where = "mapping"
     if isinstance(source, Mapping):
-        raw = {str(a): {str(g): float(v) for g, v in groups.items()} for a, groups in source.items()}
+        raw = source
     else:
         path = Path(source)
         if not path.exists():
             raise FairfoundryError(f"reference population file not found: {path}")
         name = path.name.lower()
+        where = str(path)
         if name.endswith(".json"):
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_json(path, what="reference population")
         elif name.endswith((".yaml", ".yml")):
-            import yaml
-
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = read_yaml_mapping(path, what="reference population")
         else:
             table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
             need = {"attribute", "group", "share"}
@@ -101,19 +112,28 @@ def read_reference(source) -> dict[str, dict[str, float]]:
                 raise FairfoundryError(f"reference population {path} needs columns attribute, "
                                        f"group, share", hint=f"it has: {', '.join(table.columns)}")
             raw = {}
-            for rec in table.itertuples(index=False):
-                raw.setdefault(str(rec.attribute), {})[str(rec.group)] = float(rec.share)
+            for i, rec in enumerate(table.itertuples(index=False)):
+                raw.setdefault(str(rec.attribute), {})[str(rec.group)] = _share(
+                    rec.share, f"{path} row {i + 1}")
         if not isinstance(raw, Mapping):
             raise FairfoundryError(f"reference population {path} must map attributes to "
                                    f"{{group: share}}")
-        return read_reference(raw)
     out = {}
     for a, groups in raw.items():
+        if not isinstance(groups, Mapping):
+            raise FairfoundryError(f"reference population {where}: {a!r} must map groups to shares")
+        groups = {str(g): _share(v, f"{where}, {a}={g}") for g, v in groups.items()}
         total = sum(groups.values())
         if total <= 0 or any(v < 0 for v in groups.values()):
             raise FairfoundryError(f"reference population for {a!r} needs non-negative shares "
                                    f"with a positive sum")
-        out[a] = {g: v / total for g, v in groups.items()}
+        if abs(total - 1.0) > 1e-6:
+            msg = (f"reference population shares of {a!r} sum to {total:g}, not 1: rescaled to "
+                   "shares")
+            log.warning(msg)
+            if warnings is not None:
+                warnings.append(msg)
+        out[a] = {str(g): v / total for g, v in groups.items()}
     return out
 
 
@@ -541,7 +561,7 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
                     f"(harmonise them with fairfoundry.data.{funcs[a]} or build the manifest "
                     f"from a dataset spec)")
     # representation vs reference
-    ref = read_reference(reference_population)
+    ref = read_reference(reference_population, warnings=warnings)
     rep_rows = []
     for a, shares in ref.items():
         if a not in attributes and a not in {intersection_attribute(t) for t in inter}:

@@ -41,10 +41,18 @@ def load_embeddings(path: str | os.PathLike, manifest) -> tuple[np.ndarray, dict
         ids, arr, meta = read_embeddings(path)
         info.update(kind="embed-dir", encoder=meta.get("model") or meta.get("encoder"))
     elif path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise FairfoundryError(f"embeddings {path} is not a NumPy .npy array file",
+                                   hint="save the array with numpy.save, or pass a `fairfoundry "
+                                        "embed` directory or a Parquet/CSV table keyed by sample_id")
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise FairfoundryError(f"cannot read embeddings {path}: {exc}".splitlines()[0]) from exc
+            raise FairfoundryError(f"cannot read embeddings {path}: not a numeric array "
+                                   f"({type(exc).__name__})",
+                                   hint="save a numeric array with numpy.save") from exc
         if arr.ndim != 2:
             raise FairfoundryError(f"embeddings {path} must be 2-D (rows x dims), got shape {arr.shape}")
         if arr.shape[0] != len(manifest):
@@ -88,7 +96,8 @@ def load_embeddings(path: str | os.PathLike, manifest) -> tuple[np.ndarray, dict
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise FairfoundryError(f"embedding of sample {manifest['sample_id'].iloc[i]!r} (row {i}) contains NaN or inf")
+        raise FairfoundryError(f"embedding of sample {str(manifest['sample_id'].iloc[i])!r} (row {i + 1}) "
+                               "contains NaN or inf")
     info["dim"] = int(arr.shape[1])
     return arr, info
 
@@ -125,7 +134,8 @@ def prepare_columns(manifest, *, labels: list[str], sensitive: list[str], split_
         bad = ~np.isnan(vals) & ~np.isin(vals, [0.0, 1.0])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise FairfoundryError(f"label column {lab!r} has value {vals[i]!r} in row {i}; labels must be 0/1")
+            raise FairfoundryError(f"label column {lab!r} has value {float(vals[i]):g} in row {i + 1}; "
+                                   "labels must be 0/1")
         y[:, k] = vals
         for s in ("train", "val"):
             m = (splits == s).to_numpy()
