@@ -204,6 +204,44 @@ def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool, outputs: list[st
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike, *, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove the staging folders a killed run (``kill -9``) left next to ``out``.
+
+    A staging folder is ``.<out>.staging-<pid>-<random>``; it is stale when its process no
+    longer runs (or, for a folder without a pid, when it is older than ``max_age_s``). Returns
+    the folders removed.
+    """
+    import time
+
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for d in out.parent.glob(f".{out.name}.staging-*"):
+        if not d.is_dir():
+            continue
+        tail = d.name.rsplit(".staging-", 1)[1]
+        pid = tail.split("-", 1)[0]
+        if pid.isdigit() and "-" in tail:
+            stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+        else:
+            stale = time.time() - d.stat().st_mtime > max_age_s
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Stage a run's outputs in a hidden sibling directory, then move them into ``out``.
@@ -213,7 +251,8 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    remove_stale_staging(out)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.parent))
     try:
         yield stage
         out.mkdir(parents=True, exist_ok=True)
@@ -290,6 +329,39 @@ def write_sidecar(path: str | os.PathLike, *, kind: str, config: dict | None = N
         **extra,
     }
     return write_json_atomic(path, payload)
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict, *, metadata: dict | None = None) -> Path:
+    """Write ``tensors`` (torch) as ``.safetensors`` atomically, with the header in a fixed
+    order: safetensors writes its ``__metadata__`` from a hash map, so two identical runs would
+    otherwise give different bytes. The header keys are sorted in place (same length, same
+    offsets), so identical inputs give identical files."""
+    from safetensors.torch import save_file
+
+    def write(p):
+        save_file(tensors, str(p), metadata=metadata)
+        canonical_safetensors_header(p)
+
+    return write_atomic(path, write)
+
+
+def canonical_safetensors_header(path: str | os.PathLike) -> None:
+    """Rewrite a ``.safetensors`` header with sorted keys (metadata included), in place."""
+    import json
+    import struct
+
+    with open(path, "r+b") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(n)
+        header = json.loads(raw)
+        if "__metadata__" in header and isinstance(header["__metadata__"], dict):
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(dict(sorted(header.items())), separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        if len(text) > n:  # pragma: no cover - reordering never lengthens compact JSON
+            return
+        fh.seek(8)
+        fh.write(text + b" " * (n - len(text)))
 
 
 def read_json(path: str | os.PathLike, *, what: str = "file"):

@@ -294,9 +294,7 @@ def save_encoder(encoder, path: str | os.PathLike, *, overwrite: bool = False) -
     (``__metadata__["fairfoundry.encoder"]``) holds backend, model id, constructor kwargs and
     preprocessing.
     """
-    from safetensors.torch import save_file
-
-    from .._io import write_atomic
+    from .._io import save_safetensors
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
@@ -315,7 +313,7 @@ def save_encoder(encoder, path: str | os.PathLike, *, overwrite: bool = False) -
         if ptr in seen and state[k].numel() > 0:
             state[k] = state[k].clone()
         seen[ptr] = k
-    write_atomic(path, lambda p: save_file(state, str(p), metadata={SAFETENSORS_META_KEY: json.dumps(meta)}))
+    save_safetensors(path, state, metadata={SAFETENSORS_META_KEY: json.dumps(meta, sort_keys=True)})
     return path
 
 
