@@ -191,6 +191,7 @@ def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool, outputs: list[st
     ``outputs`` is None), ``overwrite`` must be True.
     """
     out = Path(out)
+    remove_stale_staging(out)  # what a killed run (kill -9) left next to it
     if out.exists() and not out.is_dir():
         raise FairfoundryError(f"--out {out} exists and is not a directory")
     if out.exists():

@@ -125,7 +125,9 @@ def _run(fn, label: str, cfg: dict, *, out: Path, overwrite: bool, resume: bool)
             done = int(json.loads(state.read_text()).get("step", 0))
         except (ValueError, OSError):
             done = 0  # the library reports a broken checkpoint with its own message
-    with rich_progress(label, int(cfg.get("steps", 100))) as advance:
+    steps = cfg.get("steps", 100)
+    total = int(steps) if isinstance(steps, int) or str(steps).isdigit() else None
+    with rich_progress(label, total) as advance:  # a bad 'steps' is reported by the library
         if done:
             advance(done)
         return fn(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)
