@@ -461,7 +461,10 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
                     raise FairfoundryError(f"intersection {SEP.join(t)}: {a!r} not in the "
                                            f"manifest", hint=did_you_mean(a, frame.columns,
                                                                           what="columns"))
-    # patients
+    # patients (real ids only when patient_id is not just the sample id)
+    patient_ids = "patient_id" in frame.columns and not (
+        "sample_id" in frame.columns
+        and frame["patient_id"].astype(str).equals(frame["sample_id"].astype(str)))
     if "patient_id" in frame.columns:
         pid = frame["patient_id"]
         if "sample_id" in frame.columns:
@@ -624,7 +627,8 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
     config = {"attributes": attributes, "intersections": [list(t) for t in inter],
               "labels": [c if k is None else f"{c}={k}" for c, k, _ in label_arrays],
               "min_group_size": min_group_size, "age_bins": list(age_bins) if age_bins else None,
-              "reference_population": ref or None, "check_duplicates": check_duplicates}
+              "reference_population": ref or None, "check_duplicates": check_duplicates,
+              "patient_ids": bool(patient_ids)}
     return Audit(n_samples=n, n_patients=int(n_patients), attributes=attributes,
                  intersections=inter, groups=groups, missingness=missingness,
                  imbalance=imbalance, prevalence=prevalence, representation=representation,
