@@ -103,10 +103,49 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
-def write_table_atomic(path: str | os.PathLike, frame) -> Path:
-    """Write a DataFrame as CSV, TSV or Parquet (by suffix) atomically."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame):
+    """A copy of ``frame`` whose text cells that a spreadsheet would run as a formula (starting
+    with ``= + - @``, tab or carriage return, OWASP "CSV injection") start with ``'``.
+    Numbers, and text that reads as a number (``-0.5``), are left alone."""
+    import pandas as pd
+
+    out = None
+    for col in frame.columns:
+        s = frame[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(_FORMULA_START).fillna(False).astype(bool)
+        if risky.any():
+            risky &= pd.to_numeric(text, errors="coerce").isna()
+        if risky.any():
+            out = frame.copy() if out is None else out
+            out[col] = s.astype(object).where(~risky, "'" + text.astype(str))
+    return frame if out is None else out
+
+
+def md_escape(text) -> str:
+    """User-supplied text for Markdown (model card, datasheet): characters that Markdown or an
+    HTML renderer would interpret (``* _ ` [ ] < > # | \\``) are backslash-escaped, and line
+    breaks become spaces, so a dataset name cannot inject links, tables or HTML."""
+    import re
+
+    s = " ".join(str(text).split())
+    return re.sub(r"([\\`*_\[\]<>#|!{}])", r"\\\1", s)
+
+
+def write_table_atomic(path: str | os.PathLike, frame, *, report: bool = False) -> Path:
+    """Write a DataFrame as CSV, TSV or Parquet (by suffix) atomically.
+
+    ``report=True`` (tables meant to be opened in a spreadsheet, not read back as data)
+    neutralises formula cells (:func:`neutralise_formulas`)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if report and suffix != ".parquet":
+        frame = neutralise_formulas(frame)
 
     def _write(tmp: Path) -> None:
         if suffix == ".parquet":

@@ -318,12 +318,12 @@ def audit_data_command(
         audit.to_json(stage / "audit.json")
         audit.to_html(stage / "audit.html")
         audit.to_datasheet(stage / "datasheet.md")
-        write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups))
+        write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups), report=True)
         if dataset is not None:  # paths relative to the written manifest, so embed can use it
             write_table_atomic(stage / "manifest.csv",
                                rebase_paths(frame, from_dir=base, to_dir=out))
         if audit.problems is not None and len(audit.problems):
-            write_table_atomic(stage / "problems.csv", audit.problems)
+            write_table_atomic(stage / "problems.csv", audit.problems, report=True)
         write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,
                       inputs={**inputs, "manifest_fingerprint": frame_fingerprint(frame)})
     s = audit.summary()

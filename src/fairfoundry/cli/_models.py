@@ -225,7 +225,7 @@ def probe_attributes_command(
     import numpy as np
     import pandas as pd
 
-    from .._io import prepare_out_dir, staged_dir, write_sidecar
+    from .._io import prepare_out_dir, staged_dir, write_sidecar, write_table_atomic
     from ..data import parse_bins, read_manifest
     from ..models import read_embeddings
     from ..models._probe import probe_attributes
@@ -249,8 +249,8 @@ def probe_attributes_command(
     res = probe_attributes(arr, aligned, sensitive=attrs, folds=folds, seed=seed, n_boot=n_boot,
                            age_bins=edges, group_col=group_col or None)
     with staged_dir(out) as stage:
-        res.table.to_csv(stage / "probe.csv", index=False)
-        res.predictions.to_csv(stage / "probe_predictions.csv", index=False)
+        write_table_atomic(stage / "probe.csv", res.table, report=True)
+        write_table_atomic(stage / "probe_predictions.csv", res.predictions, report=True)
     write_sidecar(out / "probe.json", kind="attribute_probe",
                   config={"attributes": attrs, "folds": folds, "n_boot": n_boot, "age_bins": edges,
                           "group_col": group_col},
