@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SEP = ATTRIBUTE_SEP
 UNKNOWN = MISSING
 GEO_COLUMNS = ("country", "region", "income_group")
+#: leaking patients listed in audit.json (all of them go to leakage.csv)
+LEAKAGE_LISTED = 1000
 
 
 def effective_groups(counts, *, order: float = 1.0) -> float:
@@ -277,8 +279,10 @@ class Audit:
             "small_groups": to_jsonable(self.small_groups.assign(
                 n=[f"<{self.min_group_size}" if 0 < v < self.min_group_size else v
                    for v in self.small_groups["n"]]).to_dict(orient="records")),
+            # the first LEAKAGE_LISTED leaking patients (their number is in the summary;
+            # audit-data writes them all to leakage.csv)
             "leakage": None if self.leakage is None else to_jsonable(
-                self.leakage.to_dict(orient="records")),
+                self.leakage.head(LEAKAGE_LISTED).to_dict(orient="records")),
             "duplicates": None if self.duplicates is None else to_jsonable(
                 self.duplicates.to_dict(orient="records")),
             "problems": None if self.problems is None else to_jsonable(

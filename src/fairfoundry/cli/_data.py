@@ -18,7 +18,7 @@ datasets_app = typer.Typer(help="Dataset specs shipped with fairfoundry: list th
 app.add_typer(datasets_app, name="datasets")
 
 AUDIT_OUTPUTS = ["audit.json", "audit.html", "datasheet.md", "manifest.csv", "groups.csv",
-                 "problems.csv", "run.json"]
+                 "problems.csv", "leakage.csv", "run.json"]
 
 
 def _split_multi(values: list[str] | None) -> list[str]:
@@ -174,7 +174,8 @@ _AUDIT_EPILOG = (
     "--intersect sex,age --labels label --reference census.csv --min-group-size 20 --out audit\n\n"
     "Outputs: OUT/audit.json, OUT/audit.html (self-contained), OUT/datasheet.md (Datasheets for "
     "Datasets, pre-filled), OUT/groups.csv, OUT/manifest.csv (the harmonised manifest, with "
-    "--dataset), OUT/problems.csv (unreadable files), OUT/run.json (config, versions, inputs)."
+    "--dataset), OUT/problems.csv (unreadable files), OUT/leakage.csv (patients in several "
+    "splits), OUT/run.json (config, versions, inputs)."
 )
 
 
@@ -324,6 +325,8 @@ def audit_data_command(
                                rebase_paths(frame, from_dir=base, to_dir=out))
         if audit.problems is not None and len(audit.problems):
             write_table_atomic(stage / "problems.csv", audit.problems, report=True)
+        if audit.leakage is not None and len(audit.leakage):
+            write_table_atomic(stage / "leakage.csv", audit.leakage, report=True)
         write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,
                       inputs={**inputs, "manifest_fingerprint": frame_fingerprint(frame)})
     s = audit.summary()
@@ -336,6 +339,8 @@ def audit_data_command(
         written.append("manifest.csv")
     if audit.problems is not None and len(audit.problems):
         written.append(f"problems.csv ({len(audit.problems)} unreadable or missing file(s))")
+    if audit.leakage is not None and len(audit.leakage):
+        written.append(f"leakage.csv ({len(audit.leakage)} patient(s) in several splits)")
     typer.echo(f"wrote {out}/: {', '.join(written)}, run.json")
 
 

@@ -125,17 +125,32 @@ def check_leakage(manifest, *, split_col: str = "split", patient_col: str = "pat
     for col in (split_col, patient_col):
         if col not in manifest.columns:
             raise FairfoundryError(f"leakage check needs a {col!r} column in the manifest")
+    import numpy as np
+
     sub = manifest[[patient_col, split_col]].dropna()
-    nun = sub.groupby(patient_col, sort=True)[split_col].nunique()
-    leaking = nun.index[nun.to_numpy() > 1]
+    # integer codes, one bitmask of splits per patient: no Python function per group
+    pcodes, patients = pd.factorize(sub[patient_col])
+    scodes, splits = pd.factorize(sub[split_col].astype(str), sort=True)
+    if len(splits) > 62:
+        raise FairfoundryError(f"leakage check: {len(splits)} distinct values in {split_col!r}; "
+                               "is it really the split column?")
+    masks = np.zeros(len(patients), dtype=np.int64)
+    np.bitwise_or.at(masks, pcodes, np.left_shift(1, scodes.astype(np.int64)))
+    n_splits = np.zeros(len(patients), dtype=np.int64)
+    for k in range(len(splits)):
+        n_splits += (masks >> k) & 1
+    leaking = np.flatnonzero(n_splits > 1)
     if len(leaking) == 0:
         return pd.DataFrame(columns=["patient_id", "splits", "n_images"])
-    part = sub[sub[patient_col].isin(leaking)]
-    g = part.groupby(patient_col, sort=True)[split_col]
+    names = {m: "+".join(sorted(str(splits[k]) for k in range(len(splits)) if (m >> k) & 1))
+             for m in np.unique(masks[leaking]).tolist()}
+    ids = np.asarray(patients[leaking]).astype(str)
+    order = np.argsort(ids, kind="stable")  # sorted by patient id
+    leaking, ids = leaking[order], ids[order]
     out = pd.DataFrame({
-        "patient_id": g.size().index.astype(str),
-        "splits": g.agg(lambda s: "+".join(sorted(map(str, s.unique())))).to_numpy(),
-        "n_images": g.size().to_numpy(),
+        "patient_id": ids,
+        "splits": [names[m] for m in masks[leaking].tolist()],
+        "n_images": np.bincount(pcodes, minlength=len(patients))[leaking],
     })
     if raise_error:
         ex = ", ".join(f"{p} ({s})" for p, s in zip(out["patient_id"][:5], out["splits"][:5],
