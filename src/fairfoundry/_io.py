@@ -268,14 +268,17 @@ def remove_stale_staging(out: str | os.PathLike, *, max_age_s: float = 3600.0) -
     if not out.parent.is_dir():
         return removed
     for d in out.parent.glob(f".{out.name}.staging-*"):
-        if not d.is_dir():
+        try:  # another process may be removing or renaming it right now
+            if not d.is_dir():
+                continue
+            tail = d.name.rsplit(".staging-", 1)[1]
+            pid = tail.split("-", 1)[0]
+            if pid.isdigit() and "-" in tail:
+                stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+            else:
+                stale = time.time() - d.stat().st_mtime > max_age_s
+        except OSError:
             continue
-        tail = d.name.rsplit(".staging-", 1)[1]
-        pid = tail.split("-", 1)[0]
-        if pid.isdigit() and "-" in tail:
-            stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
-        else:
-            stale = time.time() - d.stat().st_mtime > max_age_s
         if stale:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)

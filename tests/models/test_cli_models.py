@@ -58,7 +58,7 @@ def test_embed_and_probe_on_real_nih_xrays(cli, tmp_path, tiny_encoder_file, nih
     assert r.code == 0, r
     t = pd.read_csv(tmp_path / "probe" / "probe.csv").set_index("attribute")
     assert set(t.index) == {"sex", "age", "view"}
-    assert t.loc["sex", "n"] == 300 and t.loc["age", "n_groups"] == 4
+    assert t.loc["sex", "n"] == 300 and t.loc["age", "n_groups"] == 5  # default edges 20, 40, 60, 80
     assert (t["ci_low"] <= t["auc"]).all() and (t["auc"] <= t["ci_high"]).all()
     side = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert side["config"]["attributes"] == ["sex", "age", "view"] and side["versions"]["python"]
