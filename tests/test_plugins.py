@@ -100,3 +100,23 @@ def test_builtin_registries_need_no_import_list():
     assert {"fairfoundry.models._timm", "fairfoundry.models._hf", "fairfoundry.models._xrv"} <= set(backends)
     methods = _package_modules("fairfoundry.mitigate", "@register(")
     assert {"fairfoundry.mitigate._groupdro", "fairfoundry.mitigate._post"} <= set(methods)
+
+
+def test_the_docs_tables_of_metrics_and_presets_match_their_registries():
+    import re
+    from pathlib import Path
+
+    from fairfoundry.metrics import METRICS
+    from fairfoundry.models import list_presets
+
+    docs = Path(__file__).parents[1] / "docs"
+    text = (docs / "metrics.md").read_text()
+    section = text.split("## Per-group metrics", 1)[1].split("\n\n", 3)[2]
+    documented = set()
+    for first_cell in re.findall(r"^\| (.+?) \|", section, flags=re.M):
+        documented |= set(re.findall(r"`([a-z0-9_]+)`", first_cell))
+    assert documented == set(METRICS)
+    models = (docs / "models.md").read_text()
+    names = {p.name for p in list_presets()}
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \| `", models, flags=re.M))
+    assert names <= listed, names - listed
