@@ -327,8 +327,10 @@ def audit_data_command(
             write_table_atomic(stage / "problems.csv", audit.problems, report=True)
         if audit.leakage is not None and len(audit.leakage):
             write_table_atomic(stage / "leakage.csv", audit.leakage, report=True)
+        # a --manifest file is its own fingerprint (hashing the frame again costs seconds at 1M rows)
+        manifest_fp = ("sha256:" + inputs["sha256"]) if "sha256" in inputs else frame_fingerprint(frame)
         write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,
-                      inputs={**inputs, "manifest_fingerprint": frame_fingerprint(frame)})
+                      inputs={**inputs, "manifest_fingerprint": manifest_fp})
     s = audit.summary()
     typer.echo(f"audited {s['n_samples']:,} images of {s['n_patients']:,} patients; "
                f"attributes recorded: {', '.join(s['attributes_recorded']) or 'none'}")
