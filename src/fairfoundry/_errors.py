@@ -21,12 +21,31 @@ class FairfoundryError(Exception):
         One sentence naming the file, column or row at fault.
     hint : str, optional
         What the user can do about it (closest column names, how to get weights, ...).
+    param : str, optional
+        The library parameter at fault (``sensitive``); library messages name it as
+        ``sensitive=...``, and the CLI rewrites that to its flag (``--sensitive ...``) with
+        :meth:`for_cli`.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.param = param
+
+    def for_cli(self, flags: dict[str, str] | None = None) -> FairfoundryError:
+        """This error in CLI words: ``param=`` at the start of the message becomes the flag
+        (``flags[param]``, default ``--`` + the name with dashes)."""
+        if not self.param:
+            return self
+        flag = (flags or {}).get(self.param) or "--" + self.param.replace("_", "-")
+        msg = self.message
+        for prefix in (f"{self.param}=", f"{self.param}:"):
+            if msg.startswith(prefix):
+                sep = " " if prefix.endswith("=") else ":"
+                msg = flag + sep + msg[len(prefix):]
+                break
+        return FairfoundryError(msg, hint=self.hint, param=None)
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message if not self.hint else f"{self.message} ({self.hint})"

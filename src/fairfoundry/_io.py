@@ -103,10 +103,49 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
-def write_table_atomic(path: str | os.PathLike, frame) -> Path:
-    """Write a DataFrame as CSV, TSV or Parquet (by suffix) atomically."""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame):
+    """A copy of ``frame`` whose text cells that a spreadsheet would run as a formula (starting
+    with ``= + - @``, tab or carriage return, OWASP "CSV injection") start with ``'``.
+    Numbers, and text that reads as a number (``-0.5``), are left alone."""
+    import pandas as pd
+
+    out = None
+    for col in frame.columns:
+        s = frame[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(_FORMULA_START).fillna(False).astype(bool)
+        if risky.any():
+            risky &= pd.to_numeric(text, errors="coerce").isna()
+        if risky.any():
+            out = frame.copy() if out is None else out
+            out[col] = s.astype(object).where(~risky, "'" + text.astype(str))
+    return frame if out is None else out
+
+
+def md_escape(text) -> str:
+    """User-supplied text for Markdown (model card, datasheet): characters that Markdown or an
+    HTML renderer would interpret (``* _ ` [ ] < > # | \\``) are backslash-escaped, and line
+    breaks become spaces, so a dataset name cannot inject links, tables or HTML."""
+    import re
+
+    s = " ".join(str(text).split())
+    return re.sub(r"([\\`*_\[\]<>#|!{}])", r"\\\1", s)
+
+
+def write_table_atomic(path: str | os.PathLike, frame, *, report: bool = False) -> Path:
+    """Write a DataFrame as CSV, TSV or Parquet (by suffix) atomically.
+
+    ``report=True`` (tables meant to be opened in a spreadsheet, not read back as data)
+    neutralises formula cells (:func:`neutralise_formulas`)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if report and suffix != ".parquet":
+        frame = neutralise_formulas(frame)
 
     def _write(tmp: Path) -> None:
         if suffix == ".parquet":
@@ -117,6 +156,34 @@ def write_table_atomic(path: str | os.PathLike, frame) -> Path:
             frame.to_csv(tmp, index=False)
 
     return write_atomic(path, _write)
+
+
+def check_header(path: str | os.PathLike, *, sep: str | None = ",", what: str = "input") -> None:
+    """Refuse a delimited text file whose header names a column twice (pandas would silently
+    rename the second ``p`` to ``p.1``)."""
+    import csv
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return  # the reader reports unreadable files
+    if sep is None:
+        try:
+            sep = csv.Sniffer().sniff(first).delimiter
+        except csv.Error:
+            return
+    header = next(csv.reader([first], delimiter=sep), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(h.strip() for h in header):
+        if name in seen and name:
+            raise FairfoundryError(
+                f"{what} file {path}: the header names column {name!r} twice (columns "
+                f"{seen[name] + 1} and {i + 1})", hint="rename or drop one of them")
+        seen[name] = i
 
 
 def read_table(path: str | os.PathLike, *, what: str = "input"):
@@ -139,12 +206,16 @@ def read_table(path: str | os.PathLike, *, what: str = "input"):
         if name.endswith(".parquet") or name.endswith(".pq"):
             frame = pd.read_parquet(path)
         elif name.endswith((".tsv", ".tsv.gz", ".tab")):
+            check_header(path, sep="\t", what=what)
             frame = pd.read_csv(path, sep="\t", low_memory=False)
         else:
+            check_header(path, sep=None if name.endswith(".txt") else ",", what=what)
             frame = pd.read_csv(path, sep=None if name.endswith(".txt") else ",", low_memory=False,
                                 engine="python" if name.endswith(".txt") else "c")
     except pd.errors.EmptyDataError as exc:
         raise FairfoundryError(f"{what} file {path} is empty") from exc
+    except FairfoundryError:
+        raise
     except Exception as exc:  # any parser failure is a user-input problem
         raise FairfoundryError(f"cannot read {what} file {path}: {exc}".splitlines()[0]) from exc
     if frame.shape[0] == 0:
@@ -159,6 +230,7 @@ def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool, outputs: list[st
     ``outputs`` is None), ``overwrite`` must be True.
     """
     out = Path(out)
+    remove_stale_staging(out)  # what a killed run (kill -9) left next to it
     if out.exists() and not out.is_dir():
         raise FairfoundryError(f"--out {out} exists and is not a directory")
     if out.exists():
@@ -172,6 +244,47 @@ def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool, outputs: list[st
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike, *, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove the staging folders a killed run (``kill -9``) left next to ``out``.
+
+    A staging folder is ``.<out>.staging-<pid>-<random>``; it is stale when its process no
+    longer runs (or, for a folder without a pid, when it is older than ``max_age_s``). Returns
+    the folders removed.
+    """
+    import time
+
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for d in out.parent.glob(f".{out.name}.staging-*"):
+        try:  # another process may be removing or renaming it right now
+            if not d.is_dir():
+                continue
+            tail = d.name.rsplit(".staging-", 1)[1]
+            pid = tail.split("-", 1)[0]
+            if pid.isdigit() and "-" in tail:
+                stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+            else:
+                stale = time.time() - d.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Stage a run's outputs in a hidden sibling directory, then move them into ``out``.
@@ -181,7 +294,8 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    remove_stale_staging(out)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.parent))
     try:
         yield stage
         out.mkdir(parents=True, exist_ok=True)
@@ -260,6 +374,55 @@ def write_sidecar(path: str | os.PathLike, *, kind: str, config: dict | None = N
     return write_json_atomic(path, payload)
 
 
+def save_safetensors(path: str | os.PathLike, tensors: dict, *, metadata: dict | None = None) -> Path:
+    """Write ``tensors`` (torch) as ``.safetensors`` atomically, with the header in a fixed
+    order: safetensors writes its ``__metadata__`` from a hash map, so two identical runs would
+    otherwise give different bytes. The header keys are sorted in place (same length, same
+    offsets), so identical inputs give identical files."""
+    from safetensors.torch import save_file
+
+    def write(p):
+        save_file(tensors, str(p), metadata=metadata)
+        canonical_safetensors_header(p)
+
+    return write_atomic(path, write)
+
+
+def canonical_safetensors_header(path: str | os.PathLike) -> None:
+    """Rewrite a ``.safetensors`` header with sorted keys (metadata included), in place."""
+    import json
+    import struct
+
+    with open(path, "r+b") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(n)
+        header = json.loads(raw)
+        if "__metadata__" in header and isinstance(header["__metadata__"], dict):
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(dict(sorted(header.items())), separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        if len(text) > n:  # pragma: no cover - reordering never lengthens compact JSON
+            return
+        fh.seek(8)
+        fh.write(text + b" " * (n - len(text)))
+
+
+def read_json(path: str | os.PathLike, *, what: str = "file"):
+    """Parse a JSON file; malformed JSON raises naming the file, line and column."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FairfoundryError(f"{what} file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                               f"column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not UTF-8 text") from exc
+
+
 def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hint: str = "") -> dict:
     """Read a YAML file that must hold a mapping, with one clear error naming the file.
 
@@ -282,8 +445,12 @@ def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hin
         raise FairfoundryError(f"{what} file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise FairfoundryError(f"{what} {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    except yaml.YAMLError as exc:  # also tags such as !!python/object (safe loading refuses them)
+        first = " ".join(str(exc).split())
+        raise FairfoundryError(f"{what} {path} is not valid YAML: {first[:200]}",
+                               hint="plain YAML only: Python tags (!!python/...) are refused") from exc
+    except UnicodeDecodeError as exc:
+        raise FairfoundryError(f"{what} {path} is not UTF-8 text") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

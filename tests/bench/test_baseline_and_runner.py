@@ -29,7 +29,7 @@ def test_baseline_audit_on_the_bundled_nih_xrays(cli, tmp_path, monkeypatch):
     assert ((probe["ci_low"] <= probe["auc"]) & (probe["auc"] <= probe["ci_high"])).all()
     pg = pd.read_csv(out / "per_group.csv")
     assert set(pg["label"]) == {"Infiltration", "Atelectasis"}
-    assert {"female", "male", "<40", "80+"} <= set(pg["group"])
+    assert {"female", "male", "20-39", "80+"} <= set(pg["group"])
     assert (pg.loc[pg["attribute"] == "overall", "n"] == (m["split"] == "test").sum()).all()
     html = (out / "baseline_audit.html").read_text()
     assert "Attribute probe" in html and "fairfoundry-tiny" in html

@@ -36,7 +36,7 @@ def test_fit_flags_single_run_writes_every_artifact(cli, tiny, tmp_path):
             "--sensitive", "sex", "--head", "linear", "--method", "groupdro", "--method-arg", "eta=0.2",
             "--select", "worst_group_auc", "--seed", "1", "--out", out, *FAST)
     assert r.code == 0, r
-    from fairfoundry.mitigate import RUN_FILES
+    from fairfoundry.pipeline import RUN_FILES
 
     for f in RUN_FILES:
         assert (out / f).exists(), f

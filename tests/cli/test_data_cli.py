@@ -53,7 +53,7 @@ def test_audit_data_manifest_with_reference_and_leakage(cli, tmp_path):
     rep = {x["group"]: x["ratio"] for x in audit["representation"]}
     assert rep["male"] == 0.5
     groups = {(g["attribute"], g["group"]) for g in audit["groups"]}
-    assert ("sex×age_group", "female×30-49") in groups
+    assert ("sex&age_group", "sex=female & age_group=30-49") in groups
 
 
 def test_audit_data_bad_input_gives_exit_2_and_no_outputs(cli, data_dir, tmp_path):

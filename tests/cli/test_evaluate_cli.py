@@ -125,7 +125,7 @@ def test_bad_misspelt_column_suggests_the_closest(cli, preds, tmp_path):
 
 def test_bad_missing_score_column(cli, preds, tmp_path):
     err = _bad(cli, preds, tmp_path, "--label", "y", "--score", "probs", "--sensitive", "sex")
-    assert "'probs' not found" in err and "'prob'" in err
+    assert "--score 'probs': column not found" in err and "'prob'" in err
 
 
 def test_bad_non_numeric_score_names_the_row(cli, tmp_path):

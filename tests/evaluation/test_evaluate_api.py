@@ -289,7 +289,7 @@ def test_gap_ci_percentile_never_reaches_zero_but_pairwise_does():
     assert pair.loc["tpr_gap", "ci_low"] == 0.0 <= pair.loc["tpr_gap", "estimate"]
     assert perc.loc["tpr_gap", "ci_low"] > 0.0
     assert pair.loc["tpr_gap", "estimate"] == perc.loc["tpr_gap", "estimate"]
-    with pytest.raises(FairfoundryError, match="gap-ci"):
+    with pytest.raises(FairfoundryError, match="gap_ci="):
         fairfoundry.evaluate(df, gap_ci="simultaneous", **kw)
 
 

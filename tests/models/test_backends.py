@@ -194,7 +194,7 @@ def test_unknown_models_and_missing_weights_give_actionable_errors(tmp_path, tin
     assert "timm.create_model('resnet18.a1_in1k', pretrained=True)" in err.value.hint
     with pytest.raises(FairfoundryError, match="no local copy of hf:microsoft/rad-dino") as err:
         load_encoder("rad-dino")
-    assert "huggingface-cli download microsoft/rad-dino" in err.value.hint
+    assert "hf download microsoft/rad-dino" in err.value.hint
     with pytest.raises(FairfoundryError, match="weights file not found"):
         load_encoder("timm:vit_tiny_patch16_224", weights=tmp_path / "nope.safetensors")
     torch.save({"w": torch.zeros(1)}, tmp_path / "bare.pt")

@@ -21,7 +21,7 @@ def test_models_list_and_show(cli):
     assert presets["rad-dino"]["preprocessing"]["size"] == 518
     r = cli("models", "show", "retfound-cfp", "--json")
     info = json.loads(r.out)
-    assert info["licence"].startswith("CC BY-NC") and "huggingface-cli" in info["get_weights"]
+    assert info["licence"].startswith("CC BY-NC") and "hf download" in info["get_weights"]
     assert info["weights_available_locally"] is False
     r = cli("models", "show", "fairfoundry-tiny-does-not-exist")
     assert r.code == 2 and "unknown model" in r.err
@@ -53,12 +53,12 @@ def test_embed_and_probe_on_real_nih_xrays(cli, tmp_path, tiny_encoder_file, nih
     assert r.code == 0 and "up to date" in r.out
 
     r = cli("probe-attributes", "--embeddings", out, "--manifest", nih_manifest,
-            "--attributes", "sex,age", "--attributes", "view", "--out", tmp_path / "probe",
+            "--sensitive", "sex,age", "--attributes", "view", "--out", tmp_path / "probe",
             "--n-boot", "50")
     assert r.code == 0, r
     t = pd.read_csv(tmp_path / "probe" / "probe.csv").set_index("attribute")
     assert set(t.index) == {"sex", "age", "view"}
-    assert t.loc["sex", "n"] == 300 and t.loc["age", "n_groups"] == 4
+    assert t.loc["sex", "n"] == 300 and t.loc["age", "n_groups"] == 5  # default edges 20, 40, 60, 80
     assert (t["ci_low"] <= t["auc"]).all() and (t["auc"] <= t["ci_high"]).all()
     side = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert side["config"]["attributes"] == ["sex", "age", "view"] and side["versions"]["python"]
@@ -87,7 +87,7 @@ def test_cli_bad_input_exit_2_without_outputs(cli, tmp_path, tiny_encoder_file, 
     assert not (tmp_path / "o").exists()
     r = cli("embed", "--model", "rad-dino", "--manifest", nih_manifest, "--out", tmp_path / "o",
             "--workers", "0", "--cache-dir", tmp_path / "c")
-    assert r.code == 2 and "huggingface-cli download microsoft/rad-dino" in r.err
+    assert r.code == 2 and "hf download microsoft/rad-dino" in r.err
     assert not (tmp_path / "o").exists()
     r = cli("embed", "--model", tiny_encoder_file, "--manifest", tmp_path / "none.csv", "--out", tmp_path / "o")
     assert r.code == 2 and "none.csv" in r.err

@@ -18,31 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import FairfoundryError
+from ..groups import encode_groups
 from ._selection import criterion_mode, dto, selection_scores
 
 __all__ = ["HeadClassifier", "build_head", "encode_groups"]
 
 log = logging.getLogger(__name__)
-
-
-def encode_groups(groups, categories: Sequence | None = None) -> tuple[np.ndarray, list]:
-    """Integer codes for group labels; labels not in ``categories`` get code -1.
-
-    ``groups`` may be 1-D, or 2-D (several attributes: the intersection, labels joined by
-    ``" & "``). Missing values become the group ``"unknown"``.
-    """
-    import pandas as pd
-
-    g = np.asarray(groups, dtype=object)
-    if g.ndim == 2:
-        g = np.array([" & ".join("unknown" if pd.isna(v) else str(v) for v in row) for row in g], dtype=object)
-    else:
-        g = np.array(["unknown" if pd.isna(v) else str(v) for v in g], dtype=object)
-    if categories is None:
-        categories = sorted(set(g.tolist()))
-    lookup = {c: i for i, c in enumerate(categories)}
-    codes = np.array([lookup.get(v, -1) for v in g], dtype=np.int64)
-    return codes, list(categories)
 
 
 def build_head(in_dim: int, n_out: int, *, kind: str = "linear", hidden: int = 256, dropout: float = 0.0,
@@ -165,7 +146,7 @@ class HeadClassifier:
     def _model_groups(self, groups, n):
         if groups is None:
             return np.zeros(n, dtype=np.int64)
-        codes, _ = encode_groups(groups, self.groups_)
+        codes, _ = encode_groups(groups, categories=self.groups_)
         return codes
 
     # ------------------------------------------------------------------ fit

@@ -295,7 +295,7 @@ class EncoderClassifier:
         train = self._dataset(paths, y, codes)
         val = None
         if paths_val is not None:
-            gv = encode_groups(groups_val, self.groups_)[0] if groups_val is not None else None
+            gv = encode_groups(groups_val, categories=self.groups_)[0] if groups_val is not None else None
             val = self._dataset(paths_val, np.asarray(y_val, dtype=np.float32), gv)
         names = np.array([*self.groups_, "(unseen)"], dtype=object)
         history_aucs: list[list[float]] = []
@@ -337,7 +337,7 @@ class EncoderClassifier:
 
         if not hasattr(self, "model_"):
             raise FairfoundryError("this EncoderClassifier is not fitted yet")
-        codes = encode_groups(groups, self.groups_)[0] if groups is not None else None
+        codes = encode_groups(groups, categories=self.groups_)[0] if groups is not None else None
         data = self._dataset(paths, None, codes)
         s, _ = predict_images(self.model_, data, device=self.trainer_.device, batch_size=self.batch_size,
                               groups=groups is not None)

@@ -21,15 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import ATTRIBUTE_SEP, DEFAULT_AGE_EDGES, MISSING
 
 __all__ = ["Audit", "audit_manifest", "read_reference", "effective_groups", "SEP"]
 
 log = logging.getLogger(__name__)
 
-#: separator of attribute and group names in intersections (``sex×age_group``, ``female×40-59``).
-SEP = "×"
-UNKNOWN = "unknown"
+#: intersections are named by :mod:`fairfoundry.groups`: attribute ``sex&age_group``, group
+#: ``sex=female & age_group=40-59``
+SEP = ATTRIBUTE_SEP
+UNKNOWN = MISSING
 GEO_COLUMNS = ("country", "region", "income_group")
+#: leaking patients listed in audit.json (all of them go to leakage.csv)
+LEAKAGE_LISTED = 1000
 
 
 def effective_groups(counts, *, order: float = 1.0) -> float:
@@ -63,7 +67,18 @@ def effective_groups(counts, *, order: float = 1.0) -> float:
     return float((p ** order).sum() ** (1.0 / (1.0 - order)))
 
 
-def read_reference(source) -> dict[str, dict[str, float]]:
+def _share(value, where: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if not math.isfinite(out):
+        raise FairfoundryError(f"reference population {where}: share {value!r} is not a number",
+                               hint="shares are numbers such as 0.51 (or counts)")
+    return out
+
+
+def read_reference(source, *, warnings: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Read a reference population: a mapping ``{attribute: {group: share}}``, a JSON/YAML file
     holding one, or a CSV/TSV with columns ``attribute, group, share`` (shares are normalised
     per attribute; counts work too).
@@ -73,25 +88,25 @@ def read_reference(source) -> dict[str, dict[str, float]]:
     >>> read_reference({"sex": {"female": 51, "male": 49}})["sex"]["female"]
     0.51
     """
-    import json
-
     import pandas as pd
+
+    from .._io import read_json, read_yaml_mapping
 
     if source is None:
         return {}
+    where = "mapping"
     if isinstance(source, Mapping):
-        raw = {str(a): {str(g): float(v) for g, v in groups.items()} for a, groups in source.items()}
+        raw = source
     else:
         path = Path(source)
         if not path.exists():
             raise FairfoundryError(f"reference population file not found: {path}")
         name = path.name.lower()
+        where = str(path)
         if name.endswith(".json"):
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_json(path, what="reference population")
         elif name.endswith((".yaml", ".yml")):
-            import yaml
-
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = read_yaml_mapping(path, what="reference population")
         else:
             table = pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
             need = {"attribute", "group", "share"}
@@ -99,19 +114,28 @@ def read_reference(source) -> dict[str, dict[str, float]]:
                 raise FairfoundryError(f"reference population {path} needs columns attribute, "
                                        f"group, share", hint=f"it has: {', '.join(table.columns)}")
             raw = {}
-            for rec in table.itertuples(index=False):
-                raw.setdefault(str(rec.attribute), {})[str(rec.group)] = float(rec.share)
+            for i, rec in enumerate(table.itertuples(index=False)):
+                raw.setdefault(str(rec.attribute), {})[str(rec.group)] = _share(
+                    rec.share, f"{path} row {i + 1}")
         if not isinstance(raw, Mapping):
             raise FairfoundryError(f"reference population {path} must map attributes to "
                                    f"{{group: share}}")
-        return read_reference(raw)
     out = {}
     for a, groups in raw.items():
+        if not isinstance(groups, Mapping):
+            raise FairfoundryError(f"reference population {where}: {a!r} must map groups to shares")
+        groups = {str(g): _share(v, f"{where}, {a}={g}") for g, v in groups.items()}
         total = sum(groups.values())
         if total <= 0 or any(v < 0 for v in groups.values()):
             raise FairfoundryError(f"reference population for {a!r} needs non-negative shares "
                                    f"with a positive sum")
-        out[a] = {g: v / total for g, v in groups.items()}
+        if abs(total - 1.0) > 1e-6:
+            msg = (f"reference population shares of {a!r} sum to {total:g}, not 1: rescaled to "
+                   "shares")
+            log.warning(msg)
+            if warnings is not None:
+                warnings.append(msg)
+        out[a] = {str(g): v / total for g, v in groups.items()}
     return out
 
 
@@ -255,8 +279,10 @@ class Audit:
             "small_groups": to_jsonable(self.small_groups.assign(
                 n=[f"<{self.min_group_size}" if 0 < v < self.min_group_size else v
                    for v in self.small_groups["n"]]).to_dict(orient="records")),
+            # the first LEAKAGE_LISTED leaking patients (their number is in the summary;
+            # audit-data writes them all to leakage.csv)
             "leakage": None if self.leakage is None else to_jsonable(
-                self.leakage.to_dict(orient="records")),
+                self.leakage.head(LEAKAGE_LISTED).to_dict(orient="records")),
             "duplicates": None if self.duplicates is None else to_jsonable(
                 self.duplicates.to_dict(orient="records")),
             "problems": None if self.problems is None else to_jsonable(
@@ -295,43 +321,14 @@ class Audit:
         return text
 
 
-def _group_key(name: str):
-    """Sort key: numeric bins by their lower edge (``<20`` first), text alphabetically,
-    ``unknown`` last."""
-    import re
-
-    if name == UNKNOWN:
-        return (2, 0.0, name)
-    m = re.match(r"^(<)?\[?(-?\d+(?:\.\d+)?)", name)
-    if m:
-        return (0, float("-inf") if m.group(1) else float(m.group(2)), name)
-    return (1, 0.0, name)
-
-
 def _codes(series):
-    """Integer codes of a column with missing values mapped to the group ``unknown``."""
+    """Integer codes and names of a column (:func:`fairfoundry.groups.attribute_groups`)."""
     import numpy as np
-    import pandas as pd
 
-    s = series
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = [str(c) for c in s.cat.categories]
-        codes = s.cat.codes.to_numpy().astype(np.int64)
-    else:
-        codes, uniq = pd.factorize(s, sort=True, use_na_sentinel=True)
-        cats = [str(u) for u in uniq]
-    if (codes < 0).any():
-        if UNKNOWN in cats:
-            codes = np.where(codes < 0, cats.index(UNKNOWN), codes)
-        else:
-            cats = [*cats, UNKNOWN]
-            codes = np.where(codes < 0, len(cats) - 1, codes)
-    # merge duplicate labels (e.g. 'unknown' twice after str()) and order the groups
-    ordered = sorted(dict.fromkeys(cats), key=_group_key)
-    if ordered != cats:
-        remap = np.array([ordered.index(c) for c in cats], dtype=np.int64)
-        codes, cats = remap[codes], ordered
-    return codes.astype(np.int64), cats
+    from ..groups import attribute_groups
+
+    cat = attribute_groups(series)
+    return np.asarray(cat.codes, dtype=np.int64), [str(c) for c in cat.categories]
 
 
 def _n_known_groups(series) -> int:
@@ -385,19 +382,21 @@ def _label_columns(manifest, labels):
     return out
 
 
-def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
+def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
+                   attributes: Sequence[str] | None = None,
                    intersections: Sequence[Sequence[str]] | str | None = "pairs",
                    labels: Sequence[str] | None = None,
                    reference_population=None, min_group_size: int = 10,
                    age_bins: Sequence[float] | None = None, root: str | os.PathLike | None = None,
                    check_duplicates: bool = False, problems=None, dataset: str | None = None,
-                   spec=None, notes: Sequence[str] = ()) -> Audit:
+                   spec=None, notes: Sequence[str] = (), allow_outside_root: bool = False) -> Audit:
     """Audit who is represented in a manifest.
 
     Parameters
     ----------
     manifest : harmonised manifest (one row per image; see :mod:`fairfoundry.data`)
-    attributes : attribute columns to audit; default: every protected attribute present
+    sensitive : protected attribute columns to audit (``attributes`` is the old spelling);
+        default: every protected attribute present
         (``age`` is audited through ``age_group``, binned with ``age_bins`` when absent)
     intersections : ``"pairs"`` (every pair of ``attributes``, the default), ``"none"``/None,
         or explicit tuples such as ``[("sex", "age_group"), ("sex", "race", "age_group")]``
@@ -410,6 +409,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     check_duplicates : hash every image file to find exact duplicates
     problems : DataFrame of unreadable files (``path``, ``error``) to include in the report
     dataset, spec, notes : provenance shown in the report and the datasheet
+    allow_outside_root : accept relative paths that climb out of ``root`` (duplicate check)
 
     Returns
     -------
@@ -426,7 +426,10 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     import pandas as pd
 
     from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
+    from ..groups import combine_groups, intersection_attribute, split_intersection
 
+    if sensitive is not None:
+        attributes = [*sensitive, *(attributes or [])]
     if manifest is None or len(manifest) == 0:
         raise FairfoundryError("cannot audit an empty manifest")
     if min_group_size < 1:
@@ -437,7 +440,7 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     warnings: list[str] = []
     if "age" in frame.columns and "age_group" not in frame.columns:
         frame = frame.assign(age_group=np.asarray(bin_values(frame["age"], age_bins or
-                                                             [20, 40, 60, 80]), dtype=object))
+                                                             DEFAULT_AGE_EDGES), dtype=object))
     present = [a for a in PROTECTED_ATTRIBUTES if a in frame.columns and a != "age"]
     if attributes is None:
         attributes = present
@@ -462,7 +465,10 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
                     raise FairfoundryError(f"intersection {SEP.join(t)}: {a!r} not in the "
                                            f"manifest", hint=did_you_mean(a, frame.columns,
                                                                           what="columns"))
-    # patients
+    # patients (real ids only when patient_id is not just the sample id)
+    patient_ids = "patient_id" in frame.columns and not (
+        "sample_id" in frame.columns
+        and frame["patient_id"].astype(str).equals(frame["sample_id"].astype(str)))
     if "patient_id" in frame.columns:
         pid = frame["patient_id"]
         if "sample_id" in frame.columns:
@@ -520,33 +526,9 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
         known = np.array([nm != UNKNOWN for nm in names])
         tally(a, codes, names, known)
     for t in inter:
-        combo = np.zeros(n, dtype=np.int64)
-        sizes = []
-        for a in t:
-            c, names = codes_of[a]
-            combo = combo * len(names) + c
-            sizes.append(names)
-        total = int(np.prod([len(x) for x in sizes]))
-        if total <= 1_000_000:  # direct mixed-radix codes, already in group order
-            present = np.flatnonzero(np.bincount(combo, minlength=total))
-        else:
-            present = np.unique(combo)
-        remap = np.full(total if total <= 1_000_000 else 0, -1, dtype=np.int64)
-        if total <= 1_000_000:
-            remap[present] = np.arange(len(present))
-            inv = remap[combo]
-        else:
-            inv = np.searchsorted(present, combo)
-        labels_t, known_t = [], []
-        for u in present:
-            parts, rem = [], int(u)
-            for names in reversed(sizes):
-                parts.append(names[rem % len(names)])
-                rem //= len(names)
-            parts.reverse()
-            labels_t.append(SEP.join(parts))
-            known_t.append(UNKNOWN not in parts)
-        tally(SEP.join(t), inv, labels_t, np.array(known_t, dtype=bool))
+        inv, labels_t = combine_groups(t, [codes_of[a] for a in t])
+        known_t = [all(v != UNKNOWN for _, v in split_intersection(nm)) for nm in labels_t]
+        tally(intersection_attribute(t), inv, labels_t, np.array(known_t, dtype=bool))
 
     groups = pd.DataFrame(group_rows, columns=["attribute", "group", "n", "share", "n_patients",
                                                "share_known"])
@@ -586,10 +568,10 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
                     f"(harmonise them with fairfoundry.data.{funcs[a]} or build the manifest "
                     f"from a dataset spec)")
     # representation vs reference
-    ref = read_reference(reference_population)
+    ref = read_reference(reference_population, warnings=warnings)
     rep_rows = []
     for a, shares in ref.items():
-        if a not in attributes and a not in {SEP.join(t) for t in inter}:
+        if a not in attributes and a not in {intersection_attribute(t) for t in inter}:
             warnings.append(f"reference population gives {a!r}, which is not audited")
             continue
         sub = groups[groups["attribute"] == a]
@@ -636,7 +618,8 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     if check_duplicates:
         if "path" not in frame.columns:
             raise FairfoundryError("duplicate check needs a 'path' column in the manifest")
-        duplicates, dup_problems = exact_duplicates(frame, root=root or ".")
+        duplicates, dup_problems = exact_duplicates(frame, root=root or ".",
+                                                    allow_outside_root=allow_outside_root)
         if len(dup_problems):
             problems = dup_problems if problems is None else pd.concat([problems, dup_problems],
                                                                        ignore_index=True)
@@ -648,7 +631,8 @@ def audit_manifest(manifest, *, attributes: Sequence[str] | None = None,
     config = {"attributes": attributes, "intersections": [list(t) for t in inter],
               "labels": [c if k is None else f"{c}={k}" for c, k, _ in label_arrays],
               "min_group_size": min_group_size, "age_bins": list(age_bins) if age_bins else None,
-              "reference_population": ref or None, "check_duplicates": check_duplicates}
+              "reference_population": ref or None, "check_duplicates": check_duplicates,
+              "patient_ids": bool(patient_ids)}
     return Audit(n_samples=n, n_patients=int(n_patients), attributes=attributes,
                  intersections=inter, groups=groups, missingness=missingness,
                  imbalance=imbalance, prevalence=prevalence, representation=representation,

@@ -8,6 +8,8 @@ the spec and the audit can answer are answered with the numbers, the others are 
 
 from __future__ import annotations
 
+from .._io import md_escape
+
 __all__ = ["datasheet_markdown", "OPEN_MARK"]
 
 #: marker of questions the curator still has to answer.
@@ -22,7 +24,8 @@ def _group_line(audit, attr: str) -> str:
     sub = audit.suppressed(audit.groups[audit.groups["attribute"] == attr])
     items = []
     for g, n, s in zip(sub["group"], sub["n"], sub["share"], strict=True):
-        items.append(f"{g} {n}" + (f" ({_pct(s)})" if isinstance(s, float) and s == s else ""))
+        items.append(f"{md_escape(g)} {n}" + (f" ({_pct(s)})" if isinstance(s, float) and s == s
+                                              else ""))
     return "; ".join(items)
 
 
@@ -30,7 +33,8 @@ def datasheet_markdown(audit) -> str:
     """Render the datasheet of an :class:`~fairfoundry.audit.Audit` as Markdown."""
     spec = audit.spec
     s = audit.summary()
-    name = (spec.title if spec is not None else None) or audit.dataset or "this dataset"
+    name = md_escape((spec.title if spec is not None else None) or audit.dataset or "this dataset")
+    esc = md_escape  # user-supplied text (spec fields, group names) is escaped
     q: list[str] = []
 
     def ask(question: str, answer: str | None) -> None:
@@ -44,9 +48,9 @@ def datasheet_markdown(audit) -> str:
 
     q.append("## Motivation\n")
     ask("For what purpose was the dataset created?",
-        spec.description if spec is not None and spec.description else None)
+        esc(spec.description) if spec is not None and spec.description else None)
     ask("Who created the dataset and on behalf of which entity?",
-        f"See the citation: {spec.citation}" if spec is not None else None)
+        f"See the citation: {esc(spec.citation)}" if spec is not None else None)
     ask("Who funded the creation of the dataset?", None)
     ask("Any other comments?", None)
 
@@ -136,9 +140,9 @@ def datasheet_markdown(audit) -> str:
         q.append("*Imbalance (from the audit):*\n\n" + "\n".join(lines) + "\n")
     if len(audit.geography):
         geo = audit.suppressed(audit.geography)
-        lines = [f"- {r.level}: {r.group} {r.n}" for r in geo.itertuples(index=False)
+        lines = [f"- {r.level}: {md_escape(r.group)} {r.n}" for r in geo.itertuples(index=False)
                  if not (isinstance(r.n, (int, float)) and r.n == 0)]
-        empty = [f"{r.group}" for r in geo.itertuples(index=False)
+        empty = [md_escape(r.group) for r in geo.itertuples(index=False)
                  if isinstance(r.n, (int, float)) and r.n == 0]
         if empty:
             lines.append(f"- no images from: {', '.join(empty)}")
@@ -193,7 +197,8 @@ def datasheet_markdown(audit) -> str:
     rep = audit.representation
     if rep is not None and len(rep):
         low = rep[rep["ratio"] < 0.8]
-        under = [f"{r.attribute}={r.group} (ratio {r.ratio:.2f})" for r in low.itertuples(index=False)]
+        under = [f"{esc(r.attribute)}={esc(r.group)} (ratio {r.ratio:.2f})"
+                 for r in low.itertuples(index=False)]
     comp = []
     if s["attributes_missing"]:
         comp.append("Not recorded, so fairness along them cannot be measured: "
@@ -209,11 +214,11 @@ def datasheet_markdown(audit) -> str:
     ask("Will the dataset be distributed to third parties outside of the entity on behalf of "
         "which the dataset was created?", None)
     ask("How will the dataset be distributed?",
-        spec.url if spec is not None and spec.url else None)
+        esc(spec.url) if spec is not None and spec.url else None)
     ask("When will the dataset be distributed?", None)
     ask("Will the dataset be distributed under a copyright or other intellectual property (IP) "
         "license, and/or under applicable terms of use (ToU)?",
-        spec.licence if spec is not None else None)
+        esc(spec.licence) if spec is not None else None)
     ask("Have any third parties imposed IP-based or other restrictions on the data associated "
         "with the instances?",
         f"Access: {spec.access}." if spec is not None and spec.access != "open" else None)

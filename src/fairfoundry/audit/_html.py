@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..report import esc, figure_html, render_page
+from ..report import figure_html, render_page
 from ..report import table_html as _table_html
 
 __all__ = ["audit_html"]
@@ -129,12 +129,15 @@ def _missing_fig(audit):
 def _heatmap(audit, inter):
     import matplotlib.pyplot as plt
     import numpy as np
+    import pandas as pd
 
-    name = "×".join(inter)
+    from ..groups import intersection_attribute, split_intersection
+
+    name = intersection_attribute(inter)
     sub = audit.groups[audit.groups["attribute"] == name]
     if sub.empty:
         return None
-    parts = sub["group"].str.split("×", expand=True)
+    parts = pd.DataFrame([[v for _, v in split_intersection(g)] for g in sub["group"]])
 
     def ordered(attr, seen):
         order = audit.groups.loc[audit.groups["attribute"] == attr, "group"].astype(str).tolist()
@@ -217,91 +220,149 @@ def _coverage_section(audit) -> str:
             + table_html(cov, left=["dataset", *COVERAGE_ATTRIBUTES]))
 
 
+def _unit(audit) -> tuple[str | None, str]:
+    """What ``n_patients`` counts: ``patients``, ``lesions`` (HAM10000's ids are lesions), or
+    None when the dataset has no patient ids (Fitzpatrick17k), with the reason."""
+    spec = audit.spec
+    if spec is not None:
+        col = getattr(spec, "patient_id", None)
+        if not col:
+            return None, f"{spec.name} records none; each image is counted alone"
+        if "lesion" in str(col).lower():
+            return "lesions", ""
+        return "patients", ""
+    if not audit.config.get("patient_ids", True):
+        return None, "the manifest has no patient_id column"
+    return "patients", ""
+
+
+def headline(audit) -> list[str]:
+    """The audit in words: who is missing, and the largest imbalance (exact counts, so no
+    interval is needed; small counts are shown suppressed)."""
+    k = audit.min_group_size
+    out = []
+    s = audit.summary()
+    if s["attributes_missing"]:
+        out.append(f"Not recorded: {', '.join(s['attributes_missing'])}, so fairness by them "
+                   "cannot be checked on this data.")
+    geo = audit.geography
+    absent = geo[(geo["level"].isin(["region", "income_group"])) & (geo["n"] == 0)]
+    if len(absent):
+        out.append("No images from " + ", ".join(absent["group"].astype(str)) + ".")
+    rep = audit.representation
+    if len(rep):
+        low = rep[rep["ratio"] < 0.8].sort_values("ratio")  # the four-fifths rule of thumb
+        for r in low.head(3).itertuples(index=False):
+            out.append(f"{r.attribute}={r.group} is under-represented: {100 * r.share_known:.1f}% "
+                       f"of known values vs {100 * r.reference_share:.1f}% in the reference "
+                       f"(ratio {r.ratio:.2f} < 0.8).")
+    imb = audit.imbalance
+    imb = imb[(imb["n_groups"] >= 2) & imb["attribute"].isin(audit.attributes)]
+    if len(imb):
+        worst = imb.sort_values("min_max_ratio").iloc[0]
+        g = audit.groups[(audit.groups["attribute"] == worst["attribute"])
+                         & (audit.groups["group"] != "unknown")]
+        small = g.sort_values("n").iloc[0]
+        large = g.sort_values("n").iloc[-1]
+
+        def count(n):
+            return f"<{k}" if 0 < n < k else f"{int(n):,}"
+
+        ratio = (f" ({worst['min_max_ratio']:.2g} of the largest)"
+                 if small["n"] >= k else "")
+        out.append(f"Largest imbalance: {worst['attribute']}, where {small['group']} has "
+                   f"{count(small['n'])} images{ratio} and {large['group']} {count(large['n'])}.")
+    return out
+
+
+def _templates():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("fairfoundry.audit", "templates"),
+                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
 def audit_html(audit, *, title: str | None = None) -> str:
-    """Render an :class:`~fairfoundry.audit.Audit` as a self-contained HTML page."""
+    """Render an :class:`~fairfoundry.audit.Audit` as a self-contained HTML page (the body is
+    the jinja2 template ``templates/audit.html.j2``, autoescaped)."""
+    from markupsafe import Markup
+
     s = audit.summary()
     name = audit.dataset or "manifest"
     title = title or f"Data audit: {name}"
-    parts = []
-    spec = audit.spec
-    if spec is not None:
-        parts.append(f'<p class="note"><b>{esc(spec.title)}</b> — {esc(spec.modality)}; '
-                     f'licence: {esc(spec.licence)}.<br>{esc(spec.citation)}</p>')
-    parts.append("<h2>Summary</h2><ul>"
-                 f"<li>{s['n_samples']:,} images of {s['n_patients']:,} patients</li>"
-                 f"<li>protected attributes recorded: {esc(', '.join(s['attributes_recorded']) or 'none')}</li>"
-                 f"<li>not recorded: {esc(', '.join(s['attributes_missing']) or 'none')}</li>"
-                 f"<li>cells with fewer than {audit.min_group_size} images are shown as "
-                 f"&lt;{audit.min_group_size} (small-cell suppression)</li></ul>")
-    for w in audit.warnings:
-        parts.append(f'<div class="warn">{esc(w)}</div>')
-    for note in audit.notes:
-        parts.append(f'<div class="note">{esc(note)}</div>')
-    parts.append("<h2>Missingness of protected attributes</h2>")
-    parts.append(figure_html(_missing_fig(audit), caption="Share of images whose attribute is known."))
-    parts.append(table_html(_pretty(audit.suppressed_missingness()), left=["attribute"]))
-    parts.append(_coverage_section(audit))
-    parts.append("<h2>Who is in the data</h2>")
-    fig = _bar_grid(audit)
-    if fig is not None:
-        parts.append(figure_html(fig, caption="Share of images per group (groups with fewer than "
-                                 f"{audit.min_group_size} images are labelled, not drawn; grey: "
-                                 "unknown; red ticks: reference population)."))
-    single = audit.groups[audit.groups["attribute"].isin(audit.attributes)]
-    parts.append(table_html(_pretty(audit.suppressed(single)), left=["attribute", "group"]))
-    parts.append("<h2>Imbalance</h2><p class=\"meta\">min/max ratio = smallest / largest known "
-                 "group (1 is balanced); effective groups = exp(Shannon entropy) of the group "
-                 "shares (equals the number of groups when balanced).</p>")
-    parts.append(table_html(_pretty(audit.suppressed_imbalance()), left=["attribute"],
-                            float_format="{:.3g}"))
+    k = audit.min_group_size
+    unit, no_unit = _unit(audit)
+
+    def tab(frame, **kw):
+        shown = _pretty(frame)
+        if "n_patients" in shown.columns:
+            shown = (shown.drop(columns="n_patients") if unit is None
+                     else shown.rename(columns={"n_patients": f"n_{unit}"}))
+        return Markup(table_html(shown, **kw))
+
+    def fig(figure, caption):
+        return Markup(figure_html(figure, caption=caption)) if figure is not None else ""
+
+    sections = [
+        {"title": "Missingness of protected attributes", "parts": [
+            fig(_missing_fig(audit), "Share of images whose attribute is known."),
+            tab(audit.suppressed_missingness(), left=["attribute"]),
+            Markup(_coverage_section(audit))]},
+        {"title": "Who is in the data", "parts": [
+            fig(_bar_grid(audit), f"Share of images per group (groups with fewer than {k} images "
+                "are labelled, not drawn; grey: unknown; red ticks: reference population)."),
+            tab(audit.suppressed(audit.groups[audit.groups["attribute"].isin(audit.attributes)]),
+                left=["attribute", "group"])]},
+        {"title": "Imbalance", "meta": "min/max ratio = smallest / largest known group (1 is "
+         "balanced); effective groups = exp(Shannon entropy) of the group shares (equals the "
+         "number of groups when balanced).",
+         "parts": [tab(audit.suppressed_imbalance(), left=["attribute"], float_format="{:.3g}")]},
+    ]
     if audit.intersections:
-        parts.append("<h2>Intersections</h2>")
         first = audit.intersections[0]
-        if len(first) == 2:
-            fig = _heatmap(audit, first)
-            if fig is not None:
-                parts.append(figure_html(fig, caption=f"Images per {'×'.join(first)}."))
         inter = audit.groups[~audit.groups["attribute"].isin(audit.attributes)]
-        parts.append(table_html(_pretty(audit.suppressed(inter)), left=["attribute", "group"],
-                                max_rows=300))
+        sections.append({"title": "Intersections", "parts": [
+            fig(_heatmap(audit, first) if len(first) == 2 else None,
+                f"Images per {' × '.join(first)}."),
+            tab(audit.suppressed(inter), left=["attribute", "group"], max_rows=300)]})
     if len(audit.representation):
-        parts.append("<h2>Representation vs reference population</h2><p class=\"meta\">ratio = "
-                     "share among known values / reference share (1 = represented as in the "
-                     "reference, &lt;1 under-represented).</p>")
-        parts.append(table_html(_pretty(audit.suppressed(audit.representation)),
-                                left=["attribute", "group"], float_format="{:.3g}"))
+        sections.append({"title": "Representation vs reference population", "meta": "ratio = "
+                         "share among known values / reference share (1 = represented as in "
+                         "the reference, <1 under-represented).", "parts": [
+                             tab(audit.suppressed(audit.representation),
+                                 left=["attribute", "group"], float_format="{:.3g}")]})
     if len(audit.geography):
-        parts.append("<h2>Geography</h2>")
-        fig = _geo_fig(audit)
-        if fig is not None:
-            parts.append(figure_html(fig, caption="Images by World Bank income group (FY2025), UN "
-                                     "M49 region and country."))
-        parts.append(table_html(_pretty(audit.suppressed(audit.geography)),
-                                left=["level", "group"]))
+        sections.append({"title": "Geography", "parts": [
+            fig(_geo_fig(audit), "Images by World Bank income group (FY2025), UN M49 region "
+                "and country."),
+            tab(audit.suppressed(audit.geography), left=["level", "group"])]})
     if len(audit.prevalence):
-        parts.append("<h2>Label prevalence by group</h2>")
         single_prev = audit.prevalence[audit.prevalence["attribute"].isin(audit.attributes)]
-        parts.append(table_html(_pretty(audit.suppressed(single_prev)),
-                                left=["attribute", "group", "label", "class"], max_rows=400))
+        sections.append({"title": "Label prevalence by group", "parts": [
+            tab(audit.suppressed(single_prev), left=["attribute", "group", "label", "class"],
+                max_rows=400)]})
     if len(audit.small_groups):
-        parts.append(f"<h2>Small groups (&lt; {audit.min_group_size} images)</h2>")
-        parts.append(table_html(_pretty(audit.suppressed(audit.small_groups)),
-                                left=["attribute", "group"]))
-    parts.append("<h2>Leakage and duplicates</h2>")
+        sections.append({"title": f"Small groups (< {k} images)", "parts": [
+            tab(audit.suppressed(audit.small_groups), left=["attribute", "group"])]})
+    leak = []
     if audit.leakage is None:
-        parts.append("<p>No split or patient column: leakage not checked.</p>")
+        leak.append(Markup("<p>No split or patient column: leakage not checked.</p>"))
     elif len(audit.leakage) == 0:
-        parts.append("<p>No patient appears in more than one split.</p>")
+        leak.append(Markup("<p>No patient appears in more than one split.</p>"))
     else:
-        parts.append(table_html(audit.leakage, left=["patient_id", "splits"]))
+        leak.append(Markup(table_html(audit.leakage, left=["patient_id", "splits"])))
     if audit.duplicates is None:
-        parts.append("<p>Exact duplicates not checked (use <code>--duplicates</code>).</p>")
+        leak.append(Markup("<p>Exact duplicates not checked (use <code>--duplicates</code>).</p>"))
     elif len(audit.duplicates) == 0:
-        parts.append("<p>No byte-identical image files.</p>")
+        leak.append(Markup("<p>No byte-identical image files.</p>"))
     else:
-        parts.append(table_html(audit.duplicates, left=["sample_id", "path", "sha256"]))
+        leak.append(Markup(table_html(audit.duplicates, left=["sample_id", "path", "sha256"])))
+    sections.append({"title": "Leakage and duplicates", "parts": leak})
     if audit.problems is not None and len(audit.problems):
-        parts.append("<h2>Unreadable files</h2>")
-        parts.append(table_html(audit.problems, left=["path", "error"]))
-    return render_page(title, "".join(parts),
-                       subtitle=f"{s['n_samples']:,} images, {s['n_patients']:,} patients")
+        sections.append({"title": "Unreadable files", "parts": [
+            Markup(table_html(audit.problems, left=["path", "error"]))]})
+    body = _templates().get_template("audit.html.j2").render(
+        spec=audit.spec, s=s, k=k, unit=unit, no_unit_reason=no_unit, headline=headline(audit),
+        warnings=audit.warnings, notes=audit.notes, sections=sections)
+    subtitle = f"{s['n_samples']:,} images" + (f", {s['n_patients']:,} {unit}" if unit else "")
+    return render_page(title, body, subtitle=subtitle)

@@ -42,7 +42,7 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
         (default: the bundled NIH X-rays). An existing ``split`` column is replaced.
     encoder, encoder_weights, encoder_kwargs : the zoo encoder whose features are audited.
     labels : 0/1 label columns, each probed separately (one multi-label head).
-    sensitive : protected attributes (``age`` is binned 40, 60, 80).
+    sensitive : protected attributes (``age`` is binned with the default edges 20, 40, 60, 80).
     seed : split, probe and training seed.
     bootstrap : resamples for the test CIs.
 
@@ -59,8 +59,8 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
         write_table_atomic,
         write_text_atomic,
     )
-    from ..data import patient_split, read_manifest
-    from ..mitigate import FitConfig, fit_run
+    from ..data import patient_split, read_manifest, resolve_paths
+    from ..pipeline import FitConfig, fit_run
 
     out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
     if manifest is None:
@@ -70,7 +70,7 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
     manifest = Path(manifest)
     m = read_manifest(manifest, required=("sample_id", "path", *labels, *sensitive))
     m = m.copy()
-    m["path"] = [str(p) if Path(p).is_absolute() else str((manifest.parent / p).resolve()) for p in m["path"]]
+    m["path"] = resolve_paths(m["path"], root=manifest.parent, source=f"manifest {manifest}")
     if "patient_id" not in m.columns:
         m["patient_id"] = m["sample_id"]
     strat = [labels[0], "sex"] if "sex" in m.columns else [labels[0]]

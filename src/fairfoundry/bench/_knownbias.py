@@ -232,9 +232,7 @@ def _t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def run_knownbias_benchmark(methods=("erm", "reweigh", "resample", "groupdro", "adversarial", "fair-penalty",
-                                     "group-heads", "fin", "fairclip", "group-threshold", "group-calibration"),
-                            *, seeds=range(5), head: str = "linear", epochs: int = 20, batch_size: int = 256,
+def run_knownbias_benchmark(methods=None, *, seeds=range(5), head: str = "linear", epochs: int = 20, batch_size: int = 256,
                             lr: float = 3e-3, select: str = "overall_auc", data_kwargs: dict | None = None,
                             progress=None):
     r"""Every method on the feature-level known-bias data, over seeds, against ERM.
@@ -249,7 +247,9 @@ def run_knownbias_benchmark(methods=("erm", "reweigh", "resample", "groupdro", "
 
     Parameters
     ----------
-    methods : registry names, or ``(name, kwargs)`` pairs.
+    methods : registry names, or ``(name, kwargs)`` pairs; default every registered
+        mitigation (:data:`fairfoundry.mitigate.MITIGATIONS`, ERM first), so a new method is
+        benchmarked without editing a list.
     seeds : data and training seeds (>= 5 for the docs table).
 
     Returns
@@ -260,8 +260,11 @@ def run_knownbias_benchmark(methods=("erm", "reweigh", "resample", "groupdro", "
 
     from ..adapt import HeadClassifier
     from ..evaluation import evaluate
-    from ..mitigate import MITIGATIONS, make_mitigation
+    from ..mitigate import load_mitigations
+    from ..pipeline import train_and_score
 
+    if methods is None:
+        methods = ["erm", *[m for m in load_mitigations() if m != "erm"]]
     specs = [(m, {}) if isinstance(m, str) else (m[0], dict(m[1])) for m in methods]
     if not any(name == "erm" and not kw for name, kw in specs):
         specs.insert(0, ("erm", {}))
@@ -273,21 +276,18 @@ def run_knownbias_benchmark(methods=("erm", "reweigh", "resample", "groupdro", "
         g = f["group"].to_numpy()
         y = f["y"].to_numpy()
         for name, kw in specs:
-            label = name if not kw else name + "(" + ",".join(f"{k}={v}" for k, v in sorted(kw.items())) + ")"
-            method = make_mitigation(name, **kw)
-            stage = MITIGATIONS[name].stage
-            est = HeadClassifier(head, epochs=epochs, batch_size=batch_size, lr=lr, seed=int(seed), select=select,
-                                 hooks=[method] if stage in ("pre", "in") else [])
-            est.fit(kb.X[tr], y[tr], groups=g[tr], X_val=kb.X[va], y_val=y[va], groups_val=g[va])
-            s = est.predict_score(kb.X, groups=g)
-            if stage == "post":
-                method.fit(s[va], y[va], g[va])
-                s = method.transform(s, g)
-            preds = pd.DataFrame({"y_true": y, "y_score": s, "group": g, "split": f["split"]})
+            def make_estimator(hooks, seed=int(seed)):
+                return HeadClassifier(head, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                      select=select, hooks=hooks)
+
+            run = train_and_score(name, kw, X=kb.X, y=y, groups=g, train=tr, val=va,
+                                  make_estimator=make_estimator)
+            preds = pd.DataFrame({"y_true": y, "y_score": run.scores, "group": g,
+                                  "split": f["split"]})
             ev = evaluate(preds, label="y_true", score="y_score", sensitive="group", split_col="split",
-                          report_split="test", threshold=0.5 if name == "group-threshold" else "youden",
+                          report_split="test", threshold=run.threshold,
                           threshold_split="val", bootstrap=0, seed=int(seed))
-            row = {"method": label, "stage": stage, "seed": int(seed)}
+            row = {"method": run.label, "stage": run.stage, "seed": int(seed)}
             bg, st = ev.by_group, ev.summary_table
             row["auc"] = float(bg[(bg["metric"] == "auc") & (bg["attribute"] == "overall")]["estimate"].iloc[0])
             for metric in KNOWNBIAS_METRICS[1:]:

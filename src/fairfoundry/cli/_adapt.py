@@ -96,7 +96,7 @@ def fit_command(
         None, "--select", help="Checkpoint selection on validation: overall_auc, worst_group_auc, dto or loss."),
     seed: list[int] | None = typer.Option(None, "--seed", help="Seed; repeat for several runs."),
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 30, early stopping)."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per training batch."),
     lr: float | None = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
     optimizer: str | None = typer.Option(
         None, "--optimizer", help="auto (default: full-batch L-BFGS for a linear probe when every method is erm or "
@@ -122,7 +122,7 @@ def fit_command(
         for row in list_mitigations():
             typer.echo(f"{row['name']:<22} {row['stage']:<5} {row['summary']}")
         return
-    from ..mitigate import fit_run, load_fit_config
+    from ..pipeline import fit_run, load_fit_config
 
     if out is None:
         raise FairfoundryError("--out is required", hint="e.g. --out runs/my-run")
@@ -198,11 +198,12 @@ def baseline_audit_command(
     label: list[str] | None = typer.Option(
         None, "--label", "-l", help="0/1 label(s) (default: Infiltration, Atelectasis, No_Finding)."),
     sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a", help="Attributes (default: sex, age)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the training and the bootstrap."),
     bootstrap: int = typer.Option(500, "--bootstrap", help="Bootstrap resamples for the CIs."),
-    device: str = typer.Option("cpu", "--device"),
-    no_emissions: bool = typer.Option(False, "--no-emissions"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    device: str = typer.Option("cpu", "--device", help="cpu (default), cuda, mps or auto."),
+    no_emissions: bool = typer.Option(False, "--no-emissions",
+                                      help="Do not estimate emissions with codecarbon."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
 ) -> None:
     """Audit an encoder's features before any intervention: attribute probe + per-group linear probe with CIs.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 import typer
@@ -82,8 +83,66 @@ def _load_commands() -> None:
                 raise
 
 
-def error_exit(err: FairfoundryError) -> int:
-    """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2."""
+#: CLI flag of each library parameter whose flag is not ``--`` + the name with dashes
+PARAM_FLAGS = {"id_col": "--id", "n_jobs": "--jobs", "n_bootstrap": "--bootstrap",
+               "n_permutations": "--permutations"}
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _without_foreign_flags(text: str | None, known: set[str] | None) -> str | None:
+    """``text`` without the clauses (``; ...``, ``, or ...``, ``(...)``) that suggest a flag
+    the running command does not have (library hints are shared by several commands)."""
+    if not text or known is None:
+        return text
+
+    def ok(part: str) -> bool:
+        return all(f in known for f in _FLAG.findall(part))
+
+    text = re.sub(r"\s*\(([^()]*)\)", lambda m: m.group(0) if ok(m.group(1)) else "", text)
+    out = []
+    for clause in text.split("; "):
+        pieces = [p for p in re.split(r"(, or |, )", clause)]
+        kept: list[str] = []
+        for i in range(0, len(pieces), 2):
+            if ok(pieces[i]):
+                if kept:
+                    kept.append(pieces[i - 1])
+                kept.append(pieces[i])
+        if kept:
+            out.append("".join(kept))
+    return "; ".join(out) if out else None
+
+
+def _command_flags(args: list[str]) -> set[str] | None:
+    """The long flags of the command ``args`` runs (None when it cannot be told)."""
+    try:
+        import typer.main
+
+        cmd = typer.main.get_command(app)
+        for a in args:
+            if a.startswith("-"):
+                continue
+            sub = getattr(cmd, "commands", {}).get(a)
+            if sub is None:
+                break
+            cmd = sub
+        if getattr(cmd, "commands", None):
+            return None
+        return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+    except Exception:  # pragma: no cover - introspection is best effort
+        return None
+
+
+def error_exit(err: FairfoundryError, *, flags: set[str] | None = None) -> int:
+    """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2.
+
+    A library error naming a parameter (``sensitive='sexe': ...``) is shown with the flag
+    (``--sensitive 'sexe': ...``)."""
+    err = err.for_cli(PARAM_FLAGS)
+    err = FairfoundryError(_without_foreign_flags(err.message, flags) or err.message,
+                           hint=_without_foreign_flags(err.hint, flags))
     msg = f"error: {err.message}"
     if err.hint:
         msg += f"\n  hint: {err.hint}"
@@ -103,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, prog_name="fairfoundry", standalone_mode=False)
     except FairfoundryError as err:
-        return error_exit(err)
+        return error_exit(err, flags=_command_flags(args))
     except (typer.Exit, getattr(_cx, "Exit", typer.Exit)) as exc:
         return int(exc.exit_code or 0)
     except (typer.Abort, getattr(_cx, "Abort", typer.Abort)):

@@ -18,7 +18,7 @@ datasets_app = typer.Typer(help="Dataset specs shipped with fairfoundry: list th
 app.add_typer(datasets_app, name="datasets")
 
 AUDIT_OUTPUTS = ["audit.json", "audit.html", "datasheet.md", "manifest.csv", "groups.csv",
-                 "problems.csv", "run.json"]
+                 "problems.csv", "leakage.csv", "run.json"]
 
 
 def _split_multi(values: list[str] | None) -> list[str]:
@@ -170,11 +170,12 @@ def datasets_scan(
 _AUDIT_EPILOG = (
     "Examples:\n\n"
     "  fairfoundry audit-data --dataset nih-chestxray14 --root ~/data/nih --out nih-audit\n\n"
-    "  fairfoundry audit-data --manifest manifest.csv --attributes sex,age,race "
+    "  fairfoundry audit-data --manifest manifest.csv --sensitive sex,age,race "
     "--intersect sex,age --labels label --reference census.csv --min-group-size 20 --out audit\n\n"
     "Outputs: OUT/audit.json, OUT/audit.html (self-contained), OUT/datasheet.md (Datasheets for "
     "Datasets, pre-filled), OUT/groups.csv, OUT/manifest.csv (the harmonised manifest, with "
-    "--dataset), OUT/problems.csv (unreadable files), OUT/run.json (config, versions, inputs)."
+    "--dataset), OUT/problems.csv (unreadable files), OUT/leakage.csv (patients in several "
+    "splits), OUT/run.json (config, versions, inputs)."
 )
 
 
@@ -187,10 +188,12 @@ def audit_data_command(
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="A harmonised manifest (CSV, TSV, Parquet or .xlsx) to audit."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    sensitive: list[str] | None = typer.Option(
+        None, "--sensitive", "-a",
+        help="Protected attributes to audit, e.g. --sensitive sex,age,race. Default: every "
+             "protected attribute present."),
     attributes: list[str] | None = typer.Option(
-        None, "--attributes", "-a",
-        help="Attributes to audit, e.g. --attributes sex,age,race. Default: every protected "
-             "attribute present."),
+        None, "--attributes", hidden=True, help="Old spelling of --sensitive."),
     intersect: list[str] | None = typer.Option(
         None, "--intersect",
         help="Intersections, e.g. --intersect sex,age (repeatable). Default: every pair of "
@@ -217,6 +220,9 @@ def audit_data_command(
         help="Decode every image (PNG/JPEG/DICOM/NIfTI/npz) and list the unreadable ones."),
     strict: bool = typer.Option(
         False, "--strict", help="Fail on the first missing or unreadable file instead of listing it."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of --root / the manifest's folder (../)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
 ) -> None:
     """Audit who is in a dataset: counts, shares, intersections, missingness, imbalance,
@@ -270,7 +276,11 @@ def audit_data_command(
         name = Path(manifest).name
         inputs = {"manifest": str(Path(manifest).resolve()), "sha256": file_fingerprint(manifest)}
         if check_files and not check_images and "path" in frame.columns:
-            exists = [(base / p).exists() for p in frame["path"].astype(str)]
+            from ..data import resolve_paths
+
+            full = resolve_paths(frame["path"], root=base, allow_outside_root=allow_outside_root,
+                                 source=f"manifest {manifest}")
+            exists = [p is not None and Path(p).exists() for p in full]
             missing = frame.loc[[not e for e in exists], "path"]
             if len(missing) and strict:
                 raise FairfoundryError(f"{len(missing)} image file(s) listed in {manifest} do not "
@@ -282,7 +292,8 @@ def audit_data_command(
         from ..data import check_images as _check_images
 
         with rich_progress("decoding images", len(frame)) as advance:
-            bad = _check_images(frame, root=base, strict=strict, progress=advance)
+            bad = _check_images(frame, root=base, strict=strict, progress=advance,
+                                allow_outside_root=allow_outside_root)
         known = set(problems["path"]) if len(problems) else set()
         bad = bad[~bad["path"].isin(known)]
         problems = pd.concat([problems, bad], ignore_index=True) if len(problems) else bad
@@ -295,9 +306,11 @@ def audit_data_command(
         else:
             inter = [tuple(p.strip() for p in i.split(",") if p.strip()) for i in intersect]
     audit = audit_manifest(
-        frame, attributes=_split_multi(attributes) or None, intersections=inter,
+        frame, attributes=_split_multi([*(sensitive or []), *(attributes or [])]) or None,
+        intersections=inter,
         labels=label_cols, reference_population=reference, min_group_size=min_group_size,
         age_bins=edges, root=base, check_duplicates=duplicates,
+        allow_outside_root=allow_outside_root,
         problems=problems if len(problems) else None, dataset=name, spec=spec, notes=notes)
     if strict and audit.problems is not None and len(audit.problems):
         raise FairfoundryError(f"{len(audit.problems)} file(s) could not be read, e.g. "
@@ -306,14 +319,18 @@ def audit_data_command(
         audit.to_json(stage / "audit.json")
         audit.to_html(stage / "audit.html")
         audit.to_datasheet(stage / "datasheet.md")
-        write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups))
+        write_table_atomic(stage / "groups.csv", audit.suppressed(audit.groups), report=True)
         if dataset is not None:  # paths relative to the written manifest, so embed can use it
             write_table_atomic(stage / "manifest.csv",
                                rebase_paths(frame, from_dir=base, to_dir=out))
         if audit.problems is not None and len(audit.problems):
-            write_table_atomic(stage / "problems.csv", audit.problems)
+            write_table_atomic(stage / "problems.csv", audit.problems, report=True)
+        if audit.leakage is not None and len(audit.leakage):
+            write_table_atomic(stage / "leakage.csv", audit.leakage, report=True)
+        # a --manifest file is its own fingerprint (hashing the frame again costs seconds at 1M rows)
+        manifest_fp = ("sha256:" + inputs["sha256"]) if "sha256" in inputs else frame_fingerprint(frame)
         write_sidecar(stage / "run.json", kind="audit-data", config=audit.config,
-                      inputs={**inputs, "manifest_fingerprint": frame_fingerprint(frame)})
+                      inputs={**inputs, "manifest_fingerprint": manifest_fp})
     s = audit.summary()
     typer.echo(f"audited {s['n_samples']:,} images of {s['n_patients']:,} patients; "
                f"attributes recorded: {', '.join(s['attributes_recorded']) or 'none'}")
@@ -324,6 +341,8 @@ def audit_data_command(
         written.append("manifest.csv")
     if audit.problems is not None and len(audit.problems):
         written.append(f"problems.csv ({len(audit.problems)} unreadable or missing file(s))")
+    if audit.leakage is not None and len(audit.leakage):
+        written.append(f"leakage.csv ({len(audit.leakage)} patient(s) in several splits)")
     typer.echo(f"wrote {out}/: {', '.join(written)}, run.json")
 
 

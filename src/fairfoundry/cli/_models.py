@@ -29,14 +29,8 @@ def _split_multi(values: list[str] | None) -> list[str]:
 
 
 def _parse_model_args(items: list[str] | None) -> dict:
-    """``--model-arg img_size=64`` -> ``{"img_size": 64}`` (values parsed as JSON when possible)."""
-    out = {}
-    for k, v in parse_key_values(items, option="--model-arg").items():
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
+    """``--model-arg img_size=64`` -> ``{"img_size": 64}`` (typed values)."""
+    return parse_key_values(items, option="--model-arg", typed=True)
 
 
 @models_app.command("list")
@@ -114,7 +108,7 @@ def models_convert(
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint",
                                           help="Allow unpickling the checkpoint (needed for pickled models)."),
     model_arg: list[str] | None = typer.Option(None, "--model-arg",
-                                               help="Constructor argument KEY=VALUE (JSON values), repeatable."),
+                                               help="Constructor argument KEY=VALUE (typed: 64, 0.1, true, [1,2]), repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Convert a checkpoint once to .safetensors (no pickle, carries the architecture).
@@ -178,18 +172,22 @@ def embed_command(
                                           help="Allow unpickling non-tensor checkpoints (runs code from the file)."),
     download: bool = typer.Option(False, "--download", help="Allow downloading weights from the hub."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in --out."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Extract embeddings of every image in a manifest (cached, resumable, Ray-scalable)."""
     from ..models import extract_embeddings, read_image_manifest
 
-    n = len(read_image_manifest(manifest))
+    n = len(read_image_manifest(manifest, allow_outside_root=allow_outside_root))
     with rich_progress("embedding", n) as advance:
         res = extract_embeddings(
             manifest, model, out=out, weights=weights, device=device, batch_size=batch_size,
             num_workers=workers, shard_size=shard_size, cache_dir=cache_dir, executor=executor,
             on_error=on_error, overwrite=overwrite, trust_checkpoint=trust_checkpoint,
             download=download, seed=seed, model_kwargs=_parse_model_args(model_arg), amp=amp,
-            parquet=parquet, ray_address=ray_address, ray_num_cpus=ray_cpus, progress=advance)
+            parquet=parquet, ray_address=ray_address, ray_num_cpus=ray_cpus, progress=advance,
+            allow_outside_root=allow_outside_root)
     if res.up_to_date:
         typer.echo(f"{out}: up to date ({res.n} x {res.dim}), nothing to do")
         return
@@ -204,12 +202,15 @@ def embed_command(
 def probe_attributes_command(
     embeddings: Path = typer.Option(..., "--embeddings", "-e", help="Output directory of `fairfoundry embed`."),
     manifest: Path = typer.Option(..., "--manifest", help="Manifest with sample_id and the attribute columns."),
-    attributes: list[str] = typer.Option(..., "--attributes", "-a",
-                                         help="Attribute columns; repeat or comma-separate (sex,age,race)."),
+    sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attribute columns; repeat or "
+                                                    "comma-separate (sex,age,race)."),
+    attributes: list[str] | None = typer.Option(None, "--attributes", hidden=True,
+                                                help="Old spelling of --sensitive."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the AUC CIs."),
-    age_bins: str = typer.Option("40,60,80", "--age-bins", help="Edges binning numeric attributes (left-closed)."),
+    age_bins: str = typer.Option("20,40,60,80", "--age-bins", help="Edges binning numeric attributes (left-closed)."),
     group_col: str = typer.Option("patient_id", "--group-col",
                                   help="Folds are grouped by this column when present (the patient)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the bootstrap."),
@@ -224,12 +225,15 @@ def probe_attributes_command(
     import numpy as np
     import pandas as pd
 
-    from .._io import prepare_out_dir, staged_dir, write_sidecar
+    from .._io import prepare_out_dir, staged_dir, write_sidecar, write_table_atomic
     from ..data import parse_bins, read_manifest
     from ..models import read_embeddings
     from ..models._probe import probe_attributes
 
-    attrs = _split_multi(attributes)
+    attrs = _split_multi([*(sensitive or []), *(attributes or [])])
+    if not attrs:
+        raise FairfoundryError("no --sensitive attribute given",
+                               hint="for example --sensitive sex,age")
     prepare_out_dir(out, overwrite=overwrite, outputs=PROBE_OUTPUTS)
     ids, arr, meta = read_embeddings(embeddings)
     frame = read_manifest(manifest, required=["sample_id", *attrs])
@@ -242,11 +246,11 @@ def probe_attributes_command(
             hint=f"pass the manifest used for `fairfoundry embed` ({meta.get('inputs', {}).get('manifest')})")
     aligned = frame.iloc[pos.loc[list(ids)].to_numpy()].reset_index(drop=True)
     edges = parse_bins([f"age={age_bins}"])["age"]
-    res = probe_attributes(arr, aligned, attributes=attrs, folds=folds, seed=seed, n_boot=n_boot,
+    res = probe_attributes(arr, aligned, sensitive=attrs, folds=folds, seed=seed, n_boot=n_boot,
                            age_bins=edges, group_col=group_col or None)
     with staged_dir(out) as stage:
-        res.table.to_csv(stage / "probe.csv", index=False)
-        res.predictions.to_csv(stage / "probe_predictions.csv", index=False)
+        write_table_atomic(stage / "probe.csv", res.table, report=True)
+        write_table_atomic(stage / "probe_predictions.csv", res.predictions, report=True)
     write_sidecar(out / "probe.json", kind="attribute_probe",
                   config={"attributes": attrs, "folds": folds, "n_boot": n_boot, "age_bins": edges,
                           "group_col": group_col},

@@ -36,16 +36,8 @@ _PRETRAIN_EPILOG = (
 
 
 def _parse_values(items: list[str] | None, *, option: str) -> dict[str, Any]:
-    """``key=value`` options with YAML-typed values (``0.75``, ``true``, ``[0.2, 1.0]``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for key, raw in parse_key_values(items, option=option).items():
-        try:
-            out[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
+    """``key=value`` options with typed values (``0.75``, ``true``, ``[0.2, 1.0]``)."""
+    return parse_key_values(items, option=option, typed=True)
 
 
 def _read_config(path: Path | None) -> dict:
@@ -138,7 +130,9 @@ def _run(fn, label: str, cfg: dict, *, out: Path, overwrite: bool, resume: bool)
             done = int(json.loads(state.read_text()).get("step", 0))
         except (ValueError, OSError):
             done = 0  # the library reports a broken checkpoint with its own message
-    with rich_progress(label, int(cfg.get("steps", 100))) as advance:
+    steps = cfg.get("steps", 100)
+    total = int(steps) if isinstance(steps, int) or str(steps).isdigit() else None
+    with rich_progress(label, total) as advance:  # a bad 'steps' is reported by the library
         if done:
             advance(done)
         return fn(cfg, out=out, overwrite=overwrite, resume=resume, progress=advance)

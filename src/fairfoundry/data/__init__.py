@@ -33,6 +33,7 @@ from ._manifest import (
     validate_manifest,
     write_manifest,
 )
+from ._paths import manifest_root, resolve_paths
 from ._readers import (
     check_images,
     load_npz_image,
@@ -98,6 +99,8 @@ __all__ = [
     "load_npz_image",
     "load_spec_file",
     "parse_bins",
+    "manifest_root",
+    "resolve_paths",
     "parse_dicom_age",
     "patient_split",
     "read_dicom_header",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from .._errors import FairfoundryError
+from ..groups import MISSING
 
 __all__ = [
     "UNKNOWN",
@@ -60,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
+UNKNOWN = MISSING  # the one missing token (fairfoundry.groups)
 SEX_VALUES = ("female", "male", "other", UNKNOWN)
 RACE_VALUES = ("asian", "black", "white", "native_american", "pacific_islander", "hispanic",
                "multiracial", "other", UNKNOWN)

@@ -30,10 +30,16 @@ Anything else is a free extra column and is carried through untouched.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from .._errors import FairfoundryError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+#: plausible ages in years; outside, an age becomes unknown (with a warning)
+AGE_RANGE = (0.0, 120.0)
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -66,11 +72,14 @@ _STRING_DTYPES = {c: str for c in ID_COLUMNS}
 def _read(path: Path):
     import pandas as pd
 
+    from .._io import check_header
+
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
         elif name.endswith((".tsv", ".tsv.gz", ".tab")):
+            check_header(path, sep="\t", what="manifest")
             frame = pd.read_csv(path, sep="\t", dtype=_STRING_DTYPES, low_memory=False)
         elif name.endswith(".xlsx"):
             try:
@@ -82,6 +91,7 @@ def _read(path: Path):
                          "as CSV") from exc
             frame = pd.read_excel(path, sheet_name=0, dtype=_STRING_DTYPES)
         else:
+            check_header(path, sep=",", what="manifest")
             frame = pd.read_csv(path, dtype=_STRING_DTYPES, low_memory=False)
     except FairfoundryError:
         raise
@@ -158,7 +168,41 @@ def validate_manifest(frame, *, required: tuple[str, ...] | list[str] = ("sample
                 hint="harmonise ages with fairfoundry.data.harmonise_age first",
             )
         frame["age"] = num
+    if "age" in frame.columns and pd.api.types.is_numeric_dtype(frame["age"]):
+        age = frame["age"].astype(float)
+        odd = (age < AGE_RANGE[0]) | (age > AGE_RANGE[1])
+        if odd.any():
+            first = int(odd.to_numpy().nonzero()[0][0])
+            log.warning("%s: %d age(s) outside %g-%g years (first at row %d: %g) are treated as "
+                        "unknown", source, int(odd.sum()), *AGE_RANGE, first + 1,
+                        float(age.iloc[first]))
+            frame["age"] = age.where(~odd)
+    if "country" in frame.columns:
+        frame["country"] = _iso3_countries(frame["country"], source)
     return frame
+
+
+def _iso3_countries(values, source: str):
+    """``country`` as ISO 3166-1 alpha-3: recognised names and codes are mapped (``US`` ->
+    ``USA``) with a warning; unrecognised values stay as they are, with a warning."""
+    from ._harmonise import UNKNOWN, _country_lookup, country_table
+
+    codes = set(country_table()["iso3"]) | {UNKNOWN}
+    uniq = [u for u in values.dropna().unique() if str(u) not in codes]
+    if not uniq:
+        return values
+    lookup = _country_lookup()
+    mapped = {u: lookup.get(str(u).strip().lower()) for u in uniq}
+    fixed = {u: c for u, c in mapped.items() if c}
+    bad = [u for u, c in mapped.items() if not c]
+    if fixed:
+        log.warning("%s: country values are not ISO 3166-1 alpha-3 codes; mapped %s",
+                    source, ", ".join(f"{k!r} -> {v}" for k, v in list(fixed.items())[:8]))
+    if bad:
+        log.warning("%s: %d country value(s) are not ISO 3166-1 alpha-3 codes nor known names, "
+                    "e.g. %s; they are kept as their own groups (no region or income group)",
+                    source, len(bad), ", ".join(map(repr, bad[:5])))
+    return values.map(lambda v: fixed.get(v, v)) if fixed else values
 
 
 def read_manifest(path: str | os.PathLike, *, required: tuple[str, ...] | list[str] = ("sample_id",)):

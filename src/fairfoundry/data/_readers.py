@@ -287,7 +287,8 @@ def load_npz_image(reference: str, *, base: str | os.PathLike = "."):
 
 
 def check_images(manifest, *, root: str | os.PathLike = ".", path_col: str = "path",
-                 strict: bool = False, progress: Callable[[int], None] | None = None):
+                 strict: bool = False, progress: Callable[[int], None] | None = None,
+                 allow_outside_root: bool = False):
     """Decode every image of a manifest with :func:`load_image` and list those that fail.
 
     Parameters
@@ -307,20 +308,23 @@ def check_images(manifest, *, root: str | os.PathLike = ".", path_col: str = "pa
 
     if path_col not in manifest.columns:
         raise FairfoundryError(f"image check needs a {path_col!r} column in the manifest")
+    from ._paths import resolve_paths
+
     root = Path(root)
     problems = []
-    for p in manifest[path_col]:
+    full_paths = resolve_paths(manifest[path_col], root=root, allow_outside_root=allow_outside_root)
+    for p, full in zip(manifest[path_col], full_paths, strict=True):
         if progress is not None:
             progress(1)
-        if p is None or p != p or str(p).strip() == "":
+        if full is None:
             problems.append({"path": "", "error": "empty path"})
             continue
         text = str(p)
         try:
             if "#" in text and ".npz#" in text:
-                load_npz_image(text, base=root)
+                load_npz_image(full)
             else:
-                full = Path(text) if Path(text).is_absolute() else root / text
+                full = Path(full)
                 if not full.exists():
                     raise FairfoundryError(f"image file not found: {full}")
                 load_image(full)

@@ -250,12 +250,9 @@ def load_spec_file(path: str | os.PathLike) -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        hint = None
-        if first["type"] == "extra_forbidden":
-            hint = "valid top-level keys are: " + ", ".join(DatasetSpec.model_fields)
-        raise FairfoundryError(f"spec {path}: {loc}: {first['msg']}", hint=hint) from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where=f"spec {path}", model=DatasetSpec) from exc
 
 
 def register_spec(spec: DatasetSpec | str | os.PathLike, *, replace: bool = False) -> DatasetSpec:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from .._errors import FairfoundryError
 
@@ -126,17 +125,32 @@ def check_leakage(manifest, *, split_col: str = "split", patient_col: str = "pat
     for col in (split_col, patient_col):
         if col not in manifest.columns:
             raise FairfoundryError(f"leakage check needs a {col!r} column in the manifest")
+    import numpy as np
+
     sub = manifest[[patient_col, split_col]].dropna()
-    nun = sub.groupby(patient_col, sort=True)[split_col].nunique()
-    leaking = nun.index[nun.to_numpy() > 1]
+    # integer codes, one bitmask of splits per patient: no Python function per group
+    pcodes, patients = pd.factorize(sub[patient_col])
+    scodes, splits = pd.factorize(sub[split_col].astype(str), sort=True)
+    if len(splits) > 62:
+        raise FairfoundryError(f"leakage check: {len(splits)} distinct values in {split_col!r}; "
+                               "is it really the split column?")
+    masks = np.zeros(len(patients), dtype=np.int64)
+    np.bitwise_or.at(masks, pcodes, np.left_shift(1, scodes.astype(np.int64)))
+    n_splits = np.zeros(len(patients), dtype=np.int64)
+    for k in range(len(splits)):
+        n_splits += (masks >> k) & 1
+    leaking = np.flatnonzero(n_splits > 1)
     if len(leaking) == 0:
         return pd.DataFrame(columns=["patient_id", "splits", "n_images"])
-    part = sub[sub[patient_col].isin(leaking)]
-    g = part.groupby(patient_col, sort=True)[split_col]
+    names = {m: "+".join(sorted(str(splits[k]) for k in range(len(splits)) if (m >> k) & 1))
+             for m in np.unique(masks[leaking]).tolist()}
+    ids = np.asarray(patients[leaking]).astype(str)
+    order = np.argsort(ids, kind="stable")  # sorted by patient id
+    leaking, ids = leaking[order], ids[order]
     out = pd.DataFrame({
-        "patient_id": g.size().index.astype(str),
-        "splits": g.agg(lambda s: "+".join(sorted(map(str, s.unique())))).to_numpy(),
-        "n_images": g.size().to_numpy(),
+        "patient_id": ids,
+        "splits": [names[m] for m in masks[leaking].tolist()],
+        "n_images": np.bincount(pcodes, minlength=len(patients))[leaking],
     })
     if raise_error:
         ex = ", ".join(f"{p} ({s})" for p, s in zip(out["patient_id"][:5], out["splits"][:5],
@@ -148,7 +162,8 @@ def check_leakage(manifest, *, split_col: str = "split", patient_col: str = "pat
 
 
 def exact_duplicates(manifest, *, root: str | os.PathLike = ".", path_col: str = "path",
-                     progress: Callable[[int], None] | None = None):
+                     progress: Callable[[int], None] | None = None,
+                     allow_outside_root: bool = False):
     """Byte-identical image files (same SHA-256 of the file content) under different sample ids.
 
     Parameters
@@ -169,13 +184,14 @@ def exact_duplicates(manifest, *, root: str | os.PathLike = ".", path_col: str =
 
     if path_col not in manifest.columns:
         raise FairfoundryError(f"duplicate check needs a {path_col!r} column in the manifest")
-    root = Path(root)
+    from ._paths import resolve_paths
+
     hashes, problems = [], []
-    for p in manifest[path_col]:
-        if p is None or p != p:
+    full_paths = resolve_paths(manifest[path_col], root=root, allow_outside_root=allow_outside_root)
+    for p, full in zip(manifest[path_col], full_paths, strict=True):
+        if full is None:
             hashes.append(None)
             continue
-        full = Path(p) if Path(p).is_absolute() else root / p
         try:
             hashes.append(file_fingerprint(full))
         except OSError as exc:

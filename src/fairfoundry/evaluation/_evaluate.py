@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import attribute_groups, combine_groups, intersection_attribute
+from ..metrics import EngineOptions
 from ._inputs import (
     RowNamer,
-    attribute_values,
     binary_labels,
     check_unique_ids,
     find_id_column,
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["evaluate", "prepare_evaluation"]
 
-_CI_METHODS = ("percentile", "bca")
 
 
 # -- preparation ---------------------------------------------------------------------------------
@@ -232,7 +232,8 @@ def prepare_evaluation(
     report_index = np.flatnonzero(report_mask)
     per_col: dict[str, pd.Categorical] = {}
     for col in dict.fromkeys([*sens, *[c for g in inter for c in g]]):
-        full = attribute_values(frame, col, rows, bins.get(col))
+        full = attribute_groups(frame[col], edges=bins.get(col), rows=rows,
+                                name=f"bins[{col!r}]: column {col!r}")
         per_col[col] = full[report_mask]
     attributes: list[_Attribute] = []
     split_txt = f" of split {report_split!r}" if split is not None else ""
@@ -249,12 +250,11 @@ def prepare_evaluation(
         codes = np.asarray(cat.codes, dtype=np.int64)
         attributes.append(_Attribute(col, [col], codes, [str(c) for c in cat.categories],
                                      binned=col in bins))
-    from ..metrics import intersect_groups
-
     warnings: list[str] = []
     for group in inter:
-        sub = pd.DataFrame({c: np.asarray(per_col[c].astype(str)) for c in group})
-        codes, names = intersect_groups(sub, group)
+        codes, names = combine_groups(group, [(np.asarray(per_col[c].codes),
+                                               [str(x) for x in per_col[c].categories])
+                                              for c in group])
         codes = np.asarray(codes, dtype=np.int64)
         present = np.bincount(codes, minlength=len(names)) > 0
         if not present.all():
@@ -264,7 +264,8 @@ def prepare_evaluation(
             remap = np.cumsum(present) - 1
             codes = remap[codes]
             names = [n for n, p in zip(names, present, strict=True) if p]
-        attributes.append(_Attribute("&".join(group), list(group), codes, [str(n) for n in names]))
+        attributes.append(_Attribute(intersection_attribute(group), list(group), codes,
+                                     [str(n) for n in names]))
 
     ref = {}
     for attr_name, group_name in (reference or {}).items():
@@ -291,32 +292,23 @@ def prepare_evaluation(
                                    hint="every row needs its patient id")
         clus = pd.factorize(cvals, sort=True)[0].astype(np.int64)
 
-    if ci_method not in _CI_METHODS:
-        raise FairfoundryError(f"unknown --ci-method {ci_method!r}",
-                               hint=did_you_mean(ci_method, _CI_METHODS, what="methods"))
-    for name, value in (("bootstrap", bootstrap), ("permutations", permutations),
-                        ("min-group-size", min_group_size)):
-        if int(value) < 0:
-            raise FairfoundryError(f"--{name} must be >= 0, got {value}")
-    if int(ece_bins) < 1:
-        raise FairfoundryError(f"--ece-bins must be >= 1, got {ece_bins}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise FairfoundryError(f"confidence must be in (0, 1), got {confidence}")
+    # the engine's options, validated once here and passed to every engine call
+    engine = EngineOptions(n_bootstrap=bootstrap, n_permutations=permutations,
+                           ci_method=ci_method, gap_ci=gap_ci, confidence=confidence, seed=seed,
+                           ece_bins=ece_bins, ece_strategy=ece_strategy, n_jobs=n_jobs,
+                           aliases={"n_bootstrap": "bootstrap", "n_permutations": "permutations"})
+    if int(min_group_size) < 0:
+        raise FairfoundryError(f"min_group_size={min_group_size!r}: must be >= 0",
+                               param="min_group_size")
     if on_report:
         warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
                            f"({thr_split_name}): threshold-dependent metrics are optimistic")
 
-    if gap_ci not in ("pairwise", "percentile"):
-        raise FairfoundryError(f"unknown --gap-ci {gap_ci!r}",
-                               hint=did_you_mean(gap_ci, ("pairwise", "percentile"),
-                                                 what="methods"))
-    if ece_strategy not in ("uniform", "quantile"):
-        raise FairfoundryError(f"unknown --ece-strategy {ece_strategy!r}",
-                               hint="uniform (equal-width bins) or quantile (equal-mass bins)")
-    options = {"bootstrap": int(bootstrap), "permutations": int(permutations),
-               "ci_method": ci_method, "gap_ci": gap_ci, "confidence": float(confidence), "seed": int(seed),
-               "ece_bins": int(ece_bins), "ece_strategy": ece_strategy,
-               "min_group_size": int(min_group_size), "n_jobs": max(1, int(n_jobs))}
+    options = {"bootstrap": engine.n_bootstrap, "permutations": engine.n_permutations,
+               "ci_method": engine.ci_method, "gap_ci": engine.gap_ci,
+               "confidence": engine.confidence, "seed": engine.seed,
+               "ece_bins": engine.ece_bins, "ece_strategy": engine.ece_strategy,
+               "min_group_size": int(min_group_size), "n_jobs": engine.n_jobs}
     config = {
         "input": table.source, "label": labels, "score": scores, "sensitive": sens,
         "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
@@ -333,6 +325,7 @@ def prepare_evaluation(
         thresholds=thresholds, threshold_on_report_split=on_report,
         report_split=report_split if split is not None else None, reference=ref, options=options,
         config=config, no_finding=nf_all, no_finding_threshold=nf_threshold, warnings=warnings,
+        engine=engine,
     )
 
 

@@ -43,13 +43,27 @@ def _lookup(frame: pd.DataFrame, name: str) -> str | None:
     return lowered.get(name.lower())
 
 
+#: parameter of :func:`fairfoundry.evaluate` behind each flag whose name differs
+_PARAM_OF_FLAG = {"--id": "id_col", "--jobs": "n_jobs"}
+
+
+def param_name(option: str) -> str:
+    """The library parameter named by ``option`` (``--split-col`` -> ``split_col``)."""
+    return _PARAM_OF_FLAG.get(option, option.lstrip("-").replace("-", "_"))
+
+
 def resolve_column(frame: pd.DataFrame, name: str, *, option: str, source: str) -> str:
-    """Return ``name`` if it is a column of ``frame`` (exact, else case-insensitive), or raise."""
+    """Return ``name`` if it is a column of ``frame`` (exact, else case-insensitive), or raise.
+
+    ``option`` is the parameter (``sensitive``; a flag spelling ``--sensitive`` is accepted):
+    the message names it as ``sensitive='sexe': ...``, and the CLI shows its flag.
+    """
     found = _lookup(frame, name)
     if found is None:
+        param = param_name(option)
         raise FairfoundryError(
-            f"{option}: column {name!r} not found in {source}",
-            hint=did_you_mean(name, frame.columns, what="columns"),
+            f"{param}={name!r}: column not found in {source}",
+            hint=did_you_mean(name, frame.columns, what="columns"), param=param,
         )
     return str(found)
 
@@ -202,31 +216,3 @@ def numeric_scores(frame: pd.DataFrame, col: str, rows: RowNamer, *, logits: boo
             hint="pass --scores-are-logits (scores_are_logits=True) if these are logits",
         )
     return values
-
-
-def attribute_values(frame: pd.DataFrame, col: str, rows: RowNamer,
-                     edges: list[float] | None) -> pd.Categorical:
-    """Group labels of a protected attribute: binned when ``edges`` is given; missing -> 'unknown'."""
-    from ..data import bin_values
-
-    raw = frame[col]
-    if edges is not None:
-        num = pd.to_numeric(raw, errors="coerce")
-        bad = num.isna().to_numpy() & raw.notna().to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise FairfoundryError(f"--bins {col}: column {col!r} is not numeric: {rows(i)} holds "
-                                   f"{_show(raw.iloc[i])}", hint="bin only numeric columns such as age")
-        return bin_values(num, edges)
-    if isinstance(raw.dtype, pd.CategoricalDtype):
-        cats = [str(c) for c in raw.cat.categories]
-        values = raw.astype(object).where(raw.notna(), "unknown").astype(str)
-        if (values == "unknown").any() and "unknown" not in cats:
-            cats.append("unknown")
-        return pd.Categorical(values, categories=cats)
-    if pd.api.types.is_float_dtype(raw) and raw.dropna().apply(float.is_integer).all():
-        raw = raw.astype("Int64")
-    values = raw.astype(object).where(raw.notna(), "unknown").astype(str)
-    observed = sorted(set(values) - {"unknown"})
-    cats = observed + (["unknown"] if (values == "unknown").any() else [])
-    return pd.Categorical(values, categories=cats)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from ._macro import (
     macro_summary,
 )
 from ._result import BY_GROUP_COLUMNS, SUMMARY_COLUMNS, Evaluation
+
+if TYPE_CHECKING:
+    from ..metrics import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class EvaluationPlan:
     no_finding: np.ndarray | None = None  # dedicated "no finding" score, report rows
     no_finding_threshold: float | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the engine's options, validated once by :func:`prepare_evaluation`
+    engine: EngineOptions | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -85,6 +91,8 @@ class EvaluationPlan:
     # -- running -------------------------------------------------------------------------------
 
     def _engine_kwargs(self, progress) -> dict:
+        if self.engine is not None:
+            return dict(options=self.engine, progress=progress)
         o = self.options
         return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
                     n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
@@ -216,8 +224,8 @@ class EvaluationPlan:
                 nf_pred &= self.s[label] < thr["threshold"]
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
         kw = self._engine_kwargs(progress)
-        kw.pop("ece_bins")
-        kw.pop("ece_strategy")
+        kw.pop("ece_bins", None)
+        kw.pop("ece_strategy", None)
         by, sm = [], []
         first = True
         for attr in self.attributes:

@@ -39,6 +39,7 @@ from ._engine import (
     intersect_groups,
     underdiagnosis_by_group,
 )
+from ._options import EngineOptions
 from ._persample import evaluate_group_means
 from ._ranking import average_precision, roc_auc
 from ._summary import (
@@ -76,7 +77,7 @@ __all__ = [
     "calibration_slope_intercept", "confusion_counts", "demographic_parity_difference",
     "demographic_parity_ratio", "ece", "equal_opportunity_difference",
     "equalized_odds_difference", "equalized_odds_ratio", "equalized_odds_score",
-    "es_accuracy", "es_auc", "evaluate_groups", "f1", "fnr", "fpr", "gap", "group_values",
+    "EngineOptions", "es_accuracy", "es_auc", "evaluate_groups", "f1", "fnr", "fpr", "gap", "group_values",
     "intersect_groups", "log_loss", "pairwise_gap_interval", "n_samples", "npv",
     "percentile_interval",
     "permutation_pvalue", "positives", "ppv", "predictive_parity_difference", "prevalence",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .._errors import FairfoundryError
+from ..groups import encode_groups
 
 __all__ = ["as_binary", "as_scores", "as_weights", "as_groups", "same_length"]
 
@@ -70,15 +70,11 @@ def as_weights(values, n: int, *, name: str = "sample_weight") -> np.ndarray:
 
 
 def as_groups(values, n: int, *, name: str = "groups") -> tuple[np.ndarray, list[str]]:
-    """Factorise group labels into int codes ``0..G-1`` (sorted labels) and their names."""
-    arr = np.asarray(values)
-    if arr.shape != (n,):
-        raise FairfoundryError(f"{name} has shape {arr.shape}, expected ({n},)")
-    codes, uniques = pd.factorize(pd.Series(arr), sort=True)
-    if (codes < 0).any():
-        row = int(np.flatnonzero(codes < 0)[0])
-        raise FairfoundryError(f"{name} is missing at row {row}", hint="drop or label missing groups")
-    return codes.astype(np.int64), [str(u) for u in uniques]
+    """Group labels as int codes ``0..G-1`` and names (:func:`fairfoundry.groups.encode_groups`:
+    numeric order, missing values are the group ``unknown``), checked to have ``n`` rows."""
+    if np.shape(values) != (n,):
+        raise FairfoundryError(f"{name} has shape {np.shape(values)}, expected ({n},)")
+    return encode_groups(values, name=name)
 
 
 def same_length(*arrays: np.ndarray) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import encode_groups, intersect_groups
 from ._bootstrap import (
     ResamplePlan,
     bca_interval,
@@ -26,10 +27,10 @@ from ._bootstrap import (
     percentile_interval,
     permutation_pvalue,
 )
-from ._calibration import _check_ece
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
 from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_stats
+from ._options import EngineOptions
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
@@ -47,8 +48,6 @@ _KERNEL = {"auc": "auc", "average_precision": "ap", "ece": "ece", "brier": "brie
 #: per-metric summary suffixes and how a permutation p-value reads them
 FAMILY = {"gap": "high", "ratio": "low", "to_overall": "high", "vs_reference": "abs",
           "worst_group": None}
-CI_METHODS = ("percentile", "bca")
-GAP_CIS = ("pairwise", "percentile")
 #: named summaries that are gaps (or monotone combinations of gaps): how their pairwise
 #: interval combines the component gaps' intervals ``[[lo, hi], ...]``
 _GAP_SUMMARIES = {
@@ -215,54 +214,53 @@ class _Engine:
         return per, self.overall(np.take(W, self.to_overall, axis=1), raw)
 
 
-def _validate(y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
-              ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-              calibration_bootstrap, gap_ci):
+def _validate(y_true, y_score, threshold, groups, group_names, reference, cluster):
+    """Check the data of one engine call (the options were validated in :class:`EngineOptions`)."""
     y = as_binary(y_true, name="y_true")
     s = as_scores(y_score, name="y_score")
     n = same_length(y, s)
     if not np.isfinite(threshold):
-        raise FairfoundryError(f"threshold must be a finite number, got {threshold!r}")
+        raise FairfoundryError(f"threshold={threshold!r}: must be a finite number",
+                               param="threshold")
+    if isinstance(getattr(groups, "dtype", None), pd.CategoricalDtype):
+        codes = pd.Categorical(groups)  # keeps the categories' order
+    else:
+        codes = np.asarray(groups)
+    if np.shape(codes) != (n,):
+        raise FairfoundryError(f"groups has shape {np.shape(codes)}, expected ({n},): one group "
+                               "per row", hint="use intersect_groups(frame, columns) to build them",
+                               param="groups")
+    if group_names is None or not np.issubdtype(np.asarray(codes).dtype, np.integer):
+        # labels (any dtype): encoded by the one group model
+        codes, enc_names = encode_groups(codes, name="groups")
+        if group_names is None:
+            group_names = enc_names
+        else:
+            codes, _ = encode_groups(np.asarray(enc_names, dtype=object)[codes],
+                                     categories=[str(g) for g in group_names], name="groups")
+            if (codes < 0).any():
+                raise FairfoundryError("groups has labels that are not in group_names",
+                                       hint=f"group_names: {', '.join(map(str, group_names))}",
+                                       param="groups")
+    codes = np.asarray(codes)
     names = [str(g) for g in group_names]
     if len(set(names)) != len(names):
-        raise FairfoundryError("group_names contains duplicates")
-    codes = np.asarray(groups)
-    if codes.shape != (n,) or not np.issubdtype(codes.dtype, np.integer):
-        raise FairfoundryError("groups must be integer codes 0..G-1, one per row",
-                               hint="use intersect_groups(frame, columns) to build them")
+        raise FairfoundryError("group_names contains duplicates", param="group_names")
     if n and (codes.min() < 0 or codes.max() >= len(names)):
-        raise FairfoundryError(f"group codes must be in 0..{len(names) - 1}")
-    if metrics is None:
-        metrics = list(METRICS)
-    for m in metrics:
-        if m not in METRICS:
-            raise FairfoundryError(f"unknown metric {m!r}", hint=did_you_mean(m, METRICS,
-                                                                               what="metrics"))
-    metrics = [m for m in METRICS if m in set(metrics)]
+        raise FairfoundryError(f"group codes must be in 0..{len(names) - 1}", param="groups")
     if reference is not None and str(reference) not in names:
-        raise FairfoundryError(f"unknown reference group {reference!r}",
-                               hint=did_you_mean(str(reference), names, what="groups"))
-    _check_ece(ece_bins, ece_strategy)
-    if ci_method not in CI_METHODS:
-        raise FairfoundryError(f"unknown ci_method {ci_method!r}", hint="use percentile or bca")
-    if not 0 < confidence < 1:
-        raise FairfoundryError(f"confidence must be in (0, 1), got {confidence!r}")
-    if gap_ci not in GAP_CIS:
-        raise FairfoundryError(f"unknown gap_ci {gap_ci!r}", hint="use pairwise or percentile")
-    if calibration_bootstrap not in ("auto", "newton", "one_step"):
-        raise FairfoundryError(f"unknown calibration_bootstrap {calibration_bootstrap!r}",
-                               hint="use auto, newton or one_step")
-    if n_bootstrap < 0 or n_permutations < 0:
-        raise FairfoundryError("n_bootstrap and n_permutations must be >= 0")
+        raise FairfoundryError(f"reference={reference!r}: unknown reference group",
+                               hint=did_you_mean(str(reference), names, what="groups"),
+                               param="reference")
     if cluster is not None:
         if np.asarray(cluster).shape != (n,):
-            raise FairfoundryError("cluster must have one value per row")
+            raise FairfoundryError("cluster must have one value per row", param="cluster")
         missing = pd.isna(pd.Series(np.asarray(cluster))).to_numpy()
         if missing.any():
             raise FairfoundryError(f"cluster (e.g. patient id) is missing at row "
-                                   f"{int(np.flatnonzero(missing)[0])}",
-                                   hint="give every row its patient id")
-    return y, s, codes.astype(np.int64), names, metrics
+                                   f"{int(np.flatnonzero(missing)[0]) + 1}",
+                                   hint="give every row its patient id", param="cluster")
+    return y, s, codes.astype(np.int64), names
 
 
 def _summaries(per: dict, ov: dict, metrics: list[str], ref: int, names: list[str],
@@ -358,8 +356,8 @@ def evaluate_groups(
     y_score,
     *,
     threshold: float,
-    groups: np.ndarray,
-    group_names: Sequence[str],
+    groups,
+    group_names: Sequence[str] | None = None,
     reference: str | None = None,
     metrics: list[str] | None = None,
     ece_bins: int = 10,
@@ -376,6 +374,7 @@ def evaluate_groups(
     calibration_bootstrap: str = "auto",
     gap_ci: str = "pairwise",
     chunk_elements: int = 2**23,
+    options: EngineOptions | None = None,
 ) -> GroupResult:
     r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
 
@@ -396,10 +395,13 @@ def evaluate_groups(
     y_score : array (n,) of probabilities in [0, 1]
     threshold : float
         Decision threshold (chosen on another split; see ``fairfoundry.metrics`` thresholds).
-    groups : int array (n,)
-        Group code ``0..G-1`` of each row (see :func:`intersect_groups`).
-    group_names : list of str
+    groups : array (n,)
+        Group of each row: integer codes ``0..G-1`` with ``group_names`` (see
+        :func:`intersect_groups`), or labels (strings, numbers, a Categorical), encoded by
+        :func:`fairfoundry.groups.encode_groups` (missing values are the group ``unknown``).
+    group_names : list of str, optional
         Name of each code; a name without rows gets NaN rows with reason "group is empty".
+        With labels, fixes the groups and their order (labels must be among them).
     reference : str, optional
         Reference group for ``*_vs_reference`` (default: the largest group).
     metrics : list of str, optional
@@ -439,6 +441,10 @@ def evaluate_groups(
         ``n * replicates <= 1e7``. Recorded in ``config``.
     chunk_elements : int
         Replicates per chunk are ``max(1, chunk_elements // n)``, bounding memory.
+    options : EngineOptions, optional
+        Already validated options (``metrics`` to ``chunk_elements``); when given, the
+        individual keyword options are ignored. Callers that evaluate many times (one call per
+        label and attribute) validate once and pass this.
 
     Returns
     -------
@@ -453,14 +459,17 @@ def evaluate_groups(
     >>> res.estimate("tpr", "b"), res.estimate("tpr_gap", None)
     (0.5, 0.5)
     """
-    with _single_threaded_blas():
-        return _evaluate_groups(
-            y_true, y_score, threshold=threshold, groups=groups, group_names=group_names,
-            reference=reference, metrics=metrics, ece_bins=ece_bins, ece_strategy=ece_strategy,
+    if options is None:
+        options = EngineOptions(
+            metrics=metrics, ece_bins=ece_bins, ece_strategy=ece_strategy,
             n_bootstrap=n_bootstrap, ci_method=ci_method, confidence=confidence,
-            cluster=cluster, n_permutations=n_permutations, seed=seed, progress=progress,
-            n_jobs=n_jobs, bca_blocks=bca_blocks, calibration_bootstrap=calibration_bootstrap,
-            gap_ci=gap_ci, chunk_elements=chunk_elements)
+            n_permutations=n_permutations, seed=seed, n_jobs=n_jobs, bca_blocks=bca_blocks,
+            calibration_bootstrap=calibration_bootstrap, gap_ci=gap_ci,
+            chunk_elements=chunk_elements)
+    with _single_threaded_blas():
+        return _evaluate_groups(y_true, y_score, threshold=threshold, groups=groups,
+                                group_names=group_names, reference=reference, cluster=cluster,
+                                progress=progress, opts=options)
 
 
 def _single_threaded_blas():
@@ -476,14 +485,16 @@ def _single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, reference, metrics,
-                     ece_bins, ece_strategy, n_bootstrap, ci_method, confidence, cluster,
-                     n_permutations, seed, progress, n_jobs, bca_blocks, calibration_bootstrap,
-                     gap_ci, chunk_elements) -> GroupResult:
-    y, s, codes, names, metrics = _validate(
-        y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
-        ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-        calibration_bootstrap, gap_ci)
+def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, reference, cluster,
+                     progress, opts: EngineOptions) -> GroupResult:
+    y, s, codes, names = _validate(y_true, y_score, threshold, groups, group_names, reference,
+                                   cluster)
+    metrics, ece_bins, ece_strategy = opts.metric_list, opts.ece_bins, opts.ece_strategy
+    n_bootstrap, ci_method, confidence = opts.n_bootstrap, opts.ci_method, opts.confidence
+    n_permutations, seed, n_jobs, bca_blocks = (opts.n_permutations, opts.seed, opts.n_jobs,
+                                                opts.bca_blocks)
+    calibration_bootstrap, gap_ci, chunk_elements = (opts.calibration_bootstrap, opts.gap_ci,
+                                                     opts.chunk_elements)
     n = len(y)
     counts = np.bincount(codes, minlength=len(names))
     present = np.flatnonzero(counts > 0)
@@ -691,41 +702,6 @@ def _extreme(name: str, metrics: list[str]) -> str | None:
     return None
 
 
-def intersect_groups(frame: pd.DataFrame, columns: Sequence[str], *,
-                     missing: str = "missing") -> tuple[np.ndarray, list[str]]:
-    """Integer group codes for the observed combinations of ``columns``.
-
-    Names are the value for one column, ``"col1=a & col2=b"`` for several; missing values
-    become the explicit group ``missing`` (never dropped, never imputed). Codes follow the
-    sorted names.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> df = pd.DataFrame({"sex": ["F", "M", "F"], "age": ["<60", "<60", "60+"]})
-    >>> codes, names = intersect_groups(df, ["sex", "age"])
-    >>> codes.tolist(), names
-    ([1, 2, 0], ['sex=F & age=60+', 'sex=F & age=<60', 'sex=M & age=<60'])
-    """
-    columns = list(columns)
-    if not columns:
-        raise FairfoundryError("intersect_groups needs at least one column")
-    for c in columns:
-        if c not in frame.columns:
-            raise FairfoundryError(f"column {c!r} not found",
-                                   hint=did_you_mean(c, frame.columns, what="columns"))
-    parts = []
-    for c in columns:
-        col = frame[c]
-        vals = col.astype(object).where(col.notna(), missing).astype(str)
-        parts.append(vals if len(columns) == 1 else f"{c}=" + vals)
-    label = parts[0]
-    for p in parts[1:]:
-        label = label + " & " + p
-    codes, uniq = pd.factorize(label, sort=True)
-    return codes.astype(np.int64), [str(u) for u in uniq]
-
-
 def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: float,
                             groups: np.ndarray, group_names: Sequence[str],
                             **kwargs) -> GroupResult:
@@ -748,6 +724,10 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     (0.5, 0.0)
     """
     kwargs.pop("metrics", None)
+    if kwargs.get("options") is not None:
+        import dataclasses
+
+        kwargs["options"] = dataclasses.replace(kwargs["options"], metrics=("n", "fpr"))
     res = evaluate_groups(no_finding_true, no_finding_score, threshold=threshold, groups=groups,
                           group_names=group_names, metrics=["n", "fpr"], **kwargs)
 

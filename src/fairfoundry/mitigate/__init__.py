@@ -21,21 +21,25 @@ from ._pre import (
     balanced_sampling_weights,
     reweighing_weights,
 )
-from ._registry import MITIGATIONS, list_mitigations, make_mitigation, parse_method_args, register
-from ._run import RUN_FILES, FitConfig, MethodSpec, fit_run, load_fit_config
+from ._registry import (
+    MITIGATIONS,
+    list_mitigations,
+    load_mitigations,
+    make_mitigation,
+    methods_table,
+    parse_method_args,
+    register,
+)
 
 __all__ = [
-    "RUN_FILES",
-    "FitConfig",
-    "MethodSpec",
-    "fit_run",
     "load_embeddings",
-    "load_fit_config",
     "prepare_columns",
     "training_groups",
     "CRITERIA",
     "ERM",
     "MITIGATIONS",
+    "load_mitigations",
+    "methods_table",
     "Adversarial",
     "DistributionAlignment",
     "FairIdentityNormalization",

@@ -100,7 +100,9 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
         "emissions": emissions,
     }
     write_json_atomic(directory / "model_card.json", card)
-    md = [f"# Model card: {card['model_details']['name']}", "",
+    from .._io import md_escape  # user-supplied text (names, groups, intended use) is escaped
+
+    md = [f"# Model card: {md_escape(card['model_details']['name'])}", "",
           "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019.", "",
           "## Model details", "",
           (f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings or cfg.encoder}`" if cfg.adaptation == "probe" else
@@ -111,7 +113,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
           f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",
           f"- Checkpoint chosen on validation by `{cfg.select}`: epoch "
           f"{(info.get('selected') or {}).get('epoch', 'last')}", "",
-          "## Intended use", "", cfg.intended_use, "",
+          "## Intended use", "", md_escape(cfg.intended_use), "",
           "## Factors", "", f"Sensitive attributes: {', '.join(cfg.sensitive)}. Mitigations act on the "
           f"intersection {' x '.join(cfg.sensitive)}.", "",
           "## Metrics", "",
@@ -119,11 +121,11 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
           f"({', '.join(str(t.get('rule', '')) for t in thresholds) or 'n/a'}). Test is reported once, with "
           f"{cfg.bootstrap} bootstrap resamples for 95% CIs.", "",
           "## Training and evaluation data", "", "| split | group | n | positives | prevalence |", "|---|---|---:|---:|---:|"]
-    md += [f"| {r['split']} | {r['group']} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |" for r in data_rows]
+    md += [f"| {r['split']} | {md_escape(r['group'])} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |" for r in data_rows]
     md += ["", "## Quantitative analyses (test, 95% CI)", ""]
     if per_group:
         md += ["| attribute | group | metric | estimate [CI] | n |", "|---|---|---|---|---:|"]
-        md += [f"| {r['attribute']} | {r['group']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
+        md += [f"| {r['attribute']} | {md_escape(r['group'])} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
                f"| {r['n']} |" for r in per_group]
         md += ["", "| attribute | gap / summary | estimate [CI] | detail |", "|---|---|---|---|"]
         md += [f"| {r['attribute']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} | {r['detail']} |"

@@ -41,10 +41,18 @@ def load_embeddings(path: str | os.PathLike, manifest) -> tuple[np.ndarray, dict
         ids, arr, meta = read_embeddings(path)
         info.update(kind="embed-dir", encoder=meta.get("model") or meta.get("encoder"))
     elif path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise FairfoundryError(f"embeddings {path} is not a NumPy .npy array file",
+                                   hint="save the array with numpy.save, or pass a `fairfoundry "
+                                        "embed` directory or a Parquet/CSV table keyed by sample_id")
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise FairfoundryError(f"cannot read embeddings {path}: {exc}".splitlines()[0]) from exc
+            raise FairfoundryError(f"cannot read embeddings {path}: not a numeric array "
+                                   f"({type(exc).__name__})",
+                                   hint="save a numeric array with numpy.save") from exc
         if arr.ndim != 2:
             raise FairfoundryError(f"embeddings {path} must be 2-D (rows x dims), got shape {arr.shape}")
         if arr.shape[0] != len(manifest):
@@ -88,7 +96,8 @@ def load_embeddings(path: str | os.PathLike, manifest) -> tuple[np.ndarray, dict
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise FairfoundryError(f"embedding of sample {manifest['sample_id'].iloc[i]!r} (row {i}) contains NaN or inf")
+        raise FairfoundryError(f"embedding of sample {str(manifest['sample_id'].iloc[i])!r} (row {i + 1}) "
+                               "contains NaN or inf")
     info["dim"] = int(arr.shape[1])
     return arr, info
 
@@ -125,7 +134,8 @@ def prepare_columns(manifest, *, labels: list[str], sensitive: list[str], split_
         bad = ~np.isnan(vals) & ~np.isin(vals, [0.0, 1.0])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise FairfoundryError(f"label column {lab!r} has value {vals[i]!r} in row {i}; labels must be 0/1")
+            raise FairfoundryError(f"label column {lab!r} has value {float(vals[i]):g} in row {i + 1}; "
+                                   "labels must be 0/1")
         y[:, k] = vals
         for s in ("train", "val"):
             m = (splits == s).to_numpy()
@@ -137,35 +147,20 @@ def prepare_columns(manifest, *, labels: list[str], sensitive: list[str], split_
 
 
 def effective_bins(manifest, sensitive: list[str], bins: dict | None = None) -> dict:
-    """Bins for every numeric attribute with more than 10 values (default 40, 60, 80 years)."""
-    import pandas as pd
+    """Bins for every numeric attribute with more than 10 values (default
+    :data:`fairfoundry.groups.DEFAULT_AGE_EDGES`); see :func:`fairfoundry.groups.auto_bin_columns`."""
+    from ..groups import auto_bin_columns
 
-    out = {}
-    for c in sensitive:
-        col = manifest[c]
-        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 10:
-            out[c] = list((bins or {}).get(c, [40, 60, 80]))
-    return out
+    return auto_bin_columns(manifest, sensitive, bins)
 
 
 def training_groups(manifest, sensitive: list[str], *, bins: dict | None = None) -> np.ndarray:
     """The groups mitigations act on: the intersection of the ``sensitive`` columns.
 
-    Numeric attributes with more than 10 distinct values (age) are binned with ``bins``
-    (default ``age``: 40, 60, 80 -> <40, 40-59, 60-79, 80+); missing values are ``unknown``.
+    Built by :func:`fairfoundry.groups.group_labels`: numeric attributes with more than 10
+    distinct values (age) are binned with ``bins`` (default 20, 40, 60, 80 -> <20, 20-39, ...,
+    80+); missing values are ``unknown``; intersections are named ``sex=female & age=60-79``.
     """
-    import pandas as pd
+    from ..groups import group_labels
 
-    from ..data import bin_values
-
-    bins = dict(bins or {})
-    parts = []
-    for c in sensitive:
-        col = manifest[c]
-        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 10:
-            edges = bins.get(c, [40, 60, 80])
-            col = pd.Series(np.asarray(bin_values(col.to_numpy(dtype=float), edges), dtype=object))
-        parts.append(col.astype(object).where(col.notna(), "unknown").astype(str).to_numpy())
-    if len(parts) == 1:
-        return parts[0].astype(object)
-    return np.array([" & ".join(t) for t in zip(*parts, strict=True)], dtype=object)
+    return group_labels(manifest, sensitive, bins=effective_bins(manifest, sensitive, bins))

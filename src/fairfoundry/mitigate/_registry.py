@@ -9,7 +9,10 @@ Each mitigation is one class in one module. ``stage`` says where it acts:
   (group thresholds, group calibration); ``fit(scores, y, groups)`` / ``predict_proba``.
 
 ``"erm"`` (plain empirical risk minimisation) is the reference every method is compared with.
-The CLI's ``--method`` choices and the docs table read :data:`MITIGATIONS`.
+The CLI's ``--method`` choices and the docs table read :data:`MITIGATIONS`. Adding a method is
+one new module of this package using ``@register(...)`` (found without an import list, see
+:func:`fairfoundry._plugins.discover`), or, from another package, a module declared under the
+entry point group ``fairfoundry.mitigations``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 
 from .._errors import FairfoundryError, did_you_mean
 
-__all__ = ["MITIGATIONS", "register", "make_mitigation", "list_mitigations", "parse_method_args"]
+__all__ = ["MITIGATIONS", "register", "make_mitigation", "list_mitigations", "load_mitigations",
+           "methods_table",
+           "parse_method_args"]
 
 MITIGATIONS: dict[str, type] = {}
 
@@ -39,8 +44,17 @@ def register(name: str, *, stage: str):
     return deco
 
 
+def load_mitigations() -> dict[str, type]:
+    """:data:`MITIGATIONS` with every method module imported (this package's and plugins')."""
+    from .._plugins import ENTRY_POINT_GROUPS, discover
+
+    discover(__package__, marker="@register(", group=ENTRY_POINT_GROUPS["mitigations"])
+    return MITIGATIONS
+
+
 def list_mitigations() -> list[dict[str, str]]:
     """One dict per mitigation: name, stage, first docstring line."""
+    load_mitigations()
     rows = []
     for name, cls in MITIGATIONS.items():
         doc = (cls.__doc__ or "").strip().splitlines()
@@ -48,40 +62,35 @@ def list_mitigations() -> list[dict[str, str]]:
     return rows
 
 
-def _coerce(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            continue
-    return value
+def methods_table() -> str:
+    """The Markdown table of every registered method (name, stage, first docstring line),
+    generated from the registry; ``docs/adapt.md``'s table is checked against it by a test."""
+    rows = ["| name | stage | summary |", "|---|---|---|"]
+    for r in list_mitigations():
+        summary = r["summary"].replace("|", "\\|")
+        rows.append(f"| `{r['name']}` | {r['stage'] if r['stage'] != 'none' else '—'} | {summary} |")
+    return "\n".join(rows) + "\n"
 
 
 def parse_method_args(args: dict[str, Any]) -> dict[str, Any]:
-    """Turn ``{"eta": "0.1", "variant": "eo"}`` from ``--method-arg`` into typed values."""
-    return {k.replace("-", "_"): _coerce(v) for k, v in (args or {}).items()}
+    """Turn ``{"eta": "0.1", "variant": "eo"}`` from ``--method-arg`` into typed values
+    (:func:`fairfoundry._values.parse_value`)."""
+    from .._values import parse_value
+
+    return {k.replace("-", "_"): parse_value(v) for k, v in (args or {}).items()}
 
 
 def make_mitigation(name: str, **kwargs):
     """Instantiate a registered mitigation; unknown names or arguments give a clear error."""
-    import inspect
-
+    if name not in MITIGATIONS:
+        load_mitigations()
     if name not in MITIGATIONS:
         raise FairfoundryError(f"unknown mitigation method {name!r}", hint=did_you_mean(name, MITIGATIONS, what="methods"))
+    from .._values import check_arguments
+
     cls = MITIGATIONS[name]
-    params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p not in ("self", "n_groups")]
-    bad = [k for k in kwargs if k not in valid]
-    if bad:
-        raise FairfoundryError(f"method {name!r} has no argument {bad[0]!r}",
-                               hint=f"its arguments are: {', '.join(valid) or '(none)'}")
+    kwargs = check_arguments(cls.__init__, kwargs, option="--method-arg",
+                             what=f"method {name!r}", skip=("self", "n_groups"))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

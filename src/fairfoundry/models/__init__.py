@@ -45,7 +45,9 @@ num_classes=0, **model_kwargs)`` (classifier keys are ignored). ``preprocessing`
 exact input size, channels (1 or 3), value range and mean/std (see :class:`Preprocessing`).
 
 Adding a backend is one file too: subclass :class:`Backend`, decorate it with
-``@register_backend("name")`` and import the module in ``_registry._load_backends``.
+``@register_backend("name")`` in a new module of this package -- it is found without any
+import list. Another package adds one by declaring its module under the entry point group
+``fairfoundry.backends``.
 
 Extraction and the embeddings format
 ------------------------------------

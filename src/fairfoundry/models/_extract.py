@@ -70,8 +70,10 @@ def _sha(obj: Any, n: int = 24) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def read_image_manifest(manifest: str | os.PathLike):
-    """Read a manifest with ``sample_id`` and ``path``; add ``_abspath`` (resolved against it).
+def read_image_manifest(manifest: str | os.PathLike, *, allow_outside_root: bool = False):
+    """Read a manifest with ``sample_id`` and ``path``; add ``_abspath`` (resolved against its
+    folder by :func:`fairfoundry.data.resolve_paths`: a relative path climbing out of the
+    folder is refused unless ``allow_outside_root``).
 
     Returns
     -------
@@ -107,10 +109,12 @@ def read_image_manifest(manifest: str | os.PathLike):
     bad_ids = frame["sample_id"].astype(str).str.contains("[\r\n]", regex=True)
     if bad_ids.any():
         raise FairfoundryError(f"manifest {manifest}: sample_id values may not contain line breaks")
-    root = manifest.resolve().parent
+    from ..data import resolve_paths
+
     frame = frame.reset_index(drop=True)
-    frame["_abspath"] = [str(p if Path(p).is_absolute() else (root / p))
-                         for p in frame["path"].astype(str)]
+    frame["_abspath"] = resolve_paths(frame["path"].astype(str), root=manifest.resolve().parent,
+                                      allow_outside_root=allow_outside_root,
+                                      source=f"manifest {manifest}")
     return frame
 
 
@@ -222,7 +226,8 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
                        model_kwargs: dict | None = None, amp: bool | None = None,
                        parquet: bool = False, ray_address: str | None = None,
                        ray_num_cpus: int | None = None,
-                       progress: Callable[[int], None] | None = None) -> ExtractionResult:
+                       progress: Callable[[int], None] | None = None,
+                       allow_outside_root: bool = False) -> ExtractionResult:
     """Embed every image of a manifest with one encoder; cached, sharded and resumable.
 
     Parameters
@@ -244,6 +249,7 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     parquet : also write ``embeddings.parquet`` (``sample_id`` + ``e0..e{d-1}``)
     ray_address, ray_num_cpus : Ray cluster address (default: start a local instance) and CPUs
     progress : called with the number of images finished
+    allow_outside_root : accept relative paths that climb out of the manifest's folder
 
     Returns
     -------
@@ -266,7 +272,7 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     if int(num_workers) < 0:
         raise FairfoundryError("num_workers must be >= 0")
     out = Path(out)
-    frame = read_image_manifest(manifest)
+    frame = read_image_manifest(manifest, allow_outside_root=allow_outside_root)
     ids = frame["sample_id"].astype(str).tolist()
     paths = frame["_abspath"].tolist()
     stats = _file_stats(paths)

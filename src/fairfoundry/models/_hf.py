@@ -134,7 +134,7 @@ def check_against_folder(prep: Preprocessing, folder: Path | None, config, *, na
 
 
 def how_to_get(model_id: str) -> str:
-    return (f"on a connected machine run: huggingface-cli download {model_id} (then copy "
+    return (f"on a connected machine run: hf download {model_id} (then copy "
             "~/.cache/huggingface/hub to this machine), or save the model folder with "
             "save_pretrained and pass --model hf:<folder>, or pass --download")
 

@@ -105,7 +105,7 @@ def _default_tag(arch: str) -> str | None:
 def how_to_get(model_id: str) -> str:
     if model_id.startswith("hf-hub:"):
         repo = model_id[len("hf-hub:"):]
-        return (f"on a connected machine run: huggingface-cli download {repo} (then copy "
+        return (f"on a connected machine run: hf download {repo} (then copy "
                 "~/.cache/huggingface/hub), or pass --weights PATH, or --download")
     arch, tag = _split_tag(model_id)
     return (f"on a connected machine run: python -c \"import open_clip; open_clip.create_model("

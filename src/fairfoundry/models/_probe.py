@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import FairfoundryError, did_you_mean
+from ..groups import DEFAULT_AGE_EDGES
 
 __all__ = ["probe_attributes", "ProbeResult"]
 
@@ -39,21 +40,20 @@ class ProbeResult:
 
 
 def _labels(values, *, attribute: str, age_bins: Sequence[float]):
+    """Group labels (None where missing) and their order, by :mod:`fairfoundry.groups`."""
     import numpy as np
     import pandas as pd
 
-    s = pd.Series(values)
-    if pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 10:
-        from ..data import bin_values
+    from ..groups import MISSING, attribute_groups
 
-        cat = bin_values(s, age_bins)
-        order = [str(c) for c in cat.categories]
-        s = pd.Series(np.asarray(cat, dtype=object))
-    else:
-        order = None
-    s = s.astype(object).where(s.notna(), None)
-    lab = s.map(lambda v: None if v is None or str(v).strip().lower() in _MISSING else str(v))
-    return lab, order
+    s = pd.Series(values)
+    edges = age_bins if pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 10 else None
+    if edges is None:  # common spellings of "not recorded" are missing, not a group
+        s = s.where(~s.astype(str).str.strip().str.lower().isin(_MISSING))
+    cat = attribute_groups(s, edges=edges, name=f"attribute {attribute!r}")
+    lab = pd.Series(np.asarray(cat, dtype=object))
+    lab = lab.where(lab != MISSING, None)
+    return lab, [str(c) for c in cat.categories if c != MISSING]
 
 
 def _auc(y, proba, classes):
@@ -66,10 +66,11 @@ def _auc(y, proba, classes):
                                labels=[classes[j] for j in order]))
 
 
-def probe_attributes(embeddings, frame, *, attributes: Sequence[str], folds: int = 5,
-                     seed: int = 0, n_boot: int = 200, ci: float = 0.95,
-                     age_bins: Sequence[float] = (40, 60, 80), group_col: str | None = "patient_id",
-                     min_group: int | None = None, C: float = 1.0) -> ProbeResult:
+def probe_attributes(embeddings, frame, *, sensitive: Sequence[str] | None = None,
+                     folds: int = 5, seed: int = 0, n_boot: int = 200, ci: float = 0.95,
+                     age_bins: Sequence[float] = DEFAULT_AGE_EDGES, group_col: str | None = "patient_id",
+                     min_group: int | None = None, C: float = 1.0,
+                     attributes: Sequence[str] | None = None) -> ProbeResult:
     r"""Cross-validated linear probes predicting each attribute from the embeddings.
 
     For each attribute: samples with a missing value are left out; numeric attributes with more
@@ -88,7 +89,8 @@ def probe_attributes(embeddings, frame, *, attributes: Sequence[str], folds: int
     ----------
     embeddings : array of shape (n, d)
     frame : pandas.DataFrame of n rows aligned to ``embeddings`` with the attribute columns
-    attributes : column names (e.g. ``["sex", "age", "race"]``)
+    sensitive : protected attribute columns (e.g. ``["sex", "age", "race"]``); ``attributes``
+        is the old spelling
     folds, seed, n_boot, ci, age_bins, group_col, min_group, C : see above (C: inverse L2 strength)
 
     Returns
@@ -108,11 +110,12 @@ def probe_attributes(embeddings, frame, *, attributes: Sequence[str], folds: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    attributes = list(sensitive or []) + list(attributes or [])  # attributes: old spelling
     X = np.asarray(embeddings, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] != len(frame):
         raise FairfoundryError(f"embeddings shape {X.shape} does not match {len(frame)} manifest rows")
     if not attributes:
-        raise FairfoundryError("no attributes to probe", hint="pass e.g. --attributes sex age")
+        raise FairfoundryError("no attributes to probe", hint="pass e.g. sensitive=[\"sex\", \"age\"] (--sensitive sex,age)")
     for a in attributes:
         if a not in frame.columns:
             raise FairfoundryError(f"attribute column {a!r} not found in the manifest",

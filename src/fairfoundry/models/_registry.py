@@ -114,8 +114,12 @@ def list_backends() -> dict[str, type[Backend]]:
 
 
 def _load_backends() -> None:
-    # importing the modules registers the backends; they import torch lazily
-    from . import _hf, _local, _open_clip, _retfound, _timm, _xrv  # noqa: F401
+    """Import every backend module (found by :func:`fairfoundry._plugins.discover`: the
+    modules of this package using ``@register_backend(``, and ``fairfoundry.backends`` entry
+    points); they import torch lazily."""
+    from .._plugins import ENTRY_POINT_GROUPS, discover
+
+    discover(__package__, marker="@register_backend(", group=ENTRY_POINT_GROUPS["backends"])
 
 
 def _encoder_meta_for_path(path: Path) -> dict | None:
@@ -151,6 +155,15 @@ def _parse_weights(weights) -> Any:
     return path
 
 
+#: types of common encoder constructor arguments (timm / open_clip ViTs and CNNs), checked
+#: before anything is built so ``--model-arg img_size=abc`` names the argument and its type
+MODEL_ARG_TYPES: dict[str, type] = {
+    "img_size": int, "patch_size": int, "depth": int, "embed_dim": int, "num_heads": int,
+    "in_chans": int, "num_classes": int, "mlp_ratio": float, "drop_rate": float,
+    "drop_path_rate": float, "global_pool": str, "class_token": bool, "pretrained": bool,
+}
+
+
 def resolve_model(name_or_path: str | os.PathLike, *, weights=None,
                   model_kwargs: dict | None = None) -> ModelRef:
     """Resolve a preset name, ``backend:id`` or local path to a :class:`ModelRef` (no torch).
@@ -160,9 +173,11 @@ def resolve_model(name_or_path: str | os.PathLike, *, weights=None,
     FairfoundryError
         Unknown model (with the closest preset names) or unknown backend.
     """
+    from .._values import check_types
+
     _load_backends()
     text = str(name_or_path).strip()
-    kwargs = dict(model_kwargs or {})
+    kwargs = check_types(dict(model_kwargs or {}), MODEL_ARG_TYPES, option="--model-arg")
     preset = get_preset(text)
     if preset is not None:
         w = _parse_weights(weights) if weights is not None else (
@@ -279,9 +294,7 @@ def save_encoder(encoder, path: str | os.PathLike, *, overwrite: bool = False) -
     (``__metadata__["fairfoundry.encoder"]``) holds backend, model id, constructor kwargs and
     preprocessing.
     """
-    from safetensors.torch import save_file
-
-    from .._io import write_atomic
+    from .._io import save_safetensors
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
@@ -300,7 +313,7 @@ def save_encoder(encoder, path: str | os.PathLike, *, overwrite: bool = False) -
         if ptr in seen and state[k].numel() > 0:
             state[k] = state[k].clone()
         seen[ptr] = k
-    write_atomic(path, lambda p: save_file(state, str(p), metadata={SAFETENSORS_META_KEY: json.dumps(meta)}))
+    save_safetensors(path, state, metadata={SAFETENSORS_META_KEY: json.dumps(meta, sort_keys=True)})
     return path
 
 

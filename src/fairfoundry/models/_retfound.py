@@ -49,7 +49,7 @@ class RETFoundBackend(Backend):
                 f"RETFound model {name} needs its checkpoint file (it is not on a public hub "
                 "without an access request)",
                 hint="request access at https://huggingface.co/YukunZhou/RETFound_mae_natureCFP, "
-                "run `huggingface-cli download YukunZhou/RETFound_mae_natureCFP` on a connected "
+                "run `hf download YukunZhou/RETFound_mae_natureCFP` on a connected "
                 "machine and pass --weights /path/to/RETFound_mae_natureCFP.pth")
         model = create_timm_model(timm_id, pretrained=False, **kwargs)
         if path is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import FairfoundryError
-from .._io import write_atomic
+from .._io import save_safetensors
 from ._backbone import ViTBackbone
 
 __all__ = ["save_vit", "load_pretrained_vit", "read_metadata"]
@@ -36,14 +36,13 @@ def save_vit(backbone: ViTBackbone, path: str | os.PathLike, *, dtype=None,
     ``dtype`` (e.g. ``torch.float16``) stores the weights at a lower precision (half the size;
     ``load_state_dict`` casts them back to the model's float32).
     """
-    from safetensors.torch import save_file
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in backbone.net.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = backbone.export_metadata(**metadata)
     meta.update(_zoo_header(backbone, metadata))
-    return write_atomic(path, lambda p: save_file(state, str(p), metadata=meta))
+    return save_safetensors(path, state, metadata=meta)  # fixed header order (deterministic bytes)
 
 
 def _zoo_header(backbone: ViTBackbone, metadata: dict) -> dict[str, str]:

@@ -20,6 +20,7 @@ import torch
 
 from .._errors import FairfoundryError, did_you_mean
 from .._io import read_table
+from ..data._paths import resolve_paths
 
 __all__ = ["ImageBank", "load_manifest", "byte_tokenize"]
 
@@ -62,7 +63,7 @@ def load_manifest(manifest: str | os.PathLike | pd.DataFrame, *, path_column: st
         raise FairfoundryError(f"{name} has duplicate sample_id {frame['sample_id'].iloc[row]!r} "
                                f"(row {row + 2})")
     paths = frame[path_column].astype(str)
-    frame[path_column] = [str(p if Path(p).is_absolute() else base / p) for p in paths]
+    frame[path_column] = resolve_paths(paths, root=base, source=name, column=path_column)
     return frame.reset_index(drop=True), base
 
 

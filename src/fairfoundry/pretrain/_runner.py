@@ -39,6 +39,7 @@ from .._io import (
     write_table_atomic,
     write_text_atomic,
 )
+from ..groups import DEFAULT_AGE_EDGES
 
 __all__ = ["PretrainConfig", "pretrain", "DEFAULT_REPORT_ATTRIBUTES", "prepare_frame"]
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 #: attributes reported in composition.csv when present in the manifest
 DEFAULT_REPORT_ATTRIBUTES = ("sex", "age_group", "race", "ethnicity", "skin_type", "site",
                              "country", "view")
-AGE_EDGES = (40, 60, 80)
+AGE_EDGES = tuple(DEFAULT_AGE_EDGES)  # the one default age binning (fairfoundry.groups)
 
 OUTPUTS = ["encoder.safetensors", "checkpoint", "loss_log.csv", "composition.csv", "config.yaml",
            "run.json", "teachers.csv"]
@@ -373,11 +374,6 @@ def _validate(model_cls, data: dict):
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise FairfoundryError(
-                f"unknown config key {loc!r}",
-                hint=did_you_mean(str(first["loc"][-1]), model_cls.model_fields, what="keys"),
-            ) from exc
-        raise FairfoundryError(f"invalid config value for {loc!r}: {first['msg']}") from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where="the pretrain config", model=model_cls) from exc

@@ -13,7 +13,7 @@ for _size, _dim in (("small", 384), ("base", 768)):
         preprocessing=_DINOV2_PREP,
         licence="Apache-2.0",
         source=f"https://huggingface.co/facebook/dinov2-{_size}",
-        get_weights=f"huggingface-cli download facebook/dinov2-{_size}",
+        get_weights=f"hf download facebook/dinov2-{_size}",
         modality="natural images (general-domain baseline)",
         description=f"DINOv2 ViT-{_size[0].upper()}/14 (LVD-142M), [CLS] embedding ({_dim}-d)",
         paper="Oquab et al., DINOv2, TMLR 2024",

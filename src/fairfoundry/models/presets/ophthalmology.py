@@ -16,7 +16,7 @@ for _name, _repo, _what in (
         preprocessing=_RETFOUND_PREP,
         licence="CC BY-NC 4.0 (non-commercial)",
         source=f"https://huggingface.co/{_repo} (access request)",
-        get_weights=f"huggingface-cli login && huggingface-cli download {_repo}  "
+        get_weights=f"hf auth login && hf download {_repo}  "
         f"# then --weights <snapshot>/{_repo.split('/')[1]}.pth",
         modality="ophthalmology",
         description=f"RETFound ViT-L/16 MAE pre-trained on {_what}; mean of patch tokens + "

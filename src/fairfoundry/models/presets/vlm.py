@@ -10,8 +10,8 @@ register_preset(Preset(
                                 resize="shortest", interpolation="bicubic"),
     licence="MIT",
     source="https://huggingface.co/microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
-    get_weights="huggingface-cli download microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 && "
-    "huggingface-cli download microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+    get_weights="hf download microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 && "
+    "hf download microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
     modality="biomedical (PMC-15M figure-caption pairs)",
     description="ViT-B/16 image tower + PubMedBERT text tower, CLIP-trained on 15M PubMed "
     "Central figure-caption pairs (512-d)",
@@ -32,7 +32,7 @@ register_preset(Preset(
                                 resize="shortest", interpolation="bicubic"),
     licence="MIT",
     source="https://huggingface.co/flaviagiammarino/pubmed-clip-vit-base-patch32",
-    get_weights="huggingface-cli download flaviagiammarino/pubmed-clip-vit-base-patch32",
+    get_weights="hf download flaviagiammarino/pubmed-clip-vit-base-patch32",
     modality="radiology (ROCO)",
     description="CLIP ViT-B/32 fine-tuned on ROCO radiology image-caption pairs (512-d)",
     paper="Eslami et al., PubMedCLIP, EACL Findings 2023",
@@ -70,7 +70,7 @@ register_preset(Preset(
                                 resize="squash", interpolation="bicubic"),
     licence="Apache-2.0",
     source="https://huggingface.co/google/siglip-base-patch16-224",
-    get_weights="huggingface-cli download google/siglip-base-patch16-224",
+    get_weights="hf download google/siglip-base-patch16-224",
     modality="natural images (general-domain baseline)",
     description="SigLIP ViT-B/16 at 224 px (768-d)",
     paper="Zhai et al., Sigmoid loss for language image pre-training, ICCV 2023",
@@ -88,8 +88,8 @@ register_preset(Preset(
                                 resize="squash", interpolation="bicubic"),
     licence="Health AI Developer Foundations terms of use (gated; not an open-source licence)",
     source="https://huggingface.co/google/medsiglip-448",
-    get_weights="accept the terms on the model page, then huggingface-cli login && "
-    "huggingface-cli download google/medsiglip-448",
+    get_weights="accept the terms on the model page, then hf auth login && "
+    "hf download google/medsiglip-448",
     modality="chest X-ray, dermatology, ophthalmology, pathology, CT/MRI slices",
     description="SigLIP-400M image/text encoders adapted to medical images at 448 px (1152-d)",
     paper="Sellergren et al., MedGemma technical report, arXiv 2507.05201",

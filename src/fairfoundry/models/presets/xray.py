@@ -21,7 +21,7 @@ register_preset(Preset(
                                 resize="shortest", crop_pct=1.0, interpolation="bicubic"),
     licence="MIT (model card; revisions before 2025 said MSRLA); research use only, not clinical",
     source="https://huggingface.co/microsoft/rad-dino",
-    get_weights="huggingface-cli download microsoft/rad-dino",
+    get_weights="hf download microsoft/rad-dino",
     modality="chest X-ray",
     description="DINOv2 ViT-B/14 trained on 882k chest X-rays; [CLS] embedding (768-d). "
     "Grayscale images are repeated to 3 channels.",

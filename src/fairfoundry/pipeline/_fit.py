@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._errors import FairfoundryError
+from ..groups import is_known
 
 __all__ = ["FitConfig", "MethodSpec", "fit_run", "load_fit_config", "RUN_FILES"]
 
@@ -140,19 +141,6 @@ class FitConfig(BaseModel):
         return [self.label] if isinstance(self.label, str) else list(self.label)
 
 
-def _pydantic_error(exc: ValidationError, where: str) -> FairfoundryError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        valid = ", ".join(FitConfig.model_fields)
-        return FairfoundryError(f"unknown key {loc!r} in {where}", hint=f"valid keys are: {valid}")
-    if err["type"] == "missing":
-        return FairfoundryError(f"{where} is missing the required key {loc!r}")
-    if not loc:
-        return FairfoundryError(f"invalid {where}: {err['msg'].removeprefix('Value error, ')}")
-    return FairfoundryError(f"invalid value for {loc!r} in {where}: {err['msg']}")
-
-
 def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     """Build a :class:`FitConfig` from a YAML file or a dict (relative paths are relative to the file)."""
     from .._io import read_yaml_mapping
@@ -173,15 +161,15 @@ def load_fit_config(source: str | os.PathLike | dict, **overrides) -> FitConfig:
     try:
         return FitConfig(**data)
     except ValidationError as exc:
-        raise _pydantic_error(exc, where) from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where=where, model=FitConfig) from exc
 
 
 def _instantiate(spec: MethodSpec):
-    from ._registry import MITIGATIONS, make_mitigation, parse_method_args
+    from ._train import instantiate_method
 
-    method = make_mitigation(spec.name, **parse_method_args(spec.args))
-    stage = MITIGATIONS[spec.name].stage
-    return method, stage
+    return instantiate_method(spec.name, spec.args)
 
 
 def _predictions_frame(manifest, scores, y, labels, sensitive, split_col):
@@ -207,8 +195,9 @@ def resolve_optimizer(cfg: FitConfig) -> str:
     """``optimizer: auto``: full-batch L-BFGS for a linear probe when every method of the grid is
     ERM or post-processing (a convex problem; as fast as scikit-learn), AdamW otherwise -- one
     optimizer for the whole grid, so methods are compared under the same training."""
-    from ._registry import MITIGATIONS
+    from ..mitigate import load_mitigations
 
+    MITIGATIONS = load_mitigations()
     if cfg.optimizer != "auto":
         return cfg.optimizer
     plain = all(MITIGATIONS[m.name].stage in ("none", "post") for m in cfg.methods if m.name in MITIGATIONS)
@@ -224,11 +213,12 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     from .._io import write_json_atomic, write_table_atomic, write_text_atomic
     from ..adapt import HeadClassifier
     from ..evaluation import evaluate
-    from ._card import write_model_card
-    from ._inputs import effective_bins
+    from ..mitigate import MITIGATIONS
+    from ..mitigate._card import write_model_card
+    from ..mitigate._inputs import effective_bins
+    from ._train import train_and_score
 
     t0 = time.perf_counter()
-    method, stage = _instantiate(spec)
     split = manifest[cfg.split_col].astype(str).to_numpy()
     tr, va = split == "train", split == "val"
     labels = cfg.labels
@@ -238,48 +228,39 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     if len(labels) == 1:
         keep_tr &= ~np.isnan(y[:, 0])
         keep_va &= ~np.isnan(y[:, 0])
-    hooks = [method] if stage in ("pre", "in") else []
-    if cfg.adaptation == "probe":
-        est = HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.epochs,
-                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks,
-                             optimizer=resolve_optimizer(cfg),
-                             select=cfg.select, patience=cfg.patience, seed=seed, device=cfg.device,
-                             track_emissions=cfg.emissions, country_iso_code=cfg.country_iso_code,
-                             progress=progress)
-    else:  # fine-tuning from images: a fresh copy of the encoder for every run
+
+    def make_estimator(hooks):
+        if cfg.adaptation == "probe":
+            return HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout,
+                                  epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay, hooks=hooks,
+                                  optimizer=resolve_optimizer(cfg), select=cfg.select,
+                                  patience=cfg.patience, seed=seed, device=cfg.device,
+                                  track_emissions=cfg.emissions,
+                                  country_iso_code=cfg.country_iso_code, progress=progress)
+        # fine-tuning from images: a fresh copy of the encoder for every run
         from ..adapt import EncoderClassifier
         from ..models import load_encoder
 
-        encoder = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device, seed=seed,
-                               model_kwargs=cfg.encoder_kwargs or None)
-        est = EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                lora_target=cfg.lora_target, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
-                                patience=cfg.patience, seed=seed, device=cfg.device,
-                                track_emissions=cfg.emissions, country_iso_code=cfg.country_iso_code,
-                             progress=progress)
-    warnings: list[str] = []
-    unseen = sorted(set(groups[va | (split == "test")]) - set(groups[keep_tr]))
-    if unseen:
-        msg = (f"groups absent from training: {', '.join(unseen[:5])}; per-group methods treat them "
-               "with their global fallback and their test metrics show the effect")
-        log.warning(msg)
-        warnings.append(msg)
-    if cfg.adaptation == "probe":
-        est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], X_val=X[keep_va], y_val=y_fit[keep_va],
-                groups_val=groups[keep_va])
-    else:
-        est.fit(X[keep_tr], y_fit[keep_tr], groups=groups[keep_tr], paths_val=X[keep_va], y_val=y_fit[keep_va],
-                groups_val=groups[keep_va])
-    scores = est.predict_score(X, groups=groups)
-    threshold: float | str = "youden"
-    if stage == "post":
-        if len(labels) != 1:
-            raise FairfoundryError(f"post-processing method {spec.name!r} supports one label, got {len(labels)}")
-        method.fit(scores[keep_va], y[keep_va, 0], groups[keep_va])
-        scores = method.transform(scores, groups)
-        if spec.name == "group-threshold":
-            threshold = 0.5  # the group thresholds are encoded as 0.5 on the transformed scores
+        encoder = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device,
+                               seed=seed, model_kwargs=cfg.encoder_kwargs or None)
+        return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
+                                 lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,
+                                 epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
+                                 patience=cfg.patience, seed=seed, device=cfg.device,
+                                 track_emissions=cfg.emissions,
+                                 country_iso_code=cfg.country_iso_code, progress=progress)
+
+    if len(labels) != 1 and MITIGATIONS[spec.name].stage == "post":
+        raise FairfoundryError(f"post-processing method {spec.name!r} supports one label, got "
+                               f"{len(labels)}")
+    trained = train_and_score(spec.name, spec.args, X=X, y=y_fit, groups=groups, train=keep_tr,
+                              val=keep_va, make_estimator=make_estimator,
+                              images=cfg.adaptation != "probe", scored=va | (split == "test"))
+    warnings: list[str] = list(trained.warnings)
+    est, stage, scores, threshold = (trained.estimator, trained.stage, trained.scores,
+                                     trained.threshold)
     preds = _predictions_frame(manifest, scores, y, labels, cfg.sensitive, cfg.split_col)
     preds["method"] = spec.label  # run metadata, so runs can be concatenated
     preds["seed"] = seed
@@ -365,7 +346,7 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
         prepare_out_dir,
     )
     from ..data import read_manifest
-    from ._inputs import load_embeddings, prepare_columns, training_groups
+    from ..mitigate._inputs import load_embeddings, prepare_columns, training_groups
 
     out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
     manifest = read_manifest(cfg.manifest, required=("sample_id",))
@@ -376,9 +357,10 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     if cfg.adaptation != "probe":
         if "path" not in manifest.columns:
             raise FairfoundryError(f"manifest {cfg.manifest} has no 'path' column: fine-tuning needs the images")
-        base = Path(manifest.attrs.get("manifest_path", cfg.manifest)).parent
-        X = np.array([str(p) if Path(p).is_absolute() else str(base / p) for p in manifest["path"].astype(str)],
-                     dtype=object)
+        from ..data import manifest_root, resolve_paths
+
+        X = np.array(resolve_paths(manifest["path"].astype(str), root=manifest_root(manifest),
+                                   source=f"manifest {cfg.manifest}"), dtype=object)
         emb_info = {"kind": "images", "encoder": cfg.encoder, "adaptation": cfg.adaptation}
     elif cfg.encoder is not None:
         import tempfile
@@ -395,7 +377,7 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     groups = training_groups(manifest, cfg.sensitive, bins=cfg.bins)
     specs = list(cfg.methods)
     in_train = manifest[cfg.split_col].astype(str).to_numpy() == "train"
-    known = sorted({g for g in groups[in_train] if "unknown" not in str(g).split(" & ")})
+    known = sorted({g for g in groups[in_train] if is_known(g)})
     for spec in specs:  # fail fast on a bad method before any training
         _, stage_name = _instantiate(spec)
         if stage_name != "none" and len(known) < 2:
@@ -433,7 +415,7 @@ def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, 
         write_sidecar,
         write_table_atomic,
     )
-    from ._compare import write_comparison
+    from ..mitigate._compare import write_comparison
 
     with staged_dir(out) as stage:
         if staged_embeddings is not None:

@@ -1,0 +1,7 @@
+"""``python -m fairfoundry.cli``: the ``fairfoundry`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
