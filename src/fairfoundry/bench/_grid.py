@@ -152,17 +152,6 @@ class GridSpec(BaseModel):
         return v
 
 
-def _pydantic_message(exc: ValidationError, where: str) -> FairfoundryError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return FairfoundryError(f"unknown key {loc!r} in {where}")
-    if err["type"] == "missing":
-        return FairfoundryError(f"{where} is missing the required key {loc!r}")
-    return FairfoundryError(f"invalid value for {loc!r} in {where}: {msg}" if loc else f"invalid {where}: {msg}")
-
-
 def load_grid(source: str | os.PathLike | dict) -> GridSpec:
     """Read and validate a grid (YAML file or dict); relative paths are relative to the file."""
     from .._io import read_yaml_mapping
@@ -194,7 +183,9 @@ def load_grid(source: str | os.PathLike | dict) -> GridSpec:
     try:
         spec = GridSpec(**data)
     except ValidationError as exc:
-        raise _pydantic_message(exc, where) from exc
+        from .._values import pydantic_error
+
+        raise pydantic_error(exc, where=where, model=GridSpec) from exc
     names = [d.name for d in spec.datasets]
     if len(set(names)) != len(names):
         raise FairfoundryError(f"dataset names must be unique in {where}: {names}")
@@ -246,13 +237,10 @@ def _fingerprint(path: str) -> str:
     return file_fingerprint(p)
 
 
-def _method_label(m: dict) -> str:
-    args = m.get("args") or {}
-    return m["name"] if not args else m["name"] + "(" + ",".join(f"{k}={v}" for k, v in sorted(args.items())) + ")"
-
-
 def grid_cells(spec: GridSpec) -> list[Cell]:
     """Every cell of the grid, in a fixed order (datasets, encoders, adaptations, methods, fractions, seeds)."""
+    from ..pipeline import method_label
+
     cells = []
     prints: dict[str, str] = {}
     for d, enc, ad, m, frac, seed in itertools.product(spec.datasets, spec.encoders, spec.adaptations,
@@ -270,7 +258,7 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
         inputs = {"manifest": prints.setdefault(d.manifest, _fingerprint(d.manifest))}
         if "embeddings" in cfg:
             inputs["embeddings"] = prints.setdefault(cfg["embeddings"], _fingerprint(cfg["embeddings"]))
-        cells.append(Cell(dataset=d.name, encoder=enc, adaptation=ad.label, mitigation=_method_label(m),
+        cells.append(Cell(dataset=d.name, encoder=enc, adaptation=ad.label, mitigation=method_label(m["name"], m.get("args")),
                           label_fraction=float(frac), seed=int(seed), fit_config=cfg, inputs=inputs))
     ids = [c.cell_id for c in cells]
     if len(set(ids)) != len(ids):
@@ -303,7 +291,7 @@ def _subsample_train(manifest_path: str, *, fraction: float, seed: int, split_co
 
 def _fit(cfg_dict: dict, out: Path) -> Path:
     """The one place the grid runs a fit: the ``fairfoundry fit`` pipeline."""
-    from ..mitigate._run import fit_run, load_fit_config
+    from ..pipeline import fit_run, load_fit_config
 
     return fit_run(load_fit_config(cfg_dict), out, overwrite=True)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-UNKNOWN = "unknown"
+from ..groups import MISSING as UNKNOWN
+
 UNKNOWN_CHOICES = ("exclude", "group")
 
 
@@ -34,8 +35,12 @@ def check_unknown(value: str) -> str:
 
 
 def is_unknown_group(name) -> bool:
-    """A group whose attribute value is missing: ``unknown``, or an intersection with an ``unknown`` part."""
-    return UNKNOWN in str(name).split(" & ")
+    """A group whose attribute value is missing: ``unknown``, or an intersection with an ``unknown`` part
+    (names from :mod:`fairfoundry.groups`: ``unknown``, ``age=unknown``, ``sex=female & age=unknown``)."""
+    from ..groups import is_known, split_intersection
+
+    name = str(name)
+    return not is_known(name) or ("=" in name and any(v == UNKNOWN for _, v in split_intersection(name)))
 
 
 def fairness_codes(hook, trainer, codes):
