@@ -54,8 +54,7 @@ def attribute_groups(frame: pd.DataFrame, sensitive: Sequence[str], *,
     Missing values are the group ``unknown``; ``bins`` (``{"age": [40, 60, 80]}``) bins a
     numeric column into left-closed intervals (groups in numeric order).
     """
-    from ..data import bin_values
-    from ..metrics import intersect_groups
+    from ..groups import intersect_groups, intersection_attribute
 
     bins = dict(bins or {})
     cols = list(dict.fromkeys([*sensitive, *[c for g in intersect for c in g]]))
@@ -63,7 +62,6 @@ def attribute_groups(frame: pd.DataFrame, sensitive: Sequence[str], *,
         raise FairfoundryError("no --sensitive attribute given",
                                hint="for example --sensitive sex --sensitive age")
     prepared: dict[str, pd.Series] = {}
-    order: dict[str, list[str]] = {}
     for c in cols:
         if c not in frame.columns:
             raise FairfoundryError(f"sensitive column {c!r} not found in {source}",
@@ -75,9 +73,7 @@ def attribute_groups(frame: pd.DataFrame, sensitive: Sequence[str], *,
             if bad.size:
                 raise FairfoundryError(f"--bins {c}: column {c!r} is not numeric: row "
                                        f"{bad[0] + 1} holds {raw.iloc[bad[0]]!r}")
-            cat = bin_values(num, bins[c])
-            prepared[c] = pd.Series(np.asarray(cat.astype(str)), index=frame.index)
-            order[c] = [str(x) for x in cat.categories]
+            prepared[c] = num
         else:
             if pd.api.types.is_float_dtype(raw) and raw.dropna().apply(float.is_integer).all():
                 raw = raw.astype("Int64")
@@ -85,12 +81,8 @@ def attribute_groups(frame: pd.DataFrame, sensitive: Sequence[str], *,
     table = pd.DataFrame(prepared)
     out = []
     for group in [[c] for c in sensitive] + [list(g) for g in intersect]:
-        codes, names = intersect_groups(table[group], group, missing="unknown")
-        if len(group) == 1 and group[0] in order:  # numeric order of bins
-            present = [b for b in order[group[0]] if b in names]
-            remap = np.array([present.index(nm) for nm in names])
-            codes, names = remap[codes], present
-        out.append(Attribute("&".join(group), np.asarray(codes, dtype=np.int64), tuple(names)))
+        codes, names = intersect_groups(table, group, bins={c: bins[c] for c in group if c in bins})
+        out.append(Attribute(intersection_attribute(group), np.asarray(codes, dtype=np.int64), tuple(names)))
     return out
 
 
