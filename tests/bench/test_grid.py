@@ -133,7 +133,7 @@ def test_cli_run_and_results(tmp_path, capsys):
     assert main(["bench", "results", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "reweigh" in out and "paired difference to ERM" in out
-    assert main(["bench", "results", str(tmp_path / "out"), "--metric", "auc_gap", "--attribute", "sex",
+    assert main(["bench", "results", str(tmp_path / "out"), "--metric", "auc_gap", "--sensitive", "sex",
                  "--summary", "--export", str(tmp_path / "gap.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "gap.csv")) == 2
     assert main(["bench", "results", str(tmp_path / "out"), "--sql",

@@ -65,7 +65,7 @@ def test_docs_serve_command(tmp_path, monkeypatch, cli):
     args = shlex.split(line)
     assert args[:3] == ["fairfoundry", "monitor", "serve"]
     assert cli("monitor", "init", "--store", "chexnet.db", "--label", "Effusion",
-               "--attribute", "sex,age,view").code == 0
+               "--sensitive", "sex,age,view").code == 0
     (tmp_path / "monitor.yaml").write_text("windows: {size: 2000}\n")
     port = free_port()
     args[args.index("--port") + 1] = str(port)

@@ -52,12 +52,13 @@ def bench_run_command(
 def bench_results_command(
     grid_dir: Path = typer.Argument(..., help="A grid directory written by `fairfoundry bench run`."),
     metric: str = typer.Option("auc", "--metric", help="Metric of the leaderboard (per-group metric or summary)."),
-    attribute: str = typer.Option("overall", "--attribute",
-                                  help="Attribute of the metric (overall, or a sensitive attribute)."),
+    attribute: str = typer.Option("overall", "--sensitive", "-a",
+                                  help="Attribute of the metric: overall, or a sensitive attribute (sex, "
+                                       "age, sex&age, ...)."),
     group: str | None = typer.Option("overall", "--group",
                                      help="Group of a per-group metric (overall for the whole test set)."),
     summary: bool = typer.Option(False, "--summary",
-                                 help="The metric is a summary (e.g. auc_gap, auc_worst_group) of --attribute."),
+                                 help="The metric is a summary (e.g. auc_gap, auc_worst_group) of --sensitive."),
     sql: str | None = typer.Option(None, "--sql", help="Run a SQL query on the store (tables: cells, results)."),
     export: Path | None = typer.Option(None, "--export",
                                        help="Write the table shown (or every result row) to .csv or .parquet."),
@@ -65,7 +66,7 @@ def bench_results_command(
 ) -> None:
     """Print a leaderboard (mean over seeds with CIs, paired differences to ERM) or a SQL query's result.
 
-    Example: fairfoundry bench results runs/grid --metric auc_gap --attribute sex --summary
+    Example: fairfoundry bench results runs/grid --metric auc_gap --sensitive sex --summary
     """
     from .._errors import FairfoundryError
     from .._io import write_table_atomic
@@ -82,7 +83,7 @@ def bench_results_command(
             diffs = paired_differences(results, metric=metric, attribute=attribute, group=grp, kind=kind)
             cells = store.cells()
     if not sql and table.empty:
-        raise FairfoundryError(f"no results for metric {metric!r} of attribute {attribute!r} in {grid_dir}",
+        raise FairfoundryError(f"no results for metric {metric!r} of --sensitive {attribute!r} in {grid_dir}",
                                hint="see the metrics with --sql \"SELECT DISTINCT metric, kind FROM results\"")
     import pandas as pd
 

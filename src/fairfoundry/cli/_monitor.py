@@ -59,11 +59,16 @@ def init_command(
     label: list[str] = typer.Option(..., "--label", "-l",
                                     help="Finding scored by the model (repeat or comma-separate), "
                                          "e.g. --label Effusion."),
-    attribute: list[str] = typer.Option(..., "--attribute", "-a",
-                                        help="Protected attribute sent with each prediction, "
-                                             "e.g. --attribute sex,age_group,view."),
+    attribute: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attribute sent with each prediction, "
+                                                    "e.g. --sensitive sex,age_group,view."),
+    attribute_old: list[str] | None = typer.Option(None, "--attribute", hidden=True,
+                                                   help="Old spelling of --sensitive."),
 ) -> None:
     """Create an empty monitoring store declaring its labels and attributes."""
+    attribute = list(attribute or []) + list(attribute_old or [])
+    if not attribute:
+        raise FairfoundryError("monitor init needs --sensitive (the protected attributes sent with each prediction)")
     from ..monitor import EventStore
 
     if store.exists():
@@ -185,9 +190,11 @@ def serve_command(
                                            help="File holding the API token (else "
                                                 "$FAIRFOUNDRY_MONITOR_TOKEN; none: no token)."),
     label: list[str] | None = typer.Option(None, "--label", "-l",
-                                           help="With --attribute: create the store if absent."),
-    attribute: list[str] | None = typer.Option(None, "--attribute", "-a",
-                                               help="Attributes of a store created here."),
+                                           help="With --sensitive: create the store if absent."),
+    attribute: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attributes of a store created here."),
+    attribute_old: list[str] | None = typer.Option(None, "--attribute", hidden=True,
+                                                   help="Old spelling of --sensitive."),
     sync: str = typer.Option("normal", "--sync",
                              help="normal: an acknowledged batch survives a crash of the "
                                   "server; full: also a power loss (one fsync per batch)."),
@@ -203,6 +210,7 @@ def serve_command(
     if not 0 < port < 65536:
         raise FairfoundryError(f"--port {port} is not a TCP port")
     cfg = _config(config)
+    attribute = list(attribute or []) + list(attribute_old or [])
     create = bool(label) and bool(attribute)
     st = EventStore(store, labels=_split(label) or None, attributes=_split(attribute) or None,
                     create=create, sync=sync)

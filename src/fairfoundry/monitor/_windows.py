@@ -67,25 +67,20 @@ def assign_windows(frame: pd.DataFrame, spec) -> tuple[np.ndarray, pd.DataFrame]
 def _groups(frame: pd.DataFrame, columns: list[str], config: MonitorConfig):
     """Group codes and names of one attribute, or of an intersection of several, over the whole
     stream (so windows agree); the smallest groups beyond ``max_groups`` are pooled."""
-    from ..metrics import intersect_groups
+    from ..groups import intersect_groups, is_known
 
-    cols = {}
-    for c in columns:
-        col = frame[c]
-        if c in config.bins:
-            from ..data import bin_values
-
-            col = pd.Series(bin_values(col, config.bins[c], unknown="unknown"),
-                            index=frame.index).astype(str)
-        cols[c] = col.astype(object).where(col.notna(), None)
-    codes, names = intersect_groups(pd.DataFrame(cols), columns, missing="unknown")
+    sub = pd.DataFrame({c: frame[c] for c in columns}, index=frame.index)
+    bins = {c: config.bins[c] for c in columns if c in config.bins}
+    for c in bins:  # attributes arrive as text: bin their numeric values
+        sub[c] = pd.to_numeric(sub[c], errors="coerce")
+    codes, names = intersect_groups(sub, columns, bins=bins)
     reason = ""
     if len(names) > config.max_groups:  # bounded cardinality: pool the smallest groups
         counts = np.bincount(codes, minlength=len(names))
-        order = [k for k in np.argsort(-counts, kind="stable") if names[k] != "unknown"]
-        # the missing group is never pooled away (unknown stays visible)
+        order = [k for k in np.argsort(-counts, kind="stable") if is_known(names[k])]
+        # a group with a missing part is never pooled away (unknown stays visible)
         keep = np.sort(np.r_[order[: config.max_groups - 1],
-                             [k for k, nm in enumerate(names) if nm == "unknown"]]).astype(int)
+                             [k for k, nm in enumerate(names) if not is_known(nm)]]).astype(int)
         remap = np.full(len(names), len(keep), dtype=np.int64)
         remap[keep] = np.arange(len(keep))
         reason = (f"{len(names) - len(keep)} smallest groups pooled as 'other' "
