@@ -42,6 +42,7 @@ COMMAND_MODULES: list[str] = [
     "_pretrain",
     "_adapt",
     "_quickstart",
+    "_curate",
 ]
 
 _STATE = {"debug": False}

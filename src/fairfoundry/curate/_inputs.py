@@ -85,7 +85,7 @@ def aligned_embeddings(path: str | os.PathLike, manifest) -> np.ndarray:
     else:
         raise FairfoundryError(f"unsupported embeddings file {path}",
                                hint="use a `fairfoundry embed` output directory or a .npy file")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    arr = np.array(arr, dtype=np.float32)  # a writable copy (a .npy is memory-mapped)
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
