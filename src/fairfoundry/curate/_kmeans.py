@@ -99,7 +99,7 @@ def _lloyd(X, C, *, n_iter: int, gen, weights=None, tol: float = 1e-6):
             far = torch.topk(dist, int(empty.sum())).indices
             C[empty] = X[far]
         inertia = float((dist * w).sum())
-        if prev - inertia <= tol * max(prev, 1e-12) and not bool(empty.any()):
+        if math.isfinite(prev) and prev - inertia <= tol * prev and not bool(empty.any()):
             break
         prev = inertia
     return C
