@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .._errors import FairfoundryError
+from ._adapt import experiment_app
 from ._app import app
 from ._common import parse_key_values, rich_progress
 
@@ -155,3 +156,37 @@ def slices_command(
     res = run_slices(manifest, embeddings=embeddings, out=out, label=label, score=score, split=split,
                      n_slices=n_slices, gamma=gamma, threshold=threshold, seed=seed, overwrite=overwrite)
     _done(res)
+
+
+@experiment_app.command("curation-impact")
+def curation_impact_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", "-m", help="Manifest with images, label and attributes (default: bundled NIH X-rays)."),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", "-e", help="Embeddings aligned with the manifest (default: embed with --encoder)."),
+    encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder used when --embeddings is absent."),
+    label: str = typer.Option("Infiltration", "--label", "-l", help="0/1 label the probe predicts."),
+    sensitive: list[str] | None = typer.Option(None, "--sensitive", "-a", help="Attributes (default: sex)."),
+    seed: list[int] | None = typer.Option(None, "--seed", help="Seeds, at least 5 (default 0..4)."),
+    target: int | None = typer.Option(None, "--target", help="Balanced / random training-set size (default half)."),
+    k: str = typer.Option("20,5", "--k", help="Hierarchical k-means levels on the training rows."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for each run's test CIs."),
+    no_near: bool = typer.Option(False, "--no-near", help="Dedup by exact and semantic duplicates only."),
+    device: str = typer.Option("cpu", "--device"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Train the probe on uncurated, deduplicated, balanced-curated and random training sets (>= 5 seeds each),
+    evaluate on one untouched test split with CIs, and write the trade-off with an honest verdict.
+
+    Example: fairfoundry experiment curation-impact --out runs/curation
+    """
+    from ..curate import curation_impact
+
+    with rich_progress("curation impact (runs)", total=None) as advance:
+        res = curation_impact(out, manifest=manifest, embeddings=embeddings, encoder=encoder, label=label,
+                              sensitive=_multi(sensitive) or ["sex"], seeds=seed or [0, 1, 2, 3, 4], target=target,
+                              n_clusters=_ints(k, option="--k"), bootstrap=bootstrap, near=not no_near,
+                              device=device, overwrite=overwrite, progress=advance)
+    typer.echo(f"wrote {res}")
+    typer.echo(f"  report: {res / 'report.html'}")

@@ -13,6 +13,7 @@ from ._dedup import (
     near_duplicates,
     semantic_duplicates,
 )
+from ._impact import IMPACT_FILES, curation_impact
 from ._inputs import aligned_embeddings, check_count, read_curate_manifest
 from ._kmeans import HierarchicalKMeans, balanced_allocation, kmeans
 from ._proxies import PROXY_COLUMN, ProxyGroups, attribute_codes, proxy_agreement, proxy_groups
@@ -21,6 +22,7 @@ from ._slices import SliceResult, discover_slices, wilson_interval
 
 __all__ = [
     "PROXY_COLUMN",
+    "IMPACT_FILES",
     "DedupResult",
     "HierarchicalKMeans",
     "ProxyGroups",
@@ -29,6 +31,7 @@ __all__ = [
     "attribute_codes",
     "balanced_allocation",
     "check_count",
+    "curation_impact",
     "discover_slices",
     "find_duplicates",
     "image_signatures",
