@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _curate_data import rings
 
 from fairfoundry.curate import HierarchicalKMeans, balanced_allocation
-
-from _curate_data import rings
 
 
 def test_rings_curated_sample_is_balanced():

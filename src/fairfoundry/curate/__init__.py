@@ -16,7 +16,15 @@ from ._dedup import (
 from ._impact import IMPACT_FILES, curation_impact
 from ._inputs import aligned_embeddings, check_count, read_curate_manifest
 from ._kmeans import HierarchicalKMeans, balanced_allocation, kmeans
-from ._proxies import PROXY_COLUMN, ProxyGroups, attribute_codes, proxy_agreement, proxy_groups
+from ._proxies import (
+    PROXY_COLUMN,
+    ProxyGroups,
+    adjusted_mutual_info,
+    adjusted_rand,
+    attribute_codes,
+    proxy_agreement,
+    proxy_groups,
+)
 from ._runs import run_balance, run_dedup, run_proxies, run_slices
 from ._slices import SliceResult, discover_slices, wilson_interval
 
@@ -27,6 +35,8 @@ __all__ = [
     "HierarchicalKMeans",
     "ProxyGroups",
     "SliceResult",
+    "adjusted_mutual_info",
+    "adjusted_rand",
     "aligned_embeddings",
     "attribute_codes",
     "balanced_allocation",
