@@ -164,7 +164,7 @@ def curation_impact(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
     tr = np.flatnonzero((m["split"] == "train").to_numpy())
     target = int(target or len(tr) // 2)
     check_count(target, name="target", n=len(tr), what="training rows")
-    work = Path(tempfile.mkdtemp(prefix=".curation-impact-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix="fairfoundry-curation-impact-"))
     try:
         if embeddings is None:
             from ..models import extract_embeddings
