@@ -4,8 +4,8 @@ Re-implemented from the paper (no code copied): Vo, H. V. et al., "Automatic dat
 self-supervised learning: a clustering-based approach", TMLR 2024 (arXiv 2405.15613).
 
 - **k-means** (Lloyd) with k-means++ seeding (Arthur & Vassilvitskii 2007). Seeding runs on a
-  random subsample of at most ``max(256 k, 20000)`` points, as faiss does for training, so that
-  seeding 1,000 centroids on a million points is not a thousand passes over the data.
+  random subsample of at most ``max(32 k, 10000)`` points, so that seeding 1,000 centroids on a
+  million points is not a thousand passes over the data; Lloyd iterations then use every point.
 - **Resampling** (Vo et al., section 4): after k-means, take the ``r`` points of every cluster
   closest to its centroid, run a fresh k-means (new k-means++ seeding) on that union, and repeat. Every cluster contributes the same number of points, so dense regions
   stop attracting most centroids and the centroids drift toward a uniform cover of the support (in 1-D, k-means centroids follow the
@@ -66,13 +66,22 @@ def _assign(X, C, *, chunk: int = _CHUNK):
 
 
 def _kmeanspp(X, k: int, gen) -> object:
-    """k-means++ seeding on the rows of ``X`` (already a subsample)."""
+    r"""k-means++ seeding on the rows of ``X`` (already a subsample).
+
+    Squared distances to each new centroid come from one matrix-vector product,
+    :math:`\lVert x \rVert^2 - 2 x \cdot c + \lVert c \rVert^2`.
+    """
     torch = _torch()
     n = X.shape[0]
+    xx = (X * X).sum(1)
     first = int(torch.randint(n, (1,), generator=gen).item())
     C = torch.empty((k, X.shape[1]), dtype=X.dtype, device=X.device)
+
+    def dist_to(c):
+        return (xx - 2.0 * (X @ c) + (c * c).sum()).clamp_min_(0)
+
     C[0] = X[first]
-    d2 = ((X - C[0]) ** 2).sum(1)
+    d2 = dist_to(C[0])
     for j in range(1, k):
         total = float(d2.sum())
         if total <= 0:  # fewer distinct points than k: any point will do
@@ -80,7 +89,7 @@ def _kmeanspp(X, k: int, gen) -> object:
         else:
             idx = int(torch.multinomial((d2 / total).cpu(), 1, generator=gen).item())
         C[j] = X[idx]
-        d2 = torch.minimum(d2, ((X - C[j]) ** 2).sum(1))
+        d2 = torch.minimum(d2, dist_to(C[j]))
     return C
 
 
@@ -90,15 +99,18 @@ def _lloyd(X, C, *, n_iter: int, gen, weights=None, tol: float = 1e-6):
     prev = math.inf
     for _ in range(n_iter):
         labels, dist = _assign(X, C)
-        w = torch.ones(X.shape[0], dtype=X.dtype, device=X.device) if weights is None else weights
-        sums = torch.zeros_like(C).index_add_(0, labels, X * w[:, None])
-        counts = torch.zeros(k, dtype=X.dtype, device=X.device).index_add_(0, labels, w)
+        if weights is None:
+            sums = torch.zeros_like(C).index_add_(0, labels, X)
+            counts = torch.bincount(labels, minlength=k).to(X.dtype)
+        else:
+            sums = torch.zeros_like(C).index_add_(0, labels, X * weights[:, None])
+            counts = torch.zeros(k, dtype=X.dtype, device=X.device).index_add_(0, labels, weights)
         empty = counts <= 0
         C = torch.where(empty[:, None], C, sums / counts.clamp_min(1e-12)[:, None])
         if bool(empty.any()):  # re-seed empty clusters at the worst-served points
             far = torch.topk(dist, int(empty.sum())).indices
             C[empty] = X[far]
-        inertia = float((dist * w).sum())
+        inertia = float(dist.sum() if weights is None else (dist * weights).sum())
         if math.isfinite(prev) and prev - inertia <= tol * prev and not bool(empty.any()):
             break
         prev = inertia
@@ -168,7 +180,7 @@ def _fit_centroids(Xt, k: int, *, n_iter: int, seed: int, init=None, backend: st
         raise FairfoundryError(f"k={k} must be between 1 and the {n} points to cluster")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     if init is None:
-        m = min(n, max(256 * k, 20000))
+        m = min(n, max(32 * k, 10000))
         sub = Xt if m == n else Xt[torch.randperm(n, generator=gen)[:m].to(Xt.device)]
         C = _kmeanspp(sub, k, gen)
     else:
