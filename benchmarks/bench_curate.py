@@ -2,7 +2,8 @@
 against scikit-learn's MiniBatchKMeans (and faiss when installed) at the same k, in the same run.
 
     PYTHONPATH=src OMP_NUM_THREADS=2 taskset -c 0,1 python benchmarks/bench_curate.py --n 1000000
-    PYTHONPATH=src python benchmarks/bench_curate.py --n 100000          # scaled down
+    PYTHONPATH=src python benchmarks/bench_curate.py --n 100000 --target 10000     # scaled down
+    PYTHONPATH=src python benchmarks/bench_curate.py --n 100000 --target 10000 --backend faiss --skip-peers
 
 Prints wall time and peak resident memory of each; the target of the issue is <= 10 min and
 <= 4 GB for n = 1,000,000 on 2 cores. Synthetic data: a mixture of 2,000 Gaussian blobs with
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--n-iter", type=int, default=10)
     ap.add_argument("--resampling-steps", default="2,1,0")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="torch", help="torch, or faiss for fairfoundry's Lloyd steps")
+    ap.add_argument("--skip-peers", action="store_true", help="time fairfoundry only")
     args = ap.parse_args()
     import torch
 
@@ -49,13 +52,15 @@ def main() -> None:
           f"rss {_rss_gb():.2f} GB")
     t = time.perf_counter()
     hk = HierarchicalKMeans(n_clusters=ks, resampling_steps=steps, n_iter=args.n_iter, seed=0,
-                            device=args.device).fit(X)
+                            device=args.device, backend=args.backend).fit(X)
     idx = hk.balanced_sample(min(args.target, args.n), seed=0)
     t_ff = time.perf_counter() - t
     covered = len(np.unique(comp[idx]))
-    print(f"fairfoundry hierarchical k-means {ks} + balanced sample of {len(idx)}: {t_ff:.1f} s, peak rss "
+    print(f"fairfoundry ({args.backend}) hierarchical k-means {ks} + balanced sample of {len(idx)}: {t_ff:.1f} s, peak rss "
           f"{_rss_gb():.2f} GB; blobs covered {covered} (random sample: "
           f"{len(np.unique(comp[rng.choice(args.n, len(idx), replace=False)]))})")
+    if args.skip_peers:
+        return
     from sklearn.cluster import MiniBatchKMeans
 
     t = time.perf_counter()
