@@ -74,3 +74,19 @@ def test_ami_ari_match_scikit_learn():
         b = np.where(rng.random(n) < 0.6, a % kb, rng.integers(0, kb, n))
         assert abs(adjusted_mutual_info(a, b) - adjusted_mutual_info_score(a, b)) < 1e-9
         assert abs(adjusted_rand(a, b) - adjusted_rand_score(a, b)) < 1e-9
+
+
+def test_embed_directory_missing_a_row_is_named(cli, tmp_path):
+    import json
+
+    X, sex, _ = _blobs(50)
+    ids = [f"s{i}" for i in range(50)]
+    pd.DataFrame({"sample_id": ids, "sex": sex}).to_csv(tmp_path / "m.csv", index=False)
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    np.save(emb / "embeddings.npy", X[:49])  # an embed run of another manifest: s49 is missing
+    (emb / "sample_ids.txt").write_text("\n".join(ids[:49]) + "\n")
+    (emb / "embeddings.json").write_text(json.dumps({"n": 49}))
+    r = cli("curate", "proxies", "--manifest", tmp_path / "m.csv", "--embeddings", emb, "--out", tmp_path / "p")
+    assert r.code == 2 and "not aligned" in r.err and "row 49" in r.err and "'s49'" in r.err
+    assert not (tmp_path / "p").exists()
