@@ -301,8 +301,8 @@ class HierarchicalKMeans:
         for step in range(steps):
             labels, dist = _assign(Xt, C)
             # the r points closest to their centroid, in every cluster
-            order = torch.argsort(labels * (dist.max() + 1.0) + dist) if n < (1 << 24) else \
-                torch.from_numpy(np.lexsort((dist.cpu().numpy(), labels.cpu().numpy()))).to(Xt.device)
+            by_dist = torch.argsort(dist)  # then a stable sort by cluster: exact, no float key
+            order = by_dist[torch.sort(labels[by_dist], stable=True).indices]
             lab_sorted = labels[order]
             counts = torch.bincount(labels, minlength=k)
             starts = torch.cumsum(counts, 0) - counts
