@@ -3,6 +3,7 @@ encoders x datasets x adaptations x mitigations x label fractions x seeds (local
 DuckDB results store, and the statistics that rank methods across datasets."""
 
 from ._baseline import BASELINE_FILES, baseline_audit
+from ._curation_impact import IMPACT_FILES, curation_impact
 from ._grid import (
     GRID_FILES,
     AdaptationEntry,
@@ -35,6 +36,8 @@ from ._store import ResultsStore, leaderboard, paired_differences, spread_over_s
 from ._studies import STUDIES, StudyOptions, ham10000_sites, register_study, run_study
 
 __all__ = [
+    "IMPACT_FILES",
+    "curation_impact",
     "GRID_FILES",
     "AdaptationEntry",
     "Cell",

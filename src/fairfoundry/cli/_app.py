@@ -47,6 +47,7 @@ COMMAND_MODULES: list[str] = [
     "_reports",
     "_seg",
     "_monitor",
+    "_curate",
 ]
 
 _STATE = {"debug": False}
