@@ -42,6 +42,7 @@ COMMAND_MODULES: list[str] = [
     "_pretrain",
     "_adapt",
     "_quickstart",
+    "_synth",
 ]
 
 _STATE = {"debug": False}
