@@ -1,7 +1,14 @@
 """Synthetic data for under-represented groups, with quality control (layer 2)."""
 
+from ._api import (
+    GENERATOR_FILES,
+    SAMPLE_FILES,
+    load_generator,
+    read_generator_info,
+    sample_generator,
+    train_generator,
+)
 from ._conditions import CellRequest, Conditions, cell_name, parse_cells
-from ._api import GENERATOR_FILES, SAMPLE_FILES, load_generator, read_generator_info, sample_generator, train_generator
 from ._diffusion import DiffusionConfig, DiffusionGenerator
 from ._metrics import (
     copy_rate,

@@ -118,11 +118,23 @@ def run_qc(real: str | os.PathLike, synthetic: str | os.PathLike, *, out: str | 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .._io import file_fingerprint, prepare_out_dir, staged_dir, write_sidecar, write_table_atomic
+    from .._io import (
+        file_fingerprint,
+        prepare_out_dir,
+        staged_dir,
+        write_sidecar,
+        write_table_atomic,
+    )
     from ..data import load_image, read_manifest
     from ..models import load_encoder
     from ._images import resolve_paths
-    from ._metrics import copy_rate, frechet_distance, kernel_inception_distance, nn_distance_ratio, prdc
+    from ._metrics import (
+        copy_rate,
+        frechet_distance,
+        kernel_inception_distance,
+        nn_distance_ratio,
+        prdc,
+    )
 
     if not (0 < copy_threshold < 1):
         raise FairfoundryError(f"copy_threshold must be in (0, 1), got {copy_threshold}")
