@@ -128,3 +128,39 @@ def qc_command(
                         seed=seed, device=device, overwrite=overwrite, progress=advance)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'qc.html'}")
+
+
+from ._adapt import experiment_app  # noqa: E402  (the `experiment` group lives in _adapt)
+
+
+@experiment_app.command("synthetic-pilot")
+def synthetic_pilot_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m",
+                                         help="Manifest with images, split, label, attribute (default: bundled NIH X-rays)."),
+    label: str = typer.Option("Infiltration", "--label", "-l", help="0/1 label of the cells and the probe."),
+    attribute: str = typer.Option("sex", "--attribute", "-a", help="Protected attribute of the cells."),
+    encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder (probe features and QC)."),
+    seeds: int = typer.Option(5, "--seeds", help="Probe seeds 0..N-1 per arm."),
+    generator_steps: int = typer.Option(800, "--generator-steps", help="Generator training steps."),
+    image_size: int = typer.Option(32, "--image-size", help="Generator resolution."),
+    target_cells: int = typer.Option(1, "--target-cells", help="How many of the smallest cells get synthetic images."),
+    probe_epochs: int = typer.Option(200, "--probe-epochs", help="Full-batch probe steps in every arm."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the test CIs."),
+    device: str = typer.Option("cpu", "--device"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Generate for the smallest subgroup, QC-filter, augment, and compare against real-only, oversampling and reweighing.
+
+    Example: fairfoundry experiment synthetic-pilot --out runs/pilot
+    """
+    from ..synth import synthetic_pilot
+
+    with rich_progress("synthetic pilot: generator (steps)", total=generator_steps) as advance:
+        result = synthetic_pilot(out, manifest=manifest, label=label, attribute=attribute, encoder=encoder,
+                                 seeds=list(range(seeds)),
+                                 generator_settings={"steps": generator_steps, "image_size": image_size},
+                                 target_cells=target_cells, probe_epochs=probe_epochs, bootstrap=bootstrap,
+                                 device=device, overwrite=overwrite, progress=advance)
+    typer.echo(f"wrote {result}")
+    typer.echo(f"  report: {Path(result) / 'pilot.html'}")

@@ -18,6 +18,7 @@ from ._metrics import (
     nn_distance_ratio,
     prdc,
 )
+from ._pilot import PILOT_FILES, synthetic_pilot
 from ._qc import QC_FILES, embed_images, run_qc, wilson_interval
 from ._registry import GENERATORS, get_generator, list_generators, register_generator
 from ._toy import TOY_CELLS, ToyShapes, make_toy_shapes, write_toy_manifest
@@ -34,7 +35,9 @@ __all__ = [
     "DiffusionConfig",
     "DiffusionGenerator",
     "GENERATORS",
+    "PILOT_FILES",
     "QC_FILES",
+    "synthetic_pilot",
     "copy_rate",
     "embed_images",
     "expected_coverage",
