@@ -36,6 +36,23 @@ def list_command() -> None:
         typer.echo(name)
 
 
+@synth_app.command("toy")
+def toy_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for images/ and manifest.csv."),
+    size: int = typer.Option(28, "--size", help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Write the toy data set: squares and rings x dark and bright (60/60/60/20 images), with a split."""
+    from .._io import prepare_out_dir, staged_dir
+    from ..synth import write_toy_manifest
+
+    prepare_out_dir(out, overwrite=overwrite, outputs=None)
+    with staged_dir(out) as stage:
+        write_toy_manifest(stage, size=size, seed=seed)
+    typer.echo(f"wrote {out / 'manifest.csv'}")
+
+
 @synth_app.command("train")
 def train_command(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest with sample_id, path and the condition columns."),
