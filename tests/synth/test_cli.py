@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from fairfoundry.cli import main  # noqa: E402
-from fairfoundry.synth import write_toy_manifest  # noqa: E402
+from fairfoundry.cli import main
+from fairfoundry.synth import write_toy_manifest
 
 TINY = ["--image-size", "16", "--channel-mult", "1,2", "--base-channels", "8", "--batch-size", "8"]
 

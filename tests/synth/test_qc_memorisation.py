@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from fairfoundry.datasets import nih_images  # noqa: E402
-from fairfoundry.synth import run_qc  # noqa: E402
-from fairfoundry.synth._images import load_images, save_png, to_uint8  # noqa: E402
+from fairfoundry.datasets import nih_images
+from fairfoundry.synth import run_qc
+from fairfoundry.synth._images import load_images, save_png, to_uint8
 
 
 def _fake_sample(rows, base: Path, out: Path, size: int = 32) -> Path:
