@@ -26,6 +26,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--per-cell", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--reuse", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -47,7 +48,8 @@ def main() -> None:
                                   "base_channels": 16, "batch_size": 32, "seed": args.seed})
     t_train = time.perf_counter() - t0
     cells = ";".join(f"shape={s},brightness={b}:{args.per_cell}" for s, b in TOY_CELLS)
-    sample_generator(args.out / "G", cells=cells, out=args.out / "S", seed=args.seed, overwrite=True)
+    sample_generator(args.out / "G", cells=cells, out=args.out / "S", seed=args.seed, guidance=args.guidance,
+                     overwrite=True)
     run_qc(manifest, args.out / "S" / "manifest.csv", out=args.out / "Q", generator=args.out / "G", overwrite=True)
     q = pd.read_csv(args.out / "Q" / "qc.csv")
     clf = pd.read_csv(args.out / "Q" / "classifiers.csv")

@@ -66,3 +66,12 @@ def test_docs_toy_script_and_pilot_commands_run(tmp_path, monkeypatch, capsys):
     assert {"change_vs_real_only", "ci_low", "ci_high"} <= set(delta.columns)
     html = (out / "pilot.html").read_text()
     assert "Too few to judge" in html  # 6-7 test positives per sex: the pilot says so
+
+
+def test_readme_synth_commands_are_the_tested_docs_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Synthetic data for under-represented groups"):]
+    code = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    lines = [ln for ln in code.splitlines() if ln.strip()]
+    tested = _block("## Command line, on the toy data") + _block("## The synthetic-augmentation pilot")
+    assert lines and all(ln in tested for ln in lines)

@@ -22,6 +22,30 @@ GENERATOR_FILES = ("weights.safetensors", "train_ids.txt", "generator.json")
 SAMPLE_FILES = ("manifest.csv", "synthesis.json")
 
 
+def _logged(progress, total: int, what: str):
+    """Wrap a ``progress(n)`` callback so that, when stderr is not a terminal, a plain line
+    (step, rate, ETA) is logged at most every 30 s."""
+    import sys
+    import time
+
+    if sys.stderr.isatty():
+        return progress
+    state = {"done": 0, "t0": time.perf_counter(), "last": time.perf_counter()}
+
+    def advance(n: int = 1) -> None:
+        state["done"] += n
+        now = time.perf_counter()
+        if now - state["last"] >= 30 or state["done"] == total:
+            rate = state["done"] / max(now - state["t0"], 1e-9)
+            eta = (total - state["done"]) / rate if rate > 0 else float("nan")
+            log.info("%s: %d/%d (%.2f/s, ETA %.0f s)", what, state["done"], total, rate, eta)
+            state["last"] = now
+        if progress is not None:
+            progress(n)
+
+    return advance
+
+
 def _train_rows(frame, split: str | None, split_col: str, where: str):
     if split is None or split_col not in frame.columns:
         return frame
@@ -95,7 +119,8 @@ def train_generator(manifest: str | os.PathLike, *, condition, out: str | os.Pat
         start = json.loads((ckpt / "last" / "state.json").read_text()).get("step")
     log.info("training generator %s on %d images (%s)", generator, len(rows), ", ".join(
         f"{k}: {v}" for k, v in conditions.counts.items()))
-    gen.fit(images, codes, checkpoint_dir=ckpt, resume=resume, progress=progress)
+    gen.fit(images, codes, checkpoint_dir=ckpt, resume=resume,
+            progress=_logged(progress, config.steps, "generator training steps"))
     gen.train_info["resumed_from_step"] = start
     gen.save_weights(out / "weights.safetensors")
     write_text_atomic(out / "train_ids.txt", "\n".join(rows["sample_id"].astype(str)) + "\n")
