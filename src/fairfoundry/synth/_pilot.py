@@ -105,7 +105,7 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
     from ._api import sample_generator, train_generator
     from ._conditions import _norm
     from ._images import resolve_paths
-    from ._qc import embed_images, run_qc
+    from ._qc import _cell_groups, embed_images, run_qc
 
     if len(seeds) < 1:
         raise FairfoundryError("the pilot needs at least one seed")
@@ -122,12 +122,19 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
     if not {"train", "val", "test"} <= splits:
         raise FairfoundryError(f"manifest {manifest} needs train, val and test splits; it has {sorted(splits)}")
     tr = m[m["split"].astype(str) == "train"]
-    cells = tr.groupby([tr[label].map(_norm), tr[attribute].map(_norm)]).size().sort_values()
-    cells = cells[[a not in ("", "unknown") and b not in ("", "unknown") for a, b in cells.index]]
-    if len(cells) < 2:
+    tr = tr.assign(**{c: tr[c].map(_norm) for c in (label, attribute)})
+    tr = tr[~tr[label].isin(["", "unknown"]) & ~tr[attribute].isin(["", "unknown"])]
+    if len(tr) == 0:
+        raise FairfoundryError(f"the train split of {manifest} has no row with {label} and {attribute} known")
+    codes, _ = _cell_groups(tr, [label, attribute])
+    counts = np.bincount(codes)
+    order = [g for g in np.argsort(counts, kind="stable") if counts[g] > 0]
+    if len(order) < 2:
         raise FairfoundryError(f"the train split of {manifest} has fewer than two known {label} x {attribute} cells")
-    largest = int(cells.max())
-    targets = [(lab, grp, largest - int(n)) for (lab, grp), n in cells.head(target_cells).items() if largest > n]
+    largest = int(counts.max())
+    first = {g: tr.iloc[int(np.flatnonzero(codes == g)[0])] for g in order}
+    targets = [(first[g][label], first[g][attribute], largest - int(counts[g])) for g in order[:target_cells]
+               if largest > counts[g]]
     if not targets:
         raise FairfoundryError(f"every {label} x {attribute} cell of the train split has {largest} images: "
                                "there is no smaller subgroup to generate for")
@@ -201,7 +208,9 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
                               "seeds": len(d)})
         delta = pd.DataFrame(delta)
         test = m[m["split"].astype(str) == "test"]
-        events = test.groupby(test[attribute].map(_norm))[label].sum().astype(int).to_dict()
+        tcodes, tnames = _cell_groups(test.assign(**{attribute: test[attribute].map(_norm)}), [attribute])
+        pos = pd.to_numeric(test[label], errors="coerce").fillna(0).to_numpy()
+        events = {tnames[g]: int(pos[tcodes == g].sum()) for g in range(len(tnames))}
         verdict = _verdict(delta, summary, events, attribute, label, qc, len(acc))
         write_table_atomic(stage / "arms.csv", arms)
         write_table_atomic(stage / "summary.csv", summary)
