@@ -67,6 +67,32 @@ def _t_interval(values) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def _targets(m, *, label: str, attribute: str, target_cells: int, where: str) -> list[tuple[str, str, int]]:
+    """The smallest ``target_cells`` label x attribute cells of the train split and how many images
+    bring each to the size of the largest cell: ``[(label value, group, n), ...]``."""
+    from ._conditions import _norm
+    from ._qc import _cell_groups
+
+    tr = m[m["split"].astype(str) == "train"]
+    tr = tr.assign(**{c: tr[c].map(_norm) for c in (label, attribute)})
+    tr = tr[~tr[label].isin(["", "unknown"]) & ~tr[attribute].isin(["", "unknown"])]
+    if len(tr) == 0:
+        raise FairfoundryError(f"the train split of {where} has no row with {label} and {attribute} known")
+    codes, _ = _cell_groups(tr, [label, attribute])
+    counts = np.bincount(codes)
+    order = [g for g in np.argsort(counts, kind="stable") if counts[g] > 0]
+    if len(order) < 2:
+        raise FairfoundryError(f"the train split of {where} has fewer than two known {label} x {attribute} cells")
+    largest = int(counts.max())
+    first = {g: tr.iloc[int(np.flatnonzero(codes == g)[0])] for g in order}
+    targets = [(first[g][label], first[g][attribute], largest - int(counts[g])) for g in order[:target_cells]
+               if largest > counts[g]]
+    if not targets:
+        raise FairfoundryError(f"every {label} x {attribute} cell of the train split of {where} has {largest} "
+                               "images: there is no smaller subgroup to generate for")
+    return targets
+
+
 def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | None = None, label: str = "Infiltration",
                     attribute: str = "sex", encoder: str = "fairfoundry-tiny", seeds: Sequence[int] = (0, 1, 2, 3, 4),
                     generator_settings: dict | None = None, target_cells: int = 1, guidance: float = 2.0,
@@ -121,23 +147,7 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
     splits = set(m["split"].astype(str))
     if not {"train", "val", "test"} <= splits:
         raise FairfoundryError(f"manifest {manifest} needs train, val and test splits; it has {sorted(splits)}")
-    tr = m[m["split"].astype(str) == "train"]
-    tr = tr.assign(**{c: tr[c].map(_norm) for c in (label, attribute)})
-    tr = tr[~tr[label].isin(["", "unknown"]) & ~tr[attribute].isin(["", "unknown"])]
-    if len(tr) == 0:
-        raise FairfoundryError(f"the train split of {manifest} has no row with {label} and {attribute} known")
-    codes, _ = _cell_groups(tr, [label, attribute])
-    counts = np.bincount(codes)
-    order = [g for g in np.argsort(counts, kind="stable") if counts[g] > 0]
-    if len(order) < 2:
-        raise FairfoundryError(f"the train split of {manifest} has fewer than two known {label} x {attribute} cells")
-    largest = int(counts.max())
-    first = {g: tr.iloc[int(np.flatnonzero(codes == g)[0])] for g in order}
-    targets = [(first[g][label], first[g][attribute], largest - int(counts[g])) for g in order[:target_cells]
-               if largest > counts[g]]
-    if not targets:
-        raise FairfoundryError(f"every {label} x {attribute} cell of the train split has {largest} images: "
-                               "there is no smaller subgroup to generate for")
+    targets = _targets(m, label=label, attribute=attribute, target_cells=target_cells, where=str(manifest))
     spec = ";".join(f"{label}={lab},{attribute}={grp}:{n}" for lab, grp, n in targets)
     settings = {"image_size": 32, "steps": 800, **(generator_settings or {}), "device": device}
     out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
