@@ -159,7 +159,7 @@ def synthetic_pilot_command(
     attribute: str = typer.Option("sex", "--attribute", "-a", help="Protected attribute of the cells."),
     encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder (probe features and QC)."),
     seeds: int = typer.Option(5, "--seeds", help="Probe seeds 0..N-1 per arm."),
-    generator_steps: int = typer.Option(800, "--generator-steps", help="Generator training steps."),
+    generator_steps: int = typer.Option(300, "--generator-steps", help="Generator training steps."),
     image_size: int = typer.Option(32, "--image-size", help="Generator resolution."),
     target_cells: int = typer.Option(1, "--target-cells", help="How many of the smallest cells get synthetic images."),
     probe_epochs: int = typer.Option(200, "--probe-epochs", help="Full-batch probe steps in every arm."),

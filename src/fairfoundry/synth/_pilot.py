@@ -109,7 +109,7 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
     encoder : zoo encoder of the probe's features and of the QC.
     seeds : one probe run per seed and arm (the generator is trained once, with seed 0 unless
         ``generator_settings`` says otherwise).
-    generator_settings : :class:`DiffusionConfig` fields (default: 32 px, 800 steps).
+    generator_settings : :class:`DiffusionConfig` fields (default: 32 px, 300 steps).
     target_cells : how many of the smallest label x attribute cells get synthetic images.
     probe_epochs : full-batch AdamW steps of every probe (one step per epoch in every arm).
 
@@ -149,7 +149,7 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
         raise FairfoundryError(f"manifest {manifest} needs train, val and test splits; it has {sorted(splits)}")
     targets = _targets(m, label=label, attribute=attribute, target_cells=target_cells, where=str(manifest))
     spec = ";".join(f"{label}={lab},{attribute}={grp}:{n}" for lab, grp, n in targets)
-    settings = {"image_size": 32, "steps": 800, **(generator_settings or {}), "device": device}
+    settings = {"image_size": 32, "steps": 300, **(generator_settings or {}), "device": device}
     out = prepare_out_dir(out, overwrite=overwrite, outputs=None)
     with staged_dir(out) as stage:
         write_table_atomic(stage / "manifest.csv", m)
