@@ -66,6 +66,14 @@ def test_resumed_training_equals_an_uninterrupted_run(toy, tmp_path):
     assert all(torch.allclose(wf[k], wr[k], atol=1e-6) for k in wf)
 
 
+def test_extending_a_run_that_ended_mid_epoch_reaches_the_requested_steps(toy, tmp_path):
+    part = DiffusionGenerator(DiffusionConfig(**TINY, steps=3), toy.conditions)  # 2 steps per epoch
+    part.fit(toy.images, toy.codes, checkpoint_dir=tmp_path / "ck")
+    more = DiffusionGenerator(DiffusionConfig(**TINY, steps=8), toy.conditions)
+    more.fit(toy.images, toy.codes, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert more.train_info["steps"] == 8
+
+
 def test_guidance_and_samplers(toy):
     gen = DiffusionGenerator(DiffusionConfig(**TINY, steps=3), toy.conditions).fit(toy.images, toy.codes)
     codes = [[0, 0]] * 3

@@ -312,7 +312,8 @@ class DiffusionGenerator:
                                    f"got {list(x.shape)}")
         n = x.shape[0]
         per_epoch = math.ceil(n / cfg.batch_size)
-        tcfg = TrainConfig(epochs=math.ceil(cfg.steps / per_epoch), max_steps=cfg.steps, batch_size=cfg.batch_size,
+        # one spare epoch: a run extended with --resume from a partial last epoch still ends at `steps`
+        tcfg = TrainConfig(epochs=math.ceil(cfg.steps / per_epoch) + 1, max_steps=cfg.steps, batch_size=cfg.batch_size,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer="adamw", grad_clip=cfg.grad_clip,
                            seed=cfg.seed, device=cfg.device)
         ddpm, _ = _make_schedulers(cfg)
