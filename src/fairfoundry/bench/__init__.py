@@ -34,8 +34,11 @@ from ._rank import (
 )
 from ._store import ResultsStore, leaderboard, paired_differences, spread_over_seeds
 from ._studies import STUDIES, StudyOptions, ham10000_sites, register_study, run_study
+from ._synthetic_pilot import PILOT_FILES, synthetic_pilot
 
 __all__ = [
+    "PILOT_FILES",
+    "synthetic_pilot",
     "IMPACT_FILES",
     "curation_impact",
     "GRID_FILES",

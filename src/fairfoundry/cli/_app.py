@@ -48,6 +48,7 @@ COMMAND_MODULES: list[str] = [
     "_seg",
     "_monitor",
     "_curate",
+    "_synth",
 ]
 
 _STATE = {"debug": False}
