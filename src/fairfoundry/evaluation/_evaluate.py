@@ -71,6 +71,7 @@ def prepare_evaluation(
     cluster: str | None = None,
     reference: dict[str, str] | None = None,
     min_group_size: int = 0,
+    min_events: int = 10,
     id_col: str | None = None,
     seed: int = 0,
     scores_are_logits: bool = False,
@@ -295,7 +296,7 @@ def prepare_evaluation(
         raise FairfoundryError(f"unknown --ci-method {ci_method!r}",
                                hint=did_you_mean(ci_method, _CI_METHODS, what="methods"))
     for name, value in (("bootstrap", bootstrap), ("permutations", permutations),
-                        ("min-group-size", min_group_size)):
+                        ("min-group-size", min_group_size), ("min-events", min_events)):
         if int(value) < 0:
             raise FairfoundryError(f"--{name} must be >= 0, got {value}")
     if int(ece_bins) < 1:
@@ -316,7 +317,8 @@ def prepare_evaluation(
     options = {"bootstrap": int(bootstrap), "permutations": int(permutations),
                "ci_method": ci_method, "gap_ci": gap_ci, "confidence": float(confidence), "seed": int(seed),
                "ece_bins": int(ece_bins), "ece_strategy": ece_strategy,
-               "min_group_size": int(min_group_size), "n_jobs": max(1, int(n_jobs))}
+               "min_group_size": int(min_group_size), "min_events": int(min_events),
+               "n_jobs": max(1, int(n_jobs))}
     config = {
         "input": table.source, "label": labels, "score": scores, "sensitive": sens,
         "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
@@ -388,6 +390,10 @@ def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) 
     min_group_size : int
         Cells of groups with fewer rows are blanked (``reason="suppressed: n < K"``) and those
         groups are left out of the summaries and curves.
+    min_events : int
+        Fewest events of a metric's own denominator (positives for TPR, negatives for FPR,
+        predicted positives for PPV, both classes for AUC) for a group to enter the headline
+        findings; groups below are listed as "too few to judge" (default 10).
     id_col : str, optional
         Sample id column (checked for duplicates); auto-detected (``sample_id``, ``image_id``,
         ``Image Index``, ...).

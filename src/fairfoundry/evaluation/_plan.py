@@ -104,6 +104,8 @@ class EvaluationPlan:
         ref = self.reference.get(attr.name)
         res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
         self._engine_configs.append(res.config)
+        if res.config.get("permutation_scheme") == "cluster_sequences":
+            self._varying.setdefault(attr.name, res.config.get("unexchangeable_clusters"))
         per_group = res.per_group.copy()
         summary = res.summary.copy()
         reps = {"per": res.replicates, "names": [*attr.names, "overall"],
@@ -144,6 +146,7 @@ class EvaluationPlan:
         warnings = list(self.warnings)
         kw = self._engine_kwargs(progress)
         self._engine_configs = []
+        self._varying: dict[str, int | None] = {}
 
         for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
             y, s = self.y[label], self.s[label]
@@ -172,9 +175,11 @@ class EvaluationPlan:
                         warnings.append(note)
                         suppressed.extend(supp)
         if self.multilabel:
-            by_u, sum_u = self._underdiagnosis(progress)
+            by_u, sum_u, reps_u = self._underdiagnosis(progress)
             by_group.extend(by_u)
             summaries.extend(sum_u)
+        else:
+            reps_u = {}
 
         table = pd.concat(by_group, ignore_index=True)
         summary = pd.concat(summaries, ignore_index=True)
@@ -189,6 +194,13 @@ class EvaluationPlan:
         summary = _tidy(summary, SUMMARY_COLUMNS)
         warnings.extend(_undefined_warnings(table))
         warnings.extend(_shifted_ci_warnings(table, self.options["confidence"]))
+        for name, fixed in self._varying.items():
+            warnings.append(
+                f"{name} varies within {self.config.get('cluster')} clusters: permutation "
+                "p-values permute whole clusters' group sequences among clusters with the same "
+                f"number of rows (image-level shuffling would be anti-conservative); {fixed} "
+                "cluster(s) of a size no other cluster has keep their own sequence")
+        findings, too_few, finfo = self._findings(table, replicates, reps_u)
         return Evaluation(
             by_group=table, summary_table=summary, thresholds=pd.DataFrame(self.thresholds),
             config=self.config, warnings=warnings, suppressed=suppressed,
@@ -197,8 +209,22 @@ class EvaluationPlan:
                   "report_split": self.report_split,
                   "threshold_on_report_split": self.threshold_on_report_split,
                   "uncertainty": self._uncertainty()},
-            curves=self._curve_frame(),
+            curves=self._curve_frame(), findings=findings, too_few=too_few,
+            findings_info=finfo,
         )
+
+    def _findings(self, table, replicates, reps_u):
+        """Headline findings (:func:`~fairfoundry.evaluation._findings.find_findings`)."""
+        from ._findings import find_findings
+
+        reps = None
+        if self.options["bootstrap"] > 0:
+            reps = {a: dict(per) for a, per in replicates.items()}
+            for a, r in reps_u.items():
+                reps.setdefault(a, {})[UNDERDIAGNOSIS_LABEL] = r
+        return find_findings(table, reps, min_events=self.options.get("min_events", 10),
+                             confidence=self.options["confidence"],
+                             clustered=self.cluster is not None)
 
     def _underdiagnosis(self, progress):
         """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""
@@ -219,6 +245,7 @@ class EvaluationPlan:
         kw.pop("ece_bins")
         kw.pop("ece_strategy")
         by, sm = [], []
+        reps_u: dict = {}
         first = True
         for attr in self.attributes:
             def call(rows, codes, names, ref):
@@ -227,7 +254,7 @@ class EvaluationPlan:
                     group_names=names, reference=ref,
                     cluster=None if self.cluster is None else self.cluster[rows], **kw)
 
-            per_group, summary, _, _ = self._run_attribute(call, attr)
+            per_group, summary, _, reps_u[attr.name] = self._run_attribute(call, attr)
             per_group = per_group.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name)
             is_overall = per_group["group"].astype(str) == "overall"
             if first:
@@ -237,7 +264,7 @@ class EvaluationPlan:
                 per_group = per_group[~is_overall]
             by.append(per_group)
             sm.append(summary.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name))
-        return by, sm
+        return by, sm, reps_u
 
     def _uncertainty(self) -> dict:
         """How the intervals and p-values of this run were computed (for summary.json)."""
@@ -279,6 +306,13 @@ class EvaluationPlan:
             "permutations": o["permutations"],
             "p_values": "permutation of group labels (of whole patients when clustered), "
                         "(1 + #extreme) / (1 + P)" if o["permutations"] else None,
+            "permutation_scheme": ({
+                a: ("cluster_sequences: the attribute varies within clusters; whole clusters' "
+                    "group sequences (rows in input order) are permuted among clusters with the "
+                    "same number of rows")
+                for a in self._varying} or (
+                "clusters: whole clusters' groups permuted" if self.cluster is not None else
+                "rows")) if o["permutations"] else None,
         }
 
     def _curve_frame(self) -> pd.DataFrame:

@@ -41,9 +41,14 @@ class ResamplePlan:
         clusters are drawn from the whole data (group sizes then vary between replicates).
     seed : int
         Seed of every random stream.
+    row_order : array of shape (n,), optional
+        Input row of each layout position: the order of a cluster's rows (e.g. follow-up
+        visits) when the group varies within clusters and whole clusters' group sequences are
+        permuted (see :meth:`permuted_groups`). Default: layout order.
     """
 
-    def __init__(self, bounds: np.ndarray, *, cluster: np.ndarray | None = None, seed: int = 0):
+    def __init__(self, bounds: np.ndarray, *, cluster: np.ndarray | None = None, seed: int = 0,
+                 row_order: np.ndarray | None = None):
         self.bounds = np.asarray(bounds, dtype=np.int64)
         self.n = int(self.bounds[-1])
         self.seed = int(seed)
@@ -67,6 +72,24 @@ class ResamplePlan:
             order = np.argsort(codes, kind="stable")
             cuts = np.searchsorted(codes[order], np.arange(self.n_clusters + 1))
             self._rows_of = [order[cuts[c]:cuts[c + 1]] for c in range(self.n_clusters)]
+            if not nested:
+                # rows of each cluster in input order, and the clusters grouped by size
+                ro = np.arange(self.n) if row_order is None else np.asarray(row_order)
+                self._seq = np.lexsort((ro, codes))           # positions, cluster by cluster
+                self._sizes = np.bincount(codes, minlength=self.n_clusters)
+                self._starts = np.concatenate([[0], np.cumsum(self._sizes)[:-1]])
+                self._rank = np.arange(self.n) - self._starts[codes[self._seq]]
+                self._by_size = np.argsort(self._sizes, kind="stable")
+                uniq_sizes, size_counts = np.unique(self._sizes, return_counts=True)
+                self.unexchangeable_clusters = int(size_counts[size_counts == 1].sum())
+
+    @property
+    def permutation_scheme(self) -> str:
+        """How :meth:`permuted_groups` permutes: ``"rows"``, ``"clusters"`` (every cluster in
+        one group) or ``"cluster_sequences"`` (the group varies within clusters)."""
+        if self.cluster is None:
+            return "rows"
+        return "clusters" if self.stratified else "cluster_sequences"
 
     @property
     def n_units(self) -> int:
@@ -118,13 +141,35 @@ class ResamplePlan:
         return [order[cuts[j]:cuts[j + 1]] for j in range(nb)]
 
     def permuted_groups(self, p: int, seg_of_row: np.ndarray) -> np.ndarray:
-        """Group code of each layout position after permutation ``p`` of the group labels
-        (of whole clusters when every cluster lies in one group)."""
+        r"""Group code of each layout position after permutation ``p`` of the group labels.
+
+        Without clusters: rows are permuted. When every cluster lies in one group: the
+        clusters' groups are permuted (whole patients move). When the group varies within
+        clusters (e.g. age across follow-up images), permuting rows would break the
+        within-patient dependence and is anti-conservative; instead the clusters' whole group
+        *sequences* (their rows' groups in ``row_order``) are permuted among clusters with the
+        same number of rows. Under the null hypothesis that the attribute sequence of a
+        patient is independent of the patient's labels and scores, and patients are
+        exchangeable, this permutation distribution is exact (a cluster whose size no other
+        cluster shares keeps its own sequence; see :attr:`unexchangeable_clusters`).
+        Source: the restricted-randomisation principle of permutation tests (Good,
+        "Permutation, Parametric and Bootstrap Tests of Hypotheses", 2005, ch. 3).
+        """
         rng = _rng(self.seed, _PERM, p)
         if self.cluster is not None and self.stratified:
             cl_group = np.empty(self.n_clusters, dtype=np.int64)
             cl_group[self.cluster] = seg_of_row
             return rng.permutation(cl_group)[self.cluster]
+        if self.cluster is not None:
+            # clusters of equal size in random order, paired with the same sizes in fixed order
+            shuffled = np.lexsort((rng.random(self.n_clusters), self._sizes))
+            src = np.empty(self.n_clusters, dtype=np.int64)
+            src[self._by_size] = shuffled
+            seq = self._seq
+            dest_cluster = self.cluster[seq]
+            out = np.empty(self.n, dtype=seg_of_row.dtype)
+            out[seq] = seg_of_row[seq[self._starts[src[dest_cluster]] + self._rank]]
+            return out
         return rng.permutation(seg_of_row)
 
 

@@ -521,7 +521,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         cl = None
         if cluster is not None:
             cl = pd.factorize(pd.Series(np.asarray(cluster)))[0][eng.lg.order]
-        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed)
+        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed, row_order=eng.lg.order)
 
     def boot_chunk(a, b):
         # counts as bytes (a count above 255 is practically impossible; checked)
@@ -665,6 +665,10 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         "clustered": cluster is not None,
         "cluster_stratified": bool(plan.stratified) if plan is not None else None,
         "n_permutations": int(n_permutations), "seed": int(seed),
+        "permutation_scheme": (plan.permutation_scheme if plan is not None and n_permutations
+                               else None),
+        "unexchangeable_clusters": (getattr(plan, "unexchangeable_clusters", None)
+                                    if plan is not None and n_permutations else None),
         "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
         "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
         "groups": list(names), "n": int(n),
@@ -735,7 +739,8 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     Among truly diseased patients (true "No Finding" = 0) the share predicted "No Finding"
     (score >= ``threshold``): :math:`UR_g = P(\hat y_{NF} = 1 \mid y_{NF} = 0, A = g)`.
     Source: Seyyed-Kalantari et al., Nature Medicine 2021. The result has per-group metrics
-    ``n`` and ``underdiagnosis_rate`` and summaries ``underdiagnosis_rate_gap``, ``_ratio``,
+    ``n``, ``positives`` (rows with no finding) and ``underdiagnosis_rate`` and summaries
+    ``underdiagnosis_rate_gap``, ``_ratio``,
     ``_to_overall``, ``_vs_reference``, ``_worst_group``. Keyword arguments go to
     :func:`evaluate_groups` (``n_bootstrap``, ``cluster``, ``seed``, ``reference``, ...).
 
@@ -749,7 +754,8 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     """
     kwargs.pop("metrics", None)
     res = evaluate_groups(no_finding_true, no_finding_score, threshold=threshold, groups=groups,
-                          group_names=group_names, metrics=["n", "fpr"], **kwargs)
+                          group_names=group_names, metrics=["n", "positives", "fpr"],
+                          **kwargs)
 
     def rename(s: str) -> str:
         return "underdiagnosis_rate" + s[3:] if s.startswith("fpr") else s
@@ -760,5 +766,5 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     res.summary["metric"] = res.summary["metric"].map(rename)
     res.replicates = {rename(k): v for k, v in res.replicates.items()}
     res.null = {rename(k): v for k, v in res.null.items()}
-    res.config["metrics"] = ["n", "underdiagnosis_rate"]
+    res.config["metrics"] = ["n", "positives", "underdiagnosis_rate"]
     return res
