@@ -40,17 +40,19 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-__all__ = ["HEADLINE_METRICS", "FINDING_COLUMNS", "TOO_FEW_COLUMNS", "find_findings",
+__all__ = ["HEADLINE_METRICS", "FINDING_COLUMNS", "TOO_FEW_COLUMNS", "find_findings", "cluster_sums",
+           "proportion_sums", "proportion_cells", "permutation_maxt",
            "holm_adjust", "DEFAULT_MIN_EVENTS"]
 
 #: metrics that can make a headline -> (events, unit in sentences).
 #: FNR / TNR are 1 - TPR / 1 - FPR (the same tests); ECE is biased by group size (smaller
-#: groups get a larger binned ECE with no true difference), so it is never a headline.
+#: groups get a larger binned ECE with no true difference), so it is never a headline; AUC
+#: differences are reported with CIs in the tables and plots but are not headlines (their
+#: family-wise calibration would need the permutation of a rank statistic).
 HEADLINE_METRICS = {
     "tpr": ("positives", "positives"),
     "fpr": ("negatives", "negatives"),
     "ppv": ("predicted_positives", "predicted positives"),
-    "auc": ("both_classes", "cases in the smaller class"),
     "underdiagnosis_rate": ("negatives", "patients with a finding"),
 }
 DEFAULT_MIN_EVENTS = 10
@@ -148,10 +150,147 @@ def _deff(metric: str, kind: str, g: tuple, reps: np.ndarray) -> float:
     return float(np.var(r, ddof=1) / v) if v > 0 else 1.0
 
 
+def cluster_sums(codes: np.ndarray, cluster: np.ndarray | None, mask: np.ndarray,
+                 success: np.ndarray, n_groups: int) -> np.ndarray:
+    r"""Per group, the cluster sums a cluster-robust variance of a proportion needs:
+    ``(G, 4)`` columns :math:`\sum_c x_c^2, \sum_c x_c n_c, \sum_c n_c^2, C` over the clusters
+    ``c`` of the group (rows of one cluster in one group form one unit; each row is its own
+    cluster without ``cluster``), with :math:`n_c` the cluster's rows in the denominator
+    ``mask`` and :math:`x_c` its successes among them."""
+    codes = np.asarray(codes, dtype=np.int64)[mask]
+    x = np.asarray(success, dtype=np.float64)[mask]
+    if cluster is None:
+        unit = np.arange(codes.size)
+    else:
+        unit = np.asarray(cluster)[mask]
+    key = pd.factorize(pd.Series(codes) * (int(np.max(unit, initial=0)) + 1) + unit)[0] \
+        if cluster is not None else unit
+    nk = int(key.max(initial=-1)) + 1
+    n_c = np.bincount(key, minlength=nk).astype(np.float64)
+    x_c = np.bincount(key, weights=x, minlength=nk)
+    g_c = np.zeros(nk, dtype=np.int64)
+    g_c[key] = codes
+    out = np.zeros((n_groups, 4))
+    for col, v in enumerate((x_c * x_c, x_c * n_c, n_c * n_c, np.ones(nk))):
+        out[:, col] = np.bincount(g_c, weights=v, minlength=n_groups)
+    return out
+
+
+def proportion_cells(y: np.ndarray, pred: np.ndarray) -> dict:
+    """(denominator mask, success) of TPR, FPR and PPV for :func:`find_findings`' ``rows``."""
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(pred).astype(bool)
+    return {"tpr": (y, pred), "fpr": (~y, pred), "ppv": (pred, y)}
+
+
+def proportion_sums(y: np.ndarray, pred: np.ndarray, codes: np.ndarray,
+                    cluster: np.ndarray | None, n_groups: int) -> dict:
+    """:func:`cluster_sums` of TPR, FPR and PPV (metric -> ``(G, 4)``)."""
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(pred).astype(bool)
+    return {"tpr": cluster_sums(codes, cluster, y, pred, n_groups),
+            "fpr": cluster_sums(codes, cluster, ~y, pred, n_groups),
+            "ppv": cluster_sums(codes, cluster, pred, y, n_groups)}
+
+
+def _robust_var(sums: np.ndarray, p0: float, den: float) -> float:
+    r"""Cluster-robust variance of a proportion under :math:`H_0: p = p_0`,
+    :math:`\frac{C}{C - 1}\sum_c (x_c - p_0 n_c)^2 / N^2` (the ratio-estimator variance of
+    survey sampling, e.g. Cochran, "Sampling Techniques", 1977, ch. 6)."""
+    sxx, sxn, snn, c = sums
+    if den <= 0 or c < 2:
+        return float("nan")
+    v = (sxx - 2 * p0 * sxn + p0 * p0 * snn) / (den * den)
+    return float(max(v, 0.0) * c / (c - 1))
+
+
+def permutation_maxt(cells: list, observed: list, *, joint_codes: np.ndarray, decode: list,
+                     cluster: np.ndarray | None, n_permutations: int, seed: int) -> np.ndarray:
+    r"""Westfall-Young single-step max-T adjusted p-values of pairwise proportion differences.
+
+    Each comparison's statistic is :math:`z = (\hat p_h - \hat p_g) /
+    \sqrt{\bar p (1 - \bar p)(1/N_g + 1/N_h)}`. Permutation ``b`` re-assigns the groups of
+    whole patients (every attribute at once, by :class:`~fairfoundry.metrics.ResamplePlan`'s
+    scheme: rows, whole clusters, or whole clusters' group sequences among clusters of the same
+    size when a group varies within clusters) and records :math:`\max |z^*|` over the whole
+    family; :math:`\tilde p = (1 + \#\{\max|z^*| \ge |z|\}) / (1 + B)`. This controls the
+    family-wise error rate without assuming normal tails (which heavy-tailed patient cluster
+    sizes break: benchmarks/sim_headline_null.py). Source: Westfall & Young, "Resampling-Based
+    Multiple Testing", Wiley 1993, ch. 2.
+
+    ``cells``: ``(attribute index, mask (n,), success (n,), G)``; ``observed``: per cell the
+    list of ``(g, h, |z|)`` tested pairs. Returns the adjusted p-values, flattened in order.
+    """
+    from ..metrics._bootstrap import ResamplePlan
+
+    obs = np.array([z for pairs in observed for (_, _, z) in pairs], dtype=np.float64)
+    if obs.size == 0 or n_permutations <= 0:
+        return np.full(obs.shape, np.nan)
+    order = np.argsort(joint_codes, kind="stable")
+    G = int(joint_codes.max()) + 1
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(joint_codes, minlength=G))])
+    plan = ResamplePlan(bounds, cluster=None if cluster is None else np.asarray(cluster)[order],
+                        seed=seed, row_order=order)
+    seg = joint_codes[order]
+    # per attribute: the cells' masks and successes as matrices (cells x rows)
+    by_attr: dict[int, list[int]] = {}
+    for k, (ai, _, _, _) in enumerate(cells):
+        if observed[k]:
+            by_attr.setdefault(ai, []).append(k)
+    mats = {ai: (np.vstack([cells[k][1] for k in ks]).astype(np.float64),
+                 np.vstack([cells[k][1] & cells[k][2] for k in ks]).astype(np.float64))
+            for ai, ks in by_attr.items()}
+    pidx = {ai: tuple(np.array([x[c] for row, k in enumerate(ks) for x in
+                                [(row, g, h) for g, h, _ in observed[k]]], dtype=np.int64)
+                      for c in range(3)) for ai, ks in by_attr.items()}
+    from ..metrics._engine import _single_threaded_blas
+
+    maxes = np.empty(n_permutations)
+    with _single_threaded_blas():
+        _maxt_loop(maxes, plan, seg, order, joint_codes, decode, by_attr, cells, mats, pidx)
+    maxes.sort()
+    hits = maxes.size - np.searchsorted(maxes, obs - 1e-12, side="left")
+    return (1.0 + hits) / (1.0 + n_permutations)
+
+
+def _maxt_loop(maxes, plan, seg, order, joint_codes, decode, by_attr, cells, mats, pidx):
+    for b in range(maxes.size):
+        perm = np.empty_like(joint_codes)
+        perm[order] = plan.permuted_groups(b, seg)
+        best = 0.0
+        for ai, ks in by_attr.items():
+            codes = decode[ai][perm]
+            onehot = np.zeros((codes.size, cells[ks[0]][3]))
+            onehot[np.arange(codes.size), codes] = 1.0
+            N = mats[ai][0] @ onehot
+            X = mats[ai][1] @ onehot
+            r, g, h = pidx[ai]
+            z = _z_vec(X[r, g], N[r, g], X[r, h], N[r, h])
+            best = max(best, float(np.max(np.abs(z), initial=0.0)))
+        maxes[b] = best
+
+
+def _z_vec(x1, n1, x2, n2) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p0 = (x1 + x2) / (n1 + n2)
+        v = p0 * (1 - p0) * (1 / n1 + 1 / n2)
+        z = (x2 / n2 - x1 / n1) / np.sqrt(v)
+    return np.where((n1 > 0) & (n2 > 0) & (v > 0), z, 0.0)
+
+
+def _z(x1, n1, x2, n2) -> float:
+    if n1 <= 0 or n2 <= 0:
+        return 0.0
+    p0 = (x1 + x2) / (n1 + n2)
+    v = p0 * (1 - p0) * (1 / n1 + 1 / n2)
+    return (x2 / n2 - x1 / n1) / np.sqrt(v) if v > 0 else 0.0
+
+
 def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events: int,
-                  confidence: float, clustered: bool = False) -> tuple[pd.DataFrame,
-                                                                       pd.DataFrame, dict]:
-    """Test every pairwise group difference of the headline metrics; adjust by Holm.
+                  confidence: float, clustered: bool = False, rows: dict | None = None,
+                  n_permutations: int = 1000, seed: int = 0,
+                  robust: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Test every pairwise group difference of the headline metrics, family-wise.
 
     Parameters
     ----------
@@ -159,11 +298,21 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
         :attr:`Evaluation.by_group` (point estimates; suppressed cells are skipped).
     replicates : dict or None
         ``{attribute: {label: {"per": {metric: (B, G + 1)}, "names": [...]}}}`` (bootstrap
-        replicates of every group, then overall), or None without a bootstrap.
+        replicates of every group, then overall) for the CIs, or None without a bootstrap.
     min_events : int
         Fewest events of the metric's own denominator for a group to be judged.
     confidence : float
         Level of the intervals; ``1 - confidence`` is the family-wise error rate of the headlines.
+    clustered : bool
+        Whether the rows are clustered (patients); said in the description of the test.
+    rows : dict, optional
+        The per-row data for the permutation max-T adjustment: ``{"attributes": [names],
+        "names": [group names per attribute], "codes": [codes per attribute], "cluster":
+        array or None, "cells": {(label, metric): (mask, success)}}``. Without it (or with
+        ``n_permutations=0``) p-values are Holm-adjusted cluster-robust score tests
+        (``robust``: :func:`proportion_sums` per (label, attribute, metric)).
+    n_permutations, seed : int
+        Permutations of the max-T adjustment and their seed.
 
     Returns
     -------
@@ -179,7 +328,9 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
     events = _events(t)
     head = t[t["metric"].isin(HEADLINE_METRICS) & ~t["reason"].astype(str).str.startswith(
         "suppressed")]
-    pairs = []  # (cell key, g_lo, g_hi, d, lo, hi, p, test)
+    use_maxt = rows is not None and n_permutations > 0
+    pairs = []  # (cell key, g_lo, g_hi, d, lo, hi, p, test, |z|)
+    cells, observed, cell_of_pair = [], [], []
     too_few = []
     for (label, attr, metric), part in head.groupby(["label", "attribute", "metric"], sort=False):
         kind, unit = HEADLINE_METRICS[metric]
@@ -202,40 +353,62 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
             r = replicates.get(attr, {}).get(label)
             if r and metric in r.get("per", {}):
                 rep = (np.asarray(r["per"][metric], dtype=np.float64), r["names"])
+        data = None
+        if use_maxt and attr in rows["attributes"] and (label, metric) in rows["cells"]:
+            ai = rows["attributes"].index(attr)
+            mask, succ = rows["cells"][(label, metric)]
+            data = (ai, rows["names"][ai])
+            cells.append((ai, mask, succ, len(data[1])))
+            observed.append([])
         for i in range(len(ok)):
             for j in range(i + 1, len(ok)):
                 a, b = ok[i], ok[j]
                 lo_g, hi_g = (a, b) if a[1] <= b[1] else (b, a)
                 d = hi_g[1] - lo_g[1]
+                n_lo, n_hi = lo_g[2][kind], hi_g[2][kind]
+                z = _z(lo_g[1] * n_lo, n_lo, hi_g[1] * n_hi, n_hi)
+                rob = robust.get((label, attr, metric)) if robust else None
+                if rob is not None and lo_g[0] in rob[0] and hi_g[0] in rob[0]:
+                    p0 = (lo_g[1] * n_lo + hi_g[1] * n_hi) / (n_lo + n_hi)
+                    v = sum(max(_robust_var(rob[1][rob[0].index(g[0])], p0, g[2][kind]),
+                                _var(metric, kind, p0, g[2])) for g in (lo_g, hi_g))
+                    z = d / np.sqrt(v) if v > 0 else z
                 if rep is not None and lo_g[0] in rep[1] and hi_g[0] in rep[1]:
                     R, names = rep
-                    r_lo, r_hi = R[:, names.index(lo_g[0])], R[:, names.index(hi_g[0])]
-                    ds = r_hi - r_lo
+                    ds = R[:, names.index(hi_g[0])] - R[:, names.index(lo_g[0])]
                     ds = ds[np.isfinite(ds)]
                     if ds.size < 2:
                         continue
-                    se = max(float(np.std(ds, ddof=1)),
-                             _null_se(metric, kind, lo_g, hi_g,
-                                      deff=(_deff(metric, kind, lo_g, r_lo),
-                                            _deff(metric, kind, hi_g, r_hi))))
                     lo, hi = np.quantile(ds, [alpha / 2, 1 - alpha / 2])
-                    test = "score_bootstrap_deff"
+                    ci = "bootstrap percentile"
                 else:
-                    se = _null_se(metric, kind, lo_g, hi_g)
+                    se = np.sqrt(lo_g[1] * (1 - lo_g[1]) / n_lo + hi_g[1] * (1 - hi_g[1]) / n_hi)
                     lo, hi = d - zq * se, d + zq * se
-                    test = "score_" + ("hanley_mcneil" if metric == "auc" else "binomial")
-                z = d / se if se > 0 else (np.inf if d > 0 else 0.0)
+                    ci = "normal"
                 p = float(2 * ndtr(-abs(z)))
+                if data is not None:
+                    observed[-1].append((data[1].index(lo_g[0]), data[1].index(hi_g[0]), abs(z)))
+                    cell_of_pair.append(len(pairs))
                 pairs.append(((label, attr, metric), lo_g, hi_g, d, float(lo), float(hi), p,
-                              test))
-    padj = holm_adjust(np.array([x[6] for x in pairs])) if pairs else np.array([])
+                              ci))
+    if use_maxt:
+        pm = permutation_maxt(cells, observed, joint_codes=rows["joint"], decode=rows["decode"],
+                              cluster=rows.get("cluster"), n_permutations=n_permutations,
+                              seed=seed)
+        padj = np.full(len(pairs), np.nan)
+        padj[np.asarray(cell_of_pair, dtype=np.int64)] = pm
+        rest = np.isnan(padj)
+        if rest.any():  # pairs without row data: Holm on their own
+            padj[rest] = holm_adjust(np.array([x[6] for x in pairs]))[rest]
+    else:
+        padj = holm_adjust(np.array([x[6] for x in pairs])) if pairs else np.array([])
     best: dict = {}
     for k, (key, lo_g, hi_g, d, lo, hi, p, test) in enumerate(pairs):
         cur = best.get(key)
-        cand = (padj[k], -abs(lo), k)
+        cand = (padj[k], -min(abs(lo), abs(hi)), k)
         if cur is None or cand < cur:
             best[key] = cand
-    rows = []
+    out = []
     for key, (_, _, k) in best.items():
         _, lo_g, hi_g, d, lo, hi, p, test = pairs[k]
         kind = HEADLINE_METRICS[key[2]][0]
@@ -243,10 +416,10 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
         cnt = {"lo": np.nan, "hi": np.nan}
         if kind != "both_classes":
             cnt = {"lo": lo_g[1] * lo_g[3], "hi": hi_g[1] * hi_g[3]}
-        rows.append((*key, lo_g[0], hi_g[0], lo_g[1], hi_g[1], lo_g[3], hi_g[3],
+        out.append((*key, lo_g[0], hi_g[0], lo_g[1], hi_g[1], lo_g[3], hi_g[3],
                      cnt["lo"], cnt["hi"], d, lo, hi, p, float(padj[k]),
                      "finding" if sure else "not clear", test))
-    findings = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+    findings = pd.DataFrame(out, columns=list(FINDING_COLUMNS))
     if not findings.empty:
         findings = findings.assign(_s=findings["status"] != "finding",
                                    _b=-np.fmin(findings["ci_low"].abs(), findings["ci_high"].abs()))
@@ -254,24 +427,30 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
             columns=["_s", "_b"]).reset_index(drop=True)
     few = pd.DataFrame(too_few, columns=list(TOO_FEW_COLUMNS))
     boot = replicates is not None
+    adj = "westfall_young_maxT" if use_maxt else "holm"
+    adj_txt = (f"Westfall-Young max-T over {n_permutations} permutations of whole patients' "
+               "groups" if use_maxt and clustered else
+               f"Westfall-Young max-T over {n_permutations} permutations of the groups"
+               if use_maxt else "Holm")
     info = {
         "min_events": int(min_events),
         "events": {m: u for m, (_, u) in HEADLINE_METRICS.items()},
         "family_size": len(pairs),
-        "adjustment": "holm",
-        "ranking": "Holm-adjusted p-value over every pairwise comparison of the family (all "
-                   "labels, attributes, headline metrics and pairs of groups with enough "
+        "adjustment": adj,
+        "adjustment_description": adj_txt,
+        "n_permutations": int(n_permutations) if use_maxt else 0,
+        "ranking": f"{adj_txt}-adjusted p-value over every pairwise comparison of the family "
+                   "(all labels, attributes, headline metrics and pairs of groups with enough "
                    "events), then the CI bound nearest 0",
-        "test": ("score-type z test of the difference: standard error under the null (binomial "
-                 "for proportions, Hanley-McNeil for AUC, at the pooled value of the two groups) "
-                 "times the bootstrap design effect, at least the bootstrap standard error; CI: "
-                 "bootstrap percentile interval of the difference" if boot else
-                 "score-type z test: standard error under the null (binomial for proportions, "
-                 "Hanley-McNeil for AUC, at the pooled value); no bootstrap, so clustering is "
-                 "ignored"
-                 + (" (the data are clustered: run with a bootstrap)" if clustered else "")),
-        "headline_rule": f"both groups have >= {min_events} events, Holm-adjusted p < "
-                         f"{alpha:.3g} and the {confidence:.0%} CI of the difference excludes 0",
+        "test": ("two-proportion z statistic (pooled binomial standard error) per pair of "
+                 "groups on the metric's own denominator; "
+                 + ("family-wise p-value from its permutation distribution (max-T)"
+                    if use_maxt else "normal p-value, Holm-adjusted")
+                 + "; CI: " + ("bootstrap percentile interval of the difference" if boot else
+                               "normal (Wald) interval, which ignores clustering")),
+        "headline_rule": f"both groups have >= {min_events} events, the family-wise adjusted "
+                         f"p < {alpha:.3g} ({adj_txt}) and the {confidence:.0%} CI of the "
+                         "difference excludes 0",
         "n_findings": int((findings["status"] == "finding").sum()) if not findings.empty else 0,
         "n_too_few": len(few),
     }

@@ -61,6 +61,7 @@ class EvaluationPlan:
     no_finding: np.ndarray | None = None  # dedicated "no finding" score, report rows
     no_finding_threshold: float | None = None
     warnings: list[str] = field(default_factory=list)
+    generated_split: dict | None = None   # --val-fraction / --split-by record
 
     @property
     def multilabel(self) -> bool:
@@ -89,7 +90,8 @@ class EvaluationPlan:
         return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
                     n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
                     confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
-                    n_jobs=o["n_jobs"], gap_ci=o["gap_ci"], progress=progress)
+                    n_jobs=o["n_jobs"], gap_ci=o["gap_ci"], progress=progress,
+                    degenerate_ci=o.get("degenerate_ci", "wilson"))
 
     def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
         """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
@@ -208,6 +210,7 @@ class EvaluationPlan:
                   "n_report_rows": int(next(iter(self.y.values())).size),
                   "report_split": self.report_split,
                   "threshold_on_report_split": self.threshold_on_report_split,
+                  "generated_split": self.generated_split,
                   "uncertainty": self._uncertainty()},
             curves=self._curve_frame(), findings=findings, too_few=too_few,
             findings_info=finfo,
@@ -222,9 +225,26 @@ class EvaluationPlan:
             reps = {a: dict(per) for a, per in replicates.items()}
             for a, r in reps_u.items():
                 reps.setdefault(a, {})[UNDERDIAGNOSIS_LABEL] = r
+        from ._findings import proportion_cells
+
+        cells = {}
+        for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
+            for m, cell in proportion_cells(self.y[label],
+                                            self.s[label] >= thr["threshold"]).items():
+                cells[(label, m)] = cell
+        if getattr(self, "_nf", None) is not None:
+            nf_true, nf_pred = self._nf
+            cells[(UNDERDIAGNOSIS_LABEL, "underdiagnosis_rate")] = (nf_true == 0, nf_pred)
+        joint, decode = _joint_codes([a.codes for a in self.attributes])
+        rows = {"attributes": [a.name for a in self.attributes],
+                "names": [a.names for a in self.attributes],
+                "codes": [a.codes for a in self.attributes], "joint": joint, "decode": decode,
+                "cluster": self.cluster, "cells": cells}
         return find_findings(table, reps, min_events=self.options.get("min_events", 10),
                              confidence=self.options["confidence"],
-                             clustered=self.cluster is not None)
+                             clustered=self.cluster is not None, rows=rows,
+                             n_permutations=self.options.get("headline_permutations", 500),
+                             seed=self.options["seed"])
 
     def _underdiagnosis(self, progress):
         """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""
@@ -241,6 +261,7 @@ class EvaluationPlan:
             for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
                 nf_pred &= self.s[label] < thr["threshold"]
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
+        self._nf = (no_finding_true, nf_score >= nf_threshold)
         kw = self._engine_kwargs(progress)
         kw.pop("ece_bins")
         kw.pop("ece_strategy")
@@ -303,6 +324,18 @@ class EvaluationPlan:
                 if "one_step" in cal else None),
             "ece_note": ("binned ECE is biased upward and more so under resampling: its CI can "
                          "lie above the point estimate (see warnings)") if o["bootstrap"] else None,
+            "degenerate_ci": ({
+                "method": o.get("degenerate_ci", "wilson"),
+                "description": "proportions (TPR, FPR, PPV, ...) whose bootstrap interval "
+                               "collapses to a point (a rate of 0 or 1 that no resample can "
+                               "change) get a " + {"wilson": "Wilson score",
+                                                    "clopper_pearson": "Clopper-Pearson exact",
+                                                    "none": "(no: kept as the bootstrap's)"}[
+                    o.get("degenerate_ci", "wilson")] + " interval on their own denominator",
+                "cells": sum(len(c.get("degenerate_ci_cells", [])) for c in self._engine_configs),
+                "examples": [x for c in self._engine_configs
+                             for x in c.get("degenerate_ci_cells", [])][:20],
+            } if o["bootstrap"] else None),
             "permutations": o["permutations"],
             "p_values": "permutation of group labels (of whole patients when clustered), "
                         "(1 + #extreme) / (1 + P)" if o["permutations"] else None,
@@ -329,6 +362,18 @@ class EvaluationPlan:
                 codes = np.where(sizes[attr.codes] < k, -1, attr.codes)
             cols[f"g::{attr.name}"] = pd.Categorical.from_codes(codes, categories=attr.names)
         return pd.DataFrame(cols)
+
+def _joint_codes(codes: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One code per observed combination of every attribute's group, and per attribute the map
+    joint code -> its group code (so one permutation moves all attributes of a row together)."""
+    key = pd.MultiIndex.from_arrays([np.asarray(c) for c in codes]) if len(codes) > 1 else \
+        pd.Index(np.asarray(codes[0]))
+    joint, uniq = pd.factorize(key)
+    if len(codes) == 1:
+        return joint.astype(np.int64), [np.asarray(uniq, dtype=np.int64)]
+    return joint.astype(np.int64), [np.asarray(uniq.get_level_values(i), dtype=np.int64)
+                                    for i in range(len(codes))]
+
 
 def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for col in columns:

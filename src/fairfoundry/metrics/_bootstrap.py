@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 __all__ = ["ResamplePlan", "percentile_interval", "bca_interval", "permutation_pvalue",
-           "pairwise_gap_interval"]
+           "pairwise_gap_interval", "proportion_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,9 @@ def percentile_interval(reps: np.ndarray, *, confidence: float = 0.95) -> tuple[
     """
     reps = np.asarray(reps, dtype=np.float64)
     alpha = 1.0 - confidence
+    if reps.shape[0] >= 2 and np.isfinite(reps).all():  # fast path: nothing to skip
+        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
+        return lo, hi
     ok = np.sum(np.isfinite(reps), axis=0) >= 2
     safe = np.where(ok, reps, 0.0)
     safe = np.where(np.isfinite(reps) | ~ok, safe, np.nan)
@@ -285,3 +288,36 @@ def permutation_pvalue(observed: float, null: np.ndarray, *, extreme: str = "hig
     else:
         hits = np.sum(np.abs(null) >= abs(observed) - tol)
     return float((1 + hits) / (1 + null.size))
+
+
+def proportion_interval(successes: float, trials: float, *, confidence: float = 0.95,
+                        method: str = "wilson") -> tuple[float, float]:
+    r"""Binomial interval of a proportion :math:`x / n`.
+
+    ``"wilson"``: the score interval
+    :math:`\frac{x + z^2/2}{n + z^2} \pm \frac{z}{n + z^2}\sqrt{x(n - x)/n + z^2/4}`
+    (Wilson, JASA 1927); ``"clopper_pearson"``: the exact interval from Beta quantiles,
+    :math:`[B(\alpha/2; x, n - x + 1), B(1 - \alpha/2; x + 1, n - x)]` (Clopper & Pearson,
+    Biometrika 1934). Used where a bootstrap interval collapses (a rate of 0 or 1).
+
+    Examples
+    --------
+    >>> [round(v, 3) for v in proportion_interval(0, 20)]
+    [0.0, 0.161]
+    """
+    x, n = float(round(successes)), float(trials)
+    if n <= 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - confidence
+    if method == "clopper_pearson":
+        from scipy.stats import beta
+
+        lo = 0.0 if x <= 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
+        hi = 1.0 if x >= n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
+        return lo, hi
+    z = float(ndtri(1 - alpha / 2))
+    centre = (x + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * np.sqrt(max(x * (n - x) / n, 0.0) + z * z / 4)
+    lo = 0.0 if x <= 0 else max(0.0, centre - half)
+    hi = 1.0 if x >= n else min(1.0, centre + half)
+    return float(lo), float(hi)

@@ -25,6 +25,7 @@ from ._bootstrap import (
     pairwise_gap_interval,
     percentile_interval,
     permutation_pvalue,
+    proportion_interval,
 )
 from ._calibration import _check_ece
 from ._checks import as_binary, as_scores, same_length
@@ -217,7 +218,10 @@ class _Engine:
 
 def _validate(y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
               ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-              calibration_bootstrap, gap_ci):
+              calibration_bootstrap, gap_ci, degenerate_ci="wilson"):
+    if degenerate_ci not in ("wilson", "clopper_pearson", "none"):
+        raise FairfoundryError(f"unknown degenerate_ci {degenerate_ci!r}",
+                               hint="use wilson, clopper_pearson or none")
     y = as_binary(y_true, name="y_true")
     s = as_scores(y_score, name="y_score")
     n = same_length(y, s)
@@ -376,6 +380,7 @@ def evaluate_groups(
     calibration_bootstrap: str = "auto",
     gap_ci: str = "pairwise",
     chunk_elements: int = 2**23,
+    degenerate_ci: str = "wilson",
 ) -> GroupResult:
     r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
 
@@ -439,6 +444,16 @@ def evaluate_groups(
         ``n * replicates <= 1e7``. Recorded in ``config``.
     chunk_elements : int
         Replicates per chunk are ``max(1, chunk_elements // n)``, bounding memory.
+    degenerate_ci : {"wilson", "clopper_pearson", "none"}
+        Interval of a proportion (TPR, FPR, PPV, ...) whose bootstrap interval collapses to a
+        point (a 0 % or 100 % rate, which no resample can change): the Wilson score interval
+        (default) or the exact Clopper-Pearson interval on the metric's own denominator.
+        The cells are listed in ``config["degenerate_ci_cells"]``.
+
+    Per group (not overall) the result also has ``<m>_diff_to_overall`` (signed
+    :math:`m_g - m`) and ``<m>_diff_to_median`` (:math:`m_g - \operatorname{median}_h m_h`,
+    CheXclusion's convention for age) for ``auc, tpr, fpr, fnr, tnr, ppv, npv,
+    selection_rate, accuracy, balanced_accuracy``, with CIs from the same replicates.
 
     Returns
     -------
@@ -460,7 +475,7 @@ def evaluate_groups(
             n_bootstrap=n_bootstrap, ci_method=ci_method, confidence=confidence,
             cluster=cluster, n_permutations=n_permutations, seed=seed, progress=progress,
             n_jobs=n_jobs, bca_blocks=bca_blocks, calibration_bootstrap=calibration_bootstrap,
-            gap_ci=gap_ci, chunk_elements=chunk_elements)
+            gap_ci=gap_ci, chunk_elements=chunk_elements, degenerate_ci=degenerate_ci)
 
 
 def _single_threaded_blas():
@@ -479,11 +494,11 @@ def _single_threaded_blas():
 def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, reference, metrics,
                      ece_bins, ece_strategy, n_bootstrap, ci_method, confidence, cluster,
                      n_permutations, seed, progress, n_jobs, bca_blocks, calibration_bootstrap,
-                     gap_ci, chunk_elements) -> GroupResult:
+                     gap_ci, chunk_elements, degenerate_ci="wilson") -> GroupResult:
     y, s, codes, names, metrics = _validate(
         y_true, y_score, threshold, groups, group_names, reference, metrics, ece_bins,
         ece_strategy, ci_method, confidence, cluster, n_bootstrap, n_permutations,
-        calibration_bootstrap, gap_ci)
+        calibration_bootstrap, gap_ci, degenerate_ci)
     n = len(y)
     counts = np.bincount(codes, minlength=len(names))
     present = np.flatnonzero(counts > 0)
@@ -579,6 +594,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
     # ---- assemble the per-group table
     rows = []
     full_reps = {}
+    fallbacks: list[tuple[str, str]] = []
     for m in metrics:
         est = np.concatenate([per0[m][0], ov0[m]])
         lo = np.full(len(est), np.nan)
@@ -605,16 +621,25 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                 reason = nan_reason(m, **cnt) or (
                     "calibration fit did not converge (separation)"
                     if m.startswith("calibration") else "undefined")
+            elif (n_bootstrap > 0 and degenerate_ci != "none" and m in PROPORTIONS
+                  and np.isfinite(lo[j]) and hi[j] - lo[j] <= 1e-12 and cnt[PROPORTIONS[m]] > 0):
+                # a bootstrap of a 0 % / 100 % rate cannot vary: use a binomial interval
+                lo[j], hi[j] = proportion_interval(est[j] * cnt[PROPORTIONS[m]],
+                                                   cnt[PROPORTIONS[m]], confidence=confidence,
+                                                   method=degenerate_ci)
+                fallbacks.append((gname, m))
             rows.append((gname, m, est[j], lo[j], hi[j], int(round(cnt["n"])), reason))
         for g in np.flatnonzero(counts == 0):
             if m in ("n", "positives"):
                 rows.append((names[g], m, 0.0, np.nan, np.nan, 0, ""))
             else:
                 rows.append((names[g], m, np.nan, np.nan, np.nan, 0, "group is empty"))
+    diff_names = _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames,
+                            names, present, counts, n_bootstrap, confidence)
     per_group = pd.DataFrame(rows, columns=["group", "metric", "estimate", "ci_low", "ci_high",
                                             "n", "reason"])
     order = {g: i for i, g in enumerate([*names, OVERALL])}
-    morder = {m: i for i, m in enumerate(metrics)}
+    morder = {m: i for i, m in enumerate([*metrics, *diff_names])}
     per_group = per_group.sort_values(
         ["metric", "group"], key=lambda c: c.map(morder) if c.name == "metric" else c.map(order),
         kind="stable").reset_index(drop=True)
@@ -672,9 +697,78 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
         "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
         "groups": list(names), "n": int(n),
+        "degenerate_ci": degenerate_ci,
+        "degenerate_ci_cells": [f"{g}: {m}" for g, m in fallbacks],
     }
     return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,
                        plan=plan, layout_order=eng.lg.order, config=config)
+
+
+#: proportion metrics -> the count (of :func:`_counts`) that is their denominator
+PROPORTIONS = {"tpr": "pos", "fnr": "pos", "fpr": "neg", "tnr": "neg", "ppv": "pred_pos",
+               "npv": "pred_neg", "prevalence": "n", "selection_rate": "n", "accuracy": "n"}
+#: metrics that get per-group ``<m>_diff_to_overall`` and ``<m>_diff_to_median`` rows
+DIFF_METRICS = ("auc", "tpr", "fpr", "fnr", "tnr", "ppv", "npv", "selection_rate", "accuracy",
+                "balanced_accuracy")
+
+
+def _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames, names, present,
+               counts, n_bootstrap, confidence) -> list[str]:
+    r"""Append per-group signed differences to overall, :math:`m_g - m`, and to the median
+    group, :math:`m_g - \operatorname{median}_h m_h` (CheXclusion's age convention), with
+    percentile CIs from the same replicates. Returns the new metric names."""
+    made = []
+    for m in metrics:
+        if m not in DIFF_METRICS:
+            continue
+        v0 = per0[m][0]
+        ctx = np.errstate(all="ignore")
+        with ctx:
+            defined = np.isfinite(v0).any()
+            med0 = float(np.nanmedian(v0)) if defined else np.nan
+        for kind, centre, crep in (
+                ("overall", float(ov0[m][0]), (reps_ov[m] if n_bootstrap > 0 else None)),
+                ("median", med0, None)):
+            name = f"{m}_diff_to_{kind}"
+            made.append(name)
+            lo = hi = np.full(len(pnames), np.nan)
+            if n_bootstrap > 0:
+                R = reps_per[m]
+                if crep is None:
+                    with np.errstate(all="ignore"), _quiet_nan():
+                        crep = np.nanmedian(R, axis=1)
+                D = R - crep[:, None]
+                lo, hi = percentile_interval(D, confidence=confidence)
+                Rf = np.full((n_bootstrap, len(names) + 1), np.nan)
+                Rf[:, present] = D
+                full_reps[name] = Rf
+            for j, gname in enumerate(pnames):
+                est = v0[j] - centre
+                reason = "" if np.isfinite(est) else (
+                    f"{m} is undefined for this group" if not np.isfinite(v0[j])
+                    else f"{m} is undefined {'overall' if kind == 'overall' else 'for every group'}")
+                rows.append((gname, name, est, lo[j], hi[j],
+                             int(round(per0["n"][0, j])) if "n" in per0 else 0, reason))
+            for g in np.flatnonzero(counts == 0):
+                rows.append((names[g], name, np.nan, np.nan, np.nan, 0, "group is empty"))
+    return made
+
+
+def _quiet_nan():
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)
+
+    class _C:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            ctx.__exit__(*a)
+
+    return _C()
 
 
 def _counts(per: dict, g: int) -> dict:

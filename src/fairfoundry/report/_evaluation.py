@@ -90,11 +90,12 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
 
     Only differences that pass the evidence rule of :func:`fairfoundry.evaluation.find_findings`
     are stated: both groups have at least ``min_events`` of the metric's own events, the
-    Holm-adjusted p-value over the whole family of comparisons is below ``1 - confidence`` and
+    family-wise adjusted p-value (Westfall-Young max-T over patient permutations, or Holm)
+    over the whole family of comparisons is below ``1 - confidence`` and
     the CI of the difference excludes 0. Each reads like "Effusion: TPR (sensitivity) for
     sex=F is 0.08 lower than for sex=M (0.71, 120 of 169 positives, vs 0.79, 300 of 380
-    positives; 95% CI of the difference 0.03 to 0.12; Holm-adjusted p = 0.002 over 420
-    comparisons)". Ranked by the adjusted p-value.
+    positives; 95% CI of the difference 0.03 to 0.12; adjusted p = 0.002 (max-T over 420
+    comparisons))". Ranked by the adjusted p-value.
     """
     from ..evaluation import HEADLINE_METRICS
 
@@ -103,6 +104,7 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
     if f is None or f.empty:
         return []
     fam = int(ev.findings_info.get("family_size", 0))
+    adj = "max-T" if ev.findings_info.get("adjustment") == "westfall_young_maxT" else "Holm"
     out = []
     for rec in f[f["status"] == "finding"].head(top).itertuples(index=False):
         name = METRIC_NAMES.get(rec.metric, rec.metric)
@@ -114,7 +116,7 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
                 f"vs {rec.estimate_high:.2f}, "
                 f"{_events_text(rec.events_high, rec.count_high, unit)}; "
                 f"{conf:.0%} CI of the difference {rec.ci_low:.2f} to {rec.ci_high:.2f}; "
-                f"Holm-adjusted p = {rec.p_adjusted:.2g} over {fam:,} comparisons).")
+                f"adjusted p = {rec.p_adjusted:.2g} ({adj} over {fam:,} comparisons)).")
         out.append(text)
     return out
 
@@ -379,8 +381,9 @@ def evaluation_report_html(ev) -> str:
         + esc(finfo.get("test", "")) + ".</p>")
     parts.append("<ul class=\"reading\">" + "".join(f"<li>{esc(r)}</li>" for r in readings) + "</ul>"
                  if readings else
-                 f"<p>No difference between groups is clear at {conf:.0%} after the Holm "
-                 f"adjustment over {int(finfo.get('family_size', 0)):,} comparisons.</p>")
+                 f"<p>No difference between groups is clear at {conf:.0%} after the "
+                 f"{esc(finfo.get('adjustment_description', 'family-wise'))} adjustment over "
+                 f"{int(finfo.get('family_size', 0)):,} comparisons.</p>")
     few = too_few_readings(ev)
     if few:
         parts.append("<h3>Too few to judge</h3><ul class=\"reading\">"
