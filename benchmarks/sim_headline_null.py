@@ -30,7 +30,7 @@ from fairfoundry.datasets import NIH_LABELS, nih_chexnet
 from fairfoundry.evaluation._findings import find_findings, proportion_cells
 from fairfoundry.metrics import choose_threshold, evaluate_groups, parse_threshold
 
-METRICS = ["n", "positives", "selection_rate", "tpr", "fpr", "ppv", "auc"]
+METRICS = ["n", "positives", "selection_rate", "tpr", "fpr", "ppv"]  # the headline metrics
 NAMES = ["White", "Black", "Asian", "Other"]
 PROBS = [0.55, 0.25, 0.12, 0.08]
 
@@ -81,16 +81,19 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=50)
     ap.add_argument("--permutations", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0,
+                    help="first data set (to split a run over processes; data set d is seeded "
+                         "by (seed, d))")
     args = ap.parse_args()
     df = nih_chexnet()
     val, test = df[df["split"] == "val"], df[df["split"] == "test"].reset_index(drop=True)
     rule = parse_threshold("youden")
     thr = {lab: choose_threshold(val[lab].to_numpy(), val[f"prob_{lab}"].to_numpy(), rule)
            for lab in NIH_LABELS}
-    rng = np.random.default_rng(args.seed)
     hits, found, pos_min, fam = 0, 0, [], []
     t0 = time.time()
-    for d in range(args.datasets):
+    for d in range(args.start, args.start + args.datasets):
+        rng = np.random.default_rng([args.seed, d])
         f, info, pos = one_dataset(test, thr, rng, planted=args.planted, boot=args.bootstrap,
                                    seed=args.seed + d, perms=args.permutations)
         sig = f[f["status"] == "finding"]
@@ -103,11 +106,11 @@ def main() -> None:
             hits += int(not sig.drop(ok.index).empty)
         else:
             hits += int(not sig.empty)
-        if (d + 1) % 20 == 0:
-            print(f"{d + 1} data sets, {time.time() - t0:.0f} s: any headline {hits}"
+        if (d + 1 - args.start) % 20 == 0:
+            print(f"{d + 1 - args.start} data sets, {time.time() - t0:.0f} s: any headline {hits}"
                   + (f", planted gap found {found}" if args.planted else ""), flush=True)
     n = args.datasets
-    print(f"data sets: {n}; family size (pairwise comparisons) median {int(np.median(fam))}")
+    print(f"data sets: {n} (from {args.start}); family size (pairwise comparisons) median {int(np.median(fam))}")
     if args.planted:
         print(f"planted TPR gap {args.planted} in group {NAMES[1]} "
               f"(Effusion positives in the group: min {min(pos_min)}, median "

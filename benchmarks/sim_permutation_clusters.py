@@ -5,7 +5,7 @@ On the real CheXNet predictions (NIH ChestX-ray14 test split, label Effusion,
 Youden threshold chosen on val), each patient gets one of three groups (50 / 30 / 20 %) **at
 random**; in the "switch" scenario 10 % of the images then move to another random group (as age
 does across follow-up images), in the "constant" scenario none does. There is no true
-difference, so a calibrated test has p < 0.05 in 5 % of the data sets. For the TPR and AUC gaps
+difference, so a calibrated test has p < 0.05 in 5 % of the data sets. For the TPR and FPR gaps
 (max - min over groups) we count p < 0.05 under
 
 * ``cluster``: ``evaluate_groups(..., cluster=patient_id, n_permutations=P)``, which permutes
@@ -28,7 +28,7 @@ from fairfoundry.datasets import nih_chexnet
 from fairfoundry.metrics import choose_threshold, evaluate_groups, parse_threshold
 
 LABEL = "Effusion"
-STATS = ("tpr_gap", "auc_gap")
+STATS = ("tpr_gap", "fpr_gap")
 
 
 def main() -> None:
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--permutations", type=int, default=200)
     ap.add_argument("--switch", type=float, default=0.10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0, help="first data set (seeded by (seed, d))")
     args = ap.parse_args()
     df = nih_chexnet()
     val, test = df[df["split"] == "val"], df[df["split"] == "test"].reset_index(drop=True)
@@ -46,11 +47,11 @@ def main() -> None:
     pid = test["patient_id"].to_numpy()
     inv = np.unique(pid, return_inverse=True)[1]
     sizes = np.bincount(inv)
-    rng = np.random.default_rng(args.seed)
     rej = {(sc, how, st): 0 for sc in ("constant", "switch") for how in ("cluster", "rows")
            for st in STATS}
     t0 = time.time()
-    for d in range(args.datasets):
+    for d in range(args.start, args.start + args.datasets):
+        rng = np.random.default_rng([args.seed, d])
         base = rng.choice(3, inv.max() + 1, p=[0.5, 0.3, 0.2])[inv]
         switched = base.copy()
         # 10 % of the images of patients with several images move to another group
@@ -62,13 +63,13 @@ def main() -> None:
             for how, cl in (("cluster", pid), ("rows", None)):
                 res = evaluate_groups(y, s, threshold=thr, groups=g.astype(np.int64),
                                       group_names=["a", "b", "c"],
-                                      metrics=["n", "positives", "tpr", "auc"], cluster=cl,
+                                      metrics=["n", "positives", "tpr", "fpr"], cluster=cl,
                                       n_permutations=args.permutations, seed=d)
                 p = res.summary.set_index("metric")["p_value"]
                 for st in STATS:
                     rej[(sc, how, st)] += int(p[st] < 0.05)
-        if (d + 1) % 50 == 0:
-            print(f"{d + 1} data sets, {time.time() - t0:.0f} s", flush=True)
+        if (d + 1 - args.start) % 50 == 0:
+            print(f"{d + 1 - args.start} data sets, {time.time() - t0:.0f} s", flush=True)
     n = args.datasets
     print(f"{n} null data sets, {args.permutations} permutations, label {LABEL}, "
           f"{int(round(args.switch * 100))} % of images switched in 'switch'")

@@ -205,34 +205,36 @@ def _robust_var(sums: np.ndarray, p0: float, den: float) -> float:
 
 
 def permutation_maxt(cells: list, observed: list, *, joint_codes: np.ndarray, decode: list,
-                     cluster: np.ndarray | None, n_permutations: int, seed: int) -> np.ndarray:
+                     cluster: np.ndarray | None, n_permutations: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Westfall-Young single-step max-T adjusted p-values of pairwise proportion differences.
 
-    Each comparison's statistic is :math:`z = (\hat p_h - \hat p_g) /
-    \sqrt{\bar p (1 - \bar p)(1/N_g + 1/N_h)}`. Permutation ``b`` re-assigns the groups of
-    whole patients (every attribute at once, by :class:`~fairfoundry.metrics.ResamplePlan`'s
-    scheme: rows, whole clusters, or whole clusters' group sequences among clusters of the same
-    size when a group varies within clusters) and records :math:`\max |z^*|` over the whole
-    family; :math:`\tilde p = (1 + \#\{\max|z^*| \ge |z|\}) / (1 + B)`. This controls the
-    family-wise error rate without assuming normal tails (which heavy-tailed patient cluster
-    sizes break: benchmarks/sim_headline_null.py). Source: Westfall & Young, "Resampling-Based
-    Multiple Testing", Wiley 1993, ch. 2.
+    Each comparison's statistic is the cluster-robust score statistic
+    :math:`z = (\hat p_h - \hat p_g) / \sqrt{v_g + v_h}` with
+    :math:`v_g = \frac{C_g}{C_g - 1} \sum_c (x_c - \bar p n_c)^2 / N_g^2` at the pooled
+    :math:`\bar p` (units ``c`` = a patient's rows in the group; never below the binomial
+    :math:`\bar p(1 - \bar p)/N_g`). Permutation ``b`` re-assigns the groups of whole
+    patients (every attribute at once, by :class:`~fairfoundry.metrics.ResamplePlan`'s scheme:
+    rows, whole clusters, or whole clusters' group sequences among clusters of the same size
+    when a group varies within clusters) and records :math:`\max |z^*|` over the whole family;
+    :math:`\tilde p = (1 + \#\{\max|z^*| \ge |z|\}) / (1 + B)`. This controls the
+    family-wise error rate without assuming normal tails, which heavy-tailed patient cluster
+    sizes break (benchmarks/sim_headline_null.py). Source: Westfall & Young,
+    "Resampling-Based Multiple Testing", Wiley 1993, ch. 2.
 
     ``cells``: ``(attribute index, mask (n,), success (n,), G)``; ``observed``: per cell the
-    list of ``(g, h, |z|)`` tested pairs. Returns the adjusted p-values, flattened in order.
+    list of ``(g, h, _)`` tested pairs. Returns (adjusted p-values, observed z), flattened in
+    order.
     """
     from ..metrics._bootstrap import ResamplePlan
 
-    obs = np.array([z for pairs in observed for (_, _, z) in pairs], dtype=np.float64)
-    if obs.size == 0 or n_permutations <= 0:
-        return np.full(obs.shape, np.nan)
-    order = np.argsort(joint_codes, kind="stable")
-    G = int(joint_codes.max()) + 1
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(joint_codes, minlength=G))])
-    plan = ResamplePlan(bounds, cluster=None if cluster is None else np.asarray(cluster)[order],
-                        seed=seed, row_order=order)
-    seg = joint_codes[order]
-    # per attribute: the cells' masks and successes as matrices (cells x rows)
+    n_obs = sum(len(o) for o in observed)
+    if n_obs == 0:
+        return np.full(0, np.nan), np.full(0, np.nan)
+    n = joint_codes.size
+    cl = (np.arange(n) if cluster is None else pd.factorize(pd.Series(np.asarray(cluster)))[0])
+    cl = cl.astype(np.int64)
+    n_cl = int(cl.max()) + 1
     by_attr: dict[int, list[int]] = {}
     for k, (ai, _, _, _) in enumerate(cells):
         if observed[k]:
@@ -243,31 +245,76 @@ def permutation_maxt(cells: list, observed: list, *, joint_codes: np.ndarray, de
     pidx = {ai: tuple(np.array([x[c] for row, k in enumerate(ks) for x in
                                 [(row, g, h) for g, h, _ in observed[k]]], dtype=np.int64)
                       for c in range(3)) for ai, ks in by_attr.items()}
-    from ..metrics._engine import _single_threaded_blas
-
+    # observed statistics, in the order of ``observed``
+    zs = {ai: _robust_z(decode[ai][joint_codes], cl, n_cl, cells[ks[0]][3], *mats[ai], pidx[ai])
+          for ai, ks in by_attr.items()}
+    pos = {ai: 0 for ai in by_attr}
+    zobs = []
+    for k, pairs in enumerate(observed):
+        if pairs:
+            ai = cells[k][0]
+            zobs.extend(zs[ai][pos[ai]:pos[ai] + len(pairs)])
+            pos[ai] += len(pairs)
+    zobs = np.abs(np.asarray(zobs, dtype=np.float64))
+    if n_permutations <= 0:
+        return np.full(zobs.shape, np.nan), zobs
+    order = np.argsort(joint_codes, kind="stable")
+    G = int(joint_codes.max()) + 1
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(joint_codes, minlength=G))])
+    plan = ResamplePlan(bounds, cluster=None if cluster is None else cl[order], seed=seed,
+                        row_order=order)
+    seg = joint_codes[order]
     maxes = np.empty(n_permutations)
-    with _single_threaded_blas():
-        _maxt_loop(maxes, plan, seg, order, joint_codes, decode, by_attr, cells, mats, pidx)
-    maxes.sort()
-    hits = maxes.size - np.searchsorted(maxes, obs - 1e-12, side="left")
-    return (1.0 + hits) / (1.0 + n_permutations)
-
-
-def _maxt_loop(maxes, plan, seg, order, joint_codes, decode, by_attr, cells, mats, pidx):
-    for b in range(maxes.size):
+    for b in range(n_permutations):
         perm = np.empty_like(joint_codes)
         perm[order] = plan.permuted_groups(b, seg)
         best = 0.0
         for ai, ks in by_attr.items():
-            codes = decode[ai][perm]
-            onehot = np.zeros((codes.size, cells[ks[0]][3]))
-            onehot[np.arange(codes.size), codes] = 1.0
-            N = mats[ai][0] @ onehot
-            X = mats[ai][1] @ onehot
-            r, g, h = pidx[ai]
-            z = _z_vec(X[r, g], N[r, g], X[r, h], N[r, h])
+            z = _robust_z(decode[ai][perm], cl, n_cl, cells[ks[0]][3], *mats[ai], pidx[ai])
             best = max(best, float(np.max(np.abs(z), initial=0.0)))
         maxes[b] = best
+    maxes.sort()
+    hits = maxes.size - np.searchsorted(maxes, zobs - 1e-9, side="left")
+    return (1.0 + hits) / (1.0 + n_permutations), zobs
+
+
+def _robust_z(codes, cl, n_cl, G, M, XS, idx) -> np.ndarray:
+    """Cluster-robust score statistics of the pairs ``idx = (cell row, g, h)`` for group codes
+    ``codes`` (see :func:`permutation_maxt`); ``M`` / ``XS``: cells x rows denominators and
+    successes."""
+    key = codes.astype(np.int64) * n_cl + cl
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    n_u = np.add.reduceat(M[:, order], starts, axis=1)
+    x_u = np.add.reduceat(XS[:, order], starts, axis=1)
+    ug = ks[starts] // n_cl
+    gst = np.flatnonzero(np.r_[True, ug[1:] != ug[:-1]])
+    gid = ug[gst]
+    K = M.shape[0]
+
+    def red(v):
+        out = np.zeros((K, G))
+        out[:, gid] = np.add.reduceat(v, gst, axis=1)
+        return out
+
+    N, X = red(n_u), red(x_u)
+    sxx, sxn, snn, cnt = red(x_u * x_u), red(x_u * n_u), red(n_u * n_u), red(
+        (n_u > 0).astype(np.float64))
+    r, g, h = idx
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p0 = (X[r, g] + X[r, h]) / (N[r, g] + N[r, h])
+
+        def var(j):
+            nn = N[r, j]
+            c = cnt[r, j]
+            v = (sxx[r, j] - 2 * p0 * sxn[r, j] + p0 * p0 * snn[r, j]) / (nn * nn)
+            v = np.where(c > 1, np.maximum(v, 0.0) * c / (c - 1), np.nan)
+            return np.fmax(v, p0 * (1 - p0) / nn)
+
+        v = var(g) + var(h)
+        z = (X[r, h] / N[r, h] - X[r, g] / N[r, g]) / np.sqrt(v)
+    return np.where(np.isfinite(z), z, 0.0)
 
 
 def _z_vec(x1, n1, x2, n2) -> np.ndarray:
@@ -392,11 +439,14 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
                 pairs.append(((label, attr, metric), lo_g, hi_g, d, float(lo), float(hi), p,
                               ci))
     if use_maxt:
-        pm = permutation_maxt(cells, observed, joint_codes=rows["joint"], decode=rows["decode"],
-                              cluster=rows.get("cluster"), n_permutations=n_permutations,
-                              seed=seed)
+        pm, zobs = permutation_maxt(cells, observed, joint_codes=rows["joint"],
+                                    decode=rows["decode"], cluster=rows.get("cluster"),
+                                    n_permutations=n_permutations, seed=seed)
         padj = np.full(len(pairs), np.nan)
-        padj[np.asarray(cell_of_pair, dtype=np.int64)] = pm
+        idx = np.asarray(cell_of_pair, dtype=np.int64)
+        padj[idx] = pm
+        for k, zk in zip(idx, zobs, strict=True):  # raw p of the statistic that was permuted
+            pairs[k] = (*pairs[k][:6], float(2 * ndtr(-zk)), pairs[k][7])
         rest = np.isnan(padj)
         if rest.any():  # pairs without row data: Holm on their own
             padj[rest] = holm_adjust(np.array([x[6] for x in pairs]))[rest]
@@ -442,8 +492,9 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
         "ranking": f"{adj_txt}-adjusted p-value over every pairwise comparison of the family "
                    "(all labels, attributes, headline metrics and pairs of groups with enough "
                    "events), then the CI bound nearest 0",
-        "test": ("two-proportion z statistic (pooled binomial standard error) per pair of "
-                 "groups on the metric's own denominator; "
+        "test": ("two-proportion score statistic per pair of groups on the metric's own "
+                 "denominator, with the cluster-robust variance at the pooled proportion "
+                 "(patients as clusters; never below the binomial one); "
                  + ("family-wise p-value from its permutation distribution (max-T)"
                     if use_maxt else "normal p-value, Holm-adjusted")
                  + "; CI: " + ("bootstrap percentile interval of the difference" if boot else

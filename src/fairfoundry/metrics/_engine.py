@@ -34,7 +34,7 @@ from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_st
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
-           "METRICS", "FAMILY"]
+           "METRICS", "FAMILY", "DIFF_METRICS"]
 
 log = logging.getLogger(__name__)
 
