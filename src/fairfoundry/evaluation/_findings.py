@@ -265,14 +265,31 @@ def permutation_maxt(cells: list, observed: list, *, joint_codes: np.ndarray, de
                         row_order=order)
     seg = joint_codes[order]
     maxes = np.empty(n_permutations)
-    for b in range(n_permutations):
-        perm = np.empty_like(joint_codes)
-        perm[order] = plan.permuted_groups(b, seg)
-        best = 0.0
-        for ai, ks in by_attr.items():
-            z = _robust_z(decode[ai][perm], cl, n_cl, cells[ks[0]][3], *mats[ai], pidx[ai])
-            best = max(best, float(np.max(np.abs(z), initial=0.0)))
-        maxes[b] = best
+    if cluster is not None and plan.stratified:
+        # every patient lies in one group: patients move whole, so sum each patient once
+        cl_joint = np.empty(n_cl, dtype=np.int64)
+        cl_joint[cl] = joint_codes
+        per_cl = {ai: (np.stack([np.bincount(cl, weights=row, minlength=n_cl)
+                                 for row in mats[ai][0]]),
+                       np.stack([np.bincount(cl, weights=row, minlength=n_cl)
+                                 for row in mats[ai][1]])) for ai in by_attr}
+        rng_plan = ResamplePlan(np.array([0, n_cl]), seed=seed)
+        for b in range(n_permutations):
+            pj = cl_joint[rng_plan.permuted_groups(b, np.arange(n_cl))]
+            best = 0.0
+            for ai, ks in by_attr.items():
+                z = _cluster_z(decode[ai][pj], cells[ks[0]][3], *per_cl[ai], pidx[ai])
+                best = max(best, float(np.max(np.abs(z), initial=0.0)))
+            maxes[b] = best
+    else:
+        for b in range(n_permutations):
+            perm = np.empty_like(joint_codes)
+            perm[order] = plan.permuted_groups(b, seg)
+            best = 0.0
+            for ai, ks in by_attr.items():
+                z = _robust_z(decode[ai][perm], cl, n_cl, cells[ks[0]][3], *mats[ai], pidx[ai])
+                best = max(best, float(np.max(np.abs(z), initial=0.0)))
+            maxes[b] = best
     maxes.sort()
     hits = maxes.size - np.searchsorted(maxes, zobs - 1e-9, side="left")
     return (1.0 + hits) / (1.0 + n_permutations), zobs
@@ -289,9 +306,23 @@ def _robust_z(codes, cl, n_cl, G, M, XS, idx) -> np.ndarray:
     n_u = np.add.reduceat(M[:, order], starts, axis=1)
     x_u = np.add.reduceat(XS[:, order], starts, axis=1)
     ug = ks[starts] // n_cl
+    return _unit_z(ug, G, n_u, x_u, idx)
+
+
+def _cluster_z(cl_group, G, n_c, x_c, idx) -> np.ndarray:
+    """:func:`_robust_z` when every patient is one unit (``n_c``/``x_c``: cells x patients)."""
+    keep = n_c.sum(axis=0) > 0
+    order = np.argsort(cl_group[keep], kind="stable")
+    return _unit_z(cl_group[keep][order], G, n_c[:, keep][:, order], x_c[:, keep][:, order],
+                   idx)
+
+
+def _unit_z(ug, G, n_u, x_u, idx) -> np.ndarray:
+    """Score statistics from unit sums ``n_u``/``x_u`` (cells x units, units sorted by their
+    group ``ug``)."""
     gst = np.flatnonzero(np.r_[True, ug[1:] != ug[:-1]])
     gid = ug[gst]
-    K = M.shape[0]
+    K = n_u.shape[0]
 
     def red(v):
         out = np.zeros((K, G))
