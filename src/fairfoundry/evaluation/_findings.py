@@ -50,6 +50,9 @@ HEADLINE_METRICS = {
     "underdiagnosis_rate": ("negatives", "patients with a finding"),
 }
 DEFAULT_MIN_EVENTS = 10
+#: with more eligible groups than this, each group is compared with the group that has the most
+#: events instead of with every other group (the family stays O(groups))
+MAX_ALL_PAIRS = 30
 FINDING_COLUMNS = ("label", "attribute", "metric", "group_low", "group_high", "estimate_low",
                    "estimate_high", "events_low", "events_high", "count_low", "count_high",
                    "difference", "ci_low", "ci_high", "p_value", "p_adjusted", "status", "test")
@@ -385,37 +388,41 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
             data = (ai, rows["names"][ai])
             cells.append((ai, mask, succ, len(data[1])))
             observed.append([])
-        for i in range(len(ok)):
-            for j in range(i + 1, len(ok)):
-                a, b = ok[i], ok[j]
-                lo_g, hi_g = (a, b) if a[1] <= b[1] else (b, a)
-                d = hi_g[1] - lo_g[1]
-                n_lo, n_hi = lo_g[2][kind], hi_g[2][kind]
-                z = _z(lo_g[1] * n_lo, n_lo, hi_g[1] * n_hi, n_hi)
-                rob = robust.get((label, attr, metric)) if robust else None
-                if rob is not None and lo_g[0] in rob[0] and hi_g[0] in rob[0]:
-                    p0 = (lo_g[1] * n_lo + hi_g[1] * n_hi) / (n_lo + n_hi)
-                    v = sum(max(_robust_var(rob[1][rob[0].index(g[0])], p0, g[2][kind]),
-                                _var(metric, kind, p0, g[2])) for g in (lo_g, hi_g))
-                    z = d / np.sqrt(v) if v > 0 else z
-                if rep is not None and lo_g[0] in rep[1] and hi_g[0] in rep[1]:
-                    R, names = rep
-                    ds = R[:, names.index(hi_g[0])] - R[:, names.index(lo_g[0])]
-                    ds = ds[np.isfinite(ds)]
-                    if ds.size < 2:
-                        continue
-                    lo, hi = np.quantile(ds, [alpha / 2, 1 - alpha / 2])
-                    ci = "bootstrap percentile"
-                else:
-                    se = np.sqrt(lo_g[1] * (1 - lo_g[1]) / n_lo + hi_g[1] * (1 - hi_g[1]) / n_hi)
-                    lo, hi = d - zq * se, d + zq * se
-                    ci = "normal"
-                p = float(2 * ndtr(-abs(z)))
-                if data is not None:
-                    observed[-1].append((data[1].index(lo_g[0]), data[1].index(hi_g[0]), abs(z)))
-                    cell_of_pair.append(len(pairs))
-                pairs.append(((label, attr, metric), lo_g, hi_g, d, float(lo), float(hi), p,
-                              ci))
+        if len(ok) <= MAX_ALL_PAIRS:
+            todo = [(i, j) for i in range(len(ok)) for j in range(i + 1, len(ok))]
+        else:  # many groups: each against the group with the most events (O(G) comparisons)
+            big = int(np.argmax([g[3] for g in ok]))
+            todo = [(big, j) for j in range(len(ok)) if j != big]
+        for i, j in todo:
+            a, b = ok[i], ok[j]
+            lo_g, hi_g = (a, b) if a[1] <= b[1] else (b, a)
+            d = hi_g[1] - lo_g[1]
+            n_lo, n_hi = lo_g[2][kind], hi_g[2][kind]
+            z = _z(lo_g[1] * n_lo, n_lo, hi_g[1] * n_hi, n_hi)
+            rob = robust.get((label, attr, metric)) if robust else None
+            if rob is not None and lo_g[0] in rob[0] and hi_g[0] in rob[0]:
+                p0 = (lo_g[1] * n_lo + hi_g[1] * n_hi) / (n_lo + n_hi)
+                v = sum(max(_robust_var(rob[1][rob[0].index(g[0])], p0, g[2][kind]),
+                            _var(metric, kind, p0, g[2])) for g in (lo_g, hi_g))
+                z = d / np.sqrt(v) if v > 0 else z
+            if rep is not None and lo_g[0] in rep[1] and hi_g[0] in rep[1]:
+                R, names = rep
+                ds = R[:, names.index(hi_g[0])] - R[:, names.index(lo_g[0])]
+                ds = ds[np.isfinite(ds)]
+                if ds.size < 2:
+                    continue
+                lo, hi = np.quantile(ds, [alpha / 2, 1 - alpha / 2])
+                ci = "bootstrap percentile"
+            else:
+                se = np.sqrt(lo_g[1] * (1 - lo_g[1]) / n_lo + hi_g[1] * (1 - hi_g[1]) / n_hi)
+                lo, hi = d - zq * se, d + zq * se
+                ci = "normal"
+            p = float(2 * ndtr(-abs(z)))
+            if data is not None:
+                observed[-1].append((data[1].index(lo_g[0]), data[1].index(hi_g[0]), abs(z)))
+                cell_of_pair.append(len(pairs))
+            pairs.append(((label, attr, metric), lo_g, hi_g, d, float(lo), float(hi), p,
+                          ci))
     if use_maxt:
         pm, zobs = permutation_maxt(cells, observed, joint_codes=rows["joint"],
                                     decode=rows["decode"], cluster=rows.get("cluster"),
