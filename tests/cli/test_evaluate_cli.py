@@ -265,3 +265,49 @@ def test_tsv_and_parquet_inputs_give_the_csv_results(cli, preds, tmp_path, suffi
     assert cli("evaluate", preds, "--sensitive", "sex", "--threshold", "0.5", "--out", a).code == 0
     assert cli("evaluate", other, "--sensitive", "sex", "--threshold", "0.5", "--out", b).code == 0
     pd.testing.assert_frame_equal(pd.read_csv(a / "evaluation.csv"), pd.read_csv(b / "evaluation.csv"))
+
+
+def test_val_fraction_split_by_min_events_and_findings_in_summary(cli, tmp_path):
+    frame = _preds(600, seed=3).drop(columns=["split"])
+    path = _write(tmp_path, frame, "nosplit.csv")
+    out = tmp_path / "eval"
+    res = cli("evaluate", path, "--label", "y", "--sensitive", "sex", "--val-fraction", "0.3",
+              "--split-by", "patient_id", "--cluster", "patient_id", "--bootstrap", "20",
+              "--min-events", "15", "--headline-permutations", "50",
+              "--degenerate-ci", "clopper_pearson", "--out", out)
+    assert res.code == 0, res
+    summary = json.loads((out / "summary.json").read_text())
+    gen = summary["input"]["generated_split"]
+    assert gen["split_by"] == "patient_id" and gen["val_fraction"] == 0.3
+    assert summary["thresholds"][0]["chosen_on_split"] == "val"
+    val = set(map(int, gen["val_units"]))
+    assert summary["input"]["n_report_rows"] == int((~frame["patient_id"].isin(val)).sum())
+    assert summary["findings"]["min_events"] == 15
+    assert summary["findings"]["adjustment"] == "westfall_young_maxT"
+    assert summary["uncertainty"]["degenerate_ci"]["method"] == "clopper_pearson"
+    assert "Findings, in words" in (out / "report.html").read_text()
+
+
+def test_bad_val_fraction_out_of_range(cli, tmp_path):
+    path = _write(tmp_path, _preds().drop(columns=["split"]), "nosplit.csv")
+    err = _bad(cli, path, tmp_path, "--label", "y", "--sensitive", "sex", "--val-fraction", "2",
+               "--split-by", "patient_id")
+    assert "--val-fraction must be in (0, 1)" in err
+
+
+def test_docs_val_fraction_example_runs_as_written(cli, tmp_path, monkeypatch):
+    import shlex
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "evaluate.md"
+    section = doc.read_text().split("## Without a split column: `--val-fraction`")[1]
+    command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1)
+    args = shlex.split(command)
+    assert args[:2] == ["fairfoundry", "evaluate"]
+    monkeypatch.chdir(tmp_path)
+    res = cli(*args[1:])
+    assert res.code == 0, res
+    summary = json.loads((tmp_path / "nih-val30" / "summary.json").read_text())
+    gen = summary["input"]["generated_split"]
+    assert gen["from_split"] == "test" and gen["split_by"] == "patient_id"
+    assert summary["thresholds"][0]["chosen_on_split"] == "val"

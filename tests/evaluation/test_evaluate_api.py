@@ -131,7 +131,7 @@ def test_multilabel_macro_and_underdiagnosis(nih_small):
     diseased = test[labels].any(axis=1)
     no_finding = np.all([test[f"prob_{lab}"] < thr[lab] for lab in labels], axis=0)
     ud = ev.by_group[(ev.by_group["label"] == "any_finding") & (ev.by_group["attribute"] == "sex")]
-    ud = ud[ud["metric"].str.contains("underdiagnosis")].set_index("group")["estimate"]
+    ud = ud[ud["metric"] == "underdiagnosis_rate"].set_index("group")["estimate"]
     for sex in ("female", "male"):
         m = (test["sex"] == sex).to_numpy() & diseased.to_numpy()
         assert ud[sex] == pytest.approx(no_finding[m].mean(), abs=1e-12)

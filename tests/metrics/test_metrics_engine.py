@@ -24,7 +24,8 @@ def test_tables_have_the_contract_columns_and_one_row_per_group_and_metric():
                                            "n", "reason"]
     assert list(res.summary.columns) == ["metric", "estimate", "ci_low", "ci_high", "p_value",
                                          "reason", "detail"]
-    assert len(res.per_group) == 4 * len(fm.METRICS)
+    # every metric for 3 groups + overall; signed diffs to overall and to median per group
+    assert len(res.per_group) == 4 * len(fm.METRICS) + 3 * 2 * len(fm.DIFF_METRICS)
     assert set(res.per_group["group"]) == {"a", "b", "c", "overall"}
     n = res.per_group.query("metric == 'n'").set_index("group")["estimate"]
     assert n["overall"] == 600 and n[["a", "b", "c"]].sum() == 600
@@ -79,7 +80,9 @@ def test_undefined_values_are_nan_with_a_reason_never_a_crash():
 def test_metric_subset_and_errors_name_the_problem():
     y, s, g = make_data(3, 300, 2)
     res = _run(y, s, g, ["a", "b"], metrics=["tpr", "fpr"])
-    assert set(res.per_group["metric"]) == {"tpr", "fpr"}
+    assert set(res.per_group["metric"]) == {"tpr", "fpr", "tpr_diff_to_overall",
+                                            "tpr_diff_to_median", "fpr_diff_to_overall",
+                                            "fpr_diff_to_median"}
     assert "equalized_odds_difference" in set(res.summary["metric"])
     assert "es_auc" not in set(res.summary["metric"])
     with pytest.raises(FairfoundryError, match="unknown metric 'acuracy'") as e:

@@ -108,6 +108,29 @@ def evaluate_command(
         0, "--min-group-size", min=0,
         help="Suppress cells of groups with fewer than K rows in every output (estimates and CIs "
              "blanked, groups left out of the summaries), e.g. --min-group-size 20."),
+    min_events: int = typer.Option(
+        10, "--min-events", min=0,
+        help="Fewest events of a metric's own denominator (positives for TPR, negatives for FPR, "
+             "predicted positives for PPV) for a group to be judged in the findings; groups "
+             "below are listed as 'too few to judge', e.g. --min-events 20."),
+    headline_permutations: int = typer.Option(
+        500, "--headline-permutations", min=0,
+        help="Permutations (of whole patients with --cluster) of the max-T adjustment that "
+             "decides which differences are stated as findings, e.g. --headline-permutations "
+             "1000 (0: Holm on normal p-values)."),
+    degenerate_ci: str = typer.Option(
+        "wilson", "--degenerate-ci",
+        help="Interval of a proportion whose bootstrap interval collapses (a rate of 0 or 1): "
+             "wilson, clopper_pearson or none, e.g. --degenerate-ci clopper_pearson."),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction",
+        help="Make a seeded val split (thresholds) of this fraction of the --split-by units of "
+             "the rows that would be reported, reporting on the rest, e.g. --val-fraction 0.3 "
+             "--split-by patient_id.", show_default=False),
+    split_by: str | None = typer.Option(
+        None, "--split-by",
+        help="Column kept together by --val-fraction (whole patients), e.g. --split-by "
+             "patient_id.", show_default=False),
     id_col: str | None = typer.Option(
         None, "--id",
         help="Sample id column, checked for duplicates, e.g. --id image_id. Default: a column "
@@ -196,7 +219,10 @@ def evaluate_command(
     kwargs.update(report_split=report_split, threshold_split=threshold_split,
                   allow_threshold_on_report_split=allow_threshold_on_report_split,
                   ci_method=ci_method.lower(), gap_ci=gap_ci.lower(), permutations=permutations,
-                  min_group_size=min_group_size, ece_bins=ece_bins,
+                  min_group_size=min_group_size, ece_bins=ece_bins, min_events=min_events,
+                  headline_permutations=headline_permutations,
+                  degenerate_ci=degenerate_ci.lower().replace("-", "_"),
+                  val_fraction=val_fraction, split_by=split_by,
                   ece_strategy=ece_strategy.lower(), n_jobs=jobs,
                   scores_are_logits=scores_are_logits, no_finding_score=no_finding_score, seed=seed)
 

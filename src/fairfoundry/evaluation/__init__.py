@@ -6,6 +6,7 @@ of metric values) and assembles the :class:`Evaluation`; the HTML lives in :mod:
 
 from ._evaluate import evaluate, prepare_evaluation
 from ._examples import EXAMPLES, example_options
+from ._findings import HEADLINE_METRICS, find_findings, holm_adjust
 from ._macro import MACRO_LABEL
 from ._plan import UNDERDIAGNOSIS_LABEL, EvaluationPlan
 from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, Evaluation
@@ -13,6 +14,7 @@ from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, Evaluation
 __all__ = [
     "BY_GROUP_COLUMNS",
     "EXAMPLES",
+    "HEADLINE_METRICS",
     "MACRO_LABEL",
     "OUTPUT_FILES",
     "SUMMARY_COLUMNS",
@@ -21,5 +23,7 @@ __all__ = [
     "EvaluationPlan",
     "evaluate",
     "example_options",
+    "find_findings",
+    "holm_adjust",
     "prepare_evaluation",
 ]

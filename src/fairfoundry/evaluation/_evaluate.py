@@ -71,6 +71,11 @@ def prepare_evaluation(
     cluster: str | None = None,
     reference: dict[str, str] | None = None,
     min_group_size: int = 0,
+    min_events: int = 10,
+    headline_permutations: int = 500,
+    degenerate_ci: str = "wilson",
+    val_fraction: float | None = None,
+    split_by: str | None = None,
     id_col: str | None = None,
     seed: int = 0,
     scores_are_logits: bool = False,
@@ -140,6 +145,12 @@ def prepare_evaluation(
             split = split.to_numpy()
         else:
             split_col = None
+    generated = None
+    if val_fraction is not None:
+        split, split_col, generated = _generated_split(
+            frame, split, split_col, report_split, float(val_fraction), split_by, seed,
+            source, rows)
+        threshold_split = "val"
     values = sorted(set(split)) if split is not None else []
     if split is not None and report_split not in values:
         raise FairfoundryError(f"--report-split {report_split!r} not found in column {split_col!r}",
@@ -296,10 +307,12 @@ def prepare_evaluation(
     engine = EngineOptions(n_bootstrap=bootstrap, n_permutations=permutations,
                            ci_method=ci_method, gap_ci=gap_ci, confidence=confidence, seed=seed,
                            ece_bins=ece_bins, ece_strategy=ece_strategy, n_jobs=n_jobs,
+                           degenerate_ci=degenerate_ci,
                            aliases={"n_bootstrap": "bootstrap", "n_permutations": "permutations"})
-    if int(min_group_size) < 0:
-        raise FairfoundryError(f"min_group_size={min_group_size!r}: must be >= 0",
-                               param="min_group_size")
+    for name, value in (("min_group_size", min_group_size), ("min_events", min_events),
+                        ("headline_permutations", headline_permutations)):
+        if int(value) < 0:
+            raise FairfoundryError(f"{name}={value!r}: must be >= 0", param=name)
     if on_report:
         warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
                            f"({thr_split_name}): threshold-dependent metrics are optimistic")
@@ -308,7 +321,9 @@ def prepare_evaluation(
                "ci_method": engine.ci_method, "gap_ci": engine.gap_ci,
                "confidence": engine.confidence, "seed": engine.seed,
                "ece_bins": engine.ece_bins, "ece_strategy": engine.ece_strategy,
-               "min_group_size": int(min_group_size), "n_jobs": engine.n_jobs}
+               "min_group_size": int(min_group_size), "min_events": int(min_events),
+               "degenerate_ci": engine.degenerate_ci,
+               "headline_permutations": int(headline_permutations), "n_jobs": engine.n_jobs}
     config = {
         "input": table.source, "label": labels, "score": scores, "sensitive": sens,
         "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
@@ -316,6 +331,8 @@ def prepare_evaluation(
         "allow_threshold_on_report_split": bool(allow_threshold_on_report_split),
         "cluster": cluster, "reference": ref, "id_col": id_col,
         "scores_are_logits": bool(scores_are_logits), "no_finding_score": no_finding_score,
+        "val_fraction": None if val_fraction is None else float(val_fraction),
+        "split_by": split_by if val_fraction is not None else None,
         **options,
     }
     return EvaluationPlan(
@@ -326,7 +343,53 @@ def prepare_evaluation(
         report_split=report_split if split is not None else None, reference=ref, options=options,
         config=config, no_finding=nf_all, no_finding_threshold=nf_threshold, warnings=warnings,
         engine=engine,
+        generated_split=generated,
     )
+
+
+def _generated_split(frame, split, split_col, report_split, fraction, split_by, seed, source,
+                     rows):
+    """A seeded ``val`` split of whole ``split_by`` units (patients) of the rows that would be
+    reported; the rest keeps the name ``report_split``. Returns (split, column, record)."""
+    if not 0.0 < fraction < 1.0:
+        raise FairfoundryError(f"--val-fraction must be in (0, 1), got {fraction}")
+    if report_split == "val":
+        raise FairfoundryError("--val-fraction makes a split named 'val'; choose another "
+                               "--report-split than 'val'")
+    base = (split == report_split) if split is not None else np.ones(len(frame), dtype=bool)
+    if split is not None and not base.any():
+        raise FairfoundryError(f"--report-split {report_split!r} not found in column "
+                               f"{split_col!r}")
+    if split_by is not None:
+        split_by = resolve_column(frame, split_by, option="--split-by", source=source)
+        units = frame[split_by]
+        missing = units.isna().to_numpy() & base
+        if missing.any():
+            raise FairfoundryError(f"--split-by column {split_by!r} is empty at "
+                                   f"{rows(int(np.flatnonzero(missing)[0]))}",
+                                   hint="every row needs its patient id")
+        codes = np.full(len(frame), -1, dtype=np.int64)
+        codes[base] = pd.factorize(units[base], sort=True)[0]
+    else:
+        codes = np.where(base, np.cumsum(base) - 1, -1)
+    n_units = int(codes.max()) + 1
+    n_val = int(round(fraction * n_units))
+    if n_val < 1 or n_val >= n_units:
+        raise FairfoundryError(f"--val-fraction {fraction} of {n_units} unit(s) leaves an empty "
+                               "val or report part", hint="use more rows or another fraction")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(7,))))
+    val_units = np.zeros(n_units, dtype=bool)
+    val_units[rng.choice(n_units, size=n_val, replace=False)] = True
+    is_val = base & val_units[np.maximum(codes, 0)]
+    new = np.where(is_val, "val", np.where(base, report_split, "")).astype(object)
+    val_ids = (sorted(map(str, frame.loc[is_val, split_by].unique())) if split_by is not None
+               else [int(i) for i in np.flatnonzero(is_val)])
+    record = {"val_fraction": fraction, "split_by": split_by, "seed": int(seed),
+              "from_split": report_split if split is not None else None,
+              "n_units": n_units, "n_val_units": n_val, "n_val_rows": int(is_val.sum()),
+              "n_report_rows": int((base & ~is_val).sum()),
+              "val_units": val_ids}
+    return new.astype(str), f"(generated: {fraction:g} of {split_by or 'rows'} as val)", record
 
 
 def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) -> Evaluation:
@@ -381,6 +444,26 @@ def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) 
     min_group_size : int
         Cells of groups with fewer rows are blanked (``reason="suppressed: n < K"``) and those
         groups are left out of the summaries and curves.
+    headline_permutations : int
+        Permutations (of whole patients with ``cluster``) of the Westfall-Young max-T
+        adjustment that decides which differences are headlines (default 500; 0: Holm on
+        normal p-values, which heavy-tailed patient clusters make anti-conservative).
+    degenerate_ci : {"wilson", "clopper_pearson", "none"}
+        Interval of a proportion whose bootstrap interval collapses to a point (a rate of 0 or
+        1): Wilson score (default) or Clopper-Pearson; recorded in
+        ``summary.json["uncertainty"]["degenerate_ci"]``.
+    val_fraction : float, optional
+        Make a seeded validation split instead of using a split column: this fraction of the
+        ``split_by`` units (e.g. patients) of the rows that would be reported becomes ``val``
+        (thresholds are chosen there), the rest is reported. Recorded in
+        ``summary.json["input"]["generated_split"]``.
+    split_by : str, optional
+        Column whose values are kept together by ``val_fraction`` (e.g. ``patient_id``);
+        default: one row per unit.
+    min_events : int
+        Fewest events of a metric's own denominator (positives for TPR, negatives for FPR,
+        predicted positives for PPV, both classes for AUC) for a group to enter the headline
+        findings; groups below are listed as "too few to judge" (default 10).
     id_col : str, optional
         Sample id column (checked for duplicates); auto-detected (``sample_id``, ``image_id``,
         ``Image Index``, ...).

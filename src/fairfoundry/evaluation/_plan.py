@@ -67,6 +67,7 @@ class EvaluationPlan:
     warnings: list[str] = field(default_factory=list)
     #: the engine's options, validated once by :func:`prepare_evaluation`
     engine: EngineOptions | None = None
+    generated_split: dict | None = None   # --val-fraction / --split-by record
 
     @property
     def multilabel(self) -> bool:
@@ -97,7 +98,8 @@ class EvaluationPlan:
         return dict(ece_bins=o["ece_bins"], ece_strategy=o["ece_strategy"],
                     n_bootstrap=o["bootstrap"], ci_method=o["ci_method"],
                     confidence=o["confidence"], n_permutations=o["permutations"], seed=o["seed"],
-                    n_jobs=o["n_jobs"], gap_ci=o["gap_ci"], progress=progress)
+                    n_jobs=o["n_jobs"], gap_ci=o["gap_ci"], progress=progress,
+                    degenerate_ci=o.get("degenerate_ci", "wilson"))
 
     def _subset(self, attr: _Attribute, keep_groups: np.ndarray):
         """Rows of ``attr``'s groups in ``keep_groups`` (bool per group), re-coded 0..G'-1."""
@@ -112,6 +114,8 @@ class EvaluationPlan:
         ref = self.reference.get(attr.name)
         res = call(np.ones(attr.codes.size, dtype=bool), attr.codes, attr.names, ref)
         self._engine_configs.append(res.config)
+        if res.config.get("permutation_scheme") == "cluster_sequences":
+            self._varying.setdefault(attr.name, res.config.get("unexchangeable_clusters"))
         per_group = res.per_group.copy()
         summary = res.summary.copy()
         reps = {"per": res.replicates, "names": [*attr.names, "overall"],
@@ -152,6 +156,7 @@ class EvaluationPlan:
         warnings = list(self.warnings)
         kw = self._engine_kwargs(progress)
         self._engine_configs = []
+        self._varying: dict[str, int | None] = {}
 
         for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
             y, s = self.y[label], self.s[label]
@@ -180,9 +185,11 @@ class EvaluationPlan:
                         warnings.append(note)
                         suppressed.extend(supp)
         if self.multilabel:
-            by_u, sum_u = self._underdiagnosis(progress)
+            by_u, sum_u, reps_u = self._underdiagnosis(progress)
             by_group.extend(by_u)
             summaries.extend(sum_u)
+        else:
+            reps_u = {}
 
         table = pd.concat(by_group, ignore_index=True)
         summary = pd.concat(summaries, ignore_index=True)
@@ -197,6 +204,13 @@ class EvaluationPlan:
         summary = _tidy(summary, SUMMARY_COLUMNS)
         warnings.extend(_undefined_warnings(table))
         warnings.extend(_shifted_ci_warnings(table, self.options["confidence"]))
+        for name, fixed in self._varying.items():
+            warnings.append(
+                f"{name} varies within {self.config.get('cluster')} clusters: permutation "
+                "p-values permute whole clusters' group sequences among clusters with the same "
+                f"number of rows (image-level shuffling would be anti-conservative); {fixed} "
+                "cluster(s) of a size no other cluster has keep their own sequence")
+        findings, too_few, finfo = self._findings(table, replicates, reps_u)
         return Evaluation(
             by_group=table, summary_table=summary, thresholds=pd.DataFrame(self.thresholds),
             config=self.config, warnings=warnings, suppressed=suppressed,
@@ -204,9 +218,41 @@ class EvaluationPlan:
                   "n_report_rows": int(next(iter(self.y.values())).size),
                   "report_split": self.report_split,
                   "threshold_on_report_split": self.threshold_on_report_split,
+                  "generated_split": self.generated_split,
                   "uncertainty": self._uncertainty()},
-            curves=self._curve_frame(),
+            curves=self._curve_frame(), findings=findings, too_few=too_few,
+            findings_info=finfo,
         )
+
+    def _findings(self, table, replicates, reps_u):
+        """Headline findings (:func:`~fairfoundry.evaluation._findings.find_findings`)."""
+        from ._findings import find_findings
+
+        reps = None
+        if self.options["bootstrap"] > 0:
+            reps = {a: dict(per) for a, per in replicates.items()}
+            for a, r in reps_u.items():
+                reps.setdefault(a, {})[UNDERDIAGNOSIS_LABEL] = r
+        from ._findings import proportion_cells
+
+        cells = {}
+        for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
+            for m, cell in proportion_cells(self.y[label],
+                                            self.s[label] >= thr["threshold"]).items():
+                cells[(label, m)] = cell
+        if getattr(self, "_nf", None) is not None:
+            nf_true, nf_pred = self._nf
+            cells[(UNDERDIAGNOSIS_LABEL, "underdiagnosis_rate")] = (nf_true == 0, nf_pred)
+        joint, decode = _joint_codes([a.codes for a in self.attributes])
+        rows = {"attributes": [a.name for a in self.attributes],
+                "names": [a.names for a in self.attributes],
+                "codes": [a.codes for a in self.attributes], "joint": joint, "decode": decode,
+                "cluster": self.cluster, "cells": cells}
+        return find_findings(table, reps, min_events=self.options.get("min_events", 10),
+                             confidence=self.options["confidence"],
+                             clustered=self.cluster is not None, rows=rows,
+                             n_permutations=self.options.get("headline_permutations", 500),
+                             seed=self.options["seed"])
 
     def _underdiagnosis(self, progress):
         """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""
@@ -223,10 +269,12 @@ class EvaluationPlan:
             for label, thr in zip(self.labels, self.thresholds[: len(self.labels)], strict=True):
                 nf_pred &= self.s[label] < thr["threshold"]
             nf_score, nf_threshold = nf_pred.astype(np.float64), 0.5
+        self._nf = (no_finding_true, nf_score >= nf_threshold)
         kw = self._engine_kwargs(progress)
         kw.pop("ece_bins", None)
         kw.pop("ece_strategy", None)
         by, sm = [], []
+        reps_u: dict = {}
         first = True
         for attr in self.attributes:
             def call(rows, codes, names, ref):
@@ -235,7 +283,7 @@ class EvaluationPlan:
                     group_names=names, reference=ref,
                     cluster=None if self.cluster is None else self.cluster[rows], **kw)
 
-            per_group, summary, _, _ = self._run_attribute(call, attr)
+            per_group, summary, _, reps_u[attr.name] = self._run_attribute(call, attr)
             per_group = per_group.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name)
             is_overall = per_group["group"].astype(str) == "overall"
             if first:
@@ -245,7 +293,7 @@ class EvaluationPlan:
                 per_group = per_group[~is_overall]
             by.append(per_group)
             sm.append(summary.assign(label=UNDERDIAGNOSIS_LABEL, attribute=attr.name))
-        return by, sm
+        return by, sm, reps_u
 
     def _uncertainty(self) -> dict:
         """How the intervals and p-values of this run were computed (for summary.json)."""
@@ -284,9 +332,28 @@ class EvaluationPlan:
                 if "one_step" in cal else None),
             "ece_note": ("binned ECE is biased upward and more so under resampling: its CI can "
                          "lie above the point estimate (see warnings)") if o["bootstrap"] else None,
+            "degenerate_ci": ({
+                "method": o.get("degenerate_ci", "wilson"),
+                "description": "proportions (TPR, FPR, PPV, ...) whose bootstrap interval "
+                               "collapses to a point (a rate of 0 or 1 that no resample can "
+                               "change) get a " + {"wilson": "Wilson score",
+                                                    "clopper_pearson": "Clopper-Pearson exact",
+                                                    "none": "(no: kept as the bootstrap's)"}[
+                    o.get("degenerate_ci", "wilson")] + " interval on their own denominator",
+                "cells": sum(len(c.get("degenerate_ci_cells", [])) for c in self._engine_configs),
+                "examples": [x for c in self._engine_configs
+                             for x in c.get("degenerate_ci_cells", [])][:20],
+            } if o["bootstrap"] else None),
             "permutations": o["permutations"],
             "p_values": "permutation of group labels (of whole patients when clustered), "
                         "(1 + #extreme) / (1 + P)" if o["permutations"] else None,
+            "permutation_scheme": ({
+                a: ("cluster_sequences: the attribute varies within clusters; whole clusters' "
+                    "group sequences (rows in input order) are permuted among clusters with the "
+                    "same number of rows")
+                for a in self._varying} or (
+                "clusters: whole clusters' groups permuted" if self.cluster is not None else
+                "rows")) if o["permutations"] else None,
         }
 
     def _curve_frame(self) -> pd.DataFrame:
@@ -303,6 +370,18 @@ class EvaluationPlan:
                 codes = np.where(sizes[attr.codes] < k, -1, attr.codes)
             cols[f"g::{attr.name}"] = pd.Categorical.from_codes(codes, categories=attr.names)
         return pd.DataFrame(cols)
+
+def _joint_codes(codes: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One code per observed combination of every attribute's group, and per attribute the map
+    joint code -> its group code (so one permutation moves all attributes of a row together)."""
+    key = pd.MultiIndex.from_arrays([np.asarray(c) for c in codes]) if len(codes) > 1 else \
+        pd.Index(np.asarray(codes[0]))
+    joint, uniq = pd.factorize(key)
+    if len(codes) == 1:
+        return joint.astype(np.int64), [np.asarray(uniq, dtype=np.int64)]
+    return joint.astype(np.int64), [np.asarray(uniq.get_level_values(i), dtype=np.int64)
+                                    for i in range(len(codes))]
+
 
 def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for col in columns:

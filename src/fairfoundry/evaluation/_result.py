@@ -47,6 +47,14 @@ class Evaluation:
         ``attribute, group, reason`` of the cells blanked by ``min_group_size``.
     info : dict
         Input source, fingerprint, row counts, report split.
+    findings : DataFrame
+        One row per (label, attribute, headline metric): the pair of groups with the smallest
+        Holm-adjusted p-value, ``status`` ``"finding"`` (a headline) or ``"not clear"``
+        (:func:`~fairfoundry.evaluation.find_findings`).
+    too_few : DataFrame
+        Groups with fewer than ``min_events`` of a headline metric's events ("too few to judge").
+    findings_info : dict
+        How the findings were tested and ranked (written to ``summary.json["findings"]``).
     """
 
     by_group: pd.DataFrame
@@ -57,6 +65,9 @@ class Evaluation:
     suppressed: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     curves: pd.DataFrame | None = field(default=None, repr=False)
+    findings: pd.DataFrame | None = field(default=None, repr=False)
+    too_few: pd.DataFrame | None = field(default=None, repr=False)
+    findings_info: dict = field(default_factory=dict, repr=False)
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -105,6 +116,12 @@ class Evaluation:
             "uncertainty": self.info.get("uncertainty", {}),
             "thresholds": self.thresholds.to_dict(orient="records"),
             "summaries": self.summary_table.to_dict(orient="records"),
+            "findings": {
+                **self.findings_info,
+                "rows": [] if self.findings is None else self.findings.to_dict(orient="records"),
+                "too_few_to_judge": [] if self.too_few is None
+                else self.too_few.to_dict(orient="records"),
+            },
             "warnings": list(self.warnings),
             "suppressed": list(self.suppressed),
             "config": self.config,

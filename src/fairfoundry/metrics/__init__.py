@@ -32,6 +32,7 @@ from ._confusion import (
     tpr,
 )
 from ._engine import (
+    DIFF_METRICS,
     FAMILY,
     METRICS,
     GroupResult,
@@ -72,7 +73,7 @@ from ._thresholds import (
 )
 
 __all__ = [
-    "DIRECTION", "FAMILY", "METRICS", "SUMMARIES", "GroupResult", "ResamplePlan",
+    "DIRECTION", "DIFF_METRICS", "FAMILY", "METRICS", "SUMMARIES", "GroupResult", "ResamplePlan",
     "accuracy", "average_precision", "balanced_accuracy", "bca_interval", "brier_score",
     "calibration_slope_intercept", "confusion_counts", "demographic_parity_difference",
     "demographic_parity_ratio", "ece", "equal_opportunity_difference",

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 __all__ = ["ResamplePlan", "percentile_interval", "bca_interval", "permutation_pvalue",
-           "pairwise_gap_interval"]
+           "pairwise_gap_interval", "proportion_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,14 @@ class ResamplePlan:
         clusters are drawn from the whole data (group sizes then vary between replicates).
     seed : int
         Seed of every random stream.
+    row_order : array of shape (n,), optional
+        Input row of each layout position: the order of a cluster's rows (e.g. follow-up
+        visits) when the group varies within clusters and whole clusters' group sequences are
+        permuted (see :meth:`permuted_groups`). Default: layout order.
     """
 
-    def __init__(self, bounds: np.ndarray, *, cluster: np.ndarray | None = None, seed: int = 0):
+    def __init__(self, bounds: np.ndarray, *, cluster: np.ndarray | None = None, seed: int = 0,
+                 row_order: np.ndarray | None = None):
         self.bounds = np.asarray(bounds, dtype=np.int64)
         self.n = int(self.bounds[-1])
         self.seed = int(seed)
@@ -67,6 +72,24 @@ class ResamplePlan:
             order = np.argsort(codes, kind="stable")
             cuts = np.searchsorted(codes[order], np.arange(self.n_clusters + 1))
             self._rows_of = [order[cuts[c]:cuts[c + 1]] for c in range(self.n_clusters)]
+            if not nested:
+                # rows of each cluster in input order, and the clusters grouped by size
+                ro = np.arange(self.n) if row_order is None else np.asarray(row_order)
+                self._seq = np.lexsort((ro, codes))           # positions, cluster by cluster
+                self._sizes = np.bincount(codes, minlength=self.n_clusters)
+                self._starts = np.concatenate([[0], np.cumsum(self._sizes)[:-1]])
+                self._rank = np.arange(self.n) - self._starts[codes[self._seq]]
+                self._by_size = np.argsort(self._sizes, kind="stable")
+                uniq_sizes, size_counts = np.unique(self._sizes, return_counts=True)
+                self.unexchangeable_clusters = int(size_counts[size_counts == 1].sum())
+
+    @property
+    def permutation_scheme(self) -> str:
+        """How :meth:`permuted_groups` permutes: ``"rows"``, ``"clusters"`` (every cluster in
+        one group) or ``"cluster_sequences"`` (the group varies within clusters)."""
+        if self.cluster is None:
+            return "rows"
+        return "clusters" if self.stratified else "cluster_sequences"
 
     @property
     def n_units(self) -> int:
@@ -118,13 +141,35 @@ class ResamplePlan:
         return [order[cuts[j]:cuts[j + 1]] for j in range(nb)]
 
     def permuted_groups(self, p: int, seg_of_row: np.ndarray) -> np.ndarray:
-        """Group code of each layout position after permutation ``p`` of the group labels
-        (of whole clusters when every cluster lies in one group)."""
+        r"""Group code of each layout position after permutation ``p`` of the group labels.
+
+        Without clusters: rows are permuted. When every cluster lies in one group: the
+        clusters' groups are permuted (whole patients move). When the group varies within
+        clusters (e.g. age across follow-up images), permuting rows would break the
+        within-patient dependence and is anti-conservative; instead the clusters' whole group
+        *sequences* (their rows' groups in ``row_order``) are permuted among clusters with the
+        same number of rows. Under the null hypothesis that the attribute sequence of a
+        patient is independent of the patient's labels and scores, and patients are
+        exchangeable, this permutation distribution is exact (a cluster whose size no other
+        cluster shares keeps its own sequence; see :attr:`unexchangeable_clusters`).
+        Source: the restricted-randomisation principle of permutation tests (Good,
+        "Permutation, Parametric and Bootstrap Tests of Hypotheses", 2005, ch. 3).
+        """
         rng = _rng(self.seed, _PERM, p)
         if self.cluster is not None and self.stratified:
             cl_group = np.empty(self.n_clusters, dtype=np.int64)
             cl_group[self.cluster] = seg_of_row
             return rng.permutation(cl_group)[self.cluster]
+        if self.cluster is not None:
+            # clusters of equal size in random order, paired with the same sizes in fixed order
+            shuffled = np.lexsort((rng.random(self.n_clusters), self._sizes))
+            src = np.empty(self.n_clusters, dtype=np.int64)
+            src[self._by_size] = shuffled
+            seq = self._seq
+            dest_cluster = self.cluster[seq]
+            out = np.empty(self.n, dtype=seg_of_row.dtype)
+            out[seq] = seg_of_row[seq[self._starts[src[dest_cluster]] + self._rank]]
+            return out
         return rng.permutation(seg_of_row)
 
 
@@ -142,6 +187,9 @@ def percentile_interval(reps: np.ndarray, *, confidence: float = 0.95) -> tuple[
     """
     reps = np.asarray(reps, dtype=np.float64)
     alpha = 1.0 - confidence
+    if reps.shape[0] >= 2 and np.isfinite(reps).all():  # fast path: nothing to skip
+        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
+        return lo, hi
     ok = np.sum(np.isfinite(reps), axis=0) >= 2
     safe = np.where(ok, reps, 0.0)
     safe = np.where(np.isfinite(reps) | ~ok, safe, np.nan)
@@ -240,3 +288,36 @@ def permutation_pvalue(observed: float, null: np.ndarray, *, extreme: str = "hig
     else:
         hits = np.sum(np.abs(null) >= abs(observed) - tol)
     return float((1 + hits) / (1 + null.size))
+
+
+def proportion_interval(successes: float, trials: float, *, confidence: float = 0.95,
+                        method: str = "wilson") -> tuple[float, float]:
+    r"""Binomial interval of a proportion :math:`x / n`.
+
+    ``"wilson"``: the score interval
+    :math:`\frac{x + z^2/2}{n + z^2} \pm \frac{z}{n + z^2}\sqrt{x(n - x)/n + z^2/4}`
+    (Wilson, JASA 1927); ``"clopper_pearson"``: the exact interval from Beta quantiles,
+    :math:`[B(\alpha/2; x, n - x + 1), B(1 - \alpha/2; x + 1, n - x)]` (Clopper & Pearson,
+    Biometrika 1934). Used where a bootstrap interval collapses (a rate of 0 or 1).
+
+    Examples
+    --------
+    >>> [round(v, 3) for v in proportion_interval(0, 20)]
+    [0.0, 0.161]
+    """
+    x, n = float(round(successes)), float(trials)
+    if n <= 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - confidence
+    if method == "clopper_pearson":
+        from scipy.stats import beta
+
+        lo = 0.0 if x <= 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
+        hi = 1.0 if x >= n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
+        return lo, hi
+    z = float(ndtri(1 - alpha / 2))
+    centre = (x + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * np.sqrt(max(x * (n - x) / n, 0.0) + z * z / 4)
+    lo = 0.0 if x <= 0 else max(0.0, centre - half)
+    hi = 1.0 if x >= n else min(1.0, centre + half)
+    return float(lo), float(hi)

@@ -26,6 +26,7 @@ from ._bootstrap import (
     pairwise_gap_interval,
     percentile_interval,
     permutation_pvalue,
+    proportion_interval,
 )
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
@@ -34,7 +35,7 @@ from ._options import EngineOptions
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
-           "METRICS", "FAMILY"]
+           "METRICS", "FAMILY", "DIFF_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,7 @@ def evaluate_groups(
     gap_ci: str = "pairwise",
     chunk_elements: int = 2**23,
     options: EngineOptions | None = None,
+    degenerate_ci: str = "wilson",
 ) -> GroupResult:
     r"""Every per-group metric and fairness summary, with bootstrap CIs and permutation p-values.
 
@@ -445,6 +447,16 @@ def evaluate_groups(
         Already validated options (``metrics`` to ``chunk_elements``); when given, the
         individual keyword options are ignored. Callers that evaluate many times (one call per
         label and attribute) validate once and pass this.
+    degenerate_ci : {"wilson", "clopper_pearson", "none"}
+        Interval of a proportion (TPR, FPR, PPV, ...) whose bootstrap interval collapses to a
+        point (a 0 % or 100 % rate, which no resample can change): the Wilson score interval
+        (default) or the exact Clopper-Pearson interval on the metric's own denominator.
+        The cells are listed in ``config["degenerate_ci_cells"]``.
+
+    Per group (not overall) the result also has ``<m>_diff_to_overall`` (signed
+    :math:`m_g - m`) and ``<m>_diff_to_median`` (:math:`m_g - \operatorname{median}_h m_h`,
+    CheXclusion's convention for age) for ``auc, tpr, fpr, fnr, tnr, ppv, npv,
+    selection_rate, accuracy, balanced_accuracy``, with CIs from the same replicates.
 
     Returns
     -------
@@ -465,7 +477,7 @@ def evaluate_groups(
             n_bootstrap=n_bootstrap, ci_method=ci_method, confidence=confidence,
             n_permutations=n_permutations, seed=seed, n_jobs=n_jobs, bca_blocks=bca_blocks,
             calibration_bootstrap=calibration_bootstrap, gap_ci=gap_ci,
-            chunk_elements=chunk_elements)
+            chunk_elements=chunk_elements, degenerate_ci=degenerate_ci)
     with _single_threaded_blas():
         return _evaluate_groups(y_true, y_score, threshold=threshold, groups=groups,
                                 group_names=group_names, reference=reference, cluster=cluster,
@@ -495,6 +507,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                                                 opts.bca_blocks)
     calibration_bootstrap, gap_ci, chunk_elements = (opts.calibration_bootstrap, opts.gap_ci,
                                                      opts.chunk_elements)
+    degenerate_ci = opts.degenerate_ci
     n = len(y)
     counts = np.bincount(codes, minlength=len(names))
     present = np.flatnonzero(counts > 0)
@@ -532,7 +545,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         cl = None
         if cluster is not None:
             cl = pd.factorize(pd.Series(np.asarray(cluster)))[0][eng.lg.order]
-        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed)
+        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed, row_order=eng.lg.order)
 
     def boot_chunk(a, b):
         # counts as bytes (a count above 255 is practically impossible; checked)
@@ -590,6 +603,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
     # ---- assemble the per-group table
     rows = []
     full_reps = {}
+    fallbacks: list[tuple[str, str]] = []
     for m in metrics:
         est = np.concatenate([per0[m][0], ov0[m]])
         lo = np.full(len(est), np.nan)
@@ -616,16 +630,25 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                 reason = nan_reason(m, **cnt) or (
                     "calibration fit did not converge (separation)"
                     if m.startswith("calibration") else "undefined")
+            elif (n_bootstrap > 0 and degenerate_ci != "none" and m in PROPORTIONS
+                  and np.isfinite(lo[j]) and hi[j] - lo[j] <= 1e-12 and cnt[PROPORTIONS[m]] > 0):
+                # a bootstrap of a 0 % / 100 % rate cannot vary: use a binomial interval
+                lo[j], hi[j] = proportion_interval(est[j] * cnt[PROPORTIONS[m]],
+                                                   cnt[PROPORTIONS[m]], confidence=confidence,
+                                                   method=degenerate_ci)
+                fallbacks.append((gname, m))
             rows.append((gname, m, est[j], lo[j], hi[j], int(round(cnt["n"])), reason))
         for g in np.flatnonzero(counts == 0):
             if m in ("n", "positives"):
                 rows.append((names[g], m, 0.0, np.nan, np.nan, 0, ""))
             else:
                 rows.append((names[g], m, np.nan, np.nan, np.nan, 0, "group is empty"))
+    diff_names = _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames,
+                            names, present, counts, n_bootstrap, confidence)
     per_group = pd.DataFrame(rows, columns=["group", "metric", "estimate", "ci_low", "ci_high",
                                             "n", "reason"])
     order = {g: i for i, g in enumerate([*names, OVERALL])}
-    morder = {m: i for i, m in enumerate(metrics)}
+    morder = {m: i for i, m in enumerate([*metrics, *diff_names])}
     per_group = per_group.sort_values(
         ["metric", "group"], key=lambda c: c.map(morder) if c.name == "metric" else c.map(order),
         kind="stable").reset_index(drop=True)
@@ -676,12 +699,85 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         "clustered": cluster is not None,
         "cluster_stratified": bool(plan.stratified) if plan is not None else None,
         "n_permutations": int(n_permutations), "seed": int(seed),
+        "permutation_scheme": (plan.permutation_scheme if plan is not None and n_permutations
+                               else None),
+        "unexchangeable_clusters": (getattr(plan, "unexchangeable_clusters", None)
+                                    if plan is not None and n_permutations else None),
         "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
         "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
         "groups": list(names), "n": int(n),
+        "degenerate_ci": degenerate_ci,
+        "degenerate_ci_cells": [f"{g}: {m}" for g, m in fallbacks],
     }
     return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,
                        plan=plan, layout_order=eng.lg.order, config=config)
+
+
+#: proportion metrics -> the count (of :func:`_counts`) that is their denominator
+PROPORTIONS = {"tpr": "pos", "fnr": "pos", "fpr": "neg", "tnr": "neg", "ppv": "pred_pos",
+               "npv": "pred_neg", "prevalence": "n", "selection_rate": "n", "accuracy": "n"}
+#: metrics that get per-group ``<m>_diff_to_overall`` and ``<m>_diff_to_median`` rows
+DIFF_METRICS = ("auc", "tpr", "fpr", "fnr", "tnr", "ppv", "npv", "selection_rate", "accuracy",
+                "balanced_accuracy")
+
+
+def _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames, names, present,
+               counts, n_bootstrap, confidence) -> list[str]:
+    r"""Append per-group signed differences to overall, :math:`m_g - m`, and to the median
+    group, :math:`m_g - \operatorname{median}_h m_h` (CheXclusion's age convention), with
+    percentile CIs from the same replicates. Returns the new metric names."""
+    made = []
+    for m in metrics:
+        if m not in DIFF_METRICS:
+            continue
+        v0 = per0[m][0]
+        ctx = np.errstate(all="ignore")
+        with ctx:
+            defined = np.isfinite(v0).any()
+            med0 = float(np.nanmedian(v0)) if defined else np.nan
+        for kind, centre, crep in (
+                ("overall", float(ov0[m][0]), (reps_ov[m] if n_bootstrap > 0 else None)),
+                ("median", med0, None)):
+            name = f"{m}_diff_to_{kind}"
+            made.append(name)
+            lo = hi = np.full(len(pnames), np.nan)
+            if n_bootstrap > 0:
+                R = reps_per[m]
+                if crep is None:
+                    with np.errstate(all="ignore"), _quiet_nan():
+                        crep = np.nanmedian(R, axis=1)
+                D = R - crep[:, None]
+                lo, hi = percentile_interval(D, confidence=confidence)
+                Rf = np.full((n_bootstrap, len(names) + 1), np.nan)
+                Rf[:, present] = D
+                full_reps[name] = Rf
+            for j, gname in enumerate(pnames):
+                est = v0[j] - centre
+                reason = "" if np.isfinite(est) else (
+                    f"{m} is undefined for this group" if not np.isfinite(v0[j])
+                    else f"{m} is undefined {'overall' if kind == 'overall' else 'for every group'}")
+                rows.append((gname, name, est, lo[j], hi[j],
+                             int(round(per0["n"][0, j])) if "n" in per0 else 0, reason))
+            for g in np.flatnonzero(counts == 0):
+                rows.append((names[g], name, np.nan, np.nan, np.nan, 0, "group is empty"))
+    return made
+
+
+def _quiet_nan():
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)
+
+    class _C:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            ctx.__exit__(*a)
+
+    return _C()
 
 
 def _counts(per: dict, g: int) -> dict:
@@ -711,7 +807,8 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     Among truly diseased patients (true "No Finding" = 0) the share predicted "No Finding"
     (score >= ``threshold``): :math:`UR_g = P(\hat y_{NF} = 1 \mid y_{NF} = 0, A = g)`.
     Source: Seyyed-Kalantari et al., Nature Medicine 2021. The result has per-group metrics
-    ``n`` and ``underdiagnosis_rate`` and summaries ``underdiagnosis_rate_gap``, ``_ratio``,
+    ``n``, ``positives`` (rows with no finding) and ``underdiagnosis_rate`` and summaries
+    ``underdiagnosis_rate_gap``, ``_ratio``,
     ``_to_overall``, ``_vs_reference``, ``_worst_group``. Keyword arguments go to
     :func:`evaluate_groups` (``n_bootstrap``, ``cluster``, ``seed``, ``reference``, ...).
 
@@ -727,9 +824,10 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     if kwargs.get("options") is not None:
         import dataclasses
 
-        kwargs["options"] = dataclasses.replace(kwargs["options"], metrics=("n", "fpr"))
+        kwargs["options"] = dataclasses.replace(kwargs["options"], metrics=("n", "positives", "fpr"))
     res = evaluate_groups(no_finding_true, no_finding_score, threshold=threshold, groups=groups,
-                          group_names=group_names, metrics=["n", "fpr"], **kwargs)
+                          group_names=group_names, metrics=["n", "positives", "fpr"],
+                          **kwargs)
 
     def rename(s: str) -> str:
         return "underdiagnosis_rate" + s[3:] if s.startswith("fpr") else s
@@ -740,5 +838,5 @@ def underdiagnosis_by_group(no_finding_true, no_finding_score, *, threshold: flo
     res.summary["metric"] = res.summary["metric"].map(rename)
     res.replicates = {rename(k): v for k, v in res.replicates.items()}
     res.null = {rename(k): v for k, v in res.null.items()}
-    res.config["metrics"] = ["n", "underdiagnosis_rate"]
+    res.config["metrics"] = ["n", "positives", "underdiagnosis_rate"]
     return res

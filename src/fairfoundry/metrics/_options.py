@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass, fields
 
 from .._errors import FairfoundryError, did_you_mean
 
-__all__ = ["EngineOptions", "CI_METHODS", "GAP_CIS", "CALIBRATION_BOOTSTRAPS", "ECE_STRATEGIES"]
+__all__ = ["EngineOptions", "CI_METHODS", "DEGENERATE_CIS", "GAP_CIS", "CALIBRATION_BOOTSTRAPS", "ECE_STRATEGIES"]
 
 CI_METHODS = ("percentile", "bca")
 GAP_CIS = ("pairwise", "percentile")
+#: interval of a proportion whose bootstrap interval collapses to a point (0 % or 100 %)
+DEGENERATE_CIS = ("wilson", "clopper_pearson", "none")
 CALIBRATION_BOOTSTRAPS = ("auto", "newton", "one_step")
 ECE_STRATEGIES = ("uniform", "quantile")
 
@@ -49,6 +51,7 @@ class EngineOptions:
     calibration_bootstrap: str = "auto"
     gap_ci: str = "pairwise"
     chunk_elements: int = 2**23
+    degenerate_ci: str = "wilson"
     aliases: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
@@ -93,6 +96,7 @@ class EngineOptions:
         choice("gap_ci", GAP_CIS)
         choice("calibration_bootstrap", CALIBRATION_BOOTSTRAPS)
         choice("ece_strategy", ECE_STRATEGIES)
+        choice("degenerate_ci", DEGENERATE_CIS)
         if self.metrics is not None:
             wanted = [self.metrics] if isinstance(self.metrics, str) else list(self.metrics)
             for m in wanted:

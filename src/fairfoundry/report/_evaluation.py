@@ -16,7 +16,7 @@ import pandas as pd
 
 from ._html import esc, figure_html, render_page, table_html
 
-__all__ = ["evaluation_report_html", "gap_readings", "METRIC_NAMES"]
+__all__ = ["evaluation_report_html", "gap_readings", "too_few_readings", "METRIC_NAMES"]
 
 #: readable names of the metrics shown in plots and sentences.
 METRIC_NAMES = {
@@ -77,52 +77,65 @@ def _group_rows(ev, label: str, attribute: str, metric: str) -> pd.DataFrame:
     return t[t["group"] != "overall"]
 
 
-def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[str]:
-    """Plain-language sentences for the biggest per-group gaps of ``ev``.
+def _events_text(n_events, count, unit: str) -> str:
+    if not np.isfinite(n_events):
+        return ""
+    if not np.isfinite(count):
+        return f"{_count(n_events)} {unit}"
+    return f"{_count(round(count))} of {_count(n_events)} {unit}"
 
-    Each reads like "Effusion: TPR (sensitivity) for sex=female is 0.08 lower than for sex=male
-    (0.71 vs 0.79; 95% CI of the gap 0.03 to 0.12)". Gaps whose CI excludes 0 come first, then
-    by the lower end of their CI (by size without a bootstrap). Macro rows are skipped (they have
-    no CI).
+
+def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[str]:
+    """Plain-language sentences for the headline findings of ``ev`` (evidence first).
+
+    Only differences that pass the evidence rule of :func:`fairfoundry.evaluation.find_findings`
+    are stated: both groups have at least ``min_events`` of the metric's own events, the
+    family-wise adjusted p-value (Westfall-Young max-T over patient permutations, or Holm)
+    over the whole family of comparisons is below ``1 - confidence`` and
+    the CI of the difference excludes 0. Each reads like "Effusion: TPR (sensitivity) for
+    sex=F is 0.08 lower than for sex=M (0.71, 120 of 169 positives, vs 0.79, 300 of 380
+    positives; 95% CI of the difference 0.03 to 0.12; adjusted p = 0.002 (max-T over 420
+    comparisons))". Ranked by the adjusted p-value.
     """
+    from ..evaluation import HEADLINE_METRICS
+
     conf = confidence if confidence is not None else ev.config.get("confidence", 0.95)
-    summ = ev.summary_table
-    rows = []
-    for rec in summ.itertuples(index=False):
-        metric = str(rec.metric)
-        if not metric.endswith("_gap") or rec.label == "macro":
-            continue
-        base = metric[: -len("_gap")]
-        if base not in _GAP_METRICS or not np.isfinite(rec.estimate) or rec.estimate <= 0:
-            continue
-        groups = _group_rows(ev, rec.label, rec.attribute, base)
-        groups = groups[np.isfinite(groups["estimate"].to_numpy(dtype=float))]
-        if len(groups) < 2:
-            continue
-        hi = groups.loc[groups["estimate"].idxmax()]
-        lo = groups.loc[groups["estimate"].idxmin()]
-        has_ci = np.isfinite(rec.ci_low) and np.isfinite(rec.ci_high)
-        sure = has_ci and rec.ci_low > 0
-        # rank by the CI's lower end when there is one: the gaps we are surest are large
-        key = float(rec.ci_low) if has_ci else float(rec.estimate)
-        rows.append((not sure, -key, rec, base, hi, lo, has_ci))
-    rows.sort(key=lambda r: (r[0], r[1]))
+    f = getattr(ev, "findings", None)
+    if f is None or f.empty:
+        return []
+    fam = int(ev.findings_info.get("family_size", 0))
+    adj = "max-T" if ev.findings_info.get("adjustment") == "westfall_young_maxT" else "Holm"
     out = []
-    for _, _, rec, base, hi, lo, has_ci in rows[:top]:
-        name = METRIC_NAMES.get(base, base)
-        g_lo, g_hi = _group_ref(rec.attribute, lo["group"]), _group_ref(rec.attribute, hi["group"])
-        text = (f"{rec.label}: {name} for {g_lo} is {rec.estimate:.2f} lower than for "
-                f"{g_hi} ({lo['estimate']:.2f} vs {hi['estimate']:.2f}, n = "
-                f"{_count(lo['n'])} vs {_count(hi['n'])}")
-        if has_ci:
-            text += f"; {conf:.0%} CI of the gap {rec.ci_low:.2f} to {rec.ci_high:.2f}"
-        p = getattr(rec, "p_value", float("nan"))
-        if p is not None and np.isfinite(p):
-            text += f"; permutation p = {p:.3g}"
-        text += ")."
-        if has_ci and rec.ci_low <= 0:
-            text += " The CI includes no difference."
+    for rec in f[f["status"] == "finding"].head(top).itertuples(index=False):
+        name = METRIC_NAMES.get(rec.metric, rec.metric)
+        unit = HEADLINE_METRICS[rec.metric][1]
+        g_lo = _group_ref(rec.attribute, rec.group_low)
+        g_hi = _group_ref(rec.attribute, rec.group_high)
+        text = (f"{rec.label}: {name} for {g_lo} is {rec.difference:.2f} lower than for {g_hi} "
+                f"({rec.estimate_low:.2f}, {_events_text(rec.events_low, rec.count_low, unit)}, "
+                f"vs {rec.estimate_high:.2f}, "
+                f"{_events_text(rec.events_high, rec.count_high, unit)}; "
+                f"{conf:.0%} CI of the difference {rec.ci_low:.2f} to {rec.ci_high:.2f}; "
+                f"adjusted p = {rec.p_adjusted:.2g} ({adj} over {fam:,} comparisons)).")
         out.append(text)
+    return out
+
+
+def too_few_readings(ev, *, top: int = 12) -> list[str]:
+    """Sentences for the groups with too few of a headline metric's events to be judged."""
+    few = getattr(ev, "too_few", None)
+    if few is None or few.empty:
+        return []
+    k = ev.findings_info.get("min_events", "")
+    out = []
+    for (label, attr, metric), part in few.groupby(["label", "attribute", "metric"], sort=False):
+        who = ", ".join(f"{_group_ref(attr, g)} ({_count(e) if np.isfinite(e) else 0} "
+                        f"{part['unit'].iloc[0]})" for g, e in zip(part["group"], part["events"],
+                                                                   strict=True))
+        out.append(f"{label}: {METRIC_NAMES.get(metric, metric)} has too few events to judge for {who}; "
+                   f"a group needs >= {k}.")
+    if len(out) > top:
+        out = [*out[:top], f"... and {len(out) - top:,} more (summary.json, findings.too_few_to_judge)."]
     return out
 
 
@@ -360,10 +373,21 @@ def evaluation_report_html(ev) -> str:
            if n_boot else "No bootstrap: point estimates only (pass --bootstrap N for CIs).")
         + "</p>")
 
-    parts.append("<h2>Biggest gaps, in words</h2>")
+    parts.append("<h2>Findings, in words</h2>")
     readings = gap_readings(ev)
+    finfo = getattr(ev, "findings_info", {}) or {}
+    parts.append("<p class=\"meta\">A difference is stated only when " + esc(
+        finfo.get("headline_rule", "")) + ". Ranked by " + esc(finfo.get("ranking", "")) + ". Test: "
+        + esc(finfo.get("test", "")) + ".</p>")
     parts.append("<ul class=\"reading\">" + "".join(f"<li>{esc(r)}</li>" for r in readings) + "</ul>"
-                 if readings else "<p>No gap to report.</p>")
+                 if readings else
+                 f"<p>No difference between groups is clear at {conf:.0%} after the "
+                 f"{esc(finfo.get('adjustment_description', 'family-wise'))} adjustment over "
+                 f"{int(finfo.get('family_size', 0)):,} comparisons.</p>")
+    few = too_few_readings(ev)
+    if few:
+        parts.append("<h3>Too few to judge</h3><ul class=\"reading\">"
+                     + "".join(f"<li>{esc(r)}</li>" for r in few) + "</ul>")
 
     parts.append("<h2>Thresholds</h2>")
     parts.append("<p>Decisions are <code>score &gt;= threshold</code>, one threshold per label.</p>")
