@@ -179,9 +179,9 @@ def test_val_fraction_split_by_patient_is_seeded_and_recorded():
 
 def test_val_fraction_errors_are_clear():
     df = _frame(seed=7)
-    with pytest.raises(FairfoundryError, match="--val-fraction must be in"):
+    with pytest.raises(FairfoundryError, match="val_fraction=1.5: must be in"):
         fairfoundry.evaluate(df, label="y", score="p", sensitive="grp", split_col=None,
                              val_fraction=1.5, split_by="patient_id")
-    with pytest.raises(FairfoundryError, match="--split-by"):
+    with pytest.raises(FairfoundryError, match="split_by="):
         fairfoundry.evaluate(df, label="y", score="p", sensitive="grp", split_col=None,
                              val_fraction=0.3, split_by="patient")

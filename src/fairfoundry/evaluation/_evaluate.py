@@ -352,22 +352,22 @@ def _generated_split(frame, split, split_col, report_split, fraction, split_by, 
     """A seeded ``val`` split of whole ``split_by`` units (patients) of the rows that would be
     reported; the rest keeps the name ``report_split``. Returns (split, column, record)."""
     if not 0.0 < fraction < 1.0:
-        raise FairfoundryError(f"--val-fraction must be in (0, 1), got {fraction}")
+        raise FairfoundryError(f"val_fraction={fraction!r}: must be in (0, 1)", param="val_fraction")
     if report_split == "val":
-        raise FairfoundryError("--val-fraction makes a split named 'val'; choose another "
-                               "--report-split than 'val'")
+        raise FairfoundryError("val_fraction=...: makes a split named 'val'; choose another "
+                               "report split than 'val'", param="val_fraction")
     base = (split == report_split) if split is not None else np.ones(len(frame), dtype=bool)
     if split is not None and not base.any():
         raise FairfoundryError(f"--report-split {report_split!r} not found in column "
                                f"{split_col!r}")
     if split_by is not None:
-        split_by = resolve_column(frame, split_by, option="--split-by", source=source)
+        split_by = resolve_column(frame, split_by, option="split_by", source=source)
         units = frame[split_by]
         missing = units.isna().to_numpy() & base
         if missing.any():
-            raise FairfoundryError(f"--split-by column {split_by!r} is empty at "
+            raise FairfoundryError(f"split_by={split_by!r}: the column is empty at "
                                    f"{rows(int(np.flatnonzero(missing)[0]))}",
-                                   hint="every row needs its patient id")
+                                   hint="every row needs its patient id", param="split_by")
         codes = np.full(len(frame), -1, dtype=np.int64)
         codes[base] = pd.factorize(units[base], sort=True)[0]
     else:
@@ -375,8 +375,9 @@ def _generated_split(frame, split, split_col, report_split, fraction, split_by, 
     n_units = int(codes.max()) + 1
     n_val = int(round(fraction * n_units))
     if n_val < 1 or n_val >= n_units:
-        raise FairfoundryError(f"--val-fraction {fraction} of {n_units} unit(s) leaves an empty "
-                               "val or report part", hint="use more rows or another fraction")
+        raise FairfoundryError(f"val_fraction={fraction!r}: {n_units} unit(s) leave an empty "
+                               "val or report part", hint="use more rows or another fraction",
+                               param="val_fraction")
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(7,))))
     val_units = np.zeros(n_units, dtype=bool)
     val_units[rng.choice(n_units, size=n_val, replace=False)] = True
