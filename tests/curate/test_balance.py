@@ -69,7 +69,7 @@ def test_curate_balance_cli(cli, tmp_path):
     m.to_csv(tmp_path / "m.csv", index=False)
     np.save(tmp_path / "e.npy", X)
     r = cli("curate", "balance", "--manifest", tmp_path / "m.csv", "--embeddings", tmp_path / "e.npy",
-            "--target", "250", "--k", "100,20,5", "--resampling-steps", "3,1,0", "--attribute", "ring", "--out", tmp_path / "b")
+            "--target", "250", "--k", "100,20,5", "--resampling-steps", "3,1,0", "--sensitive", "ring", "--out", tmp_path / "b")
     assert r.code == 0, r
     cur = pd.read_csv(tmp_path / "b" / "manifest.csv")
     c = cur["ring"].value_counts()

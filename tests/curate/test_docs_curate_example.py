@@ -23,7 +23,8 @@ def _commands(text: str) -> list[str]:
 
 def test_readme_curate_commands_are_documented_and_run_here():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Curate data"):readme.index("## Documentation")]
+    start = readme.index("## Curate data")
+    section = readme[start:readme.index("\n## ", start + 1)]
     documented = set(_commands(DOC.read_text()))
     assert _commands(section) and set(_commands(section)) <= documented
 

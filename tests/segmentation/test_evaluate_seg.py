@@ -46,7 +46,8 @@ def _dataset(tmp_path, n=40, fmt=".png"):
         p = np.roll(t, 1 if i % 2 else 3, axis=1)  # group M segmented worse
         _save(tmp_path / "masks" / f"t{i}{fmt}", t)
         _save(tmp_path / "masks" / f"p{i}{fmt}", p)
-        rows.append({"sample_id": f"s{i}", "patient_id": f"pt{i // 2}",
+        # two images per patient, of the same sex (the permutation test moves whole patients)
+        rows.append({"sample_id": f"s{i}", "patient_id": f"pt{i // 4}-{i % 2}",
                      "sex": "F" if i % 2 else "M", "age": 30 + i,
                      "pred": f"masks/p{i}{fmt}", "truth": f"masks/t{i}{fmt}"})
     table = pd.DataFrame(rows)

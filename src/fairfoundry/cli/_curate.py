@@ -56,8 +56,10 @@ def dedup_command(
     semantic_threshold: float = typer.Option(0.95, "--semantic-threshold", help="Cosine similarity (SemDeDup 1 - eps)."),
     semantic_k: int | None = typer.Option(None, "--semantic-k", help="SemDeDup k-means clusters (default sqrt(n/2))."),
     keep: str = typer.Option("farthest", "--keep", help="Semantic duplicate kept: farthest (paper), closest or first."),
-    attribute: list[str] | None = typer.Option(None, "--attribute", "-a", help="Attributes for the composition table."),
-    seed: int = typer.Option(0, "--seed"),
+    attribute: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attributes of the composition table."),
+    attribute_old: list[str] | None = typer.Option(None, "--attribute", hidden=True, help="Old spelling of --sensitive."),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
     device: str = typer.Option("cpu", "--device", help="Device of the k-means (cpu, cuda)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
@@ -73,7 +75,7 @@ def dedup_command(
         res = run_dedup(manifest, out=out, embeddings=embeddings, exact=not no_exact, near=not no_near,
                         min_similarity=min_similarity, max_hash_distance=max_hash_distance,
                         semantic_threshold=semantic_threshold, semantic_clusters=semantic_k, keep=keep,
-                        attributes=_multi(attribute) or ["sex"], seed=seed, device=device, overwrite=overwrite,
+                        attributes=_multi([*(attribute or []), *(attribute_old or [])]) or ["sex"], seed=seed, device=device, overwrite=overwrite,
                         progress=advance)
     _done(res)
 
@@ -87,12 +89,14 @@ def balance_command(
     k: str = typer.Option("100,20,5", "--k", help="Clusters per level, bottom first, e.g. 1000,100,10."),
     resampling_steps: str = typer.Option("3", "--resampling-steps", help="Resampling steps (one, or one per level)."),
     balance_by: str | None = typer.Option(None, "--balance-by", help="Also balance this recorded attribute."),
-    attribute: list[str] | None = typer.Option(None, "--attribute", "-a", help="Attributes for the composition table."),
+    attribute: list[str] | None = typer.Option(None, "--sensitive", "-a",
+                                               help="Protected attributes of the composition table."),
+    attribute_old: list[str] | None = typer.Option(None, "--attribute", hidden=True, help="Old spelling of --sensitive."),
     bins: list[str] | None = typer.Option(None, "--bins", help="Bins of a numeric attribute, e.g. age=40,60,80."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     backend: str = typer.Option("torch", "--backend", help="torch, or faiss for the Lloyd steps."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
     """Clustering-based balanced curation: hierarchical k-means with resampling + balanced sampling.
 
@@ -104,7 +108,7 @@ def balance_command(
     with rich_progress("balance (levels)", total=None) as advance:
         res = run_balance(manifest, embeddings=embeddings, out=out, target=target, n_clusters=_ints(k, option="--k"),
                           resampling_steps=steps[0] if len(steps) == 1 else steps, balance_by=balance_by,
-                          bins=_bins(bins), attributes=_multi(attribute) or ["sex"], seed=seed, device=device,
+                          bins=_bins(bins), attributes=_multi([*(attribute or []), *(attribute_old or [])]) or ["sex"], seed=seed, device=device,
                           backend=backend, overwrite=overwrite, progress=advance)
     _done(res)
 
@@ -119,8 +123,8 @@ def proxies_command(
     compare: list[str] | None = typer.Option(None, "--compare", "-a", help="Recorded attribute(s) to compare with."),
     bins: list[str] | None = typer.Option(None, "--bins", help="Bins of a numeric attribute, e.g. age=40,60,80."),
     bootstrap: int = typer.Option(500, "--bootstrap", help="Bootstrap replicates for the AMI/ARI CIs."),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
     """Proxy groups for unrecorded attributes (column proxy_cluster) and their agreement (AMI, ARI) with recorded ones.
 
@@ -144,8 +148,8 @@ def slices_command(
     n_slices: int = typer.Option(10, "--slices", help="Mixture components."),
     gamma: float = typer.Option(10.0, "--gamma", help="Weight of the label/prediction terms (Domino's gamma)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Score threshold defining an error."),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
     """Slice discovery: coherent regions of embedding space where the model errs (error-aware mixture, Domino-style).
 
@@ -173,8 +177,8 @@ def curation_impact_command(
     k: str = typer.Option("20,5", "--k", help="Hierarchical k-means levels on the training rows."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for each run's test CIs."),
     no_near: bool = typer.Option(False, "--no-near", help="Dedup by exact and semantic duplicates only."),
-    device: str = typer.Option("cpu", "--device"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
     """Train the probe on uncurated, deduplicated, balanced-curated and random training sets (>= 5 seeds each),
     evaluate on one untouched test split with CIs, and write the trade-off with an honest verdict.

@@ -40,8 +40,8 @@ def list_command() -> None:
 def toy_command(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for images/ and manifest.csv."),
     size: int = typer.Option(28, "--size", help="Image side in pixels."),
-    seed: int = typer.Option(0, "--seed"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds."),
 ) -> None:
     """Write the toy data set: squares and rings x dark and bright (60/60/60/20 images), with a split."""
     from .._io import prepare_out_dir, staged_dir
@@ -94,13 +94,13 @@ def sample_command(
     generator: Path = typer.Argument(..., help="Generator directory written by `synth train`."),
     cells: list[str] = typer.Option(..., "--cells", help='"col=value,...:count"; repeat or join cells with ";".'),
     out: Path = typer.Option(..., "--out", "-o", help="Sample directory (images + manifest.csv)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
     guidance: float = typer.Option(2.0, "--guidance", help="Classifier-free guidance scale (1: no guidance)."),
     sample_steps: int = typer.Option(25, "--sample-steps", help="Denoising steps."),
     sampler: str = typer.Option("ddim", "--sampler", help="ddim or ddpm."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    device: str | None = typer.Option(None, "--device"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per sampling batch."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, mps or auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds."),
 ) -> None:
     """Generate images of the requested cells; writes a manifest tagged synthetic=1.
 
@@ -125,12 +125,12 @@ def qc_command(
                                                                     "memorisation reference)."),
     condition: str | None = typer.Option(None, "--condition", help="Condition columns (default: from the cells)."),
     encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder of the feature space."),
-    encoder_weights: str | None = typer.Option(None, "--encoder-weights"),
+    encoder_weights: str | None = typer.Option(None, "--encoder-weights", help="Weights of --encoder (a local file; default: the preset's)."),
     k: int = typer.Option(5, "--k", help="Neighbours of precision/recall/density/coverage."),
     copy_threshold: float = typer.Option(1 / 3, "--copy-threshold", help="NN distance ratio below which a sample is a copy."),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds."),
 ) -> None:
     """Quality control per cell: FD/KID/PRDC, memorisation, attribute fidelity, HTML page.
 
@@ -156,7 +156,8 @@ def synthetic_pilot_command(
     manifest: Path | None = typer.Option(None, "--manifest", "-m",
                                          help="Manifest with images, split, label, attribute (default: bundled NIH X-rays)."),
     label: str = typer.Option("Infiltration", "--label", "-l", help="0/1 label of the cells and the probe."),
-    attribute: str = typer.Option("sex", "--attribute", "-a", help="Protected attribute of the cells."),
+    attribute: str = typer.Option("sex", "--sensitive", "-a", help="Protected attribute of the cells."),
+    attribute_old: str | None = typer.Option(None, "--attribute", hidden=True, help="Old spelling of --sensitive."),
     encoder: str = typer.Option("fairfoundry-tiny", "--encoder", help="Zoo encoder (probe features and QC)."),
     seeds: int = typer.Option(5, "--seeds", help="Probe seeds 0..N-1 per arm."),
     generator_steps: int = typer.Option(300, "--generator-steps", help="Generator training steps."),
@@ -164,8 +165,8 @@ def synthetic_pilot_command(
     target_cells: int = typer.Option(1, "--target-cells", help="How many of the smallest cells get synthetic images."),
     probe_epochs: int = typer.Option(200, "--probe-epochs", help="Full-batch probe steps in every arm."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the test CIs."),
-    device: str = typer.Option("cpu", "--device"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds."),
 ) -> None:
     """Generate for the smallest subgroup, QC-filter, augment, and compare against real-only, oversampling and reweighing.
 
@@ -174,7 +175,8 @@ def synthetic_pilot_command(
     from ..bench import synthetic_pilot
 
     with rich_progress("synthetic pilot: generator (steps)", total=generator_steps) as advance:
-        result = synthetic_pilot(out, manifest=manifest, label=label, attribute=attribute, encoder=encoder,
+        result = synthetic_pilot(out, manifest=manifest, label=label, attribute=attribute_old or attribute,
+                                 encoder=encoder,
                                  seeds=list(range(seeds)),
                                  generator_settings={"steps": generator_steps, "image_size": image_size},
                                  target_cells=target_cells, probe_epochs=probe_epochs, bootstrap=bootstrap,
