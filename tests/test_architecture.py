@@ -5,7 +5,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fairfoundry"
 LAYER = {"groups": 0, "metrics": 0, "data": 0, "datasets": 0,
-         "evaluation": 1, "audit": 1, "models": 1, "report": 1,
+         "evaluation": 1, "audit": 1, "models": 1, "report": 1, "hallucination": 1, "segmentation": 1,
          "adapt": 2, "mitigate": 2, "pretrain": 2, "curate": 2, "synth": 2,
          "pipeline": 3, "bench": 4, "monitor": 4, "cli": 5}
 

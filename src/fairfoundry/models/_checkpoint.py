@@ -142,7 +142,7 @@ def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False,
         import pickle
 
         with open(path, "rb") as fh:
-            obj = pickle.load(fh)
+            obj = pickle.load(fh)  # unsafe-load: opt-in
         return _as_dict(obj, path)
     import argparse
 
@@ -157,7 +157,7 @@ def read_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False,
                 raise _refuse_pickle(path, "it holds Python objects that are not tensors",
                                      model_name) from exc
             try:
-                obj = torch.load(path, map_location="cpu", weights_only=False)
+                obj = torch.load(path, map_location="cpu", weights_only=False)  # unsafe-load: opt-in
             except Exception as exc2:
                 raise FairfoundryError(f"cannot read checkpoint {path}: {exc2}".splitlines()[0]) from exc2
         else:
