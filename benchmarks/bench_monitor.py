@@ -3,7 +3,8 @@ CBPE estimates against nannyml's.
 
 Targets: ingestion >= 5,000 events/s through ``POST /predictions`` with the server pinned to one
 core (batches of ``--batch`` events per request: the batch endpoint); window evaluation of
-1,000,000 predictions (with labels) <= 10 s. Peers, measured in the same run: direct
+1,000,000 predictions (with labels) <= 10 s, with intervals (the default analytic ones; the
+bootstrap ones and point estimates alone are timed in the same run). Peers, measured in the same run: direct
 ``EventStore.add_predictions`` in-process (what HTTP + validation cost on top), one event per
 request (what batching buys), and the evaluation engine alone on the same windows (what the
 monitor adds around it). The CBPE check compares the per-chunk estimated AUC with
@@ -130,16 +131,26 @@ def bench_windows(rows: int, window: int, bootstrap: int, seed: int) -> None:
     con.executemany("INSERT INTO labels VALUES (?, ?, ?, ?)",
                     labels.itertuples(index=False, name=None))
     con.execute("COMMIT")
-    cfg = MonitorConfig.from_dict({"windows": {"size": window}, "bootstrap": bootstrap})
-    cfg0 = MonitorConfig.from_dict({"windows": {"size": window}, "bootstrap": 0,
-                                    "simulations": 0})
+    cfg = MonitorConfig.from_dict({"windows": {"size": window}, "bootstrap": bootstrap,
+                                   "intervals": "bootstrap"})
+    cfg0 = MonitorConfig.from_dict({"windows": {"size": window}, "intervals": "none"})
+    cfga = MonitorConfig.from_dict({"windows": {"size": window}})  # the default: analytic
     clock = _Clock()
     p, lab = st.predictions(), st.labels_frame()
     t_read = clock.lap()
     res = evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg0)
     t_point = clock.lap()
-    evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg)
+    res_a = evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfga)
+    t_analytic = clock.lap()
+    res_b = evaluate_windows(p, lab, labels_names=["E"], attributes=["sex", "view"], config=cfg)
     t_full = clock.lap()
+    # analytic vs bootstrap interval widths on the same windows and groups
+    key = ["window", "attribute", "group", "metric"]
+    both = res_a.merge(res_b, on=key, suffixes=("_a", "_b"))
+    both = both[both["metric"].isin(["auc", "tpr", "fpr", "est_auc", "est_tpr"])
+                & (both["kind_a"].isin(["realised", "estimated"]))]
+    width = ((both["ci_high_a"] - both["ci_low_a"]) / (both["ci_high_b"] - both["ci_low_b"]))
+    width = width.groupby(both["metric"]).median()
     # peer: the evaluation engine alone, same windows, attributes and bootstrap
     for a in ("sex", "view"):
         codes, names = intersect_groups(preds, [a])
@@ -156,9 +167,14 @@ def bench_windows(rows: int, window: int, bootstrap: int, seed: int) -> None:
           "attributes sex, view (wall s / CPU s of this single-threaded process):")
     print(f"  read from the store              {t_read[0]:7.2f} / {t_read[1]:7.2f}")
     print(f"  evaluate, point estimates        {t_point[0]:7.2f} / {t_point[1]:7.2f}   "
-          "(bootstrap 0, simulations 0; target <= 10 s)")
+          "(intervals: none)")
+    print(f"  evaluate, analytic intervals     {t_analytic[0]:7.2f} / {t_analytic[1]:7.2f}   "
+          "(the default; target <= 10 s)")
     print(f"  evaluate, bootstrap {bootstrap:<4d} + CBPE   {t_full[0]:7.2f} / {t_full[1]:7.2f}   "
-          f"(simulations {cfg.simulations})")
+          f"(simulations {cfg.simulations}; analytic / bootstrap CPU = "
+          f"{t_analytic[1] / max(t_full[1], 1e-9):.2f})")
+    print("  median width analytic / bootstrap: " + ", ".join(
+        f"{m} {v:.2f}" for m, v in width.items()))
     print(f"  evaluation engine alone (peer)   {t_engine[0]:7.2f} / {t_engine[1]:7.2f}   "
           f"(bootstrap {bootstrap}; monitor / engine CPU = "
           f"{t_full[1] / max(t_engine[1], 1e-9):.2f})")

@@ -86,6 +86,11 @@ class CBPE:
         Level of that interval.
     seed : int
         Seed of the simulations.
+    interval : {"simulation", "analytic"}
+        How the interval is computed: ``n_simulations`` Monte Carlo label draws, or the
+        delta method on the same label model (:func:`fairfoundry.monitor._intervals.cbpe_intervals`;
+        one pass over the rows, the same quantity to first order). With ``"analytic"``,
+        ``n_simulations`` is ignored.
 
     Examples
     --------
@@ -98,9 +103,12 @@ class CBPE:
     """
 
     def __init__(self, *, calibration: str = "isotonic", n_simulations: int = 200,
-                 confidence: float = 0.95, seed: int = 0):
+                 confidence: float = 0.95, seed: int = 0, interval: str = "simulation"):
         if calibration not in ("isotonic", "platt"):
             raise FairfoundryError(f"calibration={calibration!r} is not one of isotonic, platt")
+        if interval not in ("simulation", "analytic"):
+            raise FairfoundryError(f"interval={interval!r} is not one of simulation, analytic")
+        self.interval = interval
         self.calibration = calibration
         self.n_simulations = int(n_simulations)
         self.confidence = float(confidence)
@@ -135,14 +143,20 @@ class CBPE:
 
     def estimate(self, y_score, *, threshold: float) -> dict:
         """Estimated ``auc``, ``tpr``, ``fpr``, ``ppv``, ``prevalence`` of unlabelled scores,
-        each with ``<metric>_ci`` (low, high) when ``n_simulations > 0``."""
+        each with ``<metric>_ci`` (low, high) when ``interval="analytic"`` or
+        ``n_simulations > 0``."""
         s = np.asarray(y_score, dtype=np.float64)
         p = self.calibrate(s)
         out = {"n": len(s), "auc": expected_auc(s, p), "prevalence": float(p.mean()) if len(p)
                else float("nan")}
         out.update({k: v for k, v in expected_rates(s, p, threshold=threshold).items()
                     if k in ("tpr", "fpr", "ppv")})
-        if self.n_simulations > 0 and len(s) > 1:
+        if self.interval == "analytic" and len(s) > 1:
+            from ._intervals import cbpe_intervals
+
+            out.update(cbpe_intervals(s, p, threshold=threshold, estimates=out,
+                                      confidence=self.confidence))
+        elif self.n_simulations > 0 and len(s) > 1:
             from scipy.stats import rankdata
 
             rng = np.random.default_rng(self.seed)

@@ -97,15 +97,22 @@ class MonitorConfig(_Strict):
     max_groups : int [20]
         Groups kept per attribute (largest first); the rest are pooled as ``other``, so that
         outputs and Prometheus label sets stay bounded.
+    intervals : {analytic, bootstrap, none} [analytic]
+        How the intervals of realised metrics and CBPE estimates are computed. ``analytic``:
+        closed forms (Wilson on the patient-clustered effective sample size for proportions,
+        clustered DeLong for the AUC, the delta method for CBPE; no interval for ECE), one sort
+        per window and group, the default because it keeps a million events within seconds;
+        ``bootstrap``: the evaluation engine's bootstrap (``bootstrap`` replicates) and CBPE
+        label simulations (``simulations``); ``none``: point estimates only.
     bootstrap : int [200]
-        Bootstrap replicates for the CIs of realised metrics (clustered by patient when every
-        prediction has a patient id).
+        With ``intervals: bootstrap``: bootstrap replicates for the CIs of realised metrics
+        (clustered by patient when every prediction has a patient id).
     calibration : {isotonic, platt} [isotonic]
     calibrate_by_group : bool [True]
         Fit CBPE's calibration per group when the group's reference has 100 labelled rows and
         10 of each class; otherwise (and when False) the overall calibration is used.
     simulations : int [200]
-        Label simulations for the intervals of CBPE estimates.
+        With ``intervals: bootstrap``: label simulations for the intervals of CBPE estimates.
     drift_method : {auto, ks, wasserstein, psi} [auto]
     seed : int [0]
     alerts : list of AlertRule
@@ -117,6 +124,7 @@ class MonitorConfig(_Strict):
     bins: dict[str, list[float]] = {}
     intersect: list[list[str]] = []
     max_groups: int = Field(20, ge=2, le=200)
+    intervals: Literal["analytic", "bootstrap", "none"] = "analytic"
     bootstrap: int = Field(200, ge=0)
     calibration: Literal["isotonic", "platt"] = "isotonic"
     calibrate_by_group: bool = True

@@ -161,8 +161,7 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
         ref_lab = ref_mask & has_y
         cbpe_all, cal_reason = None, ""
         if ref_lab.sum() and len(np.unique(yv[ref_lab])) == 2:
-            cbpe_all = CBPE(calibration=config.calibration, n_simulations=config.simulations,
-                            seed=config.seed).fit(yv[ref_lab], s[ref_lab])
+            cbpe_all = _cbpe(config).fit(yv[ref_lab], s[ref_lab])
         else:
             cal_reason = "no labelled reference window with both classes: no CBPE estimate"
         for a in [ALL, *attrs]:
@@ -174,9 +173,7 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
                 m = ref_lab & (codes == g)
                 if (config.calibrate_by_group and a != ALL and m.sum() >= _MIN_CAL
                         and min(yv[m].sum(), m.sum() - yv[m].sum()) >= _MIN_CLASS):
-                    cal[g] = (CBPE(calibration=config.calibration,
-                                   n_simulations=config.simulations,
-                                   seed=config.seed).fit(yv[m], s[m]), "calibrated on the group")
+                    cal[g] = (_cbpe(config).fit(yv[m], s[m]), "calibrated on the group")
                 elif cbpe_all is not None:
                     cal[g] = (cbpe_all, "overall calibration" if a != ALL else "")
             ref_counts = np.bincount(codes[ref_mask], minlength=G)
@@ -229,17 +226,27 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
                                          else ""))
                 # realised metrics with CIs from the evaluation engine
                 if hw.any():
+                    yl, sl_s, cl = yv[sl][hw], sw[hw], cw[hw]
+                    clu = None if cluster is None else cluster[sl][hw]
+                    boot = config.bootstrap if config.intervals == "bootstrap" else 0
                     res = evaluate_groups(
-                        yv[sl][hw], sw[hw], threshold=thr, groups=cw[hw],
-                        group_names=names, metrics=list(_REALISED), n_bootstrap=config.bootstrap,
-                        cluster=None if cluster is None else cluster[sl][hw], seed=config.seed)
+                        yl, sl_s, threshold=thr, groups=cl, group_names=names,
+                        metrics=list(_REALISED), n_bootstrap=boot, cluster=clu,
+                        seed=config.seed)
                     pg = res.per_group
                     pg = pg[pg["group"] != "overall"]
+                    ci = (_analytic_cis(yl, sl_s, cl, len(names), thr, clu)
+                          if config.intervals == "analytic" else {})
+                    gidx = {nm: i for i, nm in enumerate(names)}
                     for r in pg.itertuples(index=False):
                         if r.metric in ("n", "positives"):
                             continue
+                        lo, hi, why = r.ci_low, r.ci_high, r.reason
+                        if r.metric in ci and np.isfinite(r.estimate):
+                            lo, hi, extra = ci[r.metric][gidx[r.group]]
+                            why = "; ".join(x for x in (why, extra) if x)
                         rows.append(_row(k, label, a, r.group, "realised", r.metric, r.estimate,
-                                         r.ci_low, r.ci_high, r.n, r.reason))
+                                         lo, hi, r.n, why))
                 if progress is not None:
                     progress(1)
     if embeddings is not None:
@@ -275,6 +282,37 @@ def _embedding_rows(emb, w, bounds, ref_mask, enc, config, *, min_rows: int = 20
                 out.append(_row(k, "*", a, name, "drift", "embedding_drift",
                                 float(auc > 0.55) if np.isfinite(auc) else np.nan, n=len(cur),
                                 reason=why or "domain classifier AUC > 0.55"))
+    return out
+
+
+def _cbpe(config: MonitorConfig) -> CBPE:
+    analytic = config.intervals == "analytic"
+    return CBPE(calibration=config.calibration,
+                n_simulations=config.simulations if config.intervals == "bootstrap" else 0,
+                seed=config.seed, interval="analytic" if analytic else "simulation")
+
+
+def _analytic_cis(y, s, codes, n_groups: int, threshold: float, cluster) -> dict:
+    """Closed-form intervals of the realised metrics per group (:mod:`._intervals`):
+    ``{metric: [(low, high, reason) per group]}``."""
+    from ._intervals import auc_interval, proportion_intervals
+
+    pred = s >= threshold
+    yb = y.astype(bool)
+    out = {}
+    # each proportion over its own denominator rows: (metric, rows, success)
+    for m, rows, succ in (("prevalence", np.ones(len(y), bool), yb), ("tpr", yb, pred),
+                          ("fpr", ~yb, pred), ("ppv", pred, yb)):
+        lo, hi = proportion_intervals(succ[rows], codes[rows], n_groups,
+                                      cluster=None if cluster is None else cluster[rows])
+        out[m] = [(lo[g], hi[g], "") for g in range(n_groups)]
+    out["auc"] = []
+    for g in range(n_groups):
+        m = codes == g
+        out["auc"].append(auc_interval(y[m], s[m], cluster=None if cluster is None
+                                       else cluster[m]))
+    out["ece"] = [(np.nan, np.nan, "no analytic interval for ece (intervals: bootstrap gives "
+                   "one)")] * n_groups
     return out
 
 
