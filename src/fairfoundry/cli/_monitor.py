@@ -29,6 +29,21 @@ _CONFIG = typer.Option(None, "--config", "-c",
                             "alerts.")
 
 
+_EMBEDDINGS = typer.Option(
+    None, "--embeddings", "-e",
+    help="Image embeddings of the stored predictions, for per-group embedding drift (a domain "
+         "classifier's AUC, reference vs window): a `fairfoundry embed --out` directory "
+         "(aligned by sample_id) or a .npy with one row per prediction in time order.")
+
+
+def _total(st, cfg) -> int | None:
+    """(label, window) steps of an evaluation: known in advance for count windows."""
+    if cfg.windows.by != "count":
+        return None
+    n = st.counts()["predictions"]
+    return len(st.labels) * -(-n // int(cfg.windows.size))
+
+
 def _split(values: list[str] | None) -> list[str]:
     out: list[str] = []
     for v in values or []:
@@ -133,6 +148,7 @@ def replay_command(
 def evaluate_command(
     store: Path = _STORE,
     config: Path | None = _CONFIG,
+    embeddings: Path | None = _EMBEDDINGS,
 ) -> None:
     """Evaluate every window and the alert rules; store results and alerts; print alerts."""
     from ..monitor import EventStore, evaluate_store
@@ -142,8 +158,8 @@ def evaluate_command(
         n = st.counts()["predictions"]
         if n == 0:
             raise FairfoundryError(f"--store {store} holds no predictions yet")
-        with rich_progress("evaluating windows", None) as advance:
-            results, alerts = evaluate_store(st, cfg, progress=advance)
+        with rich_progress("evaluating windows", _total(st, cfg)) as advance:
+            results, alerts = evaluate_store(st, cfg, progress=advance, embeddings=embeddings)
     typer.echo(f"{results['window'].nunique()} windows, {len(alerts)} alert(s)")
     for a in alerts.itertuples(index=False):
         typer.echo(f"  {a.message}")
@@ -158,6 +174,10 @@ def report_command(
         None, "--config", "-c", help="Re-evaluate with this config first (otherwise the "
                                      "stored results of the last evaluation are reported)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", "-e",
+        help="Re-evaluate with per-group embedding drift from these embeddings first (as "
+             "`monitor evaluate --embeddings`; with or without --config)."),
 ) -> None:
     """Write a static HTML report of the store (per-group time series and alerts)."""
     from .._io import prepare_out_dir
@@ -166,12 +186,72 @@ def report_command(
     prepare_out_dir(out, overwrite=overwrite, outputs=["report.html", "windows.csv",
                                                        "alerts.csv", "report.json"])
     with EventStore(store) as st:
-        if config is not None:
-            evaluate_store(st, _config(config))
+        if config is not None or embeddings is not None:
+            evaluate_store(st, _config(config), embeddings=embeddings)
         elif st.results().empty:
             raise FairfoundryError(f"--store {store} has not been evaluated yet",
                                    hint="pass --config, or run `fairfoundry monitor evaluate`")
         path = write_report(st, out, overwrite=overwrite)
+    typer.echo(f"wrote {path}")
+
+
+@monitor_app.command("drift")
+def drift_command(
+    store: Path = _STORE,
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (drift.csv, "
+                                                      "drift.json)."),
+    embeddings: Path | None = _EMBEDDINGS,
+    config: Path | None = _CONFIG,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+) -> None:
+    """Per-group drift of every window against the reference windows: score distributions,
+    the attribute mix, and with --embeddings the images themselves (domain classifier AUC
+    with its 95 % interval). Writes OUT/drift.csv; prints the groups flagged per window.
+    The store is read, not changed."""
+    import numpy as np
+
+    from ..monitor import EventStore, drift_windows, write_drift
+
+    cfg = _config(config)
+    from .._io import prepare_out_dir
+
+    prepare_out_dir(out, overwrite=overwrite, outputs=["drift.csv", "drift.json"])
+    with EventStore(store) as st:
+        if st.counts()["predictions"] == 0:
+            raise FairfoundryError(f"--store {store} holds no predictions yet")
+        with rich_progress("drift per window", _total(st, cfg)) as advance:
+            table = drift_windows(st, cfg, embeddings=embeddings, progress=advance)
+        path = write_drift(table, out, config=cfg, store=st, embeddings=embeddings,
+                           overwrite=overwrite)
+    flags = table[table["metric"].isin(["embedding_drift", "score_drift", "mix_drift"])
+                  & (table["window"] >= cfg.reference_windows) & (table["complete"] == 1)
+                  & (table["group"] != "all")]
+    auc = table[table["metric"] == "embedding_auc"].set_index(["window", "attribute", "group"])
+    n_win = int(table["window"].max()) + 1 if len(table) else 0
+    typer.echo(f"{n_win} windows ({cfg.reference_windows} reference); drift flagged per "
+               "complete window (attribute=group):")
+    for k, sub in flags[flags["estimate"] == 1].groupby("window", sort=True):
+        parts = []
+        for kind, metric in (("images", "embedding_drift"), ("scores", "score_drift"),
+                             ("mix", "mix_drift")):
+            sel = sub[sub["metric"] == metric]
+            if metric == "embedding_drift":
+                names = []
+                for r in sel.itertuples(index=False):
+                    a = auc.loc[(k, r.attribute, r.group)]
+                    ci = (f" [{a['ci_low']:.2f}, {a['ci_high']:.2f}]"
+                          if np.isfinite(a["ci_low"]) else "")
+                    names.append(f"{r.attribute}={r.group} AUC {a['estimate']:.2f}{ci}")
+            elif metric == "mix_drift":
+                names = sorted(set(sel["attribute"]))
+            else:
+                names = sorted({f"{r.attribute}={r.group} ({r.label})"
+                                for r in sel.itertuples(index=False)})
+            if names:
+                parts.append(f"{kind}: " + ", ".join(names))
+        typer.echo(f"  window {k}: " + "; ".join(parts))
+    if embeddings is None:
+        typer.echo("  (no --embeddings: image drift not computed)")
     typer.echo(f"wrote {path}")
 
 

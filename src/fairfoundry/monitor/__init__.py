@@ -22,19 +22,20 @@ from ._drift import (
     score_drift,
     wasserstein_normed,
 )
+from ._embeddings import read_store_embeddings
 from ._page import render_page, write_report
 from ._replay import read_stream, replay
-from ._run import evaluate_store
+from ._run import drift_windows, evaluate_store, write_drift
 from ._store import STORE_SCHEMA_VERSION, EventStore, IngestResult
 from ._windows import ALL, RESULT_COLUMNS, assign_windows, evaluate_windows
 
 __all__ = [
     "ALERT_COLUMNS", "ALL", "RESULT_COLUMNS", "RULE_METRICS", "SMALL_REFERENCE",
     "STORE_SCHEMA_VERSION", "AlertRule", "CBPE", "EventStore", "IngestResult", "MonitorConfig",
-    "WindowSpec", "assign_windows", "create_app", "domain_classifier_auc", "evaluate_alerts",
+    "WindowSpec", "assign_windows", "create_app", "drift_windows", "domain_classifier_auc", "evaluate_alerts",
     "evaluate_store", "evaluate_windows", "expected_auc", "expected_rates", "jensen_shannon",
-    "ks_test", "load_config", "mix_drift", "psi", "read_stream", "render_page", "replay",
-    "score_drift", "wasserstein_normed", "write_report",
+    "ks_test", "load_config", "mix_drift", "psi", "read_store_embeddings", "read_stream", "render_page", "replay",
+    "score_drift", "wasserstein_normed", "write_drift", "write_report",
 ]
 
 

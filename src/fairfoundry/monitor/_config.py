@@ -31,7 +31,8 @@ RULE_METRICS = {
     "share": "the group's share of the window's predictions",
     "embedding_auc": "domain classifier AUC, reference vs window embeddings (label '*'; only "
                      "when embeddings are given to evaluate_windows)",
-    "embedding_drift": "1 when the embedding domain classifier AUC > 0.55, else 0",
+    "embedding_drift": "1 when the 95 % CI of the embedding domain classifier AUC is above "
+                       "0.55, else 0",
     "mix_js": "Jensen-Shannon distance of the attribute's mix vs the reference (group '*')",
     "mix_chi2_p": "chi-squared p-value of the attribute's mix vs the reference (group '*')",
     "mix_drift": "1 when the default test flags a change of the attribute's mix (group '*')",

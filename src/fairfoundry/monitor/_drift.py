@@ -123,10 +123,16 @@ def mix_drift(reference_counts, current_counts) -> dict:
             "drift": float(drift) if np.isfinite(js) else float("nan")}
 
 
-def domain_classifier_auc(reference, current, *, folds: int = 5, seed: int = 0) -> float:
+def domain_classifier_auc(reference, current, *, folds: int = 5, seed: int = 0,
+                          return_ci: bool = False):
     """Cross-validated ROC AUC of a logistic regression telling ``current`` embeddings
     (rows) from ``reference`` ones: 0.5 when they are exchangeable, up to 1 when separable.
-    Evidently's default drift threshold for this ``model`` method is 0.55."""
+    Evidently's default drift threshold for this ``model`` method is 0.55.
+
+    With ``return_ci``, returns ``(auc, low, high)``: a 95 % DeLong interval of the AUC of the
+    out-of-fold scores (DeLong et al. 1988, logit scale; it treats the out-of-fold scores as
+    independent, an approximation), so that a small window's AUC is read with its spread."""
+    nan = float("nan")
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -139,10 +145,16 @@ def domain_classifier_auc(reference, current, *, folds: int = 5, seed: int = 0) 
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise FairfoundryError("embeddings must be 2-D arrays with the same number of columns")
     if min(len(a), len(b)) < folds:
-        return float("nan")
+        return (nan, nan, nan) if return_ci else nan
     X = np.vstack([a, b])
     y = np.r_[np.zeros(len(a)), np.ones(len(b))].astype(int)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     p = cross_val_predict(clf, X, y, cv=cv, method="predict_proba")[:, 1]
-    return float(roc_auc(y, p))
+    auc = float(roc_auc(y, p))
+    if not return_ci:
+        return auc
+    from ._intervals import auc_interval
+
+    lo, hi, _ = auc_interval(y, p)
+    return auc, lo, hi

@@ -23,6 +23,8 @@ from .._errors import FairfoundryError
 __all__ = ["read_stream", "replay", "stream_schema"]
 
 log = logging.getLogger(__name__)
+#: longest sleep between two calls of ``progress`` while a timed replay waits for the next event
+_PROGRESS_SLICE_S = 0.1
 _FIXED = ("sample_id", "time", "patient_id", "model_version", "label_time")
 
 
@@ -119,7 +121,8 @@ def replay(events, *, store=None, url: str | None = None, token: str | None = No
 
     Consecutive events of one kind go in batches of up to ``batch``; with ``speed > 0`` the
     replay sleeps so that stream time runs ``speed`` times faster than real time (``speed=3600``:
-    an hour of stream per second). Returns counts ``{"predictions", "labels", "duplicates"}``.
+    an hour of stream per second). ``progress(n)`` is called with the events just sent, and
+    with 0 while waiting, so a caller can report at a steady rate. Returns counts ``{"predictions", "labels", "duplicates"}``.
     """
     if (store is None) == (url is None):
         raise FairfoundryError("replay needs exactly one of a store or a service URL")
@@ -136,8 +139,11 @@ def replay(events, *, store=None, url: str | None = None, token: str | None = No
         chunk = [e[2] for e in events[i:j]]
         if speed > 0:
             due = (events[i][0] - t_stream0) / speed - (_time.monotonic() - t_wall0)
-            if due > 0:
-                _time.sleep(due)
+            while due > 0:  # sleep in slices, so that progress can report while waiting
+                _time.sleep(min(due, _PROGRESS_SLICE_S))
+                if progress is not None:
+                    progress(0)
+                due = (events[i][0] - t_stream0) / speed - (_time.monotonic() - t_wall0)
         if store is not None:
             res = (store.add_predictions if kind == "prediction" else store.add_labels)(chunk)
             stored, dups = res.stored, res.duplicates

@@ -114,8 +114,9 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
     embeddings : array (n, d), optional
         Image embeddings aligned with the rows of ``predictions``: adds, per window and group,
         ``embedding_auc`` (a domain classifier's cross-validated AUC, reference windows vs this
-        window; :func:`domain_classifier_auc`) and ``embedding_drift`` (1 when > 0.55,
-        Evidently's default), kind ``drift``, label ``*``.
+        window, with a DeLong interval; :func:`domain_classifier_auc`) and ``embedding_drift``
+        (1 when the interval's lower bound is above 0.55, Evidently's default threshold for the
+        point), kind ``drift``, label ``*``.
 
     Returns
     -------
@@ -273,15 +274,19 @@ def _embedding_rows(emb, w, bounds, ref_mask, enc, config, *, min_rows: int = 20
                 cur = np.flatnonzero(codes[bounds[k]:bounds[k + 1]] == g) + bounds[k]
                 if len(cur) > 2000:
                     cur = np.sort(rng.choice(cur, 2000, replace=False))
+                lo = hi = float("nan")
                 if min(len(ref), len(cur)) < min_rows:
                     auc, why = float("nan"), "fewer than 20 rows in the reference or the window"
                 else:
-                    auc, why = domain_classifier_auc(emb[ref], emb[cur], seed=config.seed), ""
-                out.append(_row(k, "*", a, name, "drift", "embedding_auc", auc, n=len(cur),
-                                reason=why))
-                out.append(_row(k, "*", a, name, "drift", "embedding_drift",
-                                float(auc > 0.55) if np.isfinite(auc) else np.nan, n=len(cur),
-                                reason=why or "domain classifier AUC > 0.55"))
+                    auc, lo, hi = domain_classifier_auc(emb[ref], emb[cur], seed=config.seed,
+                                                        return_ci=True)
+                    why = ""
+                out.append(_row(k, "*", a, name, "drift", "embedding_auc", auc, lo, hi,
+                                n=len(cur), reason=why))
+                # evidence, not a point: the whole interval past Evidently's 0.55
+                flag = float(lo > 0.55) if np.isfinite(lo) else np.nan
+                out.append(_row(k, "*", a, name, "drift", "embedding_drift", flag, n=len(cur),
+                                reason=why or "95 % CI of the domain classifier AUC above 0.55"))
     return out
 
 
