@@ -140,25 +140,37 @@ def proxies_command(
 @curate_app.command("slices")
 def slices_command(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Predictions/manifest with sample_id, label and score."),
-    embeddings: Path = typer.Option(..., "--embeddings", "-e", help="`fairfoundry embed` directory or aligned .npy."),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", "-e", help="`fairfoundry embed` directory or aligned .npy: slices of embedding space."),
     out: Path = typer.Option(..., "--out", "-o", help=_OUT),
     label: str = typer.Option("y_true", "--label", "-l", help="0/1 label column."),
     score: str = typer.Option("y_score", "--score", help="Score column (probability)."),
     split: str | None = typer.Option(None, "--split", help="Only rows of this split (e.g. test)."),
-    n_slices: int = typer.Option(10, "--slices", help="Mixture components."),
+    by: list[str] | None = typer.Option(
+        None, "--by", help="Metadata columns (repeat or comma-separate), e.g. --by sex,age,view: slices over "
+                           "them found by SliceLine instead of --embeddings."),
+    alpha: float = typer.Option(0.95, "--alpha", help="With --by: SliceLine's weight of the error term vs size."),
+    max_level: int = typer.Option(3, "--max-level", help="With --by: most predicates per slice."),
+    min_support: int | None = typer.Option(
+        None, "--min-support", help="With --by: smallest slice size (default max(32, 1% of the rows))."),
+    fwer: float = typer.Option(0.05, "--fwer", help="With --by: family-wise error rate of the 'underperforms' verdict."),
+    n_slices: int = typer.Option(10, "--slices", help="Mixture components (with --by: slices reported)."),
     gamma: float = typer.Option(10.0, "--gamma", help="Weight of the label/prediction terms (Domino's gamma)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Score threshold defining an error."),
     seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
 ) -> None:
-    """Slice discovery: coherent regions of embedding space where the model errs (error-aware mixture, Domino-style).
+    """Slice discovery: coherent regions of embedding space where the model errs (error-aware mixture, Domino-style),
+    or with --by, slices over metadata columns (SliceLine) tested against the rest.
 
     Example: fairfoundry curate slices --manifest run/predictions.parquet --embeddings emb/ --split test --out curated/slices
     """
     from ..curate import run_slices
 
+    cols = [c.strip() for v in (by or []) for c in v.split(",") if c.strip()]
     res = run_slices(manifest, embeddings=embeddings, out=out, label=label, score=score, split=split,
-                     n_slices=n_slices, gamma=gamma, threshold=threshold, seed=seed, overwrite=overwrite)
+                     n_slices=n_slices, gamma=gamma, threshold=threshold, seed=seed, overwrite=overwrite,
+                     by=cols or None, alpha=alpha, max_level=max_level, min_support=min_support, fwer=fwer)
     _done(res)
 
 

@@ -3,7 +3,7 @@ unrecorded attributes, slice discovery, and the ``curation-impact`` experiment.
 
 See ``docs/curate.md``. Papers re-implemented (no code copied; their reference code is
 CC-BY-NC): SemDeDup (Abbas et al. 2023), hierarchical k-means with resampling (Vo et al. 2024),
-Domino (Eyuboglu et al. 2022).
+Domino (Eyuboglu et al. 2022), SliceLine (Sagadeeva & Boehm 2021).
 """
 
 from ._dedup import (
@@ -25,6 +25,7 @@ from ._proxies import (
     proxy_groups,
 )
 from ._runs import run_balance, run_dedup, run_proxies, run_slices
+from ._sliceline import TabularSlices, sliceline_score, sliceline_slices
 from ._slices import SliceResult, discover_slices, wilson_interval
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "HierarchicalKMeans",
     "ProxyGroups",
     "SliceResult",
+    "TabularSlices",
     "adjusted_mutual_info",
     "adjusted_rand",
     "aligned_embeddings",
@@ -52,5 +54,7 @@ __all__ = [
     "run_proxies",
     "run_slices",
     "semantic_duplicates",
+    "sliceline_score",
+    "sliceline_slices",
     "wilson_interval",
 ]

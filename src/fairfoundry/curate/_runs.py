@@ -266,45 +266,37 @@ def run_proxies(manifest: str | os.PathLike, *, embeddings, out: str | os.PathLi
 
 def run_slices(manifest: str | os.PathLike, *, embeddings, out: str | os.PathLike, label: str = "y_true",
                score: str = "y_score", split: str | None = None, n_slices: int = 10, gamma: float = 10.0,
-               threshold: float = 0.5, seed: int = 0, overwrite: bool = False) -> Path:
-    """``fairfoundry curate slices``: underperforming slices of embedding space (Domino-style).
+               threshold: float = 0.5, seed: int = 0, overwrite: bool = False, by: Sequence[str] | None = None,
+               alpha: float = 0.95, max_level: int = 3, min_support: int | None = None,
+               fwer: float = 0.05) -> Path:
+    """``fairfoundry curate slices``: underperforming slices of embedding space (Domino-style), or with
+    ``by`` (metadata columns) tabular slices found by SliceLine (:func:`sliceline_slices`).
 
     ``manifest`` is a table with ``sample_id``, the label and the score (e.g. ``predictions.parquet``
     of ``fairfoundry fit``), optionally restricted to one ``split``. Writes ``manifest.csv`` (the
-    rows with their ``slice``), ``decisions.csv``, ``slices.csv``, ``report.html``.
+    rows with their ``slice``), ``decisions.csv``, ``slices.csv``, ``report.html``. Tabular slices
+    overlap: ``slice`` is the best-ranked slice holding the row, ``decisions.csv`` lists them all;
+    ``n_slices`` is the number of slices reported.
     """
     import pandas as pd
 
     from ._html import render_page, table, thumbnails
     from ._slices import discover_slices
 
+    if by:
+        if embeddings is not None:
+            raise FairfoundryError("give --embeddings (slices of embedding space) or --by (slices over "
+                                   "metadata columns), not both")
+        return _run_tabular_slices(manifest, out=out, label=label, score=score, split=split, by=list(by),
+                                   k=n_slices, threshold=threshold, alpha=alpha, max_level=max_level,
+                                   min_support=min_support, fwer=fwer, seed=seed, overwrite=overwrite)
     if embeddings is None:
-        raise FairfoundryError("slice discovery needs --embeddings (from `fairfoundry embed`)")
+        raise FairfoundryError("slice discovery needs --embeddings (from `fairfoundry embed`) or --by "
+                               "(metadata columns)")
     names = ["manifest.csv", "decisions.csv", "slices.csv"]
     _check_out(out, overwrite, names)
     m, X = _load(manifest, embeddings, required=("sample_id", label, score))
-    if split is not None:
-        if "split" not in m.columns:
-            raise FairfoundryError(f"--split {split} given but the manifest has no 'split' column")
-        sel = (m["split"].astype(str) == split).to_numpy()
-        if not sel.any():
-            raise FairfoundryError(f"no row has split {split!r}",
-                                   hint=f"splits are: {', '.join(sorted(m['split'].astype(str).unique()))}")
-        m = m[sel].reset_index(drop=True).assign()
-        m.attrs["manifest_path"] = str(Path(manifest).resolve())
-        X = X[sel]
-    y = pd.to_numeric(m[label], errors="coerce").to_numpy()
-    bad = ~np.isin(y, (0, 1))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise FairfoundryError(f"column {label!r} must be 0/1; row {i} (sample_id {m['sample_id'].iloc[i]!r}) has "
-                               f"{m[label].iloc[i]!r}")
-    p = pd.to_numeric(m[score], errors="coerce").to_numpy()
-    badp = ~((p >= 0) & (p <= 1))
-    if badp.any():
-        i = int(np.flatnonzero(badp)[0])
-        raise FairfoundryError(f"column {score!r} must be a probability in [0, 1]; row {i} (sample_id "
-                               f"{m['sample_id'].iloc[i]!r}) has {m[score].iloc[i]!r}")
+    m, X, y, p = _slice_rows(m, X, manifest=manifest, label=label, score=score, split=split)
     res = discover_slices(X, y, p, n_slices=n_slices, gamma=gamma, threshold=threshold, seed=seed)
     ids = m["sample_id"].astype(str).to_numpy()
     tab = res.table.copy()
@@ -325,4 +317,79 @@ def run_slices(manifest: str | os.PathLike, *, embeddings, out: str | os.PathLik
     config = {**res.config, "label": label, "score": score, "split": split}
     return _write(out, overwrite=overwrite, kind="fairfoundry.curate.slices", config=config, seed=seed,
                   inputs=_inputs_info(manifest, embeddings),
+                  tables={"manifest.csv": cur, "decisions.csv": dec, "slices.csv": tab}, html=html)
+
+
+def _slice_rows(m, X, *, manifest, label: str, score: str, split: str | None):
+    """The rows of ``split`` (all when None), their 0/1 labels and scores, checked."""
+    import pandas as pd
+
+    if split is not None:
+        if "split" not in m.columns:
+            raise FairfoundryError(f"--split {split} given but the manifest has no 'split' column")
+        sel = (m["split"].astype(str) == split).to_numpy()
+        if not sel.any():
+            raise FairfoundryError(f"no row has split {split!r}",
+                                   hint=f"splits are: {', '.join(sorted(m['split'].astype(str).unique()))}")
+        m = m[sel].reset_index(drop=True).assign()
+        m.attrs["manifest_path"] = str(Path(manifest).resolve())
+        X = X[sel] if X is not None else None
+    y = pd.to_numeric(m[label], errors="coerce").to_numpy()
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FairfoundryError(f"column {label!r} must be 0/1; row {i} (sample_id {m['sample_id'].iloc[i]!r}) has "
+                               f"{m[label].iloc[i]!r}")
+    p = pd.to_numeric(m[score], errors="coerce").to_numpy()
+    badp = ~((p >= 0) & (p <= 1))
+    if badp.any():
+        i = int(np.flatnonzero(badp)[0])
+        raise FairfoundryError(f"column {score!r} must be a probability in [0, 1]; row {i} (sample_id "
+                               f"{m['sample_id'].iloc[i]!r}) has {m[score].iloc[i]!r}")
+    return m, X, y, p
+
+
+def _run_tabular_slices(manifest, *, out, label: str, score: str, split: str | None, by: list[str], k: int,
+                        threshold: float, alpha: float, max_level: int, min_support: int | None, fwer: float,
+                        seed: int, overwrite: bool) -> Path:
+    """``curate slices --by COLS``: SliceLine over metadata columns (see :func:`sliceline_slices`)."""
+    import pandas as pd
+
+    from ._html import render_page, table, thumbnails
+    from ._sliceline import sliceline_slices
+
+    names = ["manifest.csv", "decisions.csv", "slices.csv"]
+    _check_out(out, overwrite, names)
+    m, _ = _load(manifest, None, required=("sample_id", label, score, *by))
+    m, _, y, p = _slice_rows(m, None, manifest=manifest, label=label, score=score, split=split)
+    err = ((p >= threshold).astype(float) != y).astype(float)
+    res = sliceline_slices(m, by, err, k=k, alpha=alpha, max_level=max_level, min_support=min_support,
+                           fwer=fwer)
+    ids = m["sample_id"].astype(str).to_numpy()
+    tab = res.table.copy()
+    mem = res.members
+    first = np.where(mem.any(1), mem.argmax(1), -1) if mem.shape[1] else np.full(len(m), -1)
+    slice_of = np.array([tab["slice"].iloc[j] if j >= 0 else "" for j in first], dtype=object)
+    cur = _absolute_paths(m) if "path" in m.columns else m.copy()
+    cur["slice"] = slice_of
+    dec = pd.DataFrame({"sample_id": ids, "slice": slice_of, "error": err.astype(int),
+                        "in_slices": [" ".join(str(r + 1) for r in np.flatnonzero(row)) for row in mem]})
+    thumbs = thumbnails(m, {f"{r.slice}: error rate {r.error_rate:.2f} (n={r.n})": np.flatnonzero(mem[:, j])
+                            for j, r in enumerate(tab.head(6).itertuples(index=False))})
+    cfg = res.config
+    flagged = tab[tab["verdict"] == "underperforms"]
+    summary = [f"overall error rate {cfg['overall_error_rate']:.3f} (threshold {threshold}) on {cfg['n']} rows; "
+               f"{len(tab)} slice(s) with a positive SliceLine score (min support {cfg['min_support']}, "
+               f"alpha {alpha}), {len(flagged)} flagged as underperforming (Bonferroni over the "
+               f"{cfg['slices_in_lattice']} slices of the lattice, family-wise error rate {fwer})."]
+    if len(tab) and not len(flagged):
+        summary.append("No slice has evidence of underperforming: the ranking alone is not a finding.")
+    sections = [{"title": "Slices ranked by SliceLine score (Wilson 95% CI of the error rate; exact test vs the "
+                          "rest, Bonferroni-adjusted)", "tables": [table(tab)]},
+                {"title": "Images of the best-ranked slices", "thumbs": thumbs}]
+    html = render_page(title="Slice discovery over metadata (SliceLine)", summary=summary, sections=sections,
+                       seed=seed)
+    config = {**cfg, "method": "sliceline", "label": label, "score": score, "split": split, "threshold": threshold}
+    return _write(out, overwrite=overwrite, kind="fairfoundry.curate.slices", config=config, seed=seed,
+                  inputs=_inputs_info(manifest, None),
                   tables={"manifest.csv": cur, "decisions.csv": dec, "slices.csv": tab}, html=html)
