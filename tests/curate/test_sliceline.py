@@ -97,3 +97,31 @@ def test_no_errors_no_slices_and_bad_options():
         sliceline_slices(df, ["site"], np.zeros(100), alpha=0)
     with pytest.raises(FairfoundryError, match="0/1"):
         sliceline_slices(df, ["site"], np.full(100, 0.5))
+
+
+def test_docs_chexnet_sliceline_example_runs_as_written(tmp_path, monkeypatch, cli):
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "curate.md").read_text()
+    py = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "chexnet_preds" in b)
+    line = next(b for b in re.findall(r"```shell\n(.*?)```", doc, re.S) if "--by" in b).strip()
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(py, "docs/curate.md", "exec"), ns)
+    from fairfoundry.metrics import choose_threshold
+
+    val = ns["val"]
+    thr = round(choose_threshold(val["Effusion"], val["prob_Effusion"], "youden"), 3)
+    args = shlex.split(line)
+    assert args[args.index("--threshold") + 1] == f"{thr}"  # the literal is the validation one
+    res = cli(*args[1:])
+    assert res.code == 0, res
+    tab = pd.read_csv(tmp_path / "slices-chexnet" / "slices.csv")
+    top = tab.iloc[0]
+    assert (top["slice"], top["n"]) == ("view=AP", 6214)
+    assert f"{top['error_rate']:.3f} [{top['ci_low']:.3f}, {top['ci_high']:.3f}]" == \
+        "0.298 [0.287, 0.310]"
+    assert tab.loc[1, "slice"] == "age=40-59 & view=AP" and (tab["verdict"] == "underperforms").all()
+    assert len(tab) == 5 and top["p_adjusted"] < 1e-90

@@ -105,3 +105,29 @@ def test_long_replay_prints_plain_progress_lines_while_waiting(tmp_path, cli, mo
     lines = [ln for ln in res.err.splitlines() if ln.startswith("replaying:")]
     assert len(lines) >= 3, res.err  # ~1.1 s of waiting: several lines, not one at the end
     assert "/3 (" in lines[0] and "/s" in lines[0] and "ETA" in lines[0]
+
+
+def test_docs_drift_example_runs_as_written(tmp_path, monkeypatch, cli):
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitor.md").read_text()
+    py = re.findall(r"```python\n(.*?)```", doc, re.S)
+    sh = re.findall(r"```shell\n(.*?)```", doc, re.S)
+    block = next(b for b in py if "drift_stream.csv" in b)
+    lines = next(b for b in sh if "monitor drift" in b).strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/monitor.md", "exec"), {})
+    outs = []
+    for line in lines:
+        args = shlex.split(line)
+        assert args[0] == "fairfoundry"
+        res = cli(*args[1:])
+        assert res.code == 0, res
+        outs.append(res.out)
+    w = {ln.split(":")[0].strip(): ln for ln in outs[-1].splitlines() if "window" in ln}
+    assert w["window 2"].strip() == "window 2: images: grp=B AUC 0.75 [0.70, 0.80]", outs[-1]
+    assert "`window 2: images: grp=B AUC 0.75 [0.70, 0.80]`" in doc
+    assert "grp=A" not in w["window 2"] and "window 1" not in w
+    assert (tmp_path / "drift-out" / "drift.csv").exists()
