@@ -16,7 +16,7 @@ import pandas as pd
 from .._errors import FairfoundryError
 from ._cbpe import CBPE
 from ._config import MonitorConfig
-from ._drift import mix_drift, score_drift
+from ._drift import SortedReference, mix_drift, score_drift
 
 __all__ = ["evaluate_windows", "assign_windows", "RESULT_COLUMNS", "ALL"]
 
@@ -178,7 +178,7 @@ def evaluate_windows(predictions: pd.DataFrame, labels: pd.DataFrame, *, labels_
                 elif cbpe_all is not None:
                     cal[g] = (cbpe_all, "overall calibration" if a != ALL else "")
             ref_counts = np.bincount(codes[ref_mask], minlength=G)
-            ref_scores = [s[ref_mask & (codes == g)] for g in range(G)]
+            ref_scores = [SortedReference(s[ref_mask & (codes == g)]) for g in range(G)]
             for k in range(n_win):
                 sl = slice(bounds[k], bounds[k + 1])  # windows are contiguous in time order
                 cw = codes[sl]
