@@ -49,6 +49,10 @@ def test_drift_command_flags_the_shifted_group_only(tmp_path, cli):
     # evaluate --embeddings stores the rows: the alert rule on embedding drift fires for B only
     ev = cli("monitor", "evaluate", "--store", db, "--config", cfg, "--embeddings", emb)
     assert ev.code == 0 and "1 alert(s)" in ev.out and "grp=B" in ev.out, ev
+    rep = cli("monitor", "report", "--store", db, "--out", tmp_path / "r")
+    assert rep.code == 0, rep
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "images (embedding drift, all labels)" in html and "embedding_auc by grp" in html
 
 
 @pytest.mark.parametrize("bad, message", [

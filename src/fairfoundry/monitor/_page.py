@@ -86,10 +86,13 @@ def render_page(store, *, title: str = "fairfoundry monitor", min_n: int = 30,
     attributes = [a for a in store.attributes if a in seen] + [
         a for a in seen if a not in store.attributes]  # then intersections
     plotted = res[pd.to_numeric(res["complete"]) == 1] if len(res) else res
-    for label in store.labels[:max_labels]:
+    series = [(label, label, CHART_METRICS) for label in store.labels[:max_labels]]
+    if len(res) and (res["metric"] == "embedding_auc").any():  # evaluated with embeddings
+        series.append(("*", "images (embedding drift, all labels)", ("embedding_auc",)))
+    for label, heading, metrics in series:
         lr = plotted[plotted["label"] == label]
         charts = []
-        for metric in CHART_METRICS:
+        for metric in metrics:
             for attribute in attributes:
                 sub = lr[(lr["metric"] == metric) & (lr["attribute"] == attribute)]
                 aw = alerts[(alerts["label"] == label) & (alerts["attribute"] == attribute)
@@ -98,7 +101,7 @@ def render_page(store, *, title: str = "fairfoundry monitor", min_n: int = 30,
                 if ch is not None:
                     charts.append(ch)
         if charts:
-            sections.append({"label": label, "charts": charts})
+            sections.append({"label": heading, "charts": charts})
     latest = []
     done = res[res["complete"] == 1]
     if len(done):
