@@ -128,8 +128,9 @@ def sliceline_slices(frame, columns, errors, *, k: int = 10, alpha: float = 0.95
     >>> df = pd.DataFrame({"site": ["a", "b"] * 100, "sex": ["F"] * 100 + ["M"] * 100})
     >>> err = ((df["site"] == "b") & (df["sex"] == "M")).astype(int).to_numpy()
     >>> res = sliceline_slices(df, ["site", "sex"], err, k=3, min_support=20)
-    >>> res.table.loc[0, ["slice", "n", "error_rate", "verdict"]].tolist()
-    ['site=b & sex=M', 50, 1.0, 'underperforms']
+    >>> top = res.table.iloc[0]
+    >>> top["slice"], int(top["n"]), float(top["error_rate"]), top["verdict"]
+    ('site=b & sex=M', 50, 1.0, 'underperforms')
     """
     import pandas as pd
     from scipy import sparse
