@@ -109,6 +109,12 @@ def test_long_replay_prints_plain_progress_lines_while_waiting(tmp_path, cli, mo
     lines = [ln for ln in res.err.splitlines() if ln.startswith("replaying:")]
     assert len(lines) >= 3, res.err  # ~1.1 s of waiting: several lines, not one at the end
     assert "/3 (" in lines[0] and "/s" in lines[0] and "ETA" in lines[0]
+    monkeypatch.setenv("FAIRFOUNDRY_PROGRESS_INTERVAL", "0")
+    (tmp_path / "c.yaml").write_text("windows: {size: 1}\n")
+    ev = cli("monitor", "evaluate", "--store", tmp_path / "m.db", "--config", tmp_path / "c.yaml")
+    assert ev.code == 0, ev
+    steps = [ln for ln in ev.err.splitlines() if ln.startswith("evaluating windows:")]
+    assert steps and steps[0].startswith("evaluating windows: 1/3 (33%)"), ev.err
 
 
 def test_docs_drift_example_runs_as_written(tmp_path, monkeypatch, cli):

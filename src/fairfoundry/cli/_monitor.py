@@ -187,7 +187,9 @@ def report_command(
                                                        "alerts.csv", "report.json"])
     with EventStore(store) as st:
         if config is not None or embeddings is not None:
-            evaluate_store(st, _config(config), embeddings=embeddings)
+            cfg = _config(config)
+            with rich_progress("evaluating windows", _total(st, cfg)) as advance:
+                evaluate_store(st, cfg, embeddings=embeddings, progress=advance)
         elif st.results().empty:
             raise FairfoundryError(f"--store {store} has not been evaluated yet",
                                    hint="pass --config, or run `fairfoundry monitor evaluate`")
