@@ -393,16 +393,38 @@ def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
             out[col] = out[col].fillna("").astype(str)
     return out.reset_index(drop=True)
 
-def _undefined_warnings(table: pd.DataFrame) -> list[str]:
-    """One line per (attribute, group) whose AUC is undefined (a single class), any label."""
+def _undefined_warnings(table: pd.DataFrame, *, per_group_lines: int = 10) -> list[str]:
+    """Lines for the (attribute, group) cells whose AUC is undefined (a single class), any label.
+
+    One line per group while an attribute has at most ``per_group_lines`` such groups; above
+    that one line per attribute (the count by reason and a few examples), so thousands of
+    groups give a handful of lines, in time linear in the table.
+    """
     auc = table[(table["metric"] == "auc") & table["estimate"].isna()
                 & ~table["reason"].str.startswith("suppressed") & (table["label"] != MACRO_LABEL)]
+    if auc.empty:
+        return []
+    auc = auc[["attribute", "group", "label", "reason"]].astype(str)
     out = []
-    for (attr, group), part in auc.groupby(["attribute", "group"], sort=False):
-        labels = ", ".join(map(str, part["label"].unique()[:6]))
-        more = "" if part["label"].nunique() <= 6 else ", ..."
-        reason = part["reason"].iloc[0] or "undefined"
-        out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) {labels}{more}")
+    for attr in dict.fromkeys(auc["attribute"]):
+        part = auc[auc["attribute"] == attr]
+        firsts = part.drop_duplicates(["group"])
+        if len(firsts) <= per_group_lines:
+            for group in firsts["group"]:
+                rows = part[part["group"] == group]
+                labels = list(dict.fromkeys(rows["label"]))
+                more = "" if len(labels) <= 6 else ", ..."
+                reason = rows["reason"].iloc[0] or "undefined"
+                out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) "
+                           f"{', '.join(labels[:6])}{more}")
+            continue
+        by_reason = firsts["reason"].replace("", "undefined").value_counts(sort=True)
+        reasons = "; ".join(f"{r}: {c:,}" for r, c in by_reason.items())
+        examples = ", ".join(f"{attr}={g}" for g in firsts["group"].iloc[:5])
+        labels = list(dict.fromkeys(part["label"]))
+        out.append(f"AUC undefined for {len(firsts):,} groups of {attr} ({reasons}) for "
+                   f"label(s) {', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}; "
+                   f"e.g. {examples} (every cell, with its reason, is in evaluation.csv)")
     return out
 
 
