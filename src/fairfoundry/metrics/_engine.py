@@ -176,9 +176,11 @@ class _Engine:
         K = W.shape[0]
         raw = []
         cal_keys = {"cal_slope", "cal_intercept"}
-        # one weight row without warm starts (the point estimate) over several groups: the
+        # one weight row without warm starts (the point estimate) over several groups of at
+        # most 50,000 rows (larger ones warm-start from a subsample in segment_stats): the
         # calibration fits of all groups at once (one bincount pass per Newton step)
-        batched = K == 1 and self.G > 1 and self.cal_g is None and bool(self.need & cal_keys)
+        batched = (K == 1 and self.G > 1 and self.cal_g is None and bool(self.need & cal_keys)
+                   and int(np.diff(self.bounds).max()) <= 50_000)
         need = self.need - cal_keys if batched else self.need
         for g, sg in enumerate(self.lg.segments):
             cal = None if self.cal_g is None else self._start(self.cal_g[g], K)

@@ -1,8 +1,13 @@
 """Reports: self-contained HTML pages, plots, model cards and datasheets."""
 
-from ._evaluation import evaluation_report_html, evaluation_summary_html, gap_readings, too_few_readings
-from ._tables import latex_escape, latex_tables, markdown_tables, publication_tables
+from ._evaluation import (
+           evaluation_report_html,
+           evaluation_summary_html,
+           gap_readings,
+           too_few_readings,
+)
 from ._html import esc, figure_html, figure_to_data_uri, format_cell, render_page, table_html
+from ._tables import latex_escape, latex_tables, markdown_tables, publication_tables
 
 __all__ = ["evaluation_report_html", "evaluation_summary_html", "gap_readings", "too_few_readings",
            "esc", "figure_html", "figure_to_data_uri", "format_cell", "render_page", "table_html",
