@@ -138,21 +138,31 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
     return out
 
 
-def too_few_readings(ev, *, top: int = 12) -> list[str]:
-    """Sentences for the groups with too few of a headline metric's events to be judged."""
+def too_few_readings(ev, *, top: int = 12, groups_per_line: int = 10) -> list[str]:
+    """Sentences for the groups with too few of a headline metric's events to be judged.
+
+    One sentence per label, attribute and metric, naming at most ``groups_per_line`` groups
+    (then "and N more"); at most ``top`` sentences (then a pointer to ``summary.json``)."""
     few = getattr(ev, "too_few", None)
     if few is None or few.empty:
         return []
     k = ev.findings_info.get("min_events", "")
     out = []
-    for (label, attr, metric), part in few.groupby(["label", "attribute", "metric"], sort=False):
-        who = ", ".join(f"{_group_ref(attr, g)} ({_count(e) if np.isfinite(e) else 0} "
-                        f"{part['unit'].iloc[0]})" for g, e in zip(part["group"], part["events"],
-                                                                   strict=True))
-        out.append(f"{label}: {METRIC_NAMES.get(metric, metric)} has too few events to judge for {who}; "
-                   f"a group needs >= {k}.")
-    if len(out) > top:
-        out = [*out[:top], f"... and {len(out) - top:,} more (summary.json, findings.too_few_to_judge)."]
+    keys = few[["label", "attribute", "metric"]].astype(str).agg("\x1f".join, axis=1)
+    n_keys = keys.nunique()
+    for key in list(dict.fromkeys(keys))[:top]:
+        part = few[(keys == key).to_numpy()]
+        label, attr, metric = key.split("\x1f")
+        shown = part.head(groups_per_line)
+        who = ", ".join(f"{_group_ref(attr, g)} ({_count(e) if np.isfinite(e) else 0} {u})"
+                        for g, e, u in zip(shown["group"], shown["events"], shown["unit"],
+                                           strict=True))
+        more = (f" and {len(part) - len(shown):,} more group(s)" if len(part) > len(shown)
+                else "")
+        out.append(f"{label}: {METRIC_NAMES.get(metric, metric)} has too few events to judge for "
+                   f"{who}{more}; a group needs >= {k}.")
+    if n_keys > top:
+        out.append(f"... and {n_keys - top:,} more (summary.json, findings.too_few_to_judge).")
     return out
 
 
@@ -215,10 +225,11 @@ def _group_metric_figure(ev, attribute: str, labels: list[str], groups: list[str
             lo = r["ci_low"].to_numpy(dtype=float)
             hi = r["ci_high"].to_numpy(dtype=float)
             ys = y + 0.35 - step * (li + 0.5) if len(labels) > 1 else y
-            err = np.vstack([np.where(np.isfinite(lo), est - lo, 0),
-                             np.where(np.isfinite(hi), hi - est, 0)])
-            ax.errorbar(est, ys, xerr=np.clip(np.nan_to_num(err), 0, None), fmt="o", ms=3.5,
-                        capsize=2, lw=1, color=colors[li], label=str(lab))
+            has = np.isfinite(lo) & np.isfinite(hi)
+            # one LineCollection for the intervals and one line of markers (errorbar draws an
+            # artist per point: slow at many groups)
+            ax.hlines(ys[has], lo[has], hi[has], color=colors[li], lw=1)
+            ax.plot(est, ys, "o", ms=3.5, color=colors[li], label=str(lab))
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
