@@ -156,10 +156,15 @@ def evaluate_command(
                                                "--seed 1."),
     out: Path = typer.Option(
         Path("fairfoundry-evaluation"), "--out", "-o",
-        help="Output directory for evaluation.csv, summary.json and report.html, e.g. --out eval."),
+        help="Output directory for evaluation.csv, summary.json, report.html and figures/ (PNG "
+             "and SVG), e.g. --out eval."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace evaluation.csv / summary.json / report.html already "
                                    "in --out, e.g. --out eval --overwrite."),
+    tables: list[str] | None = typer.Option(
+        None, "--tables",
+        help="Also write the per-group and gaps tables for a paper: md (tables.md, Markdown) "
+             "and/or tex (tables.tex, LaTeX booktabs), e.g. --tables md --tables tex."),
     example: str | None = typer.Option(
         None, "--example",
         help="Evaluate bundled real data instead of INPUT: nih-chexnet (CheXNet on NIH "
@@ -172,7 +177,7 @@ def evaluate_command(
     Reads per-sample predictions, chooses thresholds on a validation split (never on the reported split unless asked), computes per-group metrics (AUC, TPR, FPR, PPV, ECE, ...), gaps, ratios and fairness differences with CIs, and writes a CSV, a JSON summary and a self-contained HTML report.
     """
     from .._io import prepare_out_dir
-    from ..evaluation import OUTPUT_FILES, example_options, prepare_evaluation
+    from ..evaluation import OUTPUT_FILES, TABLE_FILES, example_options, prepare_evaluation
 
     kwargs: dict = {}
     if example is not None:
@@ -226,7 +231,15 @@ def evaluate_command(
                   ece_strategy=ece_strategy.lower(), n_jobs=jobs,
                   scores_are_logits=scores_are_logits, no_finding_score=no_finding_score, seed=seed)
 
-    prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))
+    table_formats = [t.strip().lower().lstrip(".") for t in _split_multi(tables)]
+    table_formats = ["md" if t == "markdown" else "tex" if t == "latex" else t
+                     for t in table_formats]
+    bad = [t for t in table_formats if t not in TABLE_FILES]
+    if bad:
+        raise FairfoundryError(f"--tables {bad[0]!r}: unknown table format",
+                               hint="choose md (Markdown) or tex (LaTeX)")
+    prepare_out_dir(out, overwrite=overwrite,
+                    outputs=[*OUTPUT_FILES, *(TABLE_FILES[t] for t in table_formats)])
     plan = prepare_evaluation(**kwargs)
     total = plan.total_replicates
     if total:
@@ -234,7 +247,7 @@ def evaluate_command(
             ev = plan.run(progress=advance)
     else:
         ev = plan.run()
-    ev.save(out, overwrite=overwrite)
+    ev.save(out, overwrite=overwrite, tables=tuple(dict.fromkeys(table_formats)))
 
     typer.echo(f"evaluated {len(ev.labels)} label(s) x {len(ev.attributes)} attribute(s) on "
                f"{ev.info['n_report_rows']:,} rows"
@@ -244,7 +257,9 @@ def evaluate_command(
     if len(ev.warnings) > 5:
         typer.echo(f"warning: ... and {len(ev.warnings) - 5} more (see summary.json)", err=True)
     typer.echo(f"report: {(out / 'report.html').resolve()}")
-    typer.echo(f"tables: {(out / 'evaluation.csv').resolve()}, {(out / 'summary.json').resolve()}")
+    typer.echo(f"tables: {(out / 'evaluation.csv').resolve()}, {(out / 'summary.json').resolve()}"
+               + "".join(f", {(out / TABLE_FILES[t]).resolve()}" for t in dict.fromkeys(table_formats)))
+    typer.echo(f"figures (PNG and SVG): {(out / 'figures').resolve()}")
 
 
 def _default_label(input: Path | None) -> list[str]:

@@ -9,7 +9,7 @@ from ._examples import EXAMPLES, example_options
 from ._findings import HEADLINE_METRICS, find_findings, holm_adjust
 from ._macro import MACRO_LABEL
 from ._plan import UNDERDIAGNOSIS_LABEL, EvaluationPlan
-from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, Evaluation
+from ._result import BY_GROUP_COLUMNS, OUTPUT_FILES, SUMMARY_COLUMNS, TABLE_FILES, Evaluation
 
 __all__ = [
     "BY_GROUP_COLUMNS",
@@ -17,6 +17,7 @@ __all__ = [
     "HEADLINE_METRICS",
     "MACRO_LABEL",
     "OUTPUT_FILES",
+    "TABLE_FILES",
     "SUMMARY_COLUMNS",
     "UNDERDIAGNOSIS_LABEL",
     "Evaluation",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -86,8 +87,17 @@ def prepare_evaluation(
     n_jobs: int = 1,
     source_name: str | None = None,
 ) -> EvaluationPlan:
-    """Validate everything and choose thresholds; see :func:`evaluate` for the parameters."""
-    from ..metrics import choose_threshold, parse_threshold
+    """Validate everything and choose thresholds; see :func:`evaluate` for the parameters.
+
+    The steps, each a function of this module: :func:`_resolve_columns` (labels, scores,
+    attributes, bins, ids), :func:`_resolve_splits` (split column or a generated val split, the
+    reported rows), :func:`_threshold_rows` (where a rule-based threshold is chosen),
+    :func:`_labels_and_scores` (checked on every used row), :func:`_choose_thresholds`,
+    :func:`_build_attributes` (groups and intersections of the reported rows),
+    :func:`_resolve_reference`, :func:`_resolve_cluster`, then the validated engine options and
+    the recorded config.
+    """
+    from ..metrics import parse_threshold
 
     table = load_table(data)
     if source_name:
@@ -95,6 +105,98 @@ def prepare_evaluation(
     frame, source = table.frame, table.source
     if table.path is not None:
         source = table.path.name
+    cols = _resolve_columns(frame, source, label=label, score=score, sensitive=sensitive,
+                            intersect=intersect, bins=bins, id_col=id_col)
+    rows = cols.rows
+    split = _resolve_splits(frame, source, rows, split_col=split_col, report_split=report_split,
+                            threshold_split=threshold_split, val_fraction=val_fraction,
+                            split_by=split_by, seed=seed)
+    rule = parse_threshold(threshold)
+    thr_mask, on_report, thr_split_name = _threshold_rows(
+        rule, split, report_split=report_split,
+        allow_threshold_on_report_split=allow_threshold_on_report_split)
+    report_mask = split.report_mask
+    used = report_mask | (thr_mask if thr_mask is not None else False)
+    y_all, s_all, nf_all, no_finding_score = _labels_and_scores(
+        frame, source, rows, used, cols.labels, cols.scores, logits=scores_are_logits,
+        no_finding_score=no_finding_score)
+    rep = report_mask[used]
+    if not rep.any():
+        raise FairfoundryError(f"no rows in the report split {report_split!r}")
+    thresholds, nf_threshold = _choose_thresholds(
+        cols.labels, y_all, s_all, rule, None if thr_mask is None else thr_mask[used],
+        thr_split_name=thr_split_name, on_report=on_report, nf_all=nf_all,
+        no_finding_score=no_finding_score)
+    if nf_all is not None:
+        nf_all = nf_all[rep]
+
+    split_txt = f" of split {report_split!r}" if split.values is not None else ""
+    attributes, warnings = _build_attributes(frame, rows, report_mask, cols.sens, cols.inter,
+                                             cols.bins, split_txt=split_txt)
+    ref = _resolve_reference(reference, attributes, split_txt=split_txt)
+    cluster, clus = _resolve_cluster(frame, source, rows, report_mask, cluster)
+
+    # the engine's options, validated once here and passed to every engine call
+    engine = EngineOptions(n_bootstrap=bootstrap, n_permutations=permutations,
+                           ci_method=ci_method, gap_ci=gap_ci, confidence=confidence, seed=seed,
+                           ece_bins=ece_bins, ece_strategy=ece_strategy, n_jobs=n_jobs,
+                           degenerate_ci=degenerate_ci,
+                           aliases={"n_bootstrap": "bootstrap", "n_permutations": "permutations"})
+    for name, value in (("min_group_size", min_group_size), ("min_events", min_events),
+                        ("headline_permutations", headline_permutations)):
+        if int(value) < 0:
+            raise FairfoundryError(f"{name}={value!r}: must be >= 0", param=name)
+    if on_report:
+        warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
+                           f"({thr_split_name}): threshold-dependent metrics are optimistic")
+
+    options = {"bootstrap": engine.n_bootstrap, "permutations": engine.n_permutations,
+               "ci_method": engine.ci_method, "gap_ci": engine.gap_ci,
+               "confidence": engine.confidence, "seed": engine.seed,
+               "ece_bins": engine.ece_bins, "ece_strategy": engine.ece_strategy,
+               "min_group_size": int(min_group_size), "min_events": int(min_events),
+               "degenerate_ci": engine.degenerate_ci,
+               "headline_permutations": int(headline_permutations), "n_jobs": engine.n_jobs}
+    config = {
+        "input": table.source, "label": cols.labels, "score": cols.scores, "sensitive": cols.sens,
+        "intersect": cols.inter, "bins": cols.bins, "split_col": split.column,
+        "report_split": report_split, "threshold": str(rule), "threshold_split": thr_split_name,
+        "allow_threshold_on_report_split": bool(allow_threshold_on_report_split),
+        "cluster": cluster, "reference": ref, "id_col": cols.id_col,
+        "scores_are_logits": bool(scores_are_logits), "no_finding_score": no_finding_score,
+        "val_fraction": None if val_fraction is None else float(val_fraction),
+        "split_by": split_by if val_fraction is not None else None,
+        **options,
+    }
+    return EvaluationPlan(
+        source=table.source, fingerprint=table.fingerprint, n_rows=int(len(frame)),
+        labels=cols.labels, score_cols=cols.scores, y={k: v[rep] for k, v in y_all.items()},
+        s={k: v[rep] for k, v in s_all.items()}, attributes=attributes, cluster=clus,
+        thresholds=thresholds, threshold_on_report_split=on_report,
+        report_split=report_split if split.values is not None else None, reference=ref,
+        options=options, config=config, no_finding=nf_all, no_finding_threshold=nf_threshold,
+        warnings=warnings, engine=engine, generated_split=split.generated,
+    )
+
+
+# -- the steps of prepare_evaluation -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Columns:
+    labels: list[str]
+    scores: list[str]
+    sens: list[str]
+    inter: list[list[str]]
+    bins: dict[str, list[float]]
+    id_col: str | None
+    rows: RowNamer
+
+
+def _resolve_columns(frame, source, *, label, score, sensitive, intersect, bins,
+                     id_col) -> _Columns:
+    """Every named column resolved against the input (labels, scores, attributes,
+    intersections, bins, sample ids), ids checked for duplicates."""
     labels = _as_list(label, option="label")
     if not labels:
         raise FairfoundryError("no label column given", hint="pass --label COLUMN (repeatable)")
@@ -132,8 +234,23 @@ def prepare_evaluation(
     rows = RowNamer(frame, id_col)
     if id_col is not None:
         check_unique_ids(frame, id_col)
+    return _Columns(labels, scores, sens, inter, bins, id_col, rows)
 
-    # -- splits --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Splits:
+    values: np.ndarray | None      # split name of every row (None: no split)
+    column: str | None
+    names: list[str]               # the split names present
+    report_mask: np.ndarray        # rows that are reported
+    threshold_split: str
+    generated: dict | None         # --val-fraction record
+
+
+def _resolve_splits(frame, source, rows, *, split_col, report_split, threshold_split,
+                    val_fraction, split_by, seed) -> _Splits:
+    """The split of each row (a split column, or a seeded val split with ``val_fraction``) and
+    the reported rows."""
     split = None
     if split_col:
         found = resolve_column(frame, split_col, option="--split-col", source=source) \
@@ -156,37 +273,39 @@ def prepare_evaluation(
         raise FairfoundryError(f"--report-split {report_split!r} not found in column {split_col!r}",
                                hint=did_you_mean(report_split, values, what="splits"))
     report_mask = (split == report_split) if split is not None else np.ones(len(frame), bool)
+    return _Splits(split, split_col, values, report_mask, threshold_split, generated)
 
-    rule = parse_threshold(threshold)
-    on_report = False
-    if rule.needs_labels:
-        if split is None:
-            if not allow_threshold_on_report_split:
-                raise FairfoundryError(
-                    f"threshold {str(rule)!r} must be chosen on a validation split, but the input "
-                    "has no split column",
-                    hint="pass a fixed --threshold (e.g. 0.5), name the split column with "
-                         "--split-col, or pass --allow-threshold-on-report-split to choose it on the "
-                         "reported rows (optimistic)")
-            thr_mask, on_report, thr_split_name = report_mask, True, "(all rows)"
-        else:
-            if threshold_split not in values:
-                raise FairfoundryError(
-                    f"--threshold-split {threshold_split!r} not found in column {split_col!r}",
-                    hint=did_you_mean(threshold_split, values, what="splits"))
-            if threshold_split == report_split and not allow_threshold_on_report_split:
-                raise FairfoundryError(
-                    f"the threshold would be chosen on the reported split {report_split!r}",
-                    hint="choose it on another split (--threshold-split val), pass a fixed "
-                         "--threshold, or pass --allow-threshold-on-report-split (optimistic)")
-            thr_mask = split == threshold_split
-            on_report = threshold_split == report_split
-            thr_split_name = threshold_split
-    else:
-        thr_mask, thr_split_name = None, None
 
-    # -- labels and scores (checked on every row that is used) ---------------------------------
-    used = report_mask | (thr_mask if thr_mask is not None else False)
+def _threshold_rows(rule, split: _Splits, *, report_split, allow_threshold_on_report_split):
+    """Rows on which a rule-based threshold is chosen: ``(mask or None, on_report, name)``;
+    never the reported split unless allowed."""
+    if not rule.needs_labels:
+        return None, False, None
+    threshold_split, values, split_col = split.threshold_split, split.names, split.column
+    if split.values is None:
+        if not allow_threshold_on_report_split:
+            raise FairfoundryError(
+                f"threshold {str(rule)!r} must be chosen on a validation split, but the input "
+                "has no split column",
+                hint="pass a fixed --threshold (e.g. 0.5), name the split column with "
+                     "--split-col, or pass --allow-threshold-on-report-split to choose it on the "
+                     "reported rows (optimistic)")
+        return split.report_mask, True, "(all rows)"
+    if threshold_split not in values:
+        raise FairfoundryError(
+            f"--threshold-split {threshold_split!r} not found in column {split_col!r}",
+            hint=did_you_mean(threshold_split, values, what="splits"))
+    if threshold_split == report_split and not allow_threshold_on_report_split:
+        raise FairfoundryError(
+            f"the threshold would be chosen on the reported split {report_split!r}",
+            hint="choose it on another split (--threshold-split val), pass a fixed "
+                 "--threshold, or pass --allow-threshold-on-report-split (optimistic)")
+    return split.values == threshold_split, threshold_split == report_split, threshold_split
+
+
+def _labels_and_scores(frame, source, rows, used, labels, scores, *, logits, no_finding_score):
+    """Binary labels and numeric scores of every used row (checked, naming the row), and the
+    optional dedicated "no finding" score."""
     used_frame = frame.loc[used].reset_index(drop=True)
     orig_index = np.flatnonzero(used)
 
@@ -197,22 +316,24 @@ def prepare_evaluation(
     s_all: dict[str, np.ndarray] = {}
     for lab, sc in zip(labels, scores, strict=True):
         y_all[lab] = binary_labels(used_frame, lab, _namer)
-        s_all[lab] = numeric_scores(used_frame, sc, _namer, logits=scores_are_logits)
+        s_all[lab] = numeric_scores(used_frame, sc, _namer, logits=logits)
     nf_all = None
     if no_finding_score is not None:
         no_finding_score = resolve_column(frame, no_finding_score, option="--no-finding-score",
                                           source=source)
-        nf_all = numeric_scores(used_frame, no_finding_score, _namer, logits=scores_are_logits)
+        nf_all = numeric_scores(used_frame, no_finding_score, _namer, logits=logits)
+    return y_all, s_all, nf_all, no_finding_score
 
-    rep = report_mask[used]
-    if not rep.any():
-        raise FairfoundryError(f"no rows in the report split {report_split!r}")
 
-    # -- thresholds ----------------------------------------------------------------------------
+def _choose_thresholds(labels, y_all, s_all, rule, sel, *, thr_split_name, on_report, nf_all,
+                       no_finding_score) -> tuple[list[dict], float | None]:
+    """One threshold per label (and for the "no finding" score) on the rows ``sel`` of the used
+    rows (None: a fixed threshold)."""
+    from ..metrics import choose_threshold
+
     thresholds: list[dict] = []
     for lab in labels:
         if rule.needs_labels:
-            sel = thr_mask[used]
             try:
                 value = choose_threshold(y_all[lab][sel], s_all[lab][sel], rule)
             except FairfoundryError as err:
@@ -225,10 +346,10 @@ def prepare_evaluation(
                            "on_report_split": on_report})
     nf_threshold = None
     if nf_all is not None:
-        any_pos = np.zeros(int(used.sum()), dtype=bool)
+        any_pos = np.zeros(len(nf_all), dtype=bool)
         for lab in labels:
             any_pos |= y_all[lab].astype(bool)
-        sel = thr_mask[used] if rule.needs_labels else None
+        sel = sel if rule.needs_labels else None
         nf_threshold = (choose_threshold((~any_pos[sel]).astype(int), nf_all[sel], rule)
                         if sel is not None else float(rule.value))
         thresholds.append({"label": f"{no_finding_score} (no finding)", "threshold": nf_threshold,
@@ -236,18 +357,19 @@ def prepare_evaluation(
                            "chosen_on_split": thr_split_name,
                            "n_rows_chosen_on": int(sel.sum()) if sel is not None else 0,
                            "on_report_split": on_report})
-        nf_all = nf_all[rep]
+    return thresholds, nf_threshold
 
-    # -- groups on the report rows -------------------------------------------------------------
-    report_frame = frame.loc[report_mask].reset_index(drop=True)
-    report_index = np.flatnonzero(report_mask)
+
+def _build_attributes(frame, rows, report_mask, sens, inter, bins, *,
+                      split_txt) -> tuple[list[_Attribute], list[str]]:
+    """Groups of every sensitive column and intersection on the reported rows (the one group
+    model), and warnings for combinations without rows."""
     per_col: dict[str, pd.Categorical] = {}
     for col in dict.fromkeys([*sens, *[c for g in inter for c in g]]):
         full = attribute_groups(frame[col], edges=bins.get(col), rows=rows,
                                 name=f"bins[{col!r}]: column {col!r}")
         per_col[col] = full[report_mask]
     attributes: list[_Attribute] = []
-    split_txt = f" of split {report_split!r}" if split is not None else ""
     for col in sens:
         cat = per_col[col]
         counts = pd.Series(cat).value_counts()
@@ -277,7 +399,11 @@ def prepare_evaluation(
             names = [n for n, p in zip(names, present, strict=True) if p]
         attributes.append(_Attribute(intersection_attribute(group), list(group), codes,
                                      [str(n) for n in names]))
+    return attributes, warnings
 
+
+def _resolve_reference(reference, attributes, *, split_txt) -> dict[str, str]:
+    """``{attribute: reference group}``, each checked against the evaluated groups."""
     ref = {}
     for attr_name, group_name in (reference or {}).items():
         match = next((a for a in attributes if a.name == attr_name), None)
@@ -292,59 +418,21 @@ def prepare_evaluation(
                 f" (not among the rows{split_txt})",
                 hint=did_you_mean(str(group_name), match.names, what=f"groups of {attr_name}"))
         ref[attr_name] = str(group_name)
+    return ref
 
-    clus = None
-    if cluster is not None:
-        cluster = resolve_column(frame, cluster, option="--cluster", source=source)
-        cvals = report_frame[cluster]
-        if cvals.isna().any():
-            i = int(np.flatnonzero(cvals.isna().to_numpy())[0])
-            raise FairfoundryError(f"--cluster column {cluster!r} is empty at {rows(report_index[i])}",
-                                   hint="every row needs its patient id")
-        clus = pd.factorize(cvals, sort=True)[0].astype(np.int64)
 
-    # the engine's options, validated once here and passed to every engine call
-    engine = EngineOptions(n_bootstrap=bootstrap, n_permutations=permutations,
-                           ci_method=ci_method, gap_ci=gap_ci, confidence=confidence, seed=seed,
-                           ece_bins=ece_bins, ece_strategy=ece_strategy, n_jobs=n_jobs,
-                           degenerate_ci=degenerate_ci,
-                           aliases={"n_bootstrap": "bootstrap", "n_permutations": "permutations"})
-    for name, value in (("min_group_size", min_group_size), ("min_events", min_events),
-                        ("headline_permutations", headline_permutations)):
-        if int(value) < 0:
-            raise FairfoundryError(f"{name}={value!r}: must be >= 0", param=name)
-    if on_report:
-        warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
-                           f"({thr_split_name}): threshold-dependent metrics are optimistic")
-
-    options = {"bootstrap": engine.n_bootstrap, "permutations": engine.n_permutations,
-               "ci_method": engine.ci_method, "gap_ci": engine.gap_ci,
-               "confidence": engine.confidence, "seed": engine.seed,
-               "ece_bins": engine.ece_bins, "ece_strategy": engine.ece_strategy,
-               "min_group_size": int(min_group_size), "min_events": int(min_events),
-               "degenerate_ci": engine.degenerate_ci,
-               "headline_permutations": int(headline_permutations), "n_jobs": engine.n_jobs}
-    config = {
-        "input": table.source, "label": labels, "score": scores, "sensitive": sens,
-        "intersect": inter, "bins": bins, "split_col": split_col, "report_split": report_split,
-        "threshold": str(rule), "threshold_split": thr_split_name,
-        "allow_threshold_on_report_split": bool(allow_threshold_on_report_split),
-        "cluster": cluster, "reference": ref, "id_col": id_col,
-        "scores_are_logits": bool(scores_are_logits), "no_finding_score": no_finding_score,
-        "val_fraction": None if val_fraction is None else float(val_fraction),
-        "split_by": split_by if val_fraction is not None else None,
-        **options,
-    }
-    return EvaluationPlan(
-        source=table.source, fingerprint=table.fingerprint, n_rows=int(len(frame)), labels=labels,
-        score_cols=scores, y={k: v[rep] for k, v in y_all.items()},
-        s={k: v[rep] for k, v in s_all.items()}, attributes=attributes, cluster=clus,
-        thresholds=thresholds, threshold_on_report_split=on_report,
-        report_split=report_split if split is not None else None, reference=ref, options=options,
-        config=config, no_finding=nf_all, no_finding_threshold=nf_threshold, warnings=warnings,
-        engine=engine,
-        generated_split=generated,
-    )
+def _resolve_cluster(frame, source, rows, report_mask, cluster):
+    """The cluster column (patient) and its integer codes on the reported rows."""
+    if cluster is None:
+        return None, None
+    cluster = resolve_column(frame, cluster, option="--cluster", source=source)
+    cvals = frame.loc[report_mask, cluster].reset_index(drop=True)
+    if cvals.isna().any():
+        i = int(np.flatnonzero(cvals.isna().to_numpy())[0])
+        raise FairfoundryError(f"--cluster column {cluster!r} is empty at "
+                               f"{rows(np.flatnonzero(report_mask)[i])}",
+                               hint="every row needs its patient id")
+    return cluster, pd.factorize(cvals, sort=True)[0].astype(np.int64)
 
 
 def _generated_split(frame, split, split_col, report_split, fraction, split_by, seed, source,

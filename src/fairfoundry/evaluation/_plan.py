@@ -204,6 +204,7 @@ class EvaluationPlan:
         summary = _tidy(summary, SUMMARY_COLUMNS)
         warnings.extend(_undefined_warnings(table))
         warnings.extend(_shifted_ci_warnings(table, self.options["confidence"]))
+        warnings.extend(_shifted_ci_warnings(summary, self.options["confidence"]))
         for name, fixed in self._varying.items():
             warnings.append(
                 f"{name} varies within {self.config.get('cluster')} clusters: permutation "
@@ -393,16 +394,38 @@ def _tidy(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
             out[col] = out[col].fillna("").astype(str)
     return out.reset_index(drop=True)
 
-def _undefined_warnings(table: pd.DataFrame) -> list[str]:
-    """One line per (attribute, group) whose AUC is undefined (a single class), any label."""
+def _undefined_warnings(table: pd.DataFrame, *, per_group_lines: int = 10) -> list[str]:
+    """Lines for the (attribute, group) cells whose AUC is undefined (a single class), any label.
+
+    One line per group while an attribute has at most ``per_group_lines`` such groups; above
+    that one line per attribute (the count by reason and a few examples), so thousands of
+    groups give a handful of lines, in time linear in the table.
+    """
     auc = table[(table["metric"] == "auc") & table["estimate"].isna()
                 & ~table["reason"].str.startswith("suppressed") & (table["label"] != MACRO_LABEL)]
+    if auc.empty:
+        return []
+    auc = auc[["attribute", "group", "label", "reason"]].astype(str)
     out = []
-    for (attr, group), part in auc.groupby(["attribute", "group"], sort=False):
-        labels = ", ".join(map(str, part["label"].unique()[:6]))
-        more = "" if part["label"].nunique() <= 6 else ", ..."
-        reason = part["reason"].iloc[0] or "undefined"
-        out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) {labels}{more}")
+    for attr in dict.fromkeys(auc["attribute"]):
+        part = auc[auc["attribute"] == attr]
+        firsts = part.drop_duplicates(["group"])
+        if len(firsts) <= per_group_lines:
+            for group in firsts["group"]:
+                rows = part[part["group"] == group]
+                labels = list(dict.fromkeys(rows["label"]))
+                more = "" if len(labels) <= 6 else ", ..."
+                reason = rows["reason"].iloc[0] or "undefined"
+                out.append(f"AUC undefined for {attr}={group} ({reason}) for label(s) "
+                           f"{', '.join(labels[:6])}{more}")
+            continue
+        by_reason = firsts["reason"].replace("", "undefined").value_counts(sort=True)
+        reasons = "; ".join(f"{r}: {c:,}" for r, c in by_reason.items())
+        examples = ", ".join(f"{attr}={g}" for g in firsts["group"].iloc[:5])
+        labels = list(dict.fromkeys(part["label"]))
+        out.append(f"AUC undefined for {len(firsts):,} groups of {attr} ({reasons}) for "
+                   f"label(s) {', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}; "
+                   f"e.g. {examples} (every cell, with its reason, is in evaluation.csv)")
     return out
 
 
@@ -416,20 +439,56 @@ _SHIFT_REASONS = {
 
 def _shifted_ci_warnings(table: pd.DataFrame, confidence: float) -> list[str]:
     """One line per metric whose bootstrap CI excludes its own point estimate in some cells
-    (a biased statistic under resampling, most often ECE), so no reader takes it for an error."""
+    (a biased statistic under resampling, most often ECE; macro gaps, whose percentile interval
+    of the replicate-wise mean cannot reach 0), so no reader takes it for an error. ``table``
+    is the per-group table or the summary table (no ``group`` column: the cell is the attribute).
+    Every metric and summary is checked."""
     t = table[np.isfinite(table["estimate"]) & np.isfinite(table["ci_low"])
               & np.isfinite(table["ci_high"])]
     off = t[(t["estimate"] < t["ci_low"]) | (t["estimate"] > t["ci_high"])]
+    if off.empty:
+        return []
+    totals = t["metric"].value_counts()
+    per_group = "group" in table.columns
+    if not per_group:
+        return [_shifted_summary_warning(off, totals, confidence)]
     out = []
     for metric, part in off.groupby("metric", sort=False):
-        total = int((t["metric"] == metric).sum())
+        total = int(totals.get(metric, 0))
         first = part.iloc[0]
-        where = (first["group"] if first["attribute"] == "overall"
-                 else f"{first['attribute']}={first['group']}")
+        if per_group:
+            where = (first["group"] if first["attribute"] == "overall"
+                     else f"{first['attribute']}={first['group']}")
+        else:
+            where = f"by {first['attribute']}"
         above = int((part["estimate"] < part["ci_low"]).sum())
-        why = _SHIFT_REASONS.get(str(metric), "the statistic is biased under resampling")
+        base = str(metric)
+        why = _SHIFT_REASONS.get(base) or next(
+            (r for k, r in _SHIFT_REASONS.items() if base.startswith(f"{k}_")), None)
+        if why is None and first["label"] == MACRO_LABEL:
+            why = ("a macro summary's interval is the percentile interval of the replicate-wise "
+                   "mean over labels, which is biased for gaps (a max - min) and need not "
+                   "contain the mean of the labels' estimates")
+        why = why or "the statistic is biased under resampling"
+        kind = "cells" if per_group else "summaries"
         out.append(
             f"{metric}: the {confidence:.0%} bootstrap CI excludes the point estimate in "
-            f"{len(part)} of {total} cells ({above} with every bound above it; e.g. "
+            f"{len(part)} of {total} {kind} ({above} with every bound above it; e.g. "
             f"{first['label']}, {where}): {why}")
     return out
+
+
+def _shifted_summary_warning(off: pd.DataFrame, totals: pd.Series, confidence: float) -> str:
+    """One line naming every summary whose CI excludes its estimate somewhere (with counts)."""
+    counts = off["metric"].value_counts(sort=False)
+    names = ", ".join(f"{m} ({int(c)} of {int(totals.get(m, 0))})" for m, c in counts.items())
+    first = off.iloc[0]
+    macro = bool((off["label"] == MACRO_LABEL).any())
+    return (f"summaries: the {confidence:.0%} bootstrap CI excludes the point estimate for "
+            f"{len(counts)} summary metric(s) in {len(off)} cell(s) (e.g. {first['label']}, by "
+            f"{first['attribute']}): {names}. Max/min-type summaries (gaps, ratios, *_to_overall, "
+            "worst group) are biased under resampling"
+            + (" and macro summaries are percentile intervals of the replicate-wise mean over "
+               "labels" if macro else "")
+            + "; read such an interval as the spread of the resampled statistic, not as a range "
+              "around the estimate (gaps: the pairwise interval, --gap-ci pairwise, reaches 0).")

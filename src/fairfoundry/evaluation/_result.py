@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Evaluation", "BY_GROUP_COLUMNS", "SUMMARY_COLUMNS", "OUTPUT_FILES"]
+__all__ = ["Evaluation", "BY_GROUP_COLUMNS", "SUMMARY_COLUMNS", "OUTPUT_FILES", "TABLE_FILES"]
 
 #: columns of :attr:`Evaluation.by_group` and ``evaluation.csv``.
 BY_GROUP_COLUMNS = ("label", "attribute", "group", "metric", "estimate", "ci_low", "ci_high", "n",
@@ -17,8 +17,10 @@ BY_GROUP_COLUMNS = ("label", "attribute", "group", "metric", "estimate", "ci_low
 #: columns of :attr:`Evaluation.summary_table` (``summaries`` in ``summary.json``).
 SUMMARY_COLUMNS = ("label", "attribute", "metric", "estimate", "ci_low", "ci_high", "p_value",
                    "reason", "detail")
-#: files written by :meth:`Evaluation.save`.
-OUTPUT_FILES = ("evaluation.csv", "summary.json", "report.html")
+#: files written by :meth:`Evaluation.save` (``figures/`` holds every figure as PNG and SVG).
+OUTPUT_FILES = ("evaluation.csv", "summary.json", "report.html", "figures")
+#: table files :meth:`Evaluation.save` writes when asked (``tables=("md", "tex")``).
+TABLE_FILES = {"md": "tables.md", "tex": "tables.tex"}
 SCHEMA_VERSION = 1
 
 
@@ -138,29 +140,77 @@ class Evaluation:
         return write_json_atomic(path, self.summary)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write :attr:`by_group` as CSV (atomically)."""
+        """Write :attr:`by_group` as CSV (atomically). Text cells that a spreadsheet would run
+        as a formula (a group named ``=HYPERLINK(...)``) are neutralised with a leading ``'``
+        (:func:`fairfoundry._io.neutralise_formulas`)."""
         from .._io import write_table_atomic
 
-        return write_table_atomic(path, self.by_group)
+        return write_table_atomic(path, self.by_group, report=True)
 
-    def to_html(self, path: str | os.PathLike) -> Path:
-        """Write the self-contained HTML report (plots embedded; opens offline)."""
+    def to_html(self, path: str | os.PathLike, *,
+                figures_dir: str | os.PathLike | None = None) -> Path:
+        """Write the self-contained HTML report (plots embedded; opens offline). With
+        ``figures_dir`` every figure is also written there as PNG and SVG."""
         from .._io import write_text_atomic
         from ..report import evaluation_report_html
 
-        return write_text_atomic(path, evaluation_report_html(self))
+        return write_text_atomic(path, evaluation_report_html(self, figures_dir=figures_dir))
 
-    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``evaluation.csv``, ``summary.json`` and ``report.html`` into ``out``.
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the findings, the summary of gaps and the main per-group table."""
+        from ..report import evaluation_summary_html
 
-        All three appear together or none does; files already there are replaced only with
+        return evaluation_summary_html(self)
+
+    def to_markdown(self, path: str | os.PathLike | None = None, **kwargs) -> str:
+        """The per-group and gaps tables as Markdown (for a paper or a README); written
+        atomically to ``path`` when given. ``labels=``, ``metrics=``, ``gaps=``, ``digits=`` as
+        :func:`fairfoundry.report.publication_tables`."""
+        from ..report import markdown_tables
+
+        text = markdown_tables(self, **kwargs)
+        if path is not None:
+            from .._io import write_text_atomic
+
+            write_text_atomic(path, text)
+        return text
+
+    def to_latex(self, path: str | os.PathLike | None = None, **kwargs) -> str:
+        """The per-group and gaps tables as LaTeX ``table`` floats (booktabs); written
+        atomically to ``path`` when given. Options as :meth:`to_markdown`."""
+        from ..report import latex_tables
+
+        text = latex_tables(self, **kwargs)
+        if path is not None:
+            from .._io import write_text_atomic
+
+            write_text_atomic(path, text)
+        return text
+
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False,
+             tables: tuple[str, ...] | list[str] = ()) -> Path:
+        """Write ``evaluation.csv``, ``summary.json``, ``report.html`` and ``figures/`` (each
+        figure of the report as PNG and SVG) into ``out``; with ``tables=("md", "tex")`` also
+        ``tables.md`` / ``tables.tex``.
+
+        Everything appears together or nothing does; files already there are replaced only with
         ``overwrite=True``.
         """
+        from .._errors import FairfoundryError
         from .._io import prepare_out_dir, staged_dir
 
-        out = prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))
+        bad = [t for t in tables if t not in TABLE_FILES]
+        if bad:
+            raise FairfoundryError(f"tables={bad[0]!r}: unknown table format",
+                                   hint=f"choose from {', '.join(TABLE_FILES)}", param="tables")
+        outputs = [*OUTPUT_FILES, *(TABLE_FILES[t] for t in tables)]
+        out = prepare_out_dir(out, overwrite=overwrite, outputs=outputs)
         with staged_dir(out) as stage:
             self.to_csv(stage / "evaluation.csv")
-            self.to_html(stage / "report.html")
+            self.to_html(stage / "report.html", figures_dir=stage / "figures")
+            if "md" in tables:
+                self.to_markdown(stage / TABLE_FILES["md"])
+            if "tex" in tables:
+                self.to_latex(stage / TABLE_FILES["tex"])
             self.to_json(stage / "summary.json")
         return out

@@ -68,7 +68,8 @@ def group_sort_key(name: str):
     ``40-59`` before ``80+``, ``9`` before ``10``), then text alphabetically, ``unknown`` last.
     Intersections sort part by part."""
     if SEP in name and "=" in name:
-        return tuple(group_sort_key(v) for _, v in split_intersection(name))
+        # (3, parts): comparable with the plain keys when a value itself reads "a & b=c"
+        return (3, tuple(group_sort_key(v) for _, v in split_intersection(name)))
     if name == MISSING:
         return (2, 0.0, name)
     m = _NUMERIC.match(name)

@@ -30,7 +30,13 @@ from ._bootstrap import (
 )
 from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
-from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_stats
+from ._kernel import (
+    build_layout,
+    compute_row_terms,
+    one_step_solve,
+    segment_stats,
+    segmented_logistic_fit,
+)
 from ._options import EngineOptions
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
@@ -169,11 +175,32 @@ class _Engine:
         group-layout order."""
         K = W.shape[0]
         raw = []
+        cal_keys = {"cal_slope", "cal_intercept"}
+        # one weight row without warm starts (the point estimate) over several groups of at
+        # most 50,000 rows (larger ones warm-start from a subsample in segment_stats): the
+        # calibration fits of all groups at once (one bincount pass per Newton step)
+        batched = (K == 1 and self.G > 1 and self.cal_g is None and bool(self.need & cal_keys)
+                   and int(np.diff(self.bounds).max()) <= 50_000)
+        need = self.need - cal_keys if batched else self.need
         for g, sg in enumerate(self.lg.segments):
             cal = None if self.cal_g is None else self._start(self.cal_g[g], K)
-            raw.append(self._stats(sg, W[:, sg.start:sg.stop], self.lg, self.need, cal))
-        cols = [self._to_metrics(st) for st in raw]
-        return {m: np.stack([c[m] for c in cols], axis=1) for m in cols[0]}, raw
+            raw.append(self._stats(sg, W[:, sg.start:sg.stop], self.lg, need, cal))
+        if batched:
+            segs = self.lg.segments
+            w = W[0].astype(np.float64)
+            ok_all = np.array([bool(st["pos"][0] > 0 and st["n"][0] - st["pos"][0] > 0)
+                               for st in raw])
+            a, b = segmented_logistic_fit(
+                np.concatenate([sg.x for sg in segs]), np.concatenate([sg.y for sg in segs]),
+                None if bool((w == 1).all()) else w, self.seg_of_row, self.G, fit=ok_all)
+            for g, st in enumerate(raw):
+                ok = (st["pos"] > 0) & (st["n"] - st["pos"] > 0)
+                st["cal_intercept"] = np.where(ok, a[g], np.nan)
+                st["cal_slope"] = np.where(ok, b[g], np.nan)
+        # stack the raw statistics (K, G) first: one vectorised pass for the rates of all groups
+        keys = [k for k in raw[0] if np.ndim(raw[0][k]) == 1]
+        stacked = {k: np.stack([st[k] for st in raw], axis=1) for k in keys}
+        return self._to_metrics(stacked), raw
 
     def overall(self, Wo: np.ndarray, raw: list[dict] | None = None) -> dict:
         """Overall metrics ``(K,)`` for weights ``Wo`` in overall-layout order.
@@ -604,6 +631,10 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
     rows = []
     full_reps = {}
     fallbacks: list[tuple[str, str]] = []
+    # each group's counts once (denominators of the reasons and of the degenerate intervals)
+    cell_counts = [_counts(per0, j) for j in range(len(present))]
+    cell_counts.append(_counts({k: v[None, :] for k, v in ov0.items()}, 0))
+    cell_n = [int(round(float(c["n"]))) for c in cell_counts]
     for m in metrics:
         est = np.concatenate([per0[m][0], ov0[m]])
         lo = np.full(len(est), np.nan)
@@ -620,24 +651,22 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
             Rf[:, present] = reps_per[m]
             Rf[:, -1] = reps_ov[m]
             full_reps[m] = Rf
+        finite_lo = np.isfinite(lo)
         for j, gname in enumerate([*pnames, OVERALL]):
-            if j < len(present):
-                cnt = _counts(per0, j)
-            else:
-                cnt = _counts({k: v[None, :] for k, v in ov0.items()}, 0)
+            cnt = cell_counts[j]
             reason = ""
-            if np.isnan(est[j]):
+            if est[j] != est[j]:  # NaN
                 reason = nan_reason(m, **cnt) or (
                     "calibration fit did not converge (separation)"
                     if m.startswith("calibration") else "undefined")
             elif (n_bootstrap > 0 and degenerate_ci != "none" and m in PROPORTIONS
-                  and np.isfinite(lo[j]) and hi[j] - lo[j] <= 1e-12 and cnt[PROPORTIONS[m]] > 0):
+                  and finite_lo[j] and hi[j] - lo[j] <= 1e-12 and cnt[PROPORTIONS[m]] > 0):
                 # a bootstrap of a 0 % / 100 % rate cannot vary: use a binomial interval
                 lo[j], hi[j] = proportion_interval(est[j] * cnt[PROPORTIONS[m]],
                                                    cnt[PROPORTIONS[m]], confidence=confidence,
                                                    method=degenerate_ci)
                 fallbacks.append((gname, m))
-            rows.append((gname, m, est[j], lo[j], hi[j], int(round(cnt["n"])), reason))
+            rows.append((gname, m, est[j], lo[j], hi[j], cell_n[j], reason))
         for g in np.flatnonzero(counts == 0):
             if m in ("n", "positives"):
                 rows.append((names[g], m, 0.0, np.nan, np.nan, 0, ""))
@@ -727,6 +756,8 @@ def _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames, n
     group, :math:`m_g - \operatorname{median}_h m_h` (CheXclusion's age convention), with
     percentile CIs from the same replicates. Returns the new metric names."""
     made = []
+    n_int = ([int(round(float(v))) for v in per0["n"][0]] if "n" in per0
+             else [0] * len(pnames))
     for m in metrics:
         if m not in DIFF_METRICS:
             continue
@@ -751,13 +782,13 @@ def _diff_rows(rows, full_reps, metrics, per0, ov0, reps_per, reps_ov, pnames, n
                 Rf = np.full((n_bootstrap, len(names) + 1), np.nan)
                 Rf[:, present] = D
                 full_reps[name] = Rf
+            ests = v0 - centre
+            undefined = (f"{m} is undefined for this group",
+                         f"{m} is undefined {'overall' if kind == 'overall' else 'for every group'}")
             for j, gname in enumerate(pnames):
-                est = v0[j] - centre
-                reason = "" if np.isfinite(est) else (
-                    f"{m} is undefined for this group" if not np.isfinite(v0[j])
-                    else f"{m} is undefined {'overall' if kind == 'overall' else 'for every group'}")
-                rows.append((gname, name, est, lo[j], hi[j],
-                             int(round(per0["n"][0, j])) if "n" in per0 else 0, reason))
+                est = ests[j]
+                reason = "" if est == est else undefined[0 if v0[j] != v0[j] else 1]
+                rows.append((gname, name, est, lo[j], hi[j], n_int[j], reason))
             for g in np.flatnonzero(counts == 0):
                 rows.append((names[g], name, np.nan, np.nan, np.nan, 0, "group is empty"))
     return made

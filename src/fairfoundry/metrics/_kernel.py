@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["Layout", "build_layout", "compute_row_terms", "segment_stats", "LOGIT_EPS"]
+__all__ = ["Layout", "build_layout", "compute_row_terms", "segment_stats", "segmented_logistic_fit",
+           "LOGIT_EPS"]
 
 #: scores are clipped to [eps, 1 - eps] before the logit / log (as scikit-learn's ``log_loss``)
 LOGIT_EPS = float(np.finfo(np.float64).eps)
@@ -202,7 +203,7 @@ def build_layout(y: np.ndarray, s: np.ndarray, seg: np.ndarray, n_seg: int, *,
 
 def _padded_cumsum(a: np.ndarray, dtype=np.float64) -> np.ndarray:
     out = np.empty((a.shape[0], a.shape[1] + 1), dtype=dtype)
-    out[:, 0] = 0.0
+    out[:, 0] = 0
     np.cumsum(a, axis=1, dtype=dtype, out=out[:, 1:])
     return out
 
@@ -256,6 +257,62 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray | None, a0: np.nda
         diverged = bad | (np.abs(b[rows]) > 1e6) | (np.abs(a[rows]) > 1e6)
         done[rows[conv]] = True
         active[rows[conv | diverged]] = False
+    a[~done] = np.nan
+    b[~done] = np.nan
+    return a, b
+
+
+
+def segmented_logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+                           seg: np.ndarray, n_seg: int, *, fit: np.ndarray | None = None,
+                           max_iter: int = 100,
+                           tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_logistic_fit` of every segment at once (one weight vector, many groups).
+
+    Segment ``g`` (rows where ``seg == g``) gets its own ``y ~ a_g + b_g x`` fit from the
+    start ``(0, 1)`` with the same damped Newton steps and stopping rule as
+    :func:`_logistic_fit`; the per-segment gradient and Hessian sums are ``np.bincount`` sums,
+    so thousands of small groups cost a few passes over the rows instead of a Python call each.
+    ``fit`` (bool per segment) limits the fits to some segments (the others are NaN).
+    Returns ``(a, b)`` of shape ``(n_seg,)``, NaN where a fit did not converge.
+    """
+    a = np.zeros(n_seg)
+    b = np.ones(n_seg)
+    active = np.ones(n_seg, dtype=bool) if fit is None else np.asarray(fit, dtype=bool).copy()
+    done = np.zeros(n_seg, dtype=bool)
+    seg = np.asarray(seg, dtype=np.int64)
+    for _ in range(max_iter):
+        if not active.any():
+            break
+        rows = active[seg]
+        sg, xs, ys = seg[rows], x[rows], y[rows]
+        mu = expit(a[sg] + b[sg] * xs)
+        r = ys - mu
+        v = mu * (1 - mu)
+        if w is not None:
+            r *= w[rows]
+            v *= w[rows]
+        g0 = np.bincount(sg, r, minlength=n_seg)
+        g1 = np.bincount(sg, r * xs, minlength=n_seg)
+        h0 = np.bincount(sg, v, minlength=n_seg)
+        vx = v * xs
+        h1 = np.bincount(sg, vx, minlength=n_seg)
+        h2 = np.bincount(sg, vx * xs, minlength=n_seg)
+        idx = np.flatnonzero(active)
+        g0, g1, h0, h1, h2 = g0[idx], g1[idx], h0[idx], h1[idx], h2[idx]
+        det = h0 * h2 - h1 * h1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            da = (h2 * g0 - h1 * g1) / det
+            db = (h0 * g1 - h1 * g0) / det
+            bad = ~(np.isfinite(da) & np.isfinite(db))
+            step = np.maximum(np.abs(da), np.abs(db))
+            scale = np.where(step > 5.0, 5.0 / np.where(step > 0, step, 1.0), 1.0)
+            a[idx] += np.where(bad, 0.0, da * scale)
+            b[idx] += np.where(bad, 0.0, db * scale)
+        conv = (~bad) & (step <= tol * (1.0 + np.abs(a[idx]) + np.abs(b[idx])))
+        diverged = bad | (np.abs(b[idx]) > 1e6) | (np.abs(a[idx]) > 1e6)
+        done[idx[conv]] = True
+        active[idx[conv | diverged]] = False
     a[~done] = np.nan
     b[~done] = np.nan
     return a, b
@@ -337,13 +394,21 @@ def segment_stats(seg: Segment, W: np.ndarray, layout: Layout, *, need: set[str]
     WF, ece_sums = _linear_sums(W, Fsel, seg.resid, ece_b)
     C = None
     if need & {"auc", "ap"} or (seg.ece_bounds is None and "ece" in need):
-        # integer weights have exact float32 cumulative sums while the total is < 2**24
-        # (all partial sums are then exact integers); float32 halves the memory traffic
-        C = _padded_cumsum(W, np.float32 if integer_weights else np.float64)
-        P = _padded_cumsum(Wp, C.dtype)
-        if C.dtype == np.float32 and C[:, -1].max(initial=0) >= 2**24:
-            C = _padded_cumsum(W)
-            P = _padded_cumsum(Wp)
+        if np.issubdtype(W.dtype, np.integer):
+            # integer counts (uint8 bootstrap counts, 0/1 indicators): integer cumulative sums
+            # are exact and several times faster than a float accumulate (measured: int32 6x
+            # float32 on 1M-row uint8 rows); int32 holds any sum of m counts below 2**31
+            cdt = np.int32 if m * int(np.iinfo(W.dtype).max) < 2**31 else np.int64
+            C = _padded_cumsum(W, cdt)
+            P = _padded_cumsum(Wp, cdt)
+        else:
+            # integer-valued float weights have exact float32 cumulative sums while the total
+            # is < 2**24 (all partial sums are then exact integers)
+            C = _padded_cumsum(W, np.float32 if integer_weights else np.float64)
+            P = _padded_cumsum(Wp, C.dtype)
+            if C.dtype == np.float32 and C[:, -1].max(initial=0) >= 2**24:
+                C = _padded_cumsum(W)
+                P = _padded_cumsum(Wp)
         n = C[:, -1].astype(np.float64)
         pos = P[:, -1].astype(np.float64)
         pred_pos = n - C[:, seg.split]

@@ -1,22 +1,32 @@
 """HTML report of a fairness evaluation (:meth:`fairfoundry.Evaluation.to_html`).
 
-Self-contained (plots embedded as PNG, CSS inline): per-group metrics with error bars, ROC and
-calibration curves by group, a forest plot of gaps with CIs, a plain-language reading of the
-biggest gaps, thresholds and the split they were chosen on, suppressed cells and warnings.
-matplotlib is imported inside the functions (Agg backend).
+Self-contained (plots embedded as PNG, CSS inline): the findings in words, thresholds and the
+split they were chosen on, warnings and suppressed cells, a summary of gaps, per attribute the
+per-group estimates with error bars (the largest :data:`TOP_GROUPS` groups; every group is in the
+tables), a forest plot of gaps with CIs, ROC curves and reliability diagrams with bin counts (the
+largest :data:`TOP_CURVE_GROUPS` groups), and one per-group table per label. The page is the
+jinja2 template ``templates/evaluation.html.j2`` (autoescaped: every user-supplied name is
+escaped); the figures can also be written as PNG and SVG files (``figures_dir``). Work is linear
+in the number of groups: figures are capped, tables are cut at 500 rows with a note (the CSV has
+every row). matplotlib is imported inside the functions (Agg backend).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._html import esc, figure_html, render_page, table_html
+from ._html import figure_html, render_page, table_html, templates
 
-__all__ = ["evaluation_report_html", "gap_readings", "too_few_readings", "METRIC_NAMES"]
+__all__ = ["evaluation_report_html", "evaluation_summary_html", "gap_readings",
+           "too_few_readings", "METRIC_NAMES", "TOP_GROUPS", "TOP_CURVE_GROUPS"]
 
 #: readable names of the metrics shown in plots and sentences.
 METRIC_NAMES = {
@@ -28,11 +38,18 @@ METRIC_NAMES = {
     "prevalence": "prevalence",
 }
 _PLOT_METRICS = ("auc", "tpr", "fpr", "ppv", "ece", "selection_rate")
+_TABLE_METRICS = ("n", "prevalence", *_PLOT_METRICS)
 _GAP_METRICS = ("auc", "tpr", "fpr", "ppv", "ece", "underdiagnosis_rate")
 _SUMMARY_KEYS = ("auc_gap", "tpr_gap", "fpr_gap", "ppv_gap", "ece_gap",
                  "equalized_odds_difference", "demographic_parity_difference", "es_auc",
                  "underdiagnosis_rate_gap")
 _MAX_CURVE_PANELS = 16
+#: groups drawn in the per-group figure of an attribute (the largest; every group is in the tables)
+TOP_GROUPS = 25
+#: groups drawn as curves (ROC, reliability) per panel (the largest)
+TOP_CURVE_GROUPS = 8
+#: labels drawn as separate series in the per-group figure (more: the macro average only)
+_MAX_SERIES_LABELS = 4
 
 
 def _mpl():
@@ -121,21 +138,31 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
     return out
 
 
-def too_few_readings(ev, *, top: int = 12) -> list[str]:
-    """Sentences for the groups with too few of a headline metric's events to be judged."""
+def too_few_readings(ev, *, top: int = 12, groups_per_line: int = 10) -> list[str]:
+    """Sentences for the groups with too few of a headline metric's events to be judged.
+
+    One sentence per label, attribute and metric, naming at most ``groups_per_line`` groups
+    (then "and N more"); at most ``top`` sentences (then a pointer to ``summary.json``)."""
     few = getattr(ev, "too_few", None)
     if few is None or few.empty:
         return []
     k = ev.findings_info.get("min_events", "")
     out = []
-    for (label, attr, metric), part in few.groupby(["label", "attribute", "metric"], sort=False):
-        who = ", ".join(f"{_group_ref(attr, g)} ({_count(e) if np.isfinite(e) else 0} "
-                        f"{part['unit'].iloc[0]})" for g, e in zip(part["group"], part["events"],
-                                                                   strict=True))
-        out.append(f"{label}: {METRIC_NAMES.get(metric, metric)} has too few events to judge for {who}; "
-                   f"a group needs >= {k}.")
-    if len(out) > top:
-        out = [*out[:top], f"... and {len(out) - top:,} more (summary.json, findings.too_few_to_judge)."]
+    keys = few[["label", "attribute", "metric"]].astype(str).agg("\x1f".join, axis=1)
+    n_keys = keys.nunique()
+    for key in list(dict.fromkeys(keys))[:top]:
+        part = few[(keys == key).to_numpy()]
+        label, attr, metric = key.split("\x1f")
+        shown = part.head(groups_per_line)
+        who = ", ".join(f"{_group_ref(attr, g)} ({_count(e) if np.isfinite(e) else 0} {u})"
+                        for g, e, u in zip(shown["group"], shown["events"], shown["unit"],
+                                           strict=True))
+        more = (f" and {len(part) - len(shown):,} more group(s)" if len(part) > len(shown)
+                else "")
+        out.append(f"{label}: {METRIC_NAMES.get(metric, metric)} has too few events to judge for "
+                   f"{who}{more}; a group needs >= {k}.")
+    if n_keys > top:
+        out.append(f"... and {n_keys - top:,} more (summary.json, findings.too_few_to_judge).")
     return out
 
 
@@ -148,51 +175,76 @@ def _colors(n: int):
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _group_metric_figure(ev, attribute: str, labels: list[str]):
-    """Per-group estimates with CI error bars: one panel per metric, x = label."""
+def _group_sizes(ev, attribute: str) -> pd.Series:
+    """Rows per group of ``attribute`` (first label's ``n``), in the table's group order."""
+    t = ev.by_group
+    lab = next(iter(t["label"]), None)
+    t = t[(t["attribute"] == attribute) & (t["metric"] == "n") & (t["label"] == lab)
+          & (t["group"] != "overall")]
+    return pd.Series(t["estimate"].to_numpy(dtype=float), index=t["group"].to_numpy())
+
+
+def top_groups(ev, attribute: str, k: int) -> tuple[list[str], int]:
+    """The ``k`` largest groups of ``attribute`` (in table order) and the number of groups."""
+    sizes = _group_sizes(ev, attribute).fillna(0)
+    if len(sizes) <= k:
+        return list(sizes.index), len(sizes)
+    keep = set(sizes.sort_values(ascending=False, kind="stable").index[:k])
+    return [g for g in sizes.index if g in keep], len(sizes)
+
+
+def _shown_note(shown: int, total: int) -> str:
+    return (f" The {shown:,} largest of {total:,} groups are drawn; every group is in the tables "
+            "below and in evaluation.csv." if shown < total else "")
+
+
+def _group_metric_figure(ev, attribute: str, labels: list[str], groups: list[str]):
+    """Small multiples, one panel per metric: each group's estimate with its CI on its own row
+    (group names on the y axis, so no legend to match colours against); one series per label
+    when there are few labels (legend outside the panels)."""
     plt = _mpl()
-    metrics = [m for m in _PLOT_METRICS if (ev.by_group["metric"] == m).any()]
-    t = ev.by_group[(ev.by_group["attribute"] == attribute) & ev.by_group["label"].isin(labels)]
-    shown = t[np.isfinite(t["estimate"].to_numpy(dtype=float))]
-    groups = [g for g in dict.fromkeys(t["group"]) if g != "overall" and (shown["group"] == g).any()]
-    if not metrics or not groups:
+    bg = ev.by_group
+    metrics = [m for m in _PLOT_METRICS if (bg["metric"] == m).any()]
+    t = bg[(bg["attribute"] == attribute) & bg["label"].isin(labels) & bg["group"].isin(groups)
+           & bg["metric"].isin(metrics)]
+    if not metrics or not groups or not np.isfinite(t["estimate"].to_numpy(dtype=float)).any():
         return None
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
-    width = max(9.0, 0.55 * len(labels) * ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(min(width, 16), 3.4 * nrows), squeeze=False)
-    colors = _colors(len(groups))
-    x = np.arange(len(labels))
-    step = 0.7 / max(len(groups), 1)
+    height = max(2.4, 0.26 * len(groups) * max(1, len(labels)) ** 0.5 + 1.2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + (1.8 if len(labels) > 1 else 0),
+                                                    height * nrows), squeeze=False, sharey=True)
+    colors = _colors(len(labels))
+    y = np.arange(len(groups))[::-1]
+    step = 0.7 / max(len(labels), 1)
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
-        tm = t[t["metric"] == metric].set_index(["label", "group"])
-        for gi, group in enumerate(groups):
-            est, lo, hi = [], [], []
-            for lab in labels:
-                if (lab, group) in tm.index:
-                    r = tm.loc[(lab, group)]
-                    est.append(float(r["estimate"]))
-                    lo.append(float(r["ci_low"]))
-                    hi.append(float(r["ci_high"]))
-                else:
-                    est.append(np.nan)
-                    lo.append(np.nan)
-                    hi.append(np.nan)
-            est, lo, hi = map(np.asarray, (est, lo, hi))
-            xs = x - 0.35 + step * (gi + 0.5)
-            err = np.vstack([np.where(np.isfinite(lo), est - lo, 0), np.where(np.isfinite(hi), hi - est, 0)])
-            ax.errorbar(xs, est, yerr=np.clip(err, 0, None), fmt="o", ms=4, capsize=2, lw=1,
-                        color=colors[gi], label=str(group))
+        tm = t[t["metric"] == metric]
+        for li, lab in enumerate(labels):
+            r = tm[tm["label"] == lab].drop_duplicates("group").set_index("group").reindex(groups)
+            est = r["estimate"].to_numpy(dtype=float)
+            lo = r["ci_low"].to_numpy(dtype=float)
+            hi = r["ci_high"].to_numpy(dtype=float)
+            ys = y + 0.35 - step * (li + 0.5) if len(labels) > 1 else y
+            has = np.isfinite(lo) & np.isfinite(hi)
+            # one LineCollection for the intervals and one line of markers (errorbar draws an
+            # artist per point: slow at many groups)
+            ax.hlines(ys[has], lo[has], hi[has], color=colors[li], lw=1)
+            ax.plot(est, ys, "o", ms=3.5, color=colors[li], label=str(lab))
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=10)
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(labelsize=8)
+    axes[0, 0].set_yticks(y)
+    axes[0, 0].set_yticklabels([str(g) for g in groups], fontsize=8 if len(groups) <= 30 else 6)
+    for row in axes:
+        row[0].set_yticks(y)
+        row[0].set_yticklabels([str(g) for g in groups], fontsize=8 if len(groups) <= 30 else 6)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
-    handles, names = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, names, title=attribute, loc="upper center", ncol=min(len(groups), 8),
-               fontsize=8, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
+    fig.tight_layout()
+    if len(labels) > 1:
+        handles, names = axes.ravel()[0].get_legend_handles_labels()
+        fig.legend(handles, names, title="label", loc="center left", fontsize=8,
+                   bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
 
 
@@ -231,8 +283,10 @@ def _forest_figure(ev, attribute: str, labels: list[str]):
     return fig
 
 
-def _curve_panels(ev, attribute: str, kind: str):
-    """ROC (``kind="roc"``) or reliability (``"calibration"``) curves by group, one panel per label."""
+def _curve_panels(ev, attribute: str, kind: str, groups: list[str]):
+    """ROC (``kind="roc"``) or reliability (``"calibration"``) curves by group, one panel per
+    label, the legend outside the panels. Reliability panels show the rows per bin (grey bars,
+    right axis) and draw each group's points with an area proportional to its bin count."""
     from ..metrics import roc_points
 
     plt = _mpl()
@@ -242,22 +296,40 @@ def _curve_panels(ev, attribute: str, kind: str):
         return None
     labels = [lab for lab in ev.labels if f"y::{lab}" in cur.columns][:_MAX_CURVE_PANELS]
     col = cur[gcol]
-    present = set(col.dropna())
-    order = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else list(present)
-    groups = [g for g in order if g in present]
+    codes = (col.cat.codes.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype)
+             else pd.Categorical(col).codes)
+    cats = (list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype)
+            else list(pd.Categorical(col).categories))
+    present = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
+    index = {str(c): i for i, c in enumerate(cats)}
+    groups = [g for g in groups if g in index and present[index[g]]]
     if not labels or not groups:
         return None
     ncols = min(4, len(labels))
     nrows = math.ceil(len(labels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 1.8, 3.1 * nrows), squeeze=False)
     colors = _colors(len(groups))
     n_bins = int(ev.config.get("ece_bins", 10))
-    gvals = cur[gcol].to_numpy(dtype=object)
     for ax, lab in zip(axes.ravel(), labels, strict=False):
         y = cur[f"y::{lab}"].to_numpy(dtype=float)
         s = cur[f"s::{lab}"].to_numpy(dtype=float)
+        if kind != "roc":
+            all_idx = np.clip((s * n_bins).astype(int), 0, n_bins - 1)
+            counts = np.bincount(all_idx, minlength=n_bins)
+            ax2 = ax.twinx()
+            ax2.bar((np.arange(n_bins) + 0.5) / n_bins, counts, width=0.9 / n_bins, color="#ccc",
+                    alpha=0.6, zorder=0)
+            ax2.set_ylabel("rows per bin (all groups)", fontsize=7, color="#777")
+            ax2.tick_params(labelsize=6, colors="#777")
+            ax2.set_ylim(0, max(1, counts.max()) * 3.0)  # bars in the lower third
+            for k, c in enumerate(counts):
+                if c:
+                    ax2.text((k + 0.5) / n_bins, c, _short_count(c), ha="center", va="bottom",
+                             fontsize=5.5, color="#666", rotation=90)
+            ax.set_zorder(ax2.get_zorder() + 1)
+            ax.patch.set_visible(False)
         for gi, group in enumerate(groups):
-            m = gvals == group
+            m = codes == index[group]
             yg, sg = y[m], s[m]
             if kind == "roc":
                 if yg.min(initial=1) == yg.max(initial=0):
@@ -272,7 +344,9 @@ def _curve_panels(ev, attribute: str, kind: str):
                     continue
                 mp = np.bincount(idx, weights=sg, minlength=n_bins)[ok] / cnt[ok]
                 fo = np.bincount(idx, weights=yg, minlength=n_bins)[ok] / cnt[ok]
-                ax.plot(mp, fo, "o-", ms=3, color=colors[gi], lw=1.1, label=str(group))
+                ax.plot(mp, fo, "-", color=colors[gi], lw=1.0, label=str(group))
+                ax.scatter(mp, fo, s=np.clip(4 + 60 * cnt[ok] / max(cnt.max(), 1), 4, 64),
+                           color=colors[gi], zorder=3)
         ax.plot([0, 1], [0, 1], color="#999", lw=0.7, ls="--")
         ax.set_title(lab, fontsize=9)
         ax.set_xlim(0, 1)
@@ -286,18 +360,63 @@ def _curve_panels(ev, attribute: str, kind: str):
             ax.set_ylabel("observed rate", fontsize=8)
     for ax in axes.ravel()[len(labels):]:
         ax.axis("off")
+    fig.tight_layout()
     handles, names = axes.ravel()[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, title=attribute, loc="upper center", ncol=min(len(groups), 8),
-                   fontsize=8, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
+        fig.legend(handles, names, title=attribute, loc="center left", fontsize=8,
+                   bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
 
 
-# -- page ------------------------------------------------------------------------------------------
+def _short_count(c: int) -> str:
+    """``950``, ``2.6k``, ``1.2M`` (bin counts on a reliability diagram)."""
+    c = int(c)
+    if c < 1000:
+        return str(c)
+    if c < 1_000_000:
+        return f"{c / 1000:.1f}k".replace(".0k", "k")
+    return f"{c / 1e6:.1f}M".replace(".0M", "M")
 
 
-def _thresholds_html(ev) -> str:
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", str(text)).strip("_") or "attribute"
+
+
+class _FigureSink:
+    """Renders each figure once to PNG (embedded in the page) and, with ``directory``, also
+    writes it as ``<name>.png`` and ``<name>.svg`` there."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = None if directory is None else Path(directory)
+        self.files: list[str] = []
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def html(self, fig, name: str, *, alt: str, caption: str):
+        from markupsafe import Markup
+
+        plt = _mpl()
+        buf = io.BytesIO()
+        # the tight bounding box once, for both formats (each "tight" save would lay out again)
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+        fig.savefig(buf, format="png", dpi=110, bbox_inches=bbox)
+        files = []
+        if self.directory is not None:
+            (self.directory / f"{name}.png").write_bytes(buf.getvalue())
+            fig.savefig(self.directory / f"{name}.svg", format="svg", bbox_inches=bbox)
+            files = [f"{self.directory.name}/{name}.png", f"{self.directory.name}/{name}.svg"]
+            self.files.extend(files)
+        plt.close(fig)
+        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return Markup(figure_html(None, uri=uri, alt=alt, caption=caption, files=files))
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def _thresholds_table(ev):
+    from markupsafe import Markup
+
     t = ev.thresholds.copy()
     if t.empty:
         return ""
@@ -306,160 +425,191 @@ def _thresholds_html(ev) -> str:
         "chosen on split": t["chosen_on_split"].fillna("— (fixed)").astype(str),
         "rows used": t["n_rows_chosen_on"].astype(int),
     })
-    return table_html(show, left=("label", "rule", "chosen on split"))
+    return Markup(table_html(show, left=("label", "rule", "chosen on split"), thousands=True))
 
 
-def _summary_html(ev) -> str:
+def _summary_table(ev):
+    from markupsafe import Markup
+
     s = ev.summary_table
     s = s[s["metric"].isin(_SUMMARY_KEYS)]
     if s.empty:
-        return "<p>No summaries.</p>"
+        return Markup("<p>No summaries.</p>")
     s = s.assign(value=[_with_ci(e, lo, hi) for e, lo, hi in
                         zip(s["estimate"], s["ci_low"], s["ci_high"], strict=True)])
     wide = s.pivot_table(index=["label", "attribute"], columns="metric", values="value",
                          aggfunc="first", sort=False)
     wide = wide[[m for m in _SUMMARY_KEYS if m in wide.columns]].reset_index().fillna("—")
-    return table_html(wide, left=("label", "attribute"))
+    return Markup(table_html(wide, left=("label", "attribute")))
 
 
-def _by_group_html(ev, label: str) -> str:
-    t = ev.by_group[(ev.by_group["label"] == label)
-                    & ev.by_group["metric"].isin(("n", "prevalence", *_PLOT_METRICS))]
+def by_group_wide(ev, label: str, metrics=_TABLE_METRICS) -> pd.DataFrame:
+    """One label's per-group table, one row per (attribute, group), cells formatted as
+    ``estimate [low, high]`` (counts with thousand separators; suppressed cells say so)."""
+    t = ev.by_group[(ev.by_group["label"] == label) & ev.by_group["metric"].isin(metrics)]
     if t.empty:
-        return ""
+        return pd.DataFrame()
     t = t.assign(value=[
         ("suppressed" if str(r).startswith("suppressed") else
-         (_count(e) if m == "n" else _with_ci(e, lo, hi)))
+         (_count(e) if m in ("n", "positives") else _with_ci(e, lo, hi)))
         for e, lo, hi, r, m in zip(t["estimate"], t["ci_low"], t["ci_high"], t["reason"],
                                    t["metric"], strict=True)])
     wide = t.pivot_table(index=["attribute", "group"], columns="metric", values="value",
                          aggfunc="first", sort=False)
-    cols = [m for m in ("n", "prevalence", *_PLOT_METRICS) if m in wide.columns]
-    wide = wide[cols].reset_index().fillna("—")
-    return table_html(wide, left=("attribute", "group"))
+    cols = [m for m in metrics if m in wide.columns]
+    return wide[cols].reset_index().fillna("—")
 
 
-def evaluation_report_html(ev) -> str:
-    """The full self-contained HTML report of an :class:`~fairfoundry.Evaluation`."""
+def _by_group_table(ev, label: str, *, max_rows: int = 500):
+    from markupsafe import Markup
+
+    wide = by_group_wide(ev, label)
+    if wide.empty:
+        return ""
+    return Markup(table_html(wide, left=("attribute", "group"), right=_TABLE_METRICS,
+                             max_rows=max_rows))
+
+
+def _underdiagnosis_table(ev):
+    from markupsafe import Markup
+
+    t = ev.by_group[(ev.by_group["label"] == "any_finding")
+                    & (ev.by_group["metric"] == "underdiagnosis_rate")]
+    t = t.assign(value=[_with_ci(e, lo, hi) for e, lo, hi in
+                        zip(t["estimate"], t["ci_low"], t["ci_high"], strict=True)],
+                 n=[_count(v) for v in t["n"]])
+    return Markup(table_html(t[["attribute", "group", "metric", "value", "n", "reason"]],
+                             left=("attribute", "group", "metric", "value", "reason"),
+                             right=("n",)))
+
+
+def _meta(ev) -> dict:
     info = ev.info
+    cfg = ev.config
+    return {
+        "source": info.get("source"), "fingerprint": str(info.get("fingerprint"))[:23],
+        "n_rows": _count(info.get("n_rows", 0)), "split": info.get("report_split"),
+        "n_report": _count(info.get("n_report_rows", 0)),
+        "n_boot": int(cfg.get("bootstrap", 0)), "conf": f"{float(cfg.get('confidence', 0.95)):.0%}",
+        "cluster": cfg.get("cluster"), "ci_method": cfg.get("ci_method"), "seed": cfg.get("seed"),
+        "gap_desc": ("simultaneous pairwise-difference intervals, 0 at the bottom when no two "
+                     "groups differ significantly" if cfg.get("gap_ci", "pairwise") == "pairwise"
+                     else "percentile interval of max - min"),
+        "one_step": "one_step" in (info.get("uncertainty", {}).get("calibration_bootstrap") or []),
+    }
+
+
+def _findings_context(ev) -> dict:
+    finfo = getattr(ev, "findings_info", {}) or {}
+    return {
+        "rule": finfo.get("headline_rule", ""), "ranking": finfo.get("ranking", ""),
+        "test": finfo.get("test", ""), "readings": gap_readings(ev),
+        "adjustment": finfo.get("adjustment_description", "family-wise"),
+        "family": f"{int(finfo.get('family_size', 0)):,}", "too_few": too_few_readings(ev),
+    }
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+def evaluation_report_html(ev, *, figures_dir: str | Path | None = None) -> str:
+    """The full self-contained HTML report of an :class:`~fairfoundry.Evaluation`.
+
+    With ``figures_dir`` every figure is also written there as ``<name>.png`` and ``<name>.svg``
+    (the report names the files under each figure)."""
+    from markupsafe import Markup
+
     labels = list(ev.labels)
     per_label = _per_label(ev)
     conf = float(ev.config.get("confidence", 0.95))
     n_boot = int(ev.config.get("bootstrap", 0))
-    parts: list[str] = []
+    sink = _FigureSink(figures_dir)
+    ci_txt = f" with {conf:.0%} bootstrap CIs" if n_boot else ""
 
-    if info.get("threshold_on_report_split"):
-        parts.append('<div class="warn"><b>Thresholds were chosen on the reported rows</b> '
-                     "(--allow-threshold-on-report-split). Threshold-dependent metrics (TPR, FPR, "
-                     "PPV, accuracy, ...) are optimistic and not a fair test estimate.</div>")
-    split = info.get("report_split")
-    parts.append(
-        f'<p class="meta">Input <code>{esc(info.get("source"))}</code> '
-        f'(fingerprint <code>{esc(str(info.get("fingerprint"))[:23])}</code>), '
-        f'{info.get("n_rows", 0):,} rows; reported on '
-        f'{"split <b>" + esc(split) + "</b>" if split else "all rows"} '
-        f'({info.get("n_report_rows", 0):,} rows). '
-        + (f"{conf:.0%} bootstrap CIs from {n_boot} replicates"
-           + (f", resampling whole <code>{esc(ev.config.get('cluster'))}</code> clusters"
-              if ev.config.get("cluster") else "")
-           + f" ({esc(ev.config.get('ci_method'))}; gaps: "
-           + ("simultaneous pairwise-difference intervals, 0 at the bottom when no two groups "
-              "differ significantly" if ev.config.get("gap_ci", "pairwise") == "pairwise"
-              else "percentile interval of max - min")
-           + f"), seed {ev.config.get('seed')}."
-           + (" Calibration slope/intercept replicates use the one-step refit."
-              if "one_step" in (info.get("uncertainty", {}).get("calibration_bootstrap") or [])
-              else "")
-           if n_boot else "No bootstrap: point estimates only (pass --bootstrap N for CIs).")
-        + "</p>")
-
-    parts.append("<h2>Findings, in words</h2>")
-    readings = gap_readings(ev)
-    finfo = getattr(ev, "findings_info", {}) or {}
-    parts.append("<p class=\"meta\">A difference is stated only when " + esc(
-        finfo.get("headline_rule", "")) + ". Ranked by " + esc(finfo.get("ranking", "")) + ". Test: "
-        + esc(finfo.get("test", "")) + ".</p>")
-    parts.append("<ul class=\"reading\">" + "".join(f"<li>{esc(r)}</li>" for r in readings) + "</ul>"
-                 if readings else
-                 f"<p>No difference between groups is clear at {conf:.0%} after the "
-                 f"{esc(finfo.get('adjustment_description', 'family-wise'))} adjustment over "
-                 f"{int(finfo.get('family_size', 0)):,} comparisons.</p>")
-    few = too_few_readings(ev)
-    if few:
-        parts.append("<h3>Too few to judge</h3><ul class=\"reading\">"
-                     + "".join(f"<li>{esc(r)}</li>" for r in few) + "</ul>")
-
-    parts.append("<h2>Thresholds</h2>")
-    parts.append("<p>Decisions are <code>score &gt;= threshold</code>, one threshold per label.</p>")
-    parts.append(_thresholds_html(ev))
-
-    if ev.warnings or ev.suppressed:
-        parts.append("<h2>Warnings</h2>")
-        parts.extend(f'<div class="warn">{esc(w)}</div>' for w in ev.warnings)
-        if ev.suppressed:
-            k = ev.config.get("min_group_size")
-            sup = pd.DataFrame(ev.suppressed)
-            parts.append(f"<p>Cells of groups with fewer than {esc(k)} rows are suppressed "
-                         "(estimates and CIs blanked) in every output:</p>")
-            parts.append(table_html(sup, left=tuple(sup.columns)))
-
-    parts.append("<h2>Summary of gaps</h2>")
-    parts.append("<p><code>*_gap</code> = max - min over groups (0 is fair); "
-                 "<code>equalized_odds_difference</code> = max of the TPR and FPR gaps (fairlearn); "
-                 "<code>es_auc</code> = AUC / (1 + Σ|AUC<sub>g</sub> - AUC|) (FairCLIP). "
-                 "All summaries, ratios and p-values are in <code>summary.json</code>.</p>")
-    parts.append(_summary_html(ev))
-
-    attributes = ev.attributes
-    plot_labels = [lab for lab in per_label if lab != "macro"]
-    for attr in attributes:
-        parts.append(f"<h2>By {esc(attr)}</h2>")
-        fig = _group_metric_figure(ev, attr, [lab for lab in plot_labels if lab in labels])
+    series = ([lab for lab in labels] if len(labels) <= _MAX_SERIES_LABELS
+              else (["macro"] if "macro" in per_label else labels[:1]))
+    attributes = []
+    for i, attr in enumerate(ev.attributes):
+        slug = f"{i + 1:02d}_{_slug(attr)}"
+        figs = []
+        groups, total = top_groups(ev, attr, TOP_GROUPS)
+        which = (f"label {series[0]}" + (" (mean over labels)" if series == ["macro"] else "")
+                 if len(series) == 1 else "one series per label")
+        fig = _group_metric_figure(ev, attr, series, groups)
         if fig is not None:
-            parts.append(figure_html(fig, alt=f"metrics by {attr}",
-                                     caption=f"Per-group estimates by {attr}"
-                                     + (f" with {conf:.0%} bootstrap CIs." if n_boot else ".")))
-        fig = _forest_figure(ev, attr, plot_labels)
+            figs.append(sink.html(fig, f"{slug}_metrics", alt=f"metrics by {attr}",
+                                  caption=f"Per-group estimates by {attr}{ci_txt}, {which}."
+                                  + _shown_note(len(groups), total)))
+        fig = _forest_figure(ev, attr, [lab for lab in per_label if lab != "any_finding"])
         if fig is not None:
-            parts.append(figure_html(fig, alt=f"forest plot of gaps by {attr}",
-                                     caption=f"Gaps between groups of {attr}"
-                                     + (f" with {conf:.0%} CIs" if n_boot else "")
-                                     + "; a CI crossing 0 means no clear difference."))
-        fig = _curve_panels(ev, attr, "roc")
+            figs.append(sink.html(fig, f"{slug}_gaps", alt=f"forest plot of gaps by {attr}",
+                                  caption=f"Gaps between groups of {attr}"
+                                  + (f" with {conf:.0%} CIs" if n_boot else "")
+                                  + "; a CI crossing 0 means no clear difference."))
+        cgroups, _ = top_groups(ev, attr, TOP_CURVE_GROUPS)
+        note = _shown_note(len(cgroups), total)
+        fig = _curve_panels(ev, attr, "roc", cgroups)
         if fig is not None:
-            parts.append(figure_html(fig, alt=f"ROC curves by {attr}",
-                                     caption=f"ROC curves by {attr} on the reported rows."))
-        fig = _curve_panels(ev, attr, "calibration")
+            figs.append(sink.html(fig, f"{slug}_roc", alt=f"ROC curves by {attr}",
+                                  caption=f"ROC curves by {attr} on the reported rows." + note))
+        fig = _curve_panels(ev, attr, "calibration", cgroups)
         if fig is not None:
-            parts.append(figure_html(fig, alt=f"calibration curves by {attr}",
-                                     caption=f"Reliability diagrams by {attr} ({ev.config.get('ece_bins')} "
-                                             "equal-width bins, bins with >= 5 rows)."))
+            figs.append(sink.html(
+                fig, f"{slug}_calibration", alt=f"calibration curves by {attr}",
+                caption=f"Reliability diagrams by {attr} ({ev.config.get('ece_bins')} equal-width "
+                        "bins; a group's point is drawn where its bin has >= 5 rows, its area "
+                        "grows with the bin's rows; grey bars: rows per bin over all groups, "
+                        "right axis)." + note))
+        attributes.append({"name": attr, "figures": figs, "n_groups": f"{total:,}"})
 
-    parts.append("<h2>Per-group table</h2>")
     main_label = "macro" if "macro" in per_label else (labels[0] if labels else per_label[0])
-    parts.append(f"<p>Label <b>{esc(main_label)}</b>"
-                 + (" (mean over labels)" if main_label == "macro" else "")
-                 + "; every label, metric and CI is in <code>evaluation.csv</code>.</p>")
-    parts.append(_by_group_html(ev, main_label))
-    if "any_finding" in per_label:
-        parts.append("<h3>Underdiagnosis (Seyyed-Kalantari et al., Nat. Med. 2021)</h3>")
-        parts.append("<p>Share of patients with at least one finding whom the model calls "
-                     "\"no finding\" (every score below its threshold).</p>")
-        t = ev.by_group[(ev.by_group["label"] == "any_finding")
-                        & (ev.by_group["metric"] == "underdiagnosis_rate")]
-        t = t.assign(value=[_with_ci(e, lo, hi) for e, lo, hi in
-                            zip(t["estimate"], t["ci_low"], t["ci_high"], strict=True)])
-        parts.append(table_html(t[["attribute", "group", "metric", "value", "n", "reason"]],
-                                left=("attribute", "group", "metric", "value", "reason")))
-
-    parts.append("<h2>Configuration</h2>")
+    tables = []
+    for lab in [main_label, *[x for x in per_label if x not in (main_label, "any_finding")]]:
+        tab = _by_group_table(ev, lab)
+        if tab:
+            tables.append({"label": lab, "table": tab, "open": lab == main_label,
+                           "note": " (mean over labels)" if lab == "macro" else ""})
     config = ev.summary["config"]
-    parts.append(table_html(pd.DataFrame({"option": list(config),
-                                          "value": [json.dumps(v) for v in config.values()]}),
-                            left=("option", "value")))
-    parts.append("<p class=\"meta\">" + esc(", ".join(f"{k} {v}" for k, v in ev.versions.items()
-                                                        if v)) + "</p>")
-    title = "Fairness evaluation"
+    ctx = {
+        "threshold_on_report_split": bool(ev.info.get("threshold_on_report_split")),
+        "meta": _meta(ev), "findings": _findings_context(ev), "conf": f"{conf:.0%}",
+        "thresholds": _thresholds_table(ev), "warnings": list(ev.warnings),
+        "suppressed": (Markup(table_html(pd.DataFrame(ev.suppressed),
+                                         left=tuple(pd.DataFrame(ev.suppressed).columns)))
+                       if ev.suppressed else ""),
+        "min_group_size": ev.config.get("min_group_size"),
+        "summary": _summary_table(ev), "attributes": attributes, "tables": tables,
+        "underdiagnosis": _underdiagnosis_table(ev) if "any_finding" in per_label else "",
+        "config": Markup(table_html(pd.DataFrame({"option": list(config),
+                                                  "value": [json.dumps(v) for v in
+                                                            config.values()]}),
+                                    left=("option", "value"))),
+        "versions": ", ".join(f"{k} {v}" for k, v in ev.versions.items() if v),
+        "figure_files": sink.files,
+    }
+    body = templates().get_template("evaluation.html.j2").render(**ctx)
     subtitle = (f"{len(labels)} label(s): {', '.join(labels[:6])}{', ...' if len(labels) > 6 else ''}"
-                f" · attributes: {', '.join(attributes)}")
-    return render_page(title, "".join(parts), subtitle=subtitle)
+                f" · attributes: {', '.join(ev.attributes)}")
+    return render_page("Fairness evaluation", body, subtitle=subtitle)
+
+
+def evaluation_summary_html(ev, *, max_rows: int = 40) -> str:
+    """A compact HTML fragment of an evaluation (no figures): the findings in words, the summary
+    of gaps and the main label's per-group table, cut at ``max_rows`` rows. This is what
+    Jupyter shows for an :class:`~fairfoundry.Evaluation` (``_repr_html_``)."""
+    from markupsafe import Markup
+
+    labels = list(ev.labels)
+    per_label = _per_label(ev)
+    main_label = "macro" if "macro" in per_label else (labels[0] if labels else per_label[0])
+    wide = by_group_wide(ev, main_label)
+    ctx = {
+        "meta": _meta(ev), "findings": _findings_context(ev),
+        "conf": f"{float(ev.config.get('confidence', 0.95)):.0%}",
+        "labels": labels, "attributes": ev.attributes, "main_label": main_label,
+        "summary": _summary_table(ev),
+        "table": (Markup(table_html(wide, left=("attribute", "group"), right=_TABLE_METRICS,
+                                    max_rows=max_rows)) if not wide.empty else ""),
+        "n_warnings": len(ev.warnings),
+    }
+    return templates().get_template("evaluation_summary.html.j2").render(**ctx)

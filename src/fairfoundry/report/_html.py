@@ -1,7 +1,10 @@
 """Self-contained HTML pages: figures embedded as base64 PNG, CSS inline, no network.
 
 Every report fairfoundry writes (evaluation, data audit, model card) goes through
-:func:`render_page`, so they look alike and open offline.
+:func:`render_page`, so they look alike and open offline. The markup comes from jinja2 templates
+(``templates/*.html.j2``, package data) with autoescape: user text (column names, group values,
+file names) is escaped wherever it appears, and only already-rendered fragments travel as
+:class:`markupsafe.Markup`.
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from functools import lru_cache
 
-__all__ = ["figure_to_data_uri", "figure_html", "render_page", "table_html", "esc"]
+__all__ = ["figure_to_data_uri", "figure_html", "render_page", "table_html", "esc", "templates",
+           "format_cell"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:0;
@@ -30,7 +36,17 @@ figcaption{color:#5b6475;font-size:.85em}
 .note{background:#eef5ff;border-left:4px solid #3a78d8;padding:.5em .8em;margin:.6em 0}
 ul.reading li{margin:.3em 0}
 code{background:#f2f4f8;padding:0 3px;border-radius:3px}
+details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
 """
+
+@lru_cache(maxsize=1)
+def templates():
+    """The jinja2 environment of ``fairfoundry/report/templates`` (autoescape on, undefined
+    variables are errors)."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("fairfoundry.report", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def esc(text: object) -> str:
@@ -48,51 +64,65 @@ def figure_to_data_uri(fig, *, dpi: int = 110) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def figure_html(fig, *, caption: str = "", alt: str = "figure") -> str:
-    """A ``<figure>`` element with the embedded PNG of ``fig`` and an optional caption."""
-    uri = figure_to_data_uri(fig)
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{esc(alt)}" src="{uri}">{cap}</figure>'
+def figure_html(fig, *, caption: str = "", alt: str = "figure", uri: str | None = None,
+                files: Iterable[str] = ()) -> str:
+    """A ``<figure>`` element with the embedded PNG of ``fig`` (or a ready ``uri``), an optional
+    caption and the names of the files the figure was also written to."""
+    if uri is None:
+        uri = figure_to_data_uri(fig)
+    return templates().get_template("figure.html.j2").render(alt=alt, uri=uri, caption=caption,
+                                                              files=list(files))
+
+
+def format_cell(value, *, float_format: str = "{:.4g}", thousands: bool = False) -> str:
+    """The text of one table cell: NaN as an em dash, floats through ``float_format``,
+    integers with thousand separators when ``thousands``."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "—" if math.isnan(v) else float_format.format(v)
+    if thousands and isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    return str(value)
 
 
 def table_html(frame, *, float_format: str = "{:.4g}", max_rows: int = 500, left: Iterable[str] = (),
-               right: Iterable[str] = ()) -> str:
+               right: Iterable[str] = (), thousands: bool = False) -> str:
     """Render a DataFrame as a compact HTML table (NaN shown as an em dash).
 
     Columns in ``left`` are left-aligned; columns in ``right`` are right-aligned even where a
     cell holds text (a suppressed count ``<10``, a formatted ``45.5%``); other cells are
-    right-aligned when numeric."""
-    import math
-
+    right-aligned when numeric. ``thousands`` writes integers as ``12,345``. Rows beyond
+    ``max_rows`` are left out with a note (the CSV has them). Every cell is escaped by the
+    template."""
     left = set(left)
     right = set(right)
     cols = list(frame.columns)
-    head = "".join(f'<th class="{"l" if c in left else ""}">{esc(c)}</th>' for c in cols)
+    head = [(str(c), "l" if c in left else "") for c in cols]
     rows = []
     for rec in frame.head(max_rows).itertuples(index=False):
         cells = []
         for c, v in zip(cols, rec, strict=True):
-            if isinstance(v, float):
-                txt = "—" if math.isnan(v) else float_format.format(v)
-            else:
-                txt = esc(v)
+            txt = format_cell(v, float_format=float_format, thousands=thousands)
             is_left = c in left or (c not in right and not isinstance(v, (int, float)))
-            cells.append(f'<td class="{"l" if is_left else ""}">{txt}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    more = f'<p class="meta">{len(frame) - max_rows} more rows in the CSV.</p>' if len(frame) > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+            cells.append((txt, "l" if is_left else ""))
+        rows.append(cells)
+    more = (f"{len(frame) - max_rows:,} more rows in the CSV." if len(frame) > max_rows else "")
+    return templates().get_template("table.html.j2").render(head=head, rows=rows, more=more)
 
 
 def render_page(title: str, body: str, *, subtitle: str = "") -> str:
-    """A complete, self-contained HTML document (inline CSS, no external resources)."""
+    """A complete, self-contained HTML document (inline CSS, no external resources).
+
+    ``body`` is already-rendered HTML (from templates); ``title`` and ``subtitle`` are text."""
+    from markupsafe import Markup
+
     from .. import __version__
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    sub = f'<p class="meta">{esc(subtitle)}</p>' if subtitle else ""
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{_CSS}</style></head><body><main><h1>{esc(title)}</h1>{sub}"
-        f"{body}<hr><p class=\"meta\">Generated by fairfoundry {esc(__version__)} on {stamp}.</p>"
-        "</main></body></html>\n"
-    )
+    return templates().get_template("page.html.j2").render(
+        title=title, subtitle=subtitle, css=Markup(_CSS), body=Markup(body),
+        version=__version__, stamp=stamp) + "\n"
