@@ -294,8 +294,11 @@ def base_workspace(tmp_path_factory) -> Path:
     pd.read_csv(ws / "manifest.csv").to_parquet(ws / "manifest.parquet")
     adapt = (ROOT / "docs" / "adapt.md").read_text(encoding="utf-8")
     (ws / "config.yaml").write_text(re.search(r"```yaml\n(.*?)```", adapt, re.S).group(1))
+    embed = "fairfoundry embed --model fairfoundry-tiny --manifest manifest.csv --out emb"
+    assert embed in (ROOT / "docs" / "pretrain.md").read_text(encoding="utf-8")
     assert main(["embed", "--model", "fairfoundry-tiny", "--manifest", str(ws / "manifest.csv"),
                  "--out", str(ws / "emb"), "--cache-dir", str(ws / "cache")]) == 0
+    _remember(embed, ws)  # that page's command, run here once
     data = ROOT / "tests" / "data"
     home = ws / "home" / "data"
     home.mkdir(parents=True)
