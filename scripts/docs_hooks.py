@@ -192,18 +192,55 @@ def _relink(markdown: str, *, depth: int = 1) -> str:
                   lambda m: f"] (`{m.group('path')}`)", markdown) if depth == 0 else markdown
 
 
-_RUN_BLOCK = re.compile(r"^```python run\n(?P<code>.*?)^```\n", re.S | re.M)
+_RUN_BLOCK = re.compile(r"^```(?P<lang>python|bash) run\n(?P<code>.*?)^```\n", re.S | re.M)
+
+
+def _run_commands(code: str, *, where: str) -> str:
+    """Run the ``fairfoundry ...`` commands of a ```` ```bash run ```` block through the CLI.
+
+    Lines ending in ``\\`` continue; blank lines and ``#`` comments are skipped. Every command
+    must be a ``fairfoundry`` command (run in-process, in the page's directory); a non-zero exit
+    fails the build. Returns what the commands printed (stdout and stderr).
+    """
+    import contextlib
+    import io
+    import os
+    import shlex
+
+    from fairfoundry.cli import main
+
+    printed = io.StringIO()
+    for command in re.sub(r"\\\n", " ", code).splitlines():
+        args = shlex.split(command, comments=True)
+        if not args:
+            continue
+        if args[0] != "fairfoundry":
+            raise RuntimeError(f"docs example {where}: a bash run block runs fairfoundry "
+                               f"commands only, got {command!r}")
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            rc = main(args[1:])
+        if rc:
+            raise RuntimeError(f"docs example {where} failed (exit {rc}): {command}\n"
+                               f"{buf.getvalue()}")
+        printed.write(buf.getvalue().replace(os.getcwd() + os.sep, ""))
+    return printed.getvalue()
 
 
 def _run_examples(markdown: str, *, where: str) -> str:
     """Execute every ```` ```python run ```` block of a page and embed its output and figures.
+
+    ```` ```bash run ```` blocks hold ``fairfoundry`` commands, run through the CLI in the same
+    directory (see :func:`_run_commands`), so a page can run a command and read its outputs in
+    the next Python block; ``REPO`` (the checkout's root, a :class:`~pathlib.Path`) is defined
+    for pages that read files of the repository.
 
     The blocks of one page share a namespace and run in a fresh temporary directory, in order; the
     page shows each block's code, then what it printed, then every matplotlib figure it left open
     (embedded as PNG, then closed). An exception fails the build and names the page and block, so a
     broken tutorial cannot be published.
     """
-    if "```python run" not in markdown:
+    if "```python run" not in markdown and "```bash run" not in markdown:
         return markdown
     import base64
     import contextlib
@@ -216,7 +253,7 @@ def _run_examples(markdown: str, *, where: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    namespace: dict = {"__name__": "__docs__"}
+    namespace: dict = {"__name__": "__docs__", "REPO": ROOT}
     out: list[str] = []
     pos = 0
     with tempfile.TemporaryDirectory(prefix="ff-docs-") as tmp, contextlib.chdir(tmp):
@@ -225,13 +262,16 @@ def _run_examples(markdown: str, *, where: str) -> str:
             out.append(markdown[pos:match.start()])
             pos = match.end()
             buf = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(buf):
-                    exec(compile(code, f"{where} block {n}", "exec"), namespace)
-            except Exception as exc:
-                raise RuntimeError(f"docs example {where} block {n} failed:\n"
-                                   f"{traceback.format_exc()}") from exc
-            out.append(f"```python\n{code}```\n")
+            if match.group("lang") == "bash":
+                buf.write(_run_commands(code, where=f"{where} block {n}"))
+            else:
+                try:
+                    with contextlib.redirect_stdout(buf):
+                        exec(compile(code, f"{where} block {n}", "exec"), namespace)
+                except Exception as exc:
+                    raise RuntimeError(f"docs example {where} block {n} failed:\n"
+                                       f"{traceback.format_exc()}") from exc
+            out.append(f"```{match.group('lang')}\n{code}```\n")
             printed = buf.getvalue().rstrip()
             if printed:
                 out.append(f"\n```text\n{printed}\n```\n")

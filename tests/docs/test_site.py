@@ -133,3 +133,12 @@ def test_pages_render_in_headless_chromium(site, tmp_path, page, expected):
     # material's JavaScript ran: the search widget was initialised from the bundled index
     assert 'data-md-component="search"' in dom
     assert "md-sidebar" in dom
+
+
+def test_chexclusion_reproduction_was_executed_in_this_build(site):
+    """The reproduction page ran its two commands and compared them with the published tables."""
+    page = (site / "reproductions/chexclusion-nih.html").read_text(encoding="utf-8")
+    assert "evaluated 14 label(s) x 2 attribute(s) on 11,120 rows" in page  # the bash run blocks
+    assert "13 of 14 findings have &gt;= 10 positives in both sexes" in page
+    assert "finding x band cells have &gt;= 10 positives" in page
+    assert "threshold of prod(1 - p_k):" in page and "male &gt; female in 3 of 5 bands" in page

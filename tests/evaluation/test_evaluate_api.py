@@ -319,3 +319,46 @@ def test_one_step_calibration_refit_is_recorded_when_used(tmp_path):
     cols = ["estimate"]
     pd.testing.assert_frame_equal(ev.get("calibration_slope")[cols],
                                   exact.get("calibration_slope")[cols])
+
+
+def test_underdiagnosis_with_the_product_no_finding_rule(nih_small):
+    """no_finding_rule='product': score prod(1 - p_k), its own threshold chosen on val."""
+    labels = ["Effusion", "Edema", "Atelectasis"]
+    ev = fairfoundry.evaluate(nih_small, label=labels, sensitive="sex", no_finding_rule="product",
+                              threshold="max_f1")
+    nf = ev.thresholds[ev.thresholds["label"] == "prod(1 - p_k) (no finding)"].iloc[0]
+    score = np.prod([1 - nih_small[f"prob_{lab}"].to_numpy(float) for lab in labels], axis=0)
+    healthy = (~nih_small[labels].any(axis=1)).to_numpy().astype(int)
+    val = (nih_small["split"] == "val").to_numpy()
+    assert nf["chosen_on_split"] == "val"
+    assert nf["threshold"] == choose_threshold(healthy[val], score[val], "max_f1")
+    test = (nih_small["split"] == "test").to_numpy()
+    called_healthy = score >= nf["threshold"]
+    ud = ev.get("underdiagnosis_rate", label="any_finding", attribute="sex").set_index("group")
+    for sex in ("female", "male"):
+        m = test & (healthy == 0) & (nih_small["sex"] == sex).to_numpy()
+        assert ud.loc[sex, "estimate"] == pytest.approx(called_healthy[m].mean(), abs=1e-12)
+    assert ev.config["no_finding_rule"] == "product"
+    # the default rule is different: every label below its own threshold
+    default = fairfoundry.evaluate(nih_small, label=labels, sensitive="sex", threshold="max_f1")
+    assert default.config["no_finding_rule"] == "all_below"
+    d = default.get("underdiagnosis_rate", label="any_finding", attribute="sex")
+    assert not np.allclose(d["estimate"].to_numpy(), ud.loc[d["group"], "estimate"].to_numpy())
+
+
+def test_product_no_finding_rule_bad_combinations(nih_small):
+    with pytest.raises(FairfoundryError, match="no_finding_rule='bogus' is not one of"):
+        fairfoundry.evaluate(nih_small, label=["Effusion", "Edema"], sensitive="sex",
+                             no_finding_rule="bogus")
+    with pytest.raises(FairfoundryError, match="needs two or more labels"):
+        fairfoundry.evaluate(nih_small, label="Effusion", sensitive="sex", no_finding_rule="product")
+    with pytest.raises(FairfoundryError, match="both given"):
+        fairfoundry.evaluate(nih_small.assign(nf=0.5), label=["Effusion", "Edema"], sensitive="sex",
+                             no_finding_rule="product", no_finding_score="nf")
+
+
+def test_cli_no_finding_rule_names_its_flag(cli, tmp_path):
+    res = cli("evaluate", "--example", "nih-chexnet", "--label", "Effusion", "--sensitive", "sex",
+              "--no-finding-rule", "product", "--out", tmp_path / "o")
+    assert res.code == 2 and "--no-finding-rule" in res.err and "Traceback" not in res.err
+    assert not (tmp_path / "o" / "summary.json").exists()

@@ -152,6 +152,12 @@ def evaluate_command(
         help="Multi-label: a dedicated 'No Finding' score column for the underdiagnosis rate, "
              "e.g. --no-finding-score prob_No_Finding. Default: no finding = every label's score "
              "below its threshold."),
+    no_finding_rule: str = typer.Option(
+        "all_below", "--no-finding-rule",
+        help="Multi-label without --no-finding-score: how 'no finding' is predicted for the "
+             "underdiagnosis rate. all_below = every label's score below its threshold; "
+             "product = the score prod(1 - p_k) over the labels, with its own threshold chosen "
+             "on --threshold-split by the --threshold rule, e.g. --no-finding-rule product."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutations, e.g. "
                                                "--seed 1."),
     out: Path = typer.Option(
@@ -229,7 +235,8 @@ def evaluate_command(
                   degenerate_ci=degenerate_ci.lower().replace("-", "_"),
                   val_fraction=val_fraction, split_by=split_by,
                   ece_strategy=ece_strategy.lower(), n_jobs=jobs,
-                  scores_are_logits=scores_are_logits, no_finding_score=no_finding_score, seed=seed)
+                  scores_are_logits=scores_are_logits, no_finding_score=no_finding_score,
+                  no_finding_rule=no_finding_rule, seed=seed)
 
     table_formats = [t.strip().lower().lstrip(".") for t in _split_multi(tables)]
     table_formats = ["md" if t == "markdown" else "tex" if t == "latex" else t

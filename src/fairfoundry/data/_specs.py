@@ -717,7 +717,7 @@ def load_dataset(spec: DatasetSpec | str, root: str | os.PathLike, *, check_file
 
     if not isinstance(spec, DatasetSpec):
         spec = get_spec(spec)
-    root = Path(root)
+    root = Path(root).expanduser()  # "~/data/HAM10000" as in the docs
     if not root.exists():
         raise FairfoundryError(f"dataset root {root} does not exist")
     if not root.is_dir():

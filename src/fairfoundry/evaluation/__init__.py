@@ -4,7 +4,7 @@ Layer 1: validates inputs, chooses thresholds, calls :mod:`fairfoundry.metrics` 
 of metric values) and assembles the :class:`Evaluation`; the HTML lives in :mod:`fairfoundry.report`.
 """
 
-from ._evaluate import evaluate, prepare_evaluation
+from ._evaluate import NO_FINDING_RULES, evaluate, prepare_evaluation
 from ._examples import EXAMPLES, example_options
 from ._findings import HEADLINE_METRICS, find_findings, holm_adjust
 from ._macro import MACRO_LABEL
@@ -16,6 +16,7 @@ __all__ = [
     "EXAMPLES",
     "HEADLINE_METRICS",
     "MACRO_LABEL",
+    "NO_FINDING_RULES",
     "OUTPUT_FILES",
     "TABLE_FILES",
     "SUMMARY_COLUMNS",

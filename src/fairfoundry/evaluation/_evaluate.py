@@ -34,7 +34,13 @@ from ._result import Evaluation
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "prepare_evaluation"]
+__all__ = ["NO_FINDING_RULES", "evaluate", "prepare_evaluation"]
+
+#: how a multi-label model without a "no finding" output calls a sample "no finding"
+#: (``no_finding_rule=``; see :func:`evaluate`)
+NO_FINDING_RULES = ("all_below", "product")
+#: name of the ``product`` rule's score in the thresholds table
+PRODUCT_SCORE_NAME = "prod(1 - p_k)"
 
 
 
@@ -84,6 +90,7 @@ def prepare_evaluation(
     ece_strategy: str = "uniform",
     permutations: int = 0,
     no_finding_score: str | None = None,
+    no_finding_rule: str = "all_below",
     n_jobs: int = 1,
     source_name: str | None = None,
 ) -> EvaluationPlan:
@@ -119,7 +126,7 @@ def prepare_evaluation(
     used = report_mask | (thr_mask if thr_mask is not None else False)
     y_all, s_all, nf_all, no_finding_score = _labels_and_scores(
         frame, source, rows, used, cols.labels, cols.scores, logits=scores_are_logits,
-        no_finding_score=no_finding_score)
+        no_finding_score=no_finding_score, no_finding_rule=no_finding_rule)
     rep = report_mask[used]
     if not rep.any():
         raise FairfoundryError(f"no rows in the report split {report_split!r}")
@@ -164,6 +171,8 @@ def prepare_evaluation(
         "allow_threshold_on_report_split": bool(allow_threshold_on_report_split),
         "cluster": cluster, "reference": ref, "id_col": cols.id_col,
         "scores_are_logits": bool(scores_are_logits), "no_finding_score": no_finding_score,
+        "no_finding_rule": "score" if no_finding_score is not None else
+        str(no_finding_rule).lower().replace("-", "_"),
         "val_fraction": None if val_fraction is None else float(val_fraction),
         "split_by": split_by if val_fraction is not None else None,
         **options,
@@ -303,7 +312,8 @@ def _threshold_rows(rule, split: _Splits, *, report_split, allow_threshold_on_re
     return split.values == threshold_split, threshold_split == report_split, threshold_split
 
 
-def _labels_and_scores(frame, source, rows, used, labels, scores, *, logits, no_finding_score):
+def _labels_and_scores(frame, source, rows, used, labels, scores, *, logits, no_finding_score,
+                       no_finding_rule="all_below"):
     """Binary labels and numeric scores of every used row (checked, naming the row), and the
     optional dedicated "no finding" score."""
     used_frame = frame.loc[used].reset_index(drop=True)
@@ -318,10 +328,25 @@ def _labels_and_scores(frame, source, rows, used, labels, scores, *, logits, no_
         y_all[lab] = binary_labels(used_frame, lab, _namer)
         s_all[lab] = numeric_scores(used_frame, sc, _namer, logits=logits)
     nf_all = None
+    no_finding_rule = str(no_finding_rule).lower().replace("-", "_")
+    if no_finding_rule not in NO_FINDING_RULES:
+        raise FairfoundryError(f"no_finding_rule={no_finding_rule!r} is not one of "
+                               f"{', '.join(NO_FINDING_RULES)}", param="no_finding_rule",
+                               hint=did_you_mean(no_finding_rule, NO_FINDING_RULES, what="rules"))
+    if no_finding_rule == "product" and no_finding_score is not None:
+        raise FairfoundryError("no_finding_rule='product' and no_finding_score= both given: the "
+                               "product is itself a no-finding score; give one",
+                               param="no_finding_rule")
     if no_finding_score is not None:
         no_finding_score = resolve_column(frame, no_finding_score, option="--no-finding-score",
                                           source=source)
         nf_all = numeric_scores(used_frame, no_finding_score, _namer, logits=logits)
+    elif no_finding_rule == "product":
+        if len(labels) < 2:
+            raise FairfoundryError("no_finding_rule='product' needs two or more labels, got "
+                                   f"{len(labels)}", param="no_finding_rule")
+        # P(no finding) if the labels were independent given the image: prod_k (1 - p_k)
+        nf_all = np.prod([1.0 - s_all[lab] for lab in labels], axis=0)
     return y_all, s_all, nf_all, no_finding_score
 
 
@@ -352,7 +377,8 @@ def _choose_thresholds(labels, y_all, s_all, rule, sel, *, thr_split_name, on_re
         sel = sel if rule.needs_labels else None
         nf_threshold = (choose_threshold((~any_pos[sel]).astype(int), nf_all[sel], rule)
                         if sel is not None else float(rule.value))
-        thresholds.append({"label": f"{no_finding_score} (no finding)", "threshold": nf_threshold,
+        nf_name = no_finding_score if no_finding_score is not None else PRODUCT_SCORE_NAME
+        thresholds.append({"label": f"{nf_name} (no finding)", "threshold": nf_threshold,
                            "rule": str(rule), "method": rule.method,
                            "chosen_on_split": thr_split_name,
                            "n_rows_chosen_on": int(sel.sum()) if sel is not None else 0,
@@ -569,7 +595,16 @@ def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) 
         Permutation-test replicates for p-values of gaps (0: none).
     no_finding_score : str, optional
         A dedicated "no finding" score column for the underdiagnosis rate; without it a sample is
-        predicted "no finding" when every label's score is below its threshold.
+        predicted "no finding" by ``no_finding_rule``.
+    no_finding_rule : {"all_below", "product"}
+        How a multi-label model without a "no finding" output calls a sample "no finding" for the
+        underdiagnosis rate. ``all_below`` (default): every label's score is below its own
+        threshold. ``product``: a dedicated score :math:`\\prod_k (1 - p_k)` (the probability of
+        no finding if the labels were independent given the image) called "no finding" at or
+        above its own threshold, chosen by the ``threshold`` rule on the threshold split with
+        "no finding" (no positive label) as the positive class, like a ``no_finding_score``
+        column. Seyyed-Kalantari et al. (Nature Medicine 2021) thresholded their model's own
+        "No Finding" output; neither rule is theirs.
     n_jobs : int
         Threads for the bootstrap (results do not depend on it).
     source_name : str, optional
