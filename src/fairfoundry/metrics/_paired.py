@@ -9,9 +9,18 @@ percentile intervals and a simultaneous (family-wise) band from the same replica
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["t_interval", "paired_bootstrap_intervals"]
+
+
+@lru_cache(maxsize=256)
+def _t_quantile(q: float, df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
 
 
 def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -32,8 +41,6 @@ def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float
     >>> [round(v, 3) for v in t_interval([0.01, 0.03, 0.02])]
     [0.02, -0.005, 0.045]
     """
-    from scipy.stats import t
-
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if len(v) == 0:
@@ -41,7 +48,7 @@ def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float
     m = float(v.mean())
     if len(v) < 2:
         return m, np.nan, np.nan
-    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    half = float(_t_quantile(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
     return m, m - half, m + half
 
 

@@ -156,14 +156,19 @@ def paired_replicates(predictions: dict, *, thresholds: dict, sensitive: list[st
     return est, reps, events
 
 
-def _pair(table: pd.DataFrame, a: str, b: str, col: str, reps: dict | None, est: dict | None,
+def _wide(table: pd.DataFrame, cols: list[str]) -> dict[str, dict[str, pd.Series]]:
+    """Per column, per method: its values by seed."""
+    return {c: {m: g.set_index("seed")[c] for m, g in table.groupby("method", sort=False)} for c in cols}
+
+
+def _pair(wide: dict, a: str, b: str, col: str, reps: dict | None, est: dict | None,
           confidence: float) -> tuple[float, float, float, int, str]:
     """Difference a - b of ``col``: paired over seeds (>= 2 shared) or over shared resamples."""
     from ..metrics import paired_bootstrap_intervals, t_interval
 
-    wide = table.pivot_table(index="seed", columns="method", values=col, aggfunc="first")
-    if a in wide.columns and b in wide.columns:
-        d = (wide[a] - wide[b]).dropna().to_numpy(dtype=float)
+    w = wide[col]
+    if a in w and b in w:
+        d = (w[a] - w[b]).dropna().to_numpy(dtype=float)
         if len(d) >= 2:
             m, lo, hi = t_interval(d, confidence=confidence)
             return m, lo, hi, len(d), f"paired t over {len(d)} seeds"
@@ -214,15 +219,15 @@ def compare_runs(table: pd.DataFrame, *, sensitive: list[str], reference: str = 
     others = [m for m in methods if m != reference]
     K = max(1, len(others) * len(cols))
     events = events or {}
+    wide = _wide(table, cols)
     rows = []
     boot_keys: list[tuple[str, str]] = []
     for m in others:
         for col in cols:
-            d, lo, hi, n, how = _pair(table, m, reference, col, replicates, estimates, confidence)
+            d, lo, hi, n, how = _pair(wide, m, reference, col, replicates, estimates, confidence)
             sim_lo = sim_hi = np.nan
             if how.startswith("paired t"):
-                wide = table.pivot_table(index="seed", columns="method", values=col, aggfunc="first")
-                _, sim_lo, sim_hi = t_interval((wide[m] - wide[reference]).dropna().to_numpy(float),
+                _, sim_lo, sim_hi = t_interval((wide[col][m] - wide[col][reference]).dropna().to_numpy(float),
                                                confidence=1 - (1 - confidence) / K)
             elif how:
                 boot_keys.append((m, col))
@@ -257,7 +262,7 @@ def compare_runs(table: pd.DataFrame, *, sensitive: list[str], reference: str = 
     diffs["status"] = status
     diffs["reason"] = reason
     interval = "; ".join(sorted({h for h in diffs["interval"] if h})) or "none"
-    means = _means(table, sensitive=sensitive, cols=cols, replicates=replicates, estimates=estimates,
+    means = _means(table, wide, sensitive=sensitive, cols=cols, replicates=replicates, estimates=estimates,
                    confidence=confidence)
     chance = _chance(table)
     verdict = _verdict(diffs, reference=reference, K=K, interval=interval, chance=chance)
@@ -265,7 +270,7 @@ def compare_runs(table: pd.DataFrame, *, sensitive: list[str], reference: str = 
                       reference=reference, chance=chance)
 
 
-def _means(table, *, sensitive, cols, replicates, estimates, confidence) -> pd.DataFrame:
+def _means(table, wide, *, sensitive, cols, replicates, estimates, confidence) -> pd.DataFrame:
     g = table.groupby("method", sort=False)
     means = g[cols].mean().reset_index()
     means.insert(1, "seeds", g.size().to_numpy())
@@ -282,8 +287,8 @@ def _means(table, *, sensitive, cols, replicates, estimates, confidence) -> pd.D
             for j in methods:
                 if i == j:
                     continue
-                da, lo_a, hi_a, _, _ = _pair(table, j, i, "auc", replicates, estimates, confidence)
-                dg, lo_g, hi_g, _, _ = _pair(table, j, i, gap, replicates, estimates, confidence)
+                _, lo_a, _, _, _ = _pair(wide, j, i, "auc", replicates, estimates, confidence)
+                _, _, hi_g, _, _ = _pair(wide, j, i, gap, replicates, estimates, confidence)
                 better_auc = np.isfinite(lo_a) and lo_a > 0
                 better_gap = np.isfinite(hi_g) and hi_g < 0
                 if ((better_auc and pt.loc[j, gap] <= pt.loc[i, gap])
