@@ -51,7 +51,8 @@ def main() -> None:
             said += int((dd["status"] == "differs").any())
             per += list((dd["ci_low"] > 0) | (dd["ci_high"] < 0))
         out[scenario] = (said, float(np.mean(per)), len(per))
-        print(f"{scenario}: done, {time.time() - t0:.0f} s", flush=True)
+        print(f"{scenario}: 'differs' in {said} of {args.datasets}; single CIs excluding 0: "
+              f"{np.mean(per):.1%} of {len(per)} ({time.time() - t0:.0f} s)", flush=True)
     n = args.datasets
     print(f"{n} null comparisons per scenario (3 methods equal to ERM, K = 6 comparisons), "
           f"bootstrap {args.bootstrap}")
