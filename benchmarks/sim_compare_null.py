@@ -11,7 +11,8 @@ family-wise over the K = 2 methods x 3 metrics comparisons):
   bootstrap over test samples (``--bootstrap`` resamples, clustered by patient) and its max-T
   band over K.
 
-    PYTHONPATH=src python benchmarks/sim_compare_null.py --datasets 400 --bootstrap 200
+    PYTHONPATH=src python benchmarks/sim_compare_null.py --datasets 200 --bootstrap 100
+    PYTHONPATH=src python benchmarks/sim_compare_null.py --datasets 600 --seed 1 --scenarios seeds
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ def main() -> None:
     ap.add_argument("--datasets", type=int, default=400)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenarios", default="seeds,bootstrap", help="comma-separated: seeds, bootstrap")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     out = {}
-    for scenario in ("seeds", "bootstrap"):
+    for scenario in args.scenarios.split(","):
         said, per = 0, []
         for d in range(args.datasets):
             if scenario == "seeds":
