@@ -30,7 +30,8 @@ def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float
 
     NaN values are dropped; the interval is NaN with fewer than two values (the mean is still
     returned with one). For paired differences :math:`d_s = x_{m,s} - x_{\mathrm{ref},s}` over
-    seeds :math:`s` this is the paired t-interval (Student, 1908).
+    seeds :math:`s` this is the paired t-interval. Source: Student, "The probable error of a
+    mean", Biometrika 1908.
 
     Returns
     -------
@@ -62,10 +63,17 @@ def paired_bootstrap_intervals(estimates, replicates, *, confidence: float = 0.9
     Family-wise: the bootstrap max-T band :math:`\hat d_k \pm c\,\hat\sigma_k` with
     :math:`\hat\sigma_k` the replicates' standard deviation and :math:`c` the
     :math:`1-\alpha` quantile of :math:`\max_k |d^*_{b,k} - \hat d_k| / \hat\sigma_k`, so all
-    K intervals cover together with probability about :math:`1-\alpha` (Romano & Wolf,
-    Econometrica 2005; Westfall & Young, 1993). Comparisons with a zero or undefined spread
+    K intervals cover together with probability about :math:`1-\alpha`. Source: Romano & Wolf,
+    "Stepwise multiple testing as formalized data snooping", Econometrica 2005; Westfall &
+    Young, "Resampling-Based Multiple Testing", 1993. Comparisons with a zero or undefined spread
     get an empty-width band (they never differ unless their estimate is not 0) and do not
     enter :math:`c`.
+
+    Examples
+    --------
+    >>> r = paired_bootstrap_intervals([0.0], [[-0.02], [0.01], [0.0], [0.02], [-0.01]])
+    >>> bool(r["sim_low"][0] < 0 < r["sim_high"][0])
+    True
 
     Returns
     -------
