@@ -73,6 +73,7 @@ def test_one_seed_without_replicates_is_not_estimable_and_chance_is_said():
                       {"method": "x", "seed": 0, "auc": 0.8, "auc_ci_low": 0.75, "auc_ci_high": 0.85}])
     c = compare_runs(t, sensitive=[])
     assert (c.differences["status"] == "not estimable").all()
+    assert c.verdict[0].startswith("No difference to ERM could be judged")
     assert c.chance == ["erm seed 0"]
     assert any(s.startswith("At chance (test AUC 95 % CI includes 0.5): erm seed 0") for s in c.verdict)
 
@@ -128,3 +129,11 @@ def test_one_seed_paired_bootstrap_finds_a_real_improvement():
     c = _one_seed_comparison(preds, n_bootstrap=100, seed=0)
     assert c.verdict[0].startswith("better differs from ERM at 95 %")
     assert "test AUC +" in c.verdict[0] and "(better)" in c.verdict[0]
+
+
+def test_too_few_resamples_are_not_estimable():
+    preds = _null_predictions(np.random.default_rng(6), methods=("erm", "a"))
+    c = _one_seed_comparison(preds, n_bootstrap=5, seed=0)
+    assert (c.differences["status"] == "not estimable").all()
+    assert c.differences["reason"].str.contains("fewer than 20 bootstrap resamples").all()
+    assert c.verdict[0].startswith("No difference to ERM could be judged")

@@ -34,6 +34,8 @@ __all__ = ["Comparison", "compare_runs", "paired_replicates", "write_comparison"
 
 #: fewest positives and negatives (in every group of an attribute) for a difference to be judged
 MIN_EVENTS = 10
+#: fewest bootstrap resamples for a paired-bootstrap interval (fewer: "not estimable")
+MIN_RESAMPLES = 20
 #: per-attribute summaries compared with ERM (the first is the plotted fairness axis)
 COMPARED_GAPS = ("equalized_odds_difference", "auc_gap")
 #: direction of "better" per summary: +1 higher is better, -1 lower is better
@@ -173,6 +175,8 @@ def _pair(wide: dict, a: str, b: str, col: str, reps: dict | None, est: dict | N
             m, lo, hi = t_interval(d, confidence=confidence)
             return m, lo, hi, len(d), f"paired t over {len(d)} seeds"
     if reps is not None and a in reps and b in reps and col in reps[a]:
+        if np.isfinite(reps[a][col] - reps[b][col]).sum() < MIN_RESAMPLES:
+            return np.nan, np.nan, np.nan, 1, "paired bootstrap over test samples (too few resamples)"
         dd = float(est[a][col] - est[b][col])
         r = paired_bootstrap_intervals([dd], (reps[a][col] - reps[b][col])[:, None], confidence=confidence)
         return dd, float(r["low"][0]), float(r["high"][0]), 1, "paired bootstrap over test samples"
@@ -229,7 +233,7 @@ def compare_runs(table: pd.DataFrame, *, sensitive: list[str], reference: str = 
             if how.startswith("paired t"):
                 _, sim_lo, sim_hi = t_interval((wide[col][m] - wide[col][reference]).dropna().to_numpy(float),
                                                confidence=1 - (1 - confidence) / K)
-            elif how:
+            elif how and np.isfinite(d):
                 boot_keys.append((m, col))
             ev = events.get(col, np.nan)
             rows.append({"method": m, "reference": reference, "metric": col, "difference": d, "ci_low": lo,
@@ -249,7 +253,10 @@ def compare_runs(table: pd.DataFrame, *, sensitive: list[str], reference: str = 
         if not (np.isfinite(r.sim_low) and np.isfinite(r.sim_high)):
             status.append("not estimable")
             reason.append("fewer than two seeds shared with the reference and no paired bootstrap"
-                          if not r.interval else "the metric is undefined in some seeds or resamples")
+                          if not r.interval else
+                          f"fewer than {MIN_RESAMPLES} bootstrap resamples where the metric is defined"
+                          if "too few resamples" in r.interval else
+                          "the metric is undefined in some seeds or resamples")
         elif np.isfinite(r.events) and r.events < MIN_EVENTS:
             status.append("too few to judge")
             reason.append(f"a group has {int(r.events)} positives or negatives (< {MIN_EVENTS})")
@@ -318,10 +325,12 @@ def _verdict(diffs: pd.DataFrame, *, reference: str, K: int, interval: str, chan
     differ = diffs[diffs["status"] == "differs"]
     if not len(diffs):
         out.append(f"Only {reference} was run: nothing to compare.")
+    elif not (diffs["status"].isin(["differs", "no difference shown"])).any():
+        out.append(f"No difference to {reference.upper() if reference == 'erm' else reference} could be judged: "
+                   "every comparison is too few to judge or not estimable.")
     elif not len(differ):
-        what = "" if (diffs["status"] == "no difference shown").any() else " (nothing could be judged)"
         out.append(f"No method differs from {reference.upper() if reference == 'erm' else reference} at 95 % "
-                   f"({fam}; {interval}){what}.")
+                   f"({fam}; {interval}).")
     else:
         names = list(dict.fromkeys(differ["method"]))
         parts = []
