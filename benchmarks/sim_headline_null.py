@@ -11,8 +11,8 @@ permutations of whole patients across every pairwise comparison, CI excluding 0)
 
 With ``--planted 0.15``: in each data set the 25 % group's Effusion TPR is lowered by 0.15
 (that many of its detected positives get a score just below the threshold); we count the data
-sets whose headline finds "Effusion TPR lower for that group" (target: >= 90 %, the group has
->= 300 positives, checked).
+sets whose headline finds "Effusion TPR lower for that group" (target: >= 90 % when the group
+has >= 300 positives; the rate is printed over every data set and over those with >= 300).
 
     PYTHONPATH=src python benchmarks/sim_headline_null.py --datasets 200
     PYTHONPATH=src python benchmarks/sim_headline_null.py --datasets 200 --planted 0.15
@@ -91,6 +91,7 @@ def main() -> None:
     thr = {lab: choose_threshold(val[lab].to_numpy(), val[f"prob_{lab}"].to_numpy(), rule)
            for lab in NIH_LABELS}
     hits, found, pos_min, fam = 0, 0, [], []
+    n300 = found300 = 0
     t0 = time.time()
     for d in range(args.start, args.start + args.datasets):
         rng = np.random.default_rng([args.seed, d])
@@ -103,6 +104,9 @@ def main() -> None:
             ok = sig[(sig["label"] == "Effusion") & (sig["metric"] == "tpr")
                      & (sig["group_low"] == NAMES[1])]
             found += int(not ok.empty)
+            if pos >= 300:
+                n300 += 1
+                found300 += int(not ok.empty)
             hits += int(not sig.drop(ok.index).empty)
         else:
             hits += int(not sig.empty)
@@ -115,7 +119,8 @@ def main() -> None:
         print(f"planted TPR gap {args.planted} in group {NAMES[1]} "
               f"(Effusion positives in the group: min {min(pos_min)}, median "
               f"{int(np.median(pos_min))})")
-        print(f"found in {found} of {n} = {found / n:.1%} (target >= 90 %)")
+        print(f"found in {found} of {n} = {found / n:.1%}; in the {n300} data sets whose group has >= 300 "
+              f"positives: {found300} of {n300} = {found300 / max(n300, 1):.1%} (target >= 90 %)")
         print(f"other (false) headlines in {hits} of {n} = {hits / n:.1%}")
     else:
         print(f"headline states a difference in {hits} of {n} = {hits / n:.1%} (target <= 5 %)")

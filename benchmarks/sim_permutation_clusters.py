@@ -38,6 +38,9 @@ def main() -> None:
     ap.add_argument("--switch", type=float, default=0.10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="first data set (seeded by (seed, d))")
+    ap.add_argument("--scenarios", default="constant,switch", help="comma-separated: constant, switch")
+    ap.add_argument("--schemes", default="cluster,rows",
+                    help="comma-separated: cluster (patient-level, fairfoundry's), rows (image-level)")
     args = ap.parse_args()
     df = nih_chexnet()
     val, test = df[df["split"] == "val"], df[df["split"] == "test"].reset_index(drop=True)
@@ -47,8 +50,8 @@ def main() -> None:
     pid = test["patient_id"].to_numpy()
     inv = np.unique(pid, return_inverse=True)[1]
     sizes = np.bincount(inv)
-    rej = {(sc, how, st): 0 for sc in ("constant", "switch") for how in ("cluster", "rows")
-           for st in STATS}
+    scenarios, schemes = args.scenarios.split(","), args.schemes.split(",")
+    rej = {(sc, how, st): 0 for sc in scenarios for how in schemes for st in STATS}
     t0 = time.time()
     for d in range(args.start, args.start + args.datasets):
         rng = np.random.default_rng([args.seed, d])
@@ -60,7 +63,11 @@ def main() -> None:
         pick = rng.choice(multi, size=min(k, multi.size), replace=False)
         switched[pick] = (base[pick] + rng.integers(1, 3, pick.size)) % 3
         for sc, g in (("constant", base), ("switch", switched)):
+            if sc not in scenarios:
+                continue
             for how, cl in (("cluster", pid), ("rows", None)):
+                if how not in schemes:
+                    continue
                 res = evaluate_groups(y, s, threshold=thr, groups=g.astype(np.int64),
                                       group_names=["a", "b", "c"],
                                       metrics=["n", "positives", "tpr", "fpr"], cluster=cl,

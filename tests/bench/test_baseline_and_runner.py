@@ -31,8 +31,22 @@ def test_baseline_audit_on_the_bundled_nih_xrays(cli, tmp_path, monkeypatch):
     assert set(pg["label"]) == {"Infiltration", "Atelectasis"}
     assert {"female", "male", "20-39", "80+"} <= set(pg["group"])
     assert (pg.loc[pg["attribute"] == "overall", "n"] == (m["split"] == "test").sum()).all()
+    # a value resting on fewer than 10 of its own events is NaN with the reason, never "0 [0, 0]"
+    from fairfoundry.bench._baseline import MIN_EVENTS
+
+    few_auc = pg[["positives", "negatives"]].min(axis=1) < MIN_EVENTS
+    assert few_auc.any()  # 61 test patients: some age groups are tiny
+    assert pg.loc[few_auc, ["auc", "auc_ci_low", "auc_ci_high"]].isna().all().all()
+    assert pg.loc[few_auc, "note"].str.contains("AUC: too few to judge").all()
+    assert pg.loc[~few_auc, "auc"].notna().all()
+    assert pg.loc[pg["positives"] < MIN_EVENTS, "tpr"].isna().all()
     html = (out / "baseline_audit.html").read_text()
     assert "Attribute probe" in html and "fairfoundry-tiny" in html
+    assert "AUC [95% CI]" in html and "test images" in html and "too few to judge" in html
+    assert "auc_ci_low" not in html and "[0.000, 0.000]" not in html
+    assert html.count("<img") == 1 + 2  # attribute probe + one forest plot per label
+    for lab in ("Infiltration", "Atelectasis"):
+        assert (out / "figures" / f"per_group_auc_{lab}.svg").read_text().lstrip().startswith("<?xml")
     assert json.loads((out / "experiment.json").read_text())["seed"] == 0
     assert (out / "run" / "model_card.md").exists()
     r = cli("experiment", "baseline-audit", "--out", out)

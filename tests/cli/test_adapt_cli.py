@@ -94,7 +94,15 @@ def test_fit_several_methods_and_seeds_compares_them(cli, tiny, tmp_path):
     assert set(table["method"]) == {"erm", "reweigh", "group-threshold(constraint=eopp)"}
     assert "sex:equalized_odds_difference" in table.columns and "age:auc_gap" in table.columns
     assert (table["auc_ci_low"] <= table["auc"]).all() and (table["auc"] <= table["auc_ci_high"]).all()
-    assert "Pareto" in (out / "comparison.html").read_text()
+    html = (out / "comparison.html").read_text()
+    assert "Pareto" in html and "Verdict" in html
+    diffs = pd.read_csv(out / "comparison_to_erm.csv")
+    assert set(diffs["method"]) == {"reweigh", "group-threshold(constraint=eopp)"}
+    assert (diffs["interval"] == "paired t over 2 seeds").all()
+    assert set(diffs["status"]) <= {"differs", "no difference shown", "too few to judge"}
+    verdict = json.loads((out / "comparison.json").read_text())["verdict"]
+    assert verdict[0].startswith(("No method differs from ERM at 95 %", "reweigh", "group-threshold"))
+    assert verdict[0] in html
     assert (out / "erm-seed1" / "predictions.parquet").exists()
     assert not (out / "erm-seed1" / "evaluation" / "report.html").exists()
 

@@ -236,15 +236,48 @@ def _unit(audit) -> tuple[str | None, str]:
     return "patients", ""
 
 
+def _share_ci(audit, attribute: str, group: str, unit: str | None) -> tuple[float, float, float, int, str, int]:
+    """Share of ``group`` among the known values of ``attribute`` with its 95 % Wilson interval.
+
+    The sample size is the number of independent units: patients (or lesions) when the dataset
+    has them, since images of one patient are not independent draws, else images. Returns
+    (share, low, high, n units, unit word, units in the group)."""
+    from ..metrics._bootstrap import proportion_interval
+
+    g = audit.groups[(audit.groups["attribute"] == attribute) & (audit.groups["group"] != "unknown")]
+    col = "n_patients" if unit is not None and "n_patients" in g.columns else "n"
+    x = g.loc[g["group"] == group, col]
+    x = float(x.iloc[0]) if len(x) else 0.0
+    n = float(g[col].sum())
+    if n <= 0:
+        return float("nan"), float("nan"), float("nan"), 0, unit or "images", 0
+    lo, hi = proportion_interval(x, n)
+    return x / n, lo, hi, int(n), unit or "images", int(x)
+
+
+def _pct_ci(share: float, lo: float, hi: float) -> str:
+    return f"{100 * share:.1f}% [95% CI {100 * lo:.1f}-{100 * hi:.1f}%]"
+
+
 def headline(audit) -> list[str]:
-    """The audit in words: who is missing, and the largest imbalance (exact counts, so no
-    interval is needed; small counts are shown suppressed)."""
+    """The audit in words: who is missing, and the largest imbalance, each backed by counts and,
+    for shares, a 95 % Wilson interval over the independent units (patients or lesions where the
+    dataset has them, else images). "Under-represented" is said only when the whole interval of
+    the share is below 0.8 of the reference share (the four-fifths rule of thumb); a point
+    estimate below it with an interval that is not is "too few to judge"."""
     k = audit.min_group_size
+    unit, _ = _unit(audit)
     out = []
     s = audit.summary()
     if s["attributes_missing"]:
         out.append(f"Not recorded: {', '.join(s['attributes_missing'])}, so fairness by them "
                    "cannot be checked on this data.")
+    miss = audit.missingness
+    partly = miss[miss["recorded"] & (miss["share_unknown"] >= 0.05) & (miss["share_unknown"] < 1)]
+    if len(partly):
+        worst = partly.sort_values("share_unknown").iloc[-1]
+        out.append(f"Most often unknown: {worst['attribute']} ({int(worst['n_unknown']):,} of "
+                   f"{s['n_samples']:,} images, {100 * worst['share_unknown']:.1f}%).")
     geo = audit.geography
     absent = geo[(geo["level"].isin(["region", "income_group"])) & (geo["n"] == 0)]
     if len(absent):
@@ -252,10 +285,22 @@ def headline(audit) -> list[str]:
     rep = audit.representation
     if len(rep):
         low = rep[rep["ratio"] < 0.8].sort_values("ratio")  # the four-fifths rule of thumb
-        for r in low.head(3).itertuples(index=False):
-            out.append(f"{r.attribute}={r.group} is under-represented: {100 * r.share_known:.1f}% "
-                       f"of known values vs {100 * r.reference_share:.1f}% in the reference "
-                       f"(ratio {r.ratio:.2f} < 0.8).")
+        unsure = []
+        said = 0
+        for r in low.itertuples(index=False):
+            share, lo, hi, n, what, _ = _share_ci(audit, r.attribute, r.group, unit)
+            if not (hi / r.reference_share < 0.8):
+                unsure.append(f"{r.attribute}={r.group}")
+                continue
+            if said < 3:
+                out.append(f"{r.attribute}={r.group} is under-represented: {_pct_ci(share, lo, hi)} of "
+                           f"{n:,} {what} with a known value vs {100 * r.reference_share:.1f}% in the "
+                           f"reference (ratio {share / r.reference_share:.2f}; the whole interval is under "
+                           "0.8 of the reference).")
+                said += 1
+        if unsure:
+            out.append("Below 0.8 of the reference on the point estimate but too few to judge (the 95% "
+                       "interval reaches 0.8): " + ", ".join(unsure) + ".")
     imb = audit.imbalance
     imb = imb[(imb["n_groups"] >= 2) & imb["attribute"].isin(audit.attributes)]
     if len(imb):
@@ -268,10 +313,14 @@ def headline(audit) -> list[str]:
         def count(n):
             return f"<{k}" if 0 < n < k else f"{int(n):,}"
 
-        ratio = (f" ({worst['min_max_ratio']:.2g} of the largest)"
-                 if small["n"] >= k else "")
+        detail = ""
+        if small["n"] >= k:
+            share, lo, hi, n, what, x = _share_ci(audit, worst["attribute"], small["group"], unit)
+            units = f"{x:,} {what}, " if unit is not None else ""
+            detail = (f" ({worst['min_max_ratio']:.2g} of the largest; {units}{_pct_ci(share, lo, hi)} of "
+                      f"{n:,} {what} with a known {worst['attribute']})")
         out.append(f"Largest imbalance: {worst['attribute']}, where {small['group']} has "
-                   f"{count(small['n'])} images{ratio} and {large['group']} {count(large['n'])}.")
+                   f"{count(small['n'])} images{detail} and {large['group']} {count(large['n'])}.")
     return out
 
 
@@ -285,7 +334,7 @@ def _templates():
 def audit_html(audit, *, title: str | None = None) -> str:
     """Render an :class:`~fairfoundry.audit.Audit` as a self-contained HTML page (the body is
     the jinja2 template ``templates/audit.html.j2``, autoescaped)."""
-    from markupsafe import Markup
+    from markupsafe import Markup, escape
 
     s = audit.summary()
     name = audit.dataset or "manifest"
@@ -345,12 +394,20 @@ def audit_html(audit, *, title: str | None = None) -> str:
         sections.append({"title": f"Small groups (< {k} images)", "parts": [
             tab(audit.suppressed(audit.small_groups), left=["attribute", "group"])]})
     leak = []
+    one = {"patients": "patient", "lesions": "lesion"}.get(unit or "", "patient")
     if audit.leakage is None:
         leak.append(Markup("<p>No split or patient column: leakage not checked.</p>"))
+    elif unit is None:
+        leak.append(Markup(f"<p>No patient ids ({escape(no_unit)}): leakage of a patient across splits "
+                           "cannot be checked; near-duplicate images can still leak (see "
+                           "<code>fairfoundry curate</code>).</p>"))
     elif len(audit.leakage) == 0:
-        leak.append(Markup("<p>No patient appears in more than one split.</p>"))
+        extra = (" (lesion ids: several lesions of one patient can still straddle splits)"
+                 if unit == "lesions" else "")
+        leak.append(Markup(f"<p>No {one} appears in more than one split{extra}.</p>"))
     else:
-        leak.append(Markup(table_html(audit.leakage, left=["patient_id", "splits"])))
+        leak.append(Markup(table_html(audit.leakage.rename(columns={"patient_id": f"{one}_id"}),
+                                      left=[f"{one}_id", "splits"])))
     if audit.duplicates is None:
         leak.append(Markup("<p>Exact duplicates not checked (use <code>--duplicates</code>).</p>"))
     elif len(audit.duplicates) == 0:

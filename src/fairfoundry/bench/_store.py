@@ -127,16 +127,9 @@ class ResultsStore:
 
 
 def _t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    from scipy.stats import t
+    from ..metrics import t_interval
 
-    v = values[np.isfinite(values)]
-    if len(v) == 0:
-        return np.nan, np.nan, np.nan
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, np.nan, np.nan
-    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - half, m + half
+    return t_interval(values, confidence=confidence)
 
 
 def leaderboard(results: pd.DataFrame, *, metric: str = "auc", attribute: str = "overall",

@@ -41,6 +41,7 @@ from ._engine import (
     underdiagnosis_by_group,
 )
 from ._options import EngineOptions
+from ._paired import paired_bootstrap_intervals, t_interval
 from ._persample import evaluate_group_means
 from ._ranking import average_precision, roc_auc
 from ._summary import (
@@ -89,4 +90,6 @@ __all__ = [
     "THRESHOLD_METHODS", "ThresholdRule", "choose_threshold", "parse_threshold", "roc_points",
     # per-sample values (Dice, hallucination flags) averaged per group, same replicates
     "evaluate_group_means",
+    # paired differences (over seeds; over shared bootstrap resamples)
+    "paired_bootstrap_intervals", "t_interval",
 ]

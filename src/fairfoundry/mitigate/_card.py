@@ -45,6 +45,24 @@ def _data_summary(manifest, groups, y, split_col) -> list[dict]:
     return rows
 
 
+def chance_sentences(by_group) -> list[str]:
+    """One sentence per label whose overall test AUC 95 % CI includes 0.5 (the model is at chance
+    there), and per label whose whole interval lies below 0.5."""
+    o = by_group[(by_group["metric"] == "auc") & (by_group["attribute"] == "overall")]
+    out = []
+    for r in o.itertuples(index=False):
+        if not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)):
+            continue
+        what = f"test AUC {_ci(r.estimate, r.ci_low, r.ci_high)}" + (f" for {r.label}" if o["label"].nunique() > 1 else "")
+        if r.ci_low <= 0.5 <= r.ci_high:
+            out.append(f"At chance: {what}; the 95% CI includes 0.5, so this model is not shown to rank patients "
+                       "better than a coin, and its fairness gaps say nothing about the model.")
+        elif r.ci_high < 0.5:
+            out.append(f"Below chance: {what}; the whole 95% CI is under 0.5 (the scores rank the classes the "
+                       "wrong way round), so its fairness gaps are not a fairness finding.")
+    return out
+
+
 def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evaluation, manifest, groups, y,
                      emissions: dict) -> None:
     """Write ``model_card.md`` and ``model_card.json`` into ``directory``."""
@@ -67,6 +85,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
             gaps.append({"attribute": r.attribute, "metric": r.metric, "estimate": r.estimate,
                          "ci_low": r.ci_low, "ci_high": r.ci_high, "detail": r.detail})
         thresholds = evaluation.thresholds.to_dict(orient="records")
+    chance = chance_sentences(evaluation.by_group) if evaluation is not None else []
     data_rows = _data_summary(manifest, groups, y, cfg.split_col)
     card = {
         "model_details": {
@@ -86,7 +105,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
                                    f"{cfg.bootstrap} resamples"},
         "training_data": [r for r in data_rows if r["split"] == "train"],
         "evaluation_data": [r for r in data_rows if r["split"] == "test"],
-        "quantitative_analyses": {"per_group": per_group, "gaps": gaps},
+        "quantitative_analyses": {"at_chance": bool(chance), "chance": chance, "per_group": per_group, "gaps": gaps},
         "ethical_considerations": (
             "Group labels come from the data's recorded attributes; unrecorded groups cannot be audited. "
             "A smaller gap can come from worse performance for the better-served group: read the per-group "
@@ -95,6 +114,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
             "Small groups have wide confidence intervals; an interval that includes 0 does not show fairness.",
             "Validate on local patients before any use; label noise in the evaluation data biases every metric.",
             "MEDFAIR (Zong et al., 2023) found few mitigations beat ERM consistently; compare with the ERM run.",
+            *chance,
             *info.get("warnings", []),
         ],
         "emissions": emissions,
@@ -123,6 +143,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
           "## Training and evaluation data", "", "| split | group | n | positives | prevalence |", "|---|---|---:|---:|---:|"]
     md += [f"| {r['split']} | {md_escape(r['group'])} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |" for r in data_rows]
     md += ["", "## Quantitative analyses (test, 95% CI)", ""]
+    md += [f"**{c}**" for c in chance] + ([""] if chance else [])
     if per_group:
         md += ["| attribute | group | metric | estimate [CI] | n |", "|---|---|---|---|---:|"]
         md += [f"| {r['attribute']} | {md_escape(r['group'])} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "

@@ -305,7 +305,36 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     }
     write_model_card(stage_dir, cfg=cfg, spec=spec, seed=seed, info=info, evaluation=ev, manifest=manifest,
                      groups=groups, y=y, emissions=emissions)
-    return {**info, "evaluation": ev}
+    test_preds = preds[preds["split"] == "test"].reset_index(drop=True)
+    run_thresholds = (ev.thresholds["threshold"].astype(float).tolist() if ev is not None else None)
+    return {**info, "evaluation": ev, "test_predictions": test_preds, "thresholds": run_thresholds}
+
+
+#: keys of a run's result that are data, not metadata (kept out of run.json)
+_NOT_IN_SIDECAR = ("evaluation", "test_predictions", "thresholds")
+
+
+def _compare(cfg: FitConfig, runs: list[dict], table, manifest):
+    """Paired differences to ERM (:func:`fairfoundry.mitigate.compare_runs`): over seeds when
+    there are two or more, else a paired bootstrap over the shared test samples."""
+    from ..mitigate._compare import compare_runs, paired_replicates
+    from ..mitigate._inputs import effective_bins
+
+    reps = est = None
+    events = None
+    done = [r for r in runs if r["evaluation"] is not None and r["thresholds"] is not None]
+    if done:
+        bins = effective_bins(manifest, cfg.sensitive, cfg.bins) or None
+        seed = cfg.seeds[0]
+        one = {r["method_label"]: r for r in done if r["seed"] == seed}
+        est, reps, events = paired_replicates(
+            {m: r["test_predictions"] for m, r in one.items()},
+            thresholds={m: r["thresholds"] for m, r in one.items()}, sensitive=cfg.sensitive,
+            labels=cfg.labels, bins=bins, n_bootstrap=cfg.bootstrap if len(cfg.seeds) < 2 else 0,
+            seed=seed)
+        if len(cfg.seeds) >= 2:
+            reps = est = None
+    return compare_runs(table, sensitive=cfg.sensitive, replicates=reps, estimates=est, events=events)
 
 
 def _summary_row(run: dict, sensitive: list[str]) -> dict:
@@ -412,6 +441,7 @@ def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, 
         file_fingerprint,
         frame_fingerprint,
         staged_dir,
+        write_json_atomic,
         write_sidecar,
         write_table_atomic,
     )
@@ -429,12 +459,16 @@ def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, 
                 write_sidecar(sub / "run.json", kind="fairfoundry.fit", config=cfg.model_dump(), seed=seed,
                               inputs={"manifest": file_fingerprint(cfg.manifest),
                                       "embeddings": emb_info, "manifest_rows": frame_fingerprint(manifest)},
-                              run={k: v for k, v in run.items() if k != "evaluation"})
+                              run={k: v for k, v in run.items() if k not in _NOT_IN_SIDECAR})
                 runs.append(run)
         if multi:
             table = pd.DataFrame([_summary_row(r, cfg.sensitive) for r in runs])
-            write_table_atomic(stage / "comparison.csv", table)
-            write_comparison(stage / "comparison.html", table, sensitive=cfg.sensitive, config=cfg)
+            write_table_atomic(stage / "comparison.csv", table, report=True)
+            comparison = _compare(cfg, runs, table, manifest)
+            write_table_atomic(stage / "comparison_to_erm.csv", comparison.differences, report=True)
+            write_json_atomic(stage / "comparison.json", comparison.to_dict())
+            write_comparison(stage / "comparison.html", table, sensitive=cfg.sensitive, config=cfg,
+                             comparison=comparison)
             write_sidecar(stage / "run.json", kind="fairfoundry.fit-comparison", config=cfg.model_dump(),
                           seed=cfg.seeds[0], inputs={"manifest": file_fingerprint(cfg.manifest), "embeddings": emb_info},
                           runs=[f"{s.label}-seed{k}" for s in specs for k in cfg.seeds])
