@@ -218,3 +218,31 @@ def test_cli_probe_and_select_dto(cli, tiny_manifest, tmp_path):
                                                                                  values="estimate")
     assert echo["probes"] == 3 and echo["selected"]["step"] == int(g.index[np.argmin(dto(g.to_numpy()))])
     assert (out / "encoder_selected.safetensors").exists()
+
+
+@pytest.mark.parametrize("adaptation", ["full", "lora"])
+def test_fit_from_images_writes_the_same_probe_curves(cli, tmp_path, adaptation):
+    """``fit --adaptation full|lora --probe-every N`` probes the fine-tuned backbone on the
+    validation split with the probe of pre-training (same probe.csv format)."""
+    from fairfoundry.pretrain import build_vit, save_vit
+
+    torch.manual_seed(0)
+    enc = tmp_path / "tiny.safetensors"
+    save_vit(build_vit(**{k: v for k, v in TINY.items() if k != "batch_size"}), enc, image_size=32,
+             pixel_mean=[0.5] * 3, pixel_std=[0.5] * 3)
+    m = pd.read_csv(NIH).head(120)
+    m["path"] = [str(NIH.parent / p) for p in m["path"]]
+    m["split"] = np.array(["train", "train", "val", "test"])[np.arange(120) % 4]
+    m.to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "fit"
+    r = cli("fit", "--manifest", tmp_path / "m.csv", "--encoder", enc, "--adaptation", adaptation, "--label",
+            "No_Finding", "--sensitive", "sex", "--out", out, "--no-html", "--epochs", "2", "--batch-size", "20",
+            "--bootstrap", "0", "--no-emissions", "--probe-every", "2", "--select", "overall_auc")
+    assert r.code == 0, r
+    probe = pd.read_csv(out / "probe.csv")
+    assert set(probe["step"]) >= {0, 2, 4, 6}
+    assert set(probe["metric"]) >= {"auc", "worst_group_auc", "leakage_auc"}
+    assert (probe.loc[probe["attribute"] == "overall", "n"] == 30).all()  # the 30 validation rows only
+    run = json.loads((out / "run.json").read_text())
+    assert run["run"]["probe"]["probes"] == probe["step"].nunique()
+    assert json.loads((out / "head.json").read_text())["adaptation"] == adaptation

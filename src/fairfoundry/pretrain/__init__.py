@@ -58,6 +58,7 @@ __all__ = [
     "load_probe_data",
     "probe_embeddings",
     "embed_inputs",
+    "image_probe",
     "SELECT_CRITERIA",
     "write_run_report",
 ]
@@ -104,6 +105,7 @@ _LAZY = {
     "load_probe_data": "._probe",
     "probe_embeddings": "._probe",
     "embed_inputs": "._probe",
+    "image_probe": "._probe",
     "SELECT_CRITERIA": "._probe",
     "write_run_report": "._report",
 }

@@ -41,10 +41,16 @@ import pandas as pd
 
 from .._errors import FairfoundryError, did_you_mean
 from ..adapt._loop import Hook
-from ..groups import DEFAULT_AGE_EDGES, MISSING, auto_bin_columns, group_labels, intersection_attribute
+from ..groups import (
+    DEFAULT_AGE_EDGES,
+    MISSING,
+    auto_bin_columns,
+    group_labels,
+    intersection_attribute,
+)
 
 __all__ = ["ProbeOptions", "ProbeData", "ProbeTracker", "ProbeHook", "SELECT_CRITERIA",
-           "load_probe_data", "probe_embeddings", "embed_inputs", "PROBE_COLUMNS"]
+           "load_probe_data", "probe_embeddings", "embed_inputs", "image_probe", "PROBE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -539,3 +545,41 @@ class ProbeHook(Hook):
         if (last or trainer.should_stop) and trainer.step % self.every != 0 \
                 and int(self.tracker.rows["step"].max() if len(self.tracker.rows) else -1) != trainer.step:
             self._run(trainer, trainer.step)
+
+
+def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[str], every: int,
+                preprocess: Callable, out: str | os.PathLike, split_column: str = "split", bootstrap: int = 100,
+                max_samples: int = 2000, seed: int = 0, root: str | os.PathLike | None = None,
+                csv_name: str = "probe.csv") -> tuple[ProbeHook, ProbeTracker]:
+    """The probe of a fine-tuning run from images (``fit --adaptation lora|full``): its hook and tracker.
+
+    The validation rows of ``manifest`` are preprocessed once with the encoder's ``preprocess``
+    (``image array -> (C, H, W)``) and held as one float16 tensor; the hook embeds them with the
+    classifier's ``features`` (the fine-tuned backbone) every ``every`` steps and writes
+    ``out/probe.csv`` in the format of pre-training runs, so their curves are comparable.
+    """
+    import torch
+
+    from ..data import load_image
+
+    opts = ProbeOptions(manifest=str(manifest), label=label, sensitive=tuple(sensitive), every=int(every),
+                        split_column=split_column, bootstrap=int(bootstrap), max_samples=int(max_samples),
+                        seed=int(seed), root=None if root is None else str(root))
+    data = load_probe_data(opts)
+    t0 = time.perf_counter()
+    arrays = []
+    for p in data.frame[opts.path_column]:
+        x = preprocess(load_image(p))
+        arrays.append(torch.as_tensor(np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)))
+    cache = torch.stack(arrays).to(torch.float16)
+    log.info("probe: %d validation images preprocessed once (%.1f s, %.1f MB)", len(arrays),
+             time.perf_counter() - t0, cache.numel() * 2 / 1e6)
+    data.inputs = lambda idx, device: cache[torch.as_tensor(idx)].to(device=device, dtype=torch.float32)
+
+    def features(trainer, x):
+        model = trainer.model
+        fn = getattr(model, "features", None)
+        return fn(x) if fn is not None else model(x)["features"]
+
+    tracker = ProbeTracker(data, out, csv_name=csv_name)
+    return ProbeHook(tracker, features=features, every=int(every)), tracker
