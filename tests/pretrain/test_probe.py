@@ -230,19 +230,36 @@ def test_fit_from_images_writes_the_same_probe_curves(cli, tmp_path, adaptation)
     enc = tmp_path / "tiny.safetensors"
     save_vit(build_vit(**{k: v for k, v in TINY.items() if k != "batch_size"}), enc, image_size=32,
              pixel_mean=[0.5] * 3, pixel_std=[0.5] * 3)
-    m = pd.read_csv(NIH).head(120)
+    m = pd.read_csv(NIH).head(100)
     m["path"] = [str(NIH.parent / p) for p in m["path"]]
-    m["split"] = np.array(["train", "train", "val", "test"])[np.arange(120) % 4]
+    m["split"] = np.array(["train", "train", "val", "test"])[np.arange(100) % 4]
     m.to_csv(tmp_path / "m.csv", index=False)
     out = tmp_path / "fit"
     r = cli("fit", "--manifest", tmp_path / "m.csv", "--encoder", enc, "--adaptation", adaptation, "--label",
             "No_Finding", "--sensitive", "sex", "--out", out, "--no-html", "--epochs", "2", "--batch-size", "20",
-            "--bootstrap", "0", "--no-emissions", "--probe-every", "2", "--select", "overall_auc")
+            "--bootstrap", "0", "--no-emissions", "--probe-every", "2", "--probe-bootstrap", "20",
+            "--select", "overall_auc")
     assert r.code == 0, r
     probe = pd.read_csv(out / "probe.csv")
-    assert set(probe["step"]) >= {0, 2, 4, 6}
+    assert set(probe["step"]) >= {0, 2, 4}  # 50 train rows, 20 a batch: 3 steps an epoch
     assert set(probe["metric"]) >= {"auc", "worst_group_auc", "leakage_auc"}
-    assert (probe.loc[probe["attribute"] == "overall", "n"] == 30).all()  # the 30 validation rows only
+    assert (probe.loc[probe["attribute"] == "overall", "n"] == 25).all()  # the 25 validation rows only
     run = json.loads((out / "run.json").read_text())
     assert run["run"]["probe"]["probes"] == probe["step"].nunique()
     assert json.loads((out / "head.json").read_text())["adaptation"] == adaptation
+
+
+def test_grid_cells_that_fine_tune_from_images_carry_the_probe(tmp_path):
+    from fairfoundry.bench import grid_cells, load_grid
+
+    pd.read_csv(NIH).head(4).to_csv(tmp_path / "m.csv", index=False)
+    spec = load_grid({"datasets": [{"name": "nih", "manifest": str(tmp_path / "m.csv"), "label": "No_Finding",
+                                    "sensitive": ["sex"]}],
+                      "encoders": ["fairfoundry-tiny"], "adaptations": ["probe", "lora", "full"],
+                      "fit": {"probe_every": 5, "probe_bootstrap": 50}})
+    cfg = {c.adaptation: c.fit_config for c in grid_cells(spec)}
+    assert "probe_every" not in cfg["linear-probe"]  # frozen encoder: nothing to probe during training
+    assert cfg["lora-r8"]["probe_every"] == 5 and cfg["full"]["probe_bootstrap"] == 50
+    from fairfoundry.pipeline import load_fit_config
+
+    assert load_fit_config(cfg["full"]).probe_every == 5
