@@ -263,3 +263,23 @@ def test_grid_cells_that_fine_tune_from_images_carry_the_probe(tmp_path):
     from fairfoundry.pipeline import load_fit_config
 
     assert load_fit_config(cfg["full"]).probe_every == 5
+
+
+def test_distill_probes_the_student(tiny_manifest, tmp_path, tiny_vit, write_textures_fn):
+    from fairfoundry.pretrain import DistillConfig, TimmTeacher, build_vit, distill
+
+    held = tmp_path / "held"
+    frame = write_textures_fn(held, 40, seed=5)
+    frame["split"] = "val"
+    frame.to_csv(held / "manifest.csv", index=False)
+    torch.manual_seed(1)
+    teacher = TimmTeacher(build_vit(**tiny_vit), name="t")
+    cfg = DistillConfig(manifest=str(tiny_manifest), **tiny_vit, steps=4, batch_size=16, probe_every=2,
+                        probe_manifest=str(held / "manifest.csv"), probe_label="label", probe_sensitive=["sex"],
+                        probe_bootstrap=0, select="overall_auc")
+    summary = distill(cfg, out=tmp_path / "d", teachers=[teacher])
+    probe = pd.read_csv(tmp_path / "d" / "probe.csv")
+    assert sorted(probe["step"].unique()) == [0, 2, 4] and not summary["probe"]["warnings"]
+    o = probe[(probe["metric"] == "auc") & (probe["attribute"] == "overall")].set_index("step")["estimate"]
+    assert summary["probe"]["selected"]["step"] == int(o.idxmax())
+    assert (tmp_path / "d" / "encoder_selected.safetensors").exists()
