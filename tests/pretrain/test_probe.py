@@ -283,3 +283,23 @@ def test_distill_probes_the_student(tiny_manifest, tmp_path, tiny_vit, write_tex
     o = probe[(probe["metric"] == "auc") & (probe["attribute"] == "overall")].set_index("step")["estimate"]
     assert summary["probe"]["selected"]["step"] == int(o.idxmax())
     assert (tmp_path / "d" / "encoder_selected.safetensors").exists()
+
+
+def test_a_resumed_probed_run_has_the_probes_and_selection_of_the_uninterrupted_run(tiny_manifest, tmp_path,
+                                                                                     tiny_vit, tiny_options):
+    from fairfoundry.pretrain import pretrain
+
+    base = {"objective": "mae", "manifest": str(tiny_manifest), **tiny_vit, "options": tiny_options["mae"],
+            "batch_size": 16, "schedule_steps": 6, "probe_every": 2, "probe_manifest": str(tiny_manifest),
+            "probe_label": "label", "probe_sensitive": ["sex"], "probe_bootstrap": 0, "select": "dto"}
+    pretrain({**base, "steps": 6}, out=tmp_path / "full")
+    pretrain({**base, "steps": 4}, out=tmp_path / "part")
+    pretrain({**base, "steps": 6}, out=tmp_path / "part", resume=True)
+    a, b = (pd.read_csv(tmp_path / r / "probe.csv") for r in ("full", "part"))
+    pd.testing.assert_frame_equal(a, b)
+    sel = [json.loads((tmp_path / r / "run.json").read_text())["summary"]["probe"]["selected"] for r in ("full", "part")]
+    assert sel[0] == sel[1]
+    from safetensors.torch import load_file
+
+    wa, wb = (load_file(str(tmp_path / r / "encoder_selected.safetensors")) for r in ("full", "part"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights (CPU: bit-identical)

@@ -400,7 +400,7 @@ class ProbeTracker:
         self.probes = 0
         if steps_done and self.csv.exists():
             old = pd.read_csv(self.csv, keep_default_na=False, na_values=[""])
-            self.rows = old[old["step"] < steps_done].reset_index(drop=True)
+            self.rows = old[old["step"] <= steps_done].reset_index(drop=True)  # probed on saved weights
 
     @property
     def cand_dir(self) -> Path:
