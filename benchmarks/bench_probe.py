@@ -9,6 +9,13 @@ alternate (``--repeat``) and the ratio of the medians is reported, so a shared, 
 machine moves both alike.
 
     python benchmarks/bench_probe.py [--steps 200] [--every 50] [--repeat 1] [--threads 2]
+
+``--null N`` instead runs a null simulation of the probe's two verdict-bearing intervals on
+synthetic embeddings (400 rows, 200 patients, label signal equal in both sexes, no sex signal): the
+share of the ``N`` simulations whose leakage-AUC CI excludes chance (0.5) and whose per-group
+``auc_gap`` CI excludes 0; both should be near or below 5 %.
+
+    python benchmarks/bench_probe.py --null 200
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--null", type=int, default=0)
     args = ap.parse_args()
+    if args.null:
+        return null_simulation(args.null, bootstrap=args.bootstrap)
 
     import pandas as pd
     import torch
@@ -62,6 +72,38 @@ def main() -> int:
     print(f"steps={args.steps} probe_every={args.every} probes={n_probes} probe_images=75")
     print(f"without probe: {a:.1f} s   with probe: {b:.1f} s   (probe itself: {statistics.median(probe_s):.1f} s)")
     print(f"overhead ratio with/without: {b / a:.3f}  (target <= 1.20)")
+    return 0
+
+
+def null_simulation(n_sims: int, *, bootstrap: int) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-probe-null-"))
+    leak_hits = gap_hits = 0
+    t0 = time.perf_counter()
+    for k in range(n_sims):
+        rng = np.random.default_rng(1000 + k)
+        n = 400
+        sex = np.where(rng.random(n) < 0.5, "female", "male")
+        y = (rng.random(n) < 0.4).astype(int)
+        emb = rng.normal(size=(n, 8))
+        emb[:, 0] += 1.0 * y  # the same label signal in both groups, nothing about sex
+        frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                              "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
+        frame.to_csv(tmp / "m.csv", index=False)
+        data = load_probe_data(ProbeOptions(manifest=str(tmp / "m.csv"), label="y", sensitive=("sex",), every=1,
+                                            bootstrap=bootstrap, seed=k))
+        rows = probe_embeddings(emb, data, step=0)
+        leak = rows[rows["metric"] == "leakage_auc"].iloc[0]
+        gap = rows[(rows["metric"] == "auc_gap") & (rows["attribute"] == "sex")].iloc[0]
+        leak_hits += int(leak["ci_low"] > 0.5 or leak["ci_high"] < 0.5)
+        gap_hits += int(gap["ci_low"] > 0)
+    print(f"null simulation: {n_sims} runs, {bootstrap} bootstrap replicates, {time.perf_counter() - t0:.0f} s")
+    print(f"leakage AUC CI excludes 0.5: {leak_hits}/{n_sims} = {leak_hits / n_sims:.3f}  (nominal 0.05)")
+    print(f"auc_gap CI excludes 0:       {gap_hits}/{n_sims} = {gap_hits / n_sims:.3f}  (nominal <= 0.05)")
     return 0
 
 
