@@ -72,6 +72,8 @@ def main() -> int:
     print(f"steps={args.steps} probe_every={args.every} probes={n_probes} probe_images=75")
     print(f"without probe: {a:.1f} s   with probe: {b:.1f} s   (probe itself: {statistics.median(probe_s):.1f} s)")
     print(f"overhead ratio with/without: {b / a:.3f}  (target <= 1.20)")
+    print(f"probe time / run without probe: {statistics.median(probe_s) / a:.3f}  (the probe's own share, "
+          "less sensitive to a changing machine load)")
     return 0
 
 

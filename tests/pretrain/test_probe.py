@@ -96,7 +96,7 @@ def test_the_probe_does_not_change_what_is_learned(tiny_manifest, tmp_path, tiny
     base = {"objective": "simclr", "manifest": str(tiny_manifest), **tiny_vit, "batch_size": 8, "steps": 3,
             "options": tiny_options["simclr"]}
     pretrain(base, out=tmp_path / "plain")
-    pretrain({**base, "probe_every": 1, "probe_manifest": str(tiny_manifest), "probe_label": "label",
+    pretrain({**base, "probe_every": 2, "probe_manifest": str(tiny_manifest), "probe_label": "label",
               "probe_sensitive": ["sex"], "probe_bootstrap": 0}, out=tmp_path / "probed")
     a = load_file(str(tmp_path / "plain" / "encoder.safetensors"))
     b = load_file(str(tmp_path / "probed" / "encoder.safetensors"))
@@ -290,11 +290,11 @@ def test_a_resumed_probed_run_has_the_probes_and_selection_of_the_uninterrupted_
     from fairfoundry.pretrain import pretrain
 
     base = {"objective": "mae", "manifest": str(tiny_manifest), **tiny_vit, "options": tiny_options["mae"],
-            "batch_size": 16, "schedule_steps": 6, "probe_every": 2, "probe_manifest": str(tiny_manifest),
+            "batch_size": 16, "schedule_steps": 4, "probe_every": 1, "probe_manifest": str(tiny_manifest),
             "probe_label": "label", "probe_sensitive": ["sex"], "probe_bootstrap": 0, "select": "dto"}
-    pretrain({**base, "steps": 6}, out=tmp_path / "full")
-    pretrain({**base, "steps": 4}, out=tmp_path / "part")
-    pretrain({**base, "steps": 6}, out=tmp_path / "part", resume=True)
+    pretrain({**base, "steps": 4}, out=tmp_path / "full")
+    pretrain({**base, "steps": 2}, out=tmp_path / "part")
+    pretrain({**base, "steps": 4}, out=tmp_path / "part", resume=True)
     a, b = (pd.read_csv(tmp_path / r / "probe.csv") for r in ("full", "part"))
     pd.testing.assert_frame_equal(a, b)
     sel = [json.loads((tmp_path / r / "run.json").read_text())["summary"]["probe"]["selected"] for r in ("full", "part")]
