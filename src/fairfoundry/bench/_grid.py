@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 GRID_FILES = ("grid.yaml", "grid.json", "results.duckdb", "cells")
 #: FitConfig fields a grid may set for every cell (``fit:`` block)
 _SHARED_FIT_KEYS = ("head", "hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "optimizer",
-                    "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs")
+                    "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs",
+                    "probe_every", "probe_bootstrap")  # probe_*: cells that fine-tune from images write probe.csv
 
 
 class DatasetEntry(BaseModel):
@@ -251,6 +252,9 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
                                "adaptation": ad.kind, "head": ad.head, **spec.fit}
         if ad.kind == "lora":
             cfg.update(lora_r=ad.lora_r, lora_alpha=ad.lora_alpha)
+        if ad.kind == "probe":  # a frozen encoder: the fairness probe of training does not apply
+            cfg.pop("probe_every", None)
+            cfg.pop("probe_bootstrap", None)
         if ad.kind == "probe" and enc in d.embeddings:
             cfg["embeddings"] = d.embeddings[enc]
         else:

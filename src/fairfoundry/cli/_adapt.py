@@ -106,6 +106,11 @@ def fit_command(
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
     no_emissions: bool = typer.Option(False, "--no-emissions", help="Do not estimate emissions with codecarbon."),
     no_html: bool = typer.Option(False, "--no-html", help="Skip each run's evaluation/report.html (faster grids)."),
+    probe_every: int | None = typer.Option(
+        None, "--probe-every", help="Fine-tuning from images: fairness probe of the backbone every N steps on "
+        "the validation split (OUT/probe.csv, as pretrain writes)."),
+    probe_bootstrap: int | None = typer.Option(
+        None, "--probe-bootstrap", help="Bootstrap replicates of the probe's CIs (default 100)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
     list_methods: bool = typer.Option(False, "--list-methods", help="List the mitigation methods and exit."),
@@ -155,7 +160,8 @@ def fit_command(
         except ValueError as exc:
             raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
     for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
-                     ("lr", lr), ("optimizer", optimizer), ("bootstrap", bootstrap), ("device", device)):
+                     ("lr", lr), ("optimizer", optimizer), ("bootstrap", bootstrap), ("device", device),
+                     ("probe_every", probe_every), ("probe_bootstrap", probe_bootstrap)):
         if val is not None:
             overrides[key] = val
     if no_emissions:

@@ -25,13 +25,16 @@ _PRETRAIN_EPILOG = (
     "  fairfoundry pretrain --objective clip --manifest manifest.csv --text-column finding_labels "
     "--text-template 'chest x-ray: {}' --out runs/clip\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x      (keys as in OUT/config.yaml)\n\n"
+    "  fairfoundry pretrain config.yaml --out runs/x --probe-every 50 --probe-manifest val.csv "
+    "--probe-label Effusion --probe-sensitive sex,age --select worst_group_auc   (fairness probe)\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x --checkpoint-every 500   (long runs)\n\n"
     "  fairfoundry pretrain config.yaml --out runs/x --steps 200 --schedule-steps 400\n"
     "  fairfoundry pretrain config.yaml --out runs/x --steps 400 --schedule-steps 400 --resume   "
     "(train in chunks)\n\n"
     "Outputs: OUT/encoder.safetensors (timm ViT weights + spec), OUT/loss_log.csv, "
     "OUT/composition.csv (groups seen vs manifest), OUT/config.yaml, OUT/checkpoint/ (resume), "
-    "OUT/run.json (summary, versions; written last)."
+    "OUT/run.json (summary, versions; written last), OUT/report.html (curves); with --probe-every: "
+    "OUT/probe.csv, with --select: OUT/encoder_selected.safetensors."
 )
 
 
@@ -46,10 +49,11 @@ def _read_config(path: Path | None) -> dict:
     from .._io import read_yaml_mapping
 
     data = read_yaml_mapping(path, what="config")
-    if "manifest" in data and not Path(str(data["manifest"])).is_absolute():
-        candidate = path.parent / str(data["manifest"])
-        if candidate.exists():
-            data["manifest"] = str(candidate)
+    for key in ("manifest", "probe_manifest"):
+        if data.get(key) and not Path(str(data[key])).is_absolute():
+            candidate = path.parent / str(data[key])
+            if candidate.exists():
+                data[key] = str(candidate)
     return data
 
 
@@ -110,14 +114,33 @@ EmissionsOpt = Annotated[bool, typer.Option("--track-emissions",
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite",
                                             help="Replace outputs already in --out.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
+ProbeEveryOpt = Annotated[int | None, typer.Option(
+    "--probe-every", help="Fairness probe of the encoder every N steps (and at the start and end): "
+    "writes OUT/probe.csv and the curves in OUT/report.html.")]
+ProbeManifestOpt = Annotated[Path | None, typer.Option(
+    "--probe-manifest", help="Labelled validation manifest of the probe (only its split=val rows "
+    "are read when it has a split column).")]
+ProbeLabelOpt = Annotated[str | None, typer.Option("--probe-label",
+                                                   help="0/1 label column of the probe manifest.")]
+ProbeSensitiveOpt = Annotated[list[str] | None, typer.Option(
+    "--probe-sensitive", help="Attribute(s) of the probe's per-group AUC and leakage, e.g. sex,age.")]
+ProbeMaxOpt = Annotated[int | None, typer.Option(
+    "--probe-max-samples", help="At most this many probe images (2000; label-stratified subsample).")]
+ProbeBootOpt = Annotated[int | None, typer.Option(
+    "--probe-bootstrap", help="Bootstrap replicates of the probe's CIs (100).")]
+SelectOpt = Annotated[str | None, typer.Option(
+    "--select", help="Keep the best checkpoint by the validation probe: worst_group_auc, overall_auc "
+    "or dto (OUT/encoder_selected.safetensors); needs --probe-every.")]
 
 
 def _common(config: Path | None, *, manifest, root, balance_by, track_emissions,
-            **flags: Any) -> dict:
+            probe_manifest=None, probe_sensitive=None, **flags: Any) -> dict:
     """The run config: CONFIG.yaml's keys overridden by the flags that were given."""
     return _merge(_read_config(config), manifest=str(manifest) if manifest else None,
                   root=str(root) if root else None, balance_by=_split(balance_by),
-                  track_emissions=track_emissions or None, **flags)
+                  track_emissions=track_emissions or None,
+                  probe_manifest=str(probe_manifest) if probe_manifest else None,
+                  probe_sensitive=_split(probe_sensitive), **flags)
 
 
 def _run(fn, label: str, cfg: dict, *, out: Path, overwrite: bool, resume: bool) -> dict:
@@ -177,6 +200,13 @@ def pretrain_command(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     checkpoint_every: CkptOpt = None,
+    probe_every: ProbeEveryOpt = None,
+    probe_manifest: ProbeManifestOpt = None,
+    probe_label: ProbeLabelOpt = None,
+    probe_sensitive: ProbeSensitiveOpt = None,
+    probe_max_samples: ProbeMaxOpt = None,
+    probe_bootstrap: ProbeBootOpt = None,
+    select: SelectOpt = None,
     track_emissions: EmissionsOpt = False,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -192,7 +222,9 @@ def pretrain_command(
         depth=depth, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
         batch_size=batch_size, lr=lr, modality=modality, text_column=text_column, text_template=text_template,
         sampling=sampling, target=targets, keep_column=keep_column, seed=seed, device=device,
-        checkpoint_every=checkpoint_every)
+        checkpoint_every=checkpoint_every, probe_every=probe_every, probe_manifest=probe_manifest,
+        probe_label=probe_label, probe_sensitive=probe_sensitive, probe_max_samples=probe_max_samples,
+        probe_bootstrap=probe_bootstrap, select=select)
     if augment:
         cfg["augment"] = {**cfg.get("augment", {}), **_parse_values(augment, option="--augment")}
     if option:
@@ -206,7 +238,15 @@ def pretrain_command(
         "objective": summary["objective"], "steps": summary["steps"],
         "first_loss": round(summary["first_loss"], 4), "final_loss": round(summary["final_loss"], 4),
         "images_per_s": round(summary["images_per_s"] or 0.0, 1), "out": str(out),
+        **_probe_echo(summary),
     }))
+
+
+def _probe_echo(summary: dict) -> dict:
+    probe = summary.get("probe")
+    if not probe:
+        return {}
+    return {"probes": probe["probes"], "selected": probe.get("selected")}
 
 
 _DISTILL_EPILOG = (
@@ -260,6 +300,13 @@ def distill_command(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     checkpoint_every: CkptOpt = None,
+    probe_every: ProbeEveryOpt = None,
+    probe_manifest: ProbeManifestOpt = None,
+    probe_label: ProbeLabelOpt = None,
+    probe_sensitive: ProbeSensitiveOpt = None,
+    probe_max_samples: ProbeMaxOpt = None,
+    probe_bootstrap: ProbeBootOpt = None,
+    select: SelectOpt = None,
     track_emissions: EmissionsOpt = False,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -276,7 +323,9 @@ def distill_command(
         teacher_weighting=teacher_weighting, weight_label=weight_label,
         weight_groups=_split(weight_groups), min_worst_group_auc=min_worst_group_auc,
         teacher_dropout=teacher_dropout, sampling=sampling, keep_column=keep_column, seed=seed,
-        device=device, checkpoint_every=checkpoint_every)
+        device=device, checkpoint_every=checkpoint_every, probe_every=probe_every,
+        probe_manifest=probe_manifest, probe_label=probe_label, probe_sensitive=probe_sensitive,
+        probe_max_samples=probe_max_samples, probe_bootstrap=probe_bootstrap, select=select)
     if "manifest" not in cfg:
         raise FairfoundryError("--manifest is required (or a CONFIG.yaml with manifest: ...)")
     summary = _run(distill, "distill", cfg, out=out, overwrite=overwrite, resume=resume)
@@ -284,5 +333,5 @@ def distill_command(
         "steps": summary["steps"], "first_loss": round(summary["first_loss"], 4),
         "final_loss": round(summary["final_loss"], 4),
         "teachers": {t["teacher"]: round(t["weight"], 4) for t in summary["teachers"]},
-        "out": str(out),
+        "out": str(out), **_probe_echo(summary),
     }))

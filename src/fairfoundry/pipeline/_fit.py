@@ -75,6 +75,10 @@ class FitConfig(BaseModel):
     emissions : estimate energy and CO2 with codecarbon's offline tracker.
     html : write each run's ``evaluation/report.html`` (a few seconds per run; the CSV/JSON and
         the comparison page are always written).
+    probe_every : fine-tuning from images (``lora`` / ``full``): run the fairness probe of
+        :mod:`fairfoundry.pretrain` on the fine-tuned backbone every this many steps (and at the
+        start and end) on the validation split, writing ``probe.csv`` as pre-training does.
+    probe_bootstrap : bootstrap replicates of the probe's CIs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -110,6 +114,8 @@ class FitConfig(BaseModel):
     country_iso_code: str = "USA"
     intended_use: str = ("Research on the fairness of medical image classifiers; not for clinical "
                          "decisions without local validation.")
+    probe_every: int | None = Field(None, ge=1)
+    probe_bootstrap: int = Field(100, ge=0)
 
     @field_validator("sensitive", "seeds")
     @classmethod
@@ -132,6 +138,9 @@ class FitConfig(BaseModel):
         if self.adaptation != "probe" and self.encoder is None:
             raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
                              "not 'embeddings'")
+        if self.probe_every is not None and self.adaptation == "probe":
+            raise ValueError("probe_every probes an encoder while it is fine-tuned: it needs adaptation lora or "
+                             "full (with adaptation 'probe' the encoder is frozen and its probe never changes)")
         if self.adaptation != "probe" and self.optimizer not in ("auto", "adamw"):
             raise ValueError(f"optimizer {self.optimizer!r} is for heads on embeddings; fine-tuning "
                              f"(adaptation {self.adaptation!r}) trains with AdamW")
@@ -229,6 +238,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         keep_tr &= ~np.isnan(y[:, 0])
         keep_va &= ~np.isnan(y[:, 0])
 
+    probes: dict = {}
+
     def make_estimator(hooks):
         if cfg.adaptation == "probe":
             return HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout,
@@ -244,6 +255,14 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
 
         encoder = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device,
                                seed=seed, model_kwargs=cfg.encoder_kwargs or None)
+        if cfg.probe_every:  # the fairness probe of pre-training, on the fine-tuned backbone
+            from ..pretrain._probe import image_probe
+
+            probe_hook, probes["tracker"] = image_probe(
+                manifest=cfg.manifest, label=labels[0], sensitive=cfg.sensitive, every=cfg.probe_every,
+                preprocess=encoder.preprocess, out=stage_dir, split_column=cfg.split_col,
+                bootstrap=cfg.probe_bootstrap, seed=seed)
+            hooks = [*hooks, probe_hook]
         return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
                                  lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -303,6 +322,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         "n": {s: int((split == s).sum()) for s in ("train", "val", "test")},
         "warnings": warnings,
     }
+    if probes.get("tracker") is not None:
+        info["probe"] = probes["tracker"].finish()
     write_model_card(stage_dir, cfg=cfg, spec=spec, seed=seed, info=info, evaluation=ev, manifest=manifest,
                      groups=groups, y=y, emissions=emissions)
     test_preds = preds[preds["split"] == "test"].reset_index(drop=True)

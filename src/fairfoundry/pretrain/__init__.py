@@ -1,6 +1,7 @@
 """Pre-training: self-supervised and vision-language objectives, fairness-aware data selection,
-knowledge agglomeration (multi-teacher distillation), and the runner behind
-``fairfoundry pretrain`` / ``fairfoundry distill``.
+knowledge agglomeration (multi-teacher distillation), the runner behind
+``fairfoundry pretrain`` / ``fairfoundry distill``, and the periodic fairness probe of an encoder
+while it trains (:class:`ProbeHook`, also used by ``fit``).
 
 Objectives (registry :data:`OBJECTIVES`, one file each): ``mae``, ``simclr``, ``dino``,
 ``ijepa``, ``clip``, ``siglip``; their losses are plain functions in
@@ -50,6 +51,16 @@ __all__ = [
     "load_pretrained_vit",
     "save_vit",
     "losses",
+    "ProbeOptions",
+    "ProbeData",
+    "ProbeTracker",
+    "ProbeHook",
+    "load_probe_data",
+    "probe_embeddings",
+    "embed_inputs",
+    "image_probe",
+    "SELECT_CRITERIA",
+    "write_run_report",
 ]
 
 _LAZY = {
@@ -87,6 +98,16 @@ _LAZY = {
     "teacher_group_scores": "._distill",
     "load_pretrained_vit": "._checkpoint",
     "save_vit": "._checkpoint",
+    "ProbeOptions": "._probe",
+    "ProbeData": "._probe",
+    "ProbeTracker": "._probe",
+    "ProbeHook": "._probe",
+    "load_probe_data": "._probe",
+    "probe_embeddings": "._probe",
+    "embed_inputs": "._probe",
+    "image_probe": "._probe",
+    "SELECT_CRITERIA": "._probe",
+    "write_run_report": "._report",
 }
 
 

@@ -26,6 +26,7 @@ from ._runner import (
     _validate,
     config_dict,
     finish_run,
+    make_probe,
     make_sampler,
     prepare_frame,
     resume_record,
@@ -258,6 +259,7 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
                 else None) for n in active}
     student = DistillStudent(backbone, dims, head_hidden=cfg.head_hidden)
     tracker = CompositionTracker(frame, attrs)
+    probe = make_probe(cfg, frame, min_side=backbone.patch_size)
     write_json_atomic(out / "checkpoint" / "run_config.json", resume_record(cfg_json))
 
     def step_loss(model, idx, gen, dev):
@@ -282,13 +284,19 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
             logs[f"loss_{name}"] = float(part.detach())
         return loss, logs
 
-    summary = train_run(cfg, out, student, kind="distill", sampler=sampler, tracker=tracker,
-                        step_loss=step_loss, steps_done=steps_done, resume=resume,
-                        progress=progress)
-    teachers_frame = pd.DataFrame(table)
-    write_table_atomic(out / "teachers.csv", teachers_frame)
     recipe = {"objective": "distill", "teachers": weights, "steps": cfg.steps, "seed": cfg.seed,
               "image_size": cfg.image_size}
+
+    def save_encoder(path, step):  # a probed candidate (--select)
+        save_vit(student.backbone, path, pixel_mean=list(PIXEL_MEAN), pixel_std=list(PIXEL_STD),
+                 image_size=cfg.image_size, recipe={**recipe, "step": int(step)})
+
+    summary = train_run(cfg, out, student, kind="distill", sampler=sampler, tracker=tracker,
+                        step_loss=step_loss, steps_done=steps_done, resume=resume,
+                        progress=progress, probe=probe, export=lambda: student.backbone,
+                        save_encoder=save_encoder)
+    teachers_frame = pd.DataFrame(table)
+    write_table_atomic(out / "teachers.csv", teachers_frame)
     save_vit(student.backbone, out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
     summary["teachers"] = teachers_frame.to_dict(orient="records")

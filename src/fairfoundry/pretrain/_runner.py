@@ -41,7 +41,7 @@ from .._io import (
 )
 from ..groups import DEFAULT_AGE_EDGES
 
-__all__ = ["PretrainConfig", "pretrain", "DEFAULT_REPORT_ATTRIBUTES", "prepare_frame"]
+__all__ = ["PretrainConfig", "pretrain", "DEFAULT_REPORT_ATTRIBUTES", "prepare_frame", "make_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ DEFAULT_REPORT_ATTRIBUTES = ("sex", "age_group", "race", "ethnicity", "skin_type
 AGE_EDGES = tuple(DEFAULT_AGE_EDGES)  # the one default age binning (fairfoundry.groups)
 
 OUTPUTS = ["encoder.safetensors", "checkpoint", "loss_log.csv", "composition.csv", "config.yaml",
-           "run.json", "teachers.csv"]
+           "run.json", "teachers.csv", "probe.csv", "encoder_selected.safetensors", "report.html",
+           "curves.svg"]
 
 
 class DataConfig(BaseModel):
@@ -93,6 +94,16 @@ class DataConfig(BaseModel):
     track_emissions: bool = False
     country: str | None = None
     num_threads: int | None = None
+    probe_every: int | None = Field(
+        None, ge=1, description="fairness probe every N steps (see fairfoundry.pretrain._probe)")
+    probe_manifest: str | None = Field(None, description="labelled validation manifest of the probe")
+    probe_label: str | None = Field(None, description="0/1 label column of the probe manifest")
+    probe_sensitive: list[str] = Field(default_factory=list, description="attributes of the probe")
+    probe_max_samples: int = Field(2000, ge=20, description="at most this many probe rows")
+    probe_folds: int = Field(5, ge=2, description="cross-validation folds of the probe")
+    probe_bootstrap: int = Field(100, ge=0, description="bootstrap replicates of the probe's CIs")
+    select: Literal["worst_group_auc", "overall_auc", "dto"] | None = Field(
+        None, description="keep the best checkpoint by the validation probe")
 
     @property
     def horizon(self) -> int:
@@ -104,8 +115,26 @@ class DataConfig(BaseModel):
             raise FairfoundryError(
                 f"schedule_steps ({self.schedule_steps}) is shorter than steps ({self.steps})",
                 hint="the schedules would end before the run; set schedule_steps >= steps or leave it unset")
+        if self.select is not None and self.probe_every is None:
+            raise FairfoundryError(
+                f"select={self.select!r} picks a checkpoint by the fairness probe, but no probe is configured",
+                param="select", hint="add --probe-every N --probe-manifest VAL.csv --probe-label L "
+                "--probe-sensitive sex (or drop --select)")
+        probe_keys = {"probe_manifest": self.probe_manifest, "probe_label": self.probe_label,
+                      "probe_sensitive": self.probe_sensitive}
+        if self.probe_every is not None:
+            missing = [k for k, v in probe_keys.items() if not v]
+            if missing:
+                raise FairfoundryError(f"probe_every={self.probe_every} needs {', '.join(missing)}",
+                                       param=missing[0],
+                                       hint="e.g. --probe-manifest val.csv --probe-label Effusion "
+                                       "--probe-sensitive sex,age")
+        elif any(probe_keys.values()):
+            given = next(k for k, v in probe_keys.items() if v)
+            raise FairfoundryError(f"{given} is set but probe_every is not: the probe would never run",
+                                   param="probe_every", hint="add --probe-every N (steps)")
 
-    @field_validator("balance_by", mode="before")
+    @field_validator("balance_by", "probe_sensitive", mode="before")
     @classmethod
     def _split(cls, v):
         if isinstance(v, str):
@@ -239,6 +268,7 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     bank = ImageBank(frame[cfg.path_column].tolist(), size=cfg.image_size,
                      min_side=backbone.patch_size)
     tracker = CompositionTracker(frame, attrs)
+    probe = make_probe(cfg, frame, min_side=backbone.patch_size)
     write_json_atomic(out / "checkpoint" / "run_config.json", resume_record(cfg_json))
 
     def step_loss(model, idx, gen, dev):
@@ -246,13 +276,20 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
         text = texts[torch.as_tensor(idx)].to(dev) if texts is not None else None
         return model.compute_loss(images, text=text, generator=gen)
 
-    summary = train_run(cfg, out, objective, kind=cfg.objective, sampler=sampler,
-                        tracker=tracker, step_loss=step_loss, steps_done=steps_done,
-                        resume=resume, progress=progress, on_step=objective.on_step_end,
-                        on_step_start=objective.on_step_start)
     recipe = {"objective": cfg.objective, "steps": cfg.steps, "seed": cfg.seed,
               "image_size": cfg.image_size, "modality": cfg.modality,
               "manifest_fingerprint": frame_fingerprint(frame[["sample_id"]])}
+
+    def save_encoder(path, step):  # a probed candidate (--select), in encoder.safetensors' format
+        save_vit(objective.export_encoder(), path, pixel_mean=list(PIXEL_MEAN), pixel_std=list(PIXEL_STD),
+                 image_size=cfg.image_size, recipe={**recipe, "step": int(step),
+                                                    "exported": objective.export_report()["network"]})
+
+    summary = train_run(cfg, out, objective, kind=cfg.objective, sampler=sampler,
+                        tracker=tracker, step_loss=step_loss, steps_done=steps_done,
+                        resume=resume, progress=progress, on_step=objective.on_step_end,
+                        on_step_start=objective.on_step_start, probe=probe,
+                        export=objective.export_encoder, save_encoder=save_encoder)
     export = objective.export_report()
     recipe["exported"] = export["network"]
     if export.get("warning"):
@@ -268,14 +305,17 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
 
 def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker, step_loss,
               steps_done: int, resume: bool, progress=None, on_step=None,
-              on_step_start=None) -> dict:
+              on_step_start=None, probe=None, export=None, save_encoder=None) -> dict:
     """Train ``model`` on the adapt loop; write ``loss_log.csv`` and ``composition.csv``.
 
     Shared by :func:`pretrain` and :func:`~._distill_runner.distill`: builds the
     :class:`~._train.StepHook` (batches from ``sampler``, loss from
     ``step_loss(model, rows, generator, device)``, per-epoch and ``checkpoint_every``
     checkpoints), replays the composition of the steps done before a resume, and returns the
-    summary fields common to both runs.
+    summary fields common to both runs. With a ``probe`` (:func:`make_probe`) a
+    :class:`~._probe.ProbeHook` after the step hook probes ``export()`` (the encoder the run
+    ships) every ``probe_every`` steps and writes ``probe.csv``; with ``select`` the best
+    candidate (written by ``save_encoder(path, step)``) becomes ``encoder_selected.safetensors``.
     """
     from ._train import StepHook, run_steps
 
@@ -286,18 +326,30 @@ def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker,
                     log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                     on_epoch=lambda records: _write_log(out, old_log, records))
     hook.replay(steps_done)
+    extra, probe_tracker = [], None
+    if probe is not None:
+        from ._probe import ProbeHook, ProbeTracker
+
+        probe_tracker = ProbeTracker(probe, out, save=save_encoder if cfg.select else None,
+                                     steps_done=steps_done if resume else 0)
+        extra.append(ProbeHook(probe_tracker, features=lambda trainer, x: export()(x),
+                               every=int(cfg.probe_every), total_steps=cfg.steps, at_start=not resume))
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.horizon // 10)
     t0 = time.time()
     trainer, result = run_steps(
         model, hook, n_rows=sampler.n, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup=warmup, seed=cfg.seed, device=cfg.device,
         amp=cfg.amp, checkpoint_dir=out / "checkpoint", resume=resume, progress=progress,
-        track_emissions=cfg.track_emissions, country=cfg.country)
+        track_emissions=cfg.track_emissions, country=cfg.country, extra_hooks=extra)
     wall = time.time() - t0
     log_frame = _write_log(out, old_log, hook.records)
     composition = tracker.table()
     write_table_atomic(out / "composition.csv", composition)
+    probe_summary = None
+    if probe_tracker is not None:
+        probe_summary = probe_tracker.finish(out / "encoder_selected.safetensors" if cfg.select else None)
     return {
+        "probe": probe_summary,
         "objective": kind,
         "steps": cfg.steps,
         "resumed_from_step": steps_done if resume else None,
@@ -312,6 +364,29 @@ def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker,
         "composition": composition.to_dict(orient="records"),
         "emissions": result.emissions,
     }
+
+
+def make_probe(cfg: DataConfig, frame: pd.DataFrame, *, min_side: int = 1):
+    """The run's fairness probe (:class:`~._probe.ProbeData` with its images decoded once at
+    ``image_size``), or None without ``probe_every``. Validates the probe manifest (label and
+    attribute columns, validation rows only) and warns when probe images are training images."""
+    if cfg.probe_every is None:
+        return None
+    from ._data import ImageBank
+    from ._probe import ProbeOptions, load_probe_data
+
+    opts = ProbeOptions(manifest=str(cfg.probe_manifest), label=str(cfg.probe_label),
+                        sensitive=tuple(cfg.probe_sensitive), every=int(cfg.probe_every),
+                        max_samples=cfg.probe_max_samples, folds=cfg.probe_folds,
+                        bootstrap=cfg.probe_bootstrap, select=cfg.select, path_column=cfg.path_column,
+                        age_bins=tuple(cfg.age_bins), seed=cfg.seed)
+    data = load_probe_data(opts, train_paths=frame[cfg.path_column].astype(str).tolist())
+    t0 = time.time()
+    bank = ImageBank(data.frame[cfg.path_column].tolist(), size=cfg.image_size, min_side=min_side)
+    log.info("probe: %d validation images decoded once at %d px (%.1f s)", len(bank), cfg.image_size,
+             time.time() - t0)
+    data.inputs = lambda idx, device: (bank.batch(idx, device=device) - 0.5) / 0.5
+    return data
 
 
 def resume_record(cfg_json: dict) -> dict:
@@ -349,6 +424,12 @@ def finish_run(out: Path, cfg, cfg_json: dict, *, kind: str, summary: dict) -> N
     inputs = {"manifest": str(cfg.manifest)}
     if Path(cfg.manifest).exists():
         inputs["manifest_sha256"] = file_fingerprint(cfg.manifest)
+    if cfg.probe_manifest and Path(cfg.probe_manifest).exists():
+        inputs["probe_manifest"] = str(cfg.probe_manifest)
+        inputs["probe_manifest_sha256"] = file_fingerprint(cfg.probe_manifest)
+    from ._report import write_run_report
+
+    write_run_report(out, kind=kind, config=cfg_json, summary=summary)
     write_sidecar(out / "run.json", kind=kind, config=cfg_json, seed=cfg.seed, inputs=inputs,
                   summary=summary)
 

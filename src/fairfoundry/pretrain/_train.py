@@ -221,8 +221,11 @@ def decay_parameters(model) -> list:
 def run_steps(model, hook: StepHook, *, n_rows: int, batch_size: int, lr: float,
               weight_decay: float, warmup: int, seed: int, device: str, amp: bool,
               checkpoint_dir: Path, resume: bool, progress=None, track_emissions: bool = False,
-              country: str | None = None, grad_clip: float | None = 3.0):
-    """Train ``model`` for ``hook.steps`` steps on the adapt :class:`Trainer`; return its result."""
+              country: str | None = None, grad_clip: float | None = 3.0, extra_hooks=()):
+    """Train ``model`` for ``hook.steps`` steps on the adapt :class:`Trainer`; return its result.
+
+    ``extra_hooks`` run after ``hook`` (a :class:`~._probe.ProbeHook` sees the EMA teacher the
+    step hook has just updated)."""
     from ..adapt._loop import ArrayData, TrainConfig, Trainer
 
     per_epoch = math.ceil(n_rows / batch_size)
@@ -233,7 +236,7 @@ def run_steps(model, hook: StepHook, *, n_rows: int, batch_size: int, lr: float,
                       schedule_steps=hook.schedule_steps,
                       grad_clip=grad_clip, seed=seed, device=device, amp=amp,
                       checkpoint_dir=str(checkpoint_dir))
-    trainer = Trainer(model, hook.objective, hooks=[hook], config=cfg, progress=progress,
+    trainer = Trainer(model, hook.objective, hooks=[hook, *extra_hooks], config=cfg, progress=progress,
                       track_emissions=track_emissions, country_iso_code=country or "USA")
     if trainer.device.type == "cuda":
         log.info("training on %s with bfloat16 autocast=%s", trainer.device, amp)

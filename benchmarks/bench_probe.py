@@ -1,0 +1,126 @@
+"""Wall-time overhead of the fairness probe on a 200-step CPU pre-training run.
+
+The same MAE run (the ``fairfoundry-tiny`` architecture: 64 px, patch 8, width 192, depth 4) on the
+bundled NIH X-rays' train split (155 images) is timed twice in one process, without and with
+``--probe-every 50`` on the validation split (75 images, label ``No_Finding``, sensitive ``sex,age``,
+100 bootstrap replicates): the probe runs at steps 0, 50, 100, 150, 200 (five times). It prints
+both wall times (decoding included) and the ratio ``with / without``; target <= 1.20. The runs
+alternate (``--repeat``) and the ratio of the medians is reported. On a shared machine whose load
+swings between runs the wall ratio mostly measures the load, so two load-robust figures are
+printed too: the ratio at equal step speed (the probed run's time outside the optimiser steps plus
+the plain run's step time, over the plain run's wall time) and the probe's own time over the plain
+run.
+
+    python benchmarks/bench_probe.py [--steps 200] [--every 50] [--repeat 1] [--threads 2]
+
+``--null N`` instead runs a null simulation of the probe's two verdict-bearing intervals on
+synthetic embeddings (400 rows, 200 patients, label signal equal in both sexes, no sex signal): the
+share of the ``N`` simulations whose leakage-AUC CI excludes chance (0.5) and whose per-group
+``auc_gap`` CI excludes 0; both should be near or below 5 %.
+
+    python benchmarks/bench_probe.py --null 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--null", type=int, default=0)
+    args = ap.parse_args()
+    if args.null:
+        return null_simulation(args.null, bootstrap=args.bootstrap)
+
+    import pandas as pd
+    import torch
+
+    from fairfoundry.datasets import nih_images
+    from fairfoundry.pretrain import pretrain
+
+    torch.set_num_threads(args.threads)
+    mp = Path(nih_images())
+    m = pd.read_csv(mp)
+    m["path"] = [str(mp.parent / p) for p in m["path"]]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+    m[m["split"] == "train"].to_csv(tmp / "train.csv", index=False)
+    m.to_csv(tmp / "probe.csv", index=False)
+    base = {"objective": "mae", "manifest": str(tmp / "train.csv"), "model": "vit_tiny_patch16_224",
+            "image_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 4, "num_heads": 3,
+            "options": {"decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4}, "steps": args.steps,
+            "batch_size": 32, "device": "cpu", "log_every": 10}
+    probed = {**base, "probe_every": args.every, "probe_manifest": str(tmp / "probe.csv"),
+              "probe_label": "No_Finding", "probe_sensitive": ["sex", "age"], "probe_bootstrap": args.bootstrap}
+    plain_t, probe_t, probe_s, adjusted = [], [], [], []
+    plain_train = 0.0
+    for r in range(args.repeat):
+        for name, cfg, sink in (("plain", base, plain_t), ("probe", probed, probe_t)):
+            t0 = time.perf_counter()
+            summary = pretrain(cfg, out=tmp / f"{name}{r}", overwrite=True)
+            sink.append(time.perf_counter() - t0)
+            if summary.get("probe"):
+                probe_s.append(summary["probe"]["probe_seconds"])
+                n_probes = summary["probe"]["probes"]
+                # the probed run had its steps run at the plain run's speed: what the probe adds
+                # outside the optimiser steps, against the plain run (robust to load swings)
+                adjusted.append((plain_train + sink[-1] - summary["train_seconds"]) / plain_t[-1])
+            else:
+                plain_train = summary["train_seconds"]
+            print(f"run {r} {name}: {sink[-1]:.1f} s", flush=True)
+    a, b = statistics.median(plain_t), statistics.median(probe_t)
+    print(f"steps={args.steps} probe_every={args.every} probes={n_probes} probe_images=75")
+    print(f"without probe: {a:.1f} s   with probe: {b:.1f} s   (probe itself: {statistics.median(probe_s):.1f} s)")
+    print(f"overhead ratio with/without: {b / a:.3f}  (target <= 1.20)")
+    print(f"ratio at equal step speed (probed run's non-step time + plain run's step time, / plain wall): "
+          f"{statistics.median(adjusted):.3f}")
+    print(f"probe time / run without probe: {statistics.median(probe_s) / a:.3f}  (the probe's own share, "
+          "less sensitive to a changing machine load)")
+    return 0
+
+
+def null_simulation(n_sims: int, *, bootstrap: int) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-probe-null-"))
+    leak_hits = leak_above = gap_hits = 0
+    t0 = time.perf_counter()
+    for k in range(n_sims):
+        rng = np.random.default_rng(1000 + k)
+        n = 400
+        sex = np.where(rng.random(n) < 0.5, "female", "male")
+        y = (rng.random(n) < 0.4).astype(int)
+        emb = rng.normal(size=(n, 8))
+        emb[:, 0] += 1.0 * y  # the same label signal in both groups, nothing about sex
+        frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                              "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
+        frame.to_csv(tmp / "m.csv", index=False)
+        data = load_probe_data(ProbeOptions(manifest=str(tmp / "m.csv"), label="y", sensitive=("sex",), every=1,
+                                            bootstrap=bootstrap, seed=k))
+        rows = probe_embeddings(emb, data, step=0)
+        leak = rows[rows["metric"] == "leakage_auc"].iloc[0]
+        gap = rows[(rows["metric"] == "auc_gap") & (rows["attribute"] == "sex")].iloc[0]
+        leak_hits += int(leak["ci_low"] > 0.5 or leak["ci_high"] < 0.5)
+        leak_above += int(leak["ci_low"] > 0.5)  # a false "the embedding encodes the attribute"
+        gap_hits += int(gap["ci_low"] > 0)
+    print(f"null simulation: {n_sims} runs, {bootstrap} bootstrap replicates, {time.perf_counter() - t0:.0f} s")
+    print(f"leakage AUC CI excludes 0.5: {leak_hits}/{n_sims} = {leak_hits / n_sims:.3f}  (nominal 0.05)")
+    print(f"leakage AUC CI above 0.5:    {leak_above}/{n_sims} = {leak_above / n_sims:.3f}  (nominal 0.025)")
+    print(f"auc_gap CI excludes 0:       {gap_hits}/{n_sims} = {gap_hits / n_sims:.3f}  (nominal <= 0.05)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
