@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import FairfoundryError
+from ..metrics import t_interval as _t_interval  # mean and Student-t interval over seeds
 
 __all__ = ["curation_impact", "IMPACT_FILES"]
 
@@ -79,17 +80,6 @@ def _metrics(res: dict, sensitive: list[str]) -> dict:
                 row[f"{attr}:{metric}_ci_high"] = float(r["ci_high"].iloc[0]) if r["ci_high"].iloc[0] is not None else np.nan
     return row
 
-
-def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else np.nan, np.nan, np.nan)
-    m, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
-    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1)) * se
-    return m, m - h, m + h
 
 
 def curation_impact(out: str | os.PathLike, *, manifest: str | os.PathLike | None = None,

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import FairfoundryError
+from ..metrics import t_interval as _t_interval  # mean and Student-t interval over seeds
 
 __all__ = ["KnownBiasData", "make_knownbias_features", "inject_marker", "make_knownbias_images"]
 
@@ -217,19 +218,6 @@ KNOWNBIAS_METRICS: tuple[str, ...] = ("auc", "auc_worst_group", "auc_gap", "es_a
                                       "equal_opportunity_difference", "demographic_parity_difference", "ece_gap",
                                       "calibration_intercept_gap")
 
-
-def _t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if v.size < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
 
 
 def run_knownbias_benchmark(methods=None, *, seeds=range(5), head: str = "linear", epochs: int = 20, batch_size: int = 256,

@@ -23,7 +23,6 @@ manifest with images, a 0/1 label and one protected attribute:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import FairfoundryError
+from ..metrics import t_interval as _t_interval  # mean and Student-t interval over seeds
 
 __all__ = ["PILOT_FILES", "synthetic_pilot"]
 
@@ -53,18 +53,6 @@ def _fit(config: dict, out: Path) -> Path:
 
     return fit_run(FitConfig(**config), out)
 
-
-def _t_interval(values) -> tuple[float, float, float]:
-    from scipy import stats
-
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def _targets(m, *, label: str, attribute: str, target_cells: int, where: str) -> list[tuple[str, str, int]]:
