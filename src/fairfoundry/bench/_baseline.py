@@ -98,7 +98,7 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
         pos = pd.Series(range(len(ids)), index=ids)
         X = X[pos.loc[m["sample_id"].astype(str)].to_numpy()]
         probe = probe_attributes(X, m, attributes=list(sensitive), seed=seed, n_boot=bootstrap)
-        write_table_atomic(stage / "attribute_probe.csv", probe.table)
+        write_table_atomic(stage / "attribute_probe.csv", probe.table, report=True)
         per_group = _per_group_table(stage / "run" / "evaluation" / "evaluation.csv", stage / "run" / "evaluation" /
                                      "summary.json")
         write_table_atomic(stage / "per_group.csv", per_group, report=True)

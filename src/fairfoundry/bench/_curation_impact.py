@@ -209,9 +209,9 @@ def curation_impact(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
                 verdict.append(f"Note: dedup dropped {int((~dd.keep).sum())} of {len(tr)} training rows; the dedup arm "
                                "mostly measures a smaller training set.")
             write_table_atomic(stage / "manifest.csv", m)
-            write_table_atomic(stage / "results.csv", res_df)
-            write_table_atomic(stage / "summary.csv", summary)
-            write_table_atomic(stage / "differences.csv", diffs)
+            write_table_atomic(stage / "results.csv", res_df, report=True)
+            write_table_atomic(stage / "summary.csv", summary, report=True)
+            write_table_atomic(stage / "differences.csv", diffs, report=True)
             sections = [
                 {"title": "Verdict", "text": verdict},
                 {"title": "Arms (mean over seeds, 95% t-interval across seeds)", "tables": [table(summary)]},

@@ -626,7 +626,7 @@ def run_study(name: str, out: str | os.PathLike, *, options: StudyOptions | None
                                f"{summary['failed'][0]['error'] if summary['failed'] else 'unknown'}")
     parts = study.analyse(results, cells, grid, opts, inputs)
     for tname, table in parts["tables"].items():
-        write_table_atomic(out / "tables" / f"{tname}.csv", table)
+        write_table_atomic(out / "tables" / f"{tname}.csv", table, report=True)
     write_text_atomic(out / "report.html", _render(study, parts, summary, opts))
     write_sidecar(out / "study.json", kind=f"fairfoundry.study.{name}", config=json.loads(json.dumps(
         opts.__dict__, default=list)), seed=opts.seeds[0], grid=grid, cells=summary["cells"],

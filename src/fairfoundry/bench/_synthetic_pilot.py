@@ -210,9 +210,9 @@ def synthetic_pilot(out: str | os.PathLike, *, manifest: str | os.PathLike | Non
         pos = pd.to_numeric(test[label], errors="coerce").fillna(0).to_numpy()
         events = {tnames[g]: int(pos[tcodes == g].sum()) for g in range(len(tnames))}
         verdict = _verdict(delta, summary, events, attribute, label, qc, len(acc))
-        write_table_atomic(stage / "arms.csv", arms)
-        write_table_atomic(stage / "summary.csv", summary)
-        write_table_atomic(stage / "delta.csv", delta)
+        write_table_atomic(stage / "arms.csv", arms, report=True)
+        write_table_atomic(stage / "summary.csv", summary, report=True)
+        write_table_atomic(stage / "delta.csv", delta, report=True)
         from ..synth._report import render_pilot_html
 
         qc_cols = [c for c in qc.columns if not c.endswith("_std")]

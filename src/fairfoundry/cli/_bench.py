@@ -98,7 +98,7 @@ def bench_results_command(
     if export is not None:
         if export.exists() and not overwrite:
             raise FairfoundryError(f"{export} exists", hint="pass --overwrite to replace it")
-        write_table_atomic(export, table)
+        write_table_atomic(export, table, report=True)
         typer.echo(f"wrote {export}")
 
 

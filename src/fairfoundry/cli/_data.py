@@ -111,7 +111,7 @@ def datasets_build(
         if problems_csv.exists() and not overwrite:
             raise FairfoundryError(f"{problems_csv} already exists",
                                    hint="pass --overwrite to replace it")
-        write_table_atomic(problems_csv, loaded.problems)
+        write_table_atomic(problems_csv, loaded.problems, report=True)
     write_manifest(frame, out)
     write_sidecar(out.with_name(out.name + ".json"), kind="manifest",
                   config={"dataset": loaded.spec.name, "bins": bins or None},
@@ -160,7 +160,7 @@ def datasets_scan(
     write_manifest(frame, out)
     bad = out.with_name(out.stem + ".problems.csv")
     if len(problems):
-        write_table_atomic(bad, problems)
+        write_table_atomic(bad, problems, report=True)
     typer.echo(f"wrote {out}: {len(frame):,} files")
     if len(problems):
         typer.echo(f"warning: {len(problems)} file(s) could not be read, listed in {bad}",

@@ -63,7 +63,8 @@ def _write(out, *, overwrite: bool, kind: str, config: dict, seed, inputs: dict,
     out = prepare_out_dir(out, overwrite=overwrite, outputs=[*tables, "report.html", "curate.json"])
     with staged_dir(out) as stage:
         for name, frame in tables.items():
-            write_table_atomic(stage / name, frame)
+            # manifests are data read back; the other tables are reports (formula cells quoted)
+            write_table_atomic(stage / name, frame, report=name != "manifest.csv")
         write_text_atomic(stage / "report.html", html)
         write_sidecar(stage / "curate.json", kind=kind, config=config, seed=seed, inputs=inputs)
     return out

@@ -169,14 +169,6 @@ def evaluate_by_attributes(values: pd.DataFrame, attributes: Sequence[Attribute]
                                "min_events": int(min_events)}
 
 
-def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells of text columns that a spreadsheet would run as a formula get a leading quote."""
-    out = frame.copy()
-    for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].astype(object).map(lambda v: "'" + v if isinstance(v, str) and v[:1] in "=+-@"
-                                else v)
-    return out
 
 
 def _fmt(x) -> str:
@@ -278,8 +270,8 @@ class GroupedEvaluation:
 
         out = prepare_out_dir(out, overwrite=overwrite, outputs=list(OUTPUT_FILES))
         with staged_dir(out) as stage:
-            write_table_atomic(stage / "evaluation.csv", _csv_safe(self.by_group))
-            write_table_atomic(stage / "per_sample.csv", _csv_safe(self.per_sample))
+            write_table_atomic(stage / "evaluation.csv", self.by_group, report=True)
+            write_table_atomic(stage / "per_sample.csv", self.per_sample, report=True)
             write_text_atomic(stage / "report.html", self.to_html())
             write_json_atomic(stage / "summary.json", self.summary)
         return out

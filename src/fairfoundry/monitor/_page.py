@@ -146,20 +146,11 @@ def write_report(store, out, *, overwrite: bool = False, title: str = "fairfound
     html = render_page(store, title=title, min_n=min_n)
     with staged_dir(out) as stage:
         (stage / "report.html").write_text(html, encoding="utf-8")
-        write_table_atomic(stage / "windows.csv", _csv_safe(store.results()))
-        write_table_atomic(stage / "alerts.csv", _csv_safe(store.alerts()))
+        write_table_atomic(stage / "windows.csv", store.results(), report=True)
+        write_table_atomic(stage / "alerts.csv", store.alerts(), report=True)
         write_sidecar(stage / "report.json", kind="monitor-report",
                       config={"title": title, "min_n": min_n},
                       inputs={"store": str(store.path), **store.counts()})
     return out / "report.html"
 
 
-def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Quote user text that a spreadsheet would run as a formula (a cell starting with
-    ``=``, ``+``, ``-`` or ``@`` gets a leading apostrophe); numbers are left alone."""
-    out = frame.copy()
-    for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in "=+-@"
-                                and v else v)
-    return out

@@ -79,11 +79,10 @@ def write_drift(table: pd.DataFrame, out, *, config: MonitorConfig, store: Event
     """Write ``OUT/drift.csv`` (``table`` from :func:`drift_windows`) and its sidecar
     ``OUT/drift.json`` (config, store counts, embeddings path), both or neither."""
     from .._io import prepare_out_dir, staged_dir, write_sidecar, write_table_atomic
-    from ._page import _csv_safe
 
     out = prepare_out_dir(out, overwrite=overwrite, outputs=["drift.csv", "drift.json"])
     with staged_dir(out) as stage:
-        write_table_atomic(stage / "drift.csv", _csv_safe(table))
+        write_table_atomic(stage / "drift.csv", table, report=True)
         write_sidecar(stage / "drift.json", kind="monitor-drift",
                       config=config.model_dump(mode="json"), seed=config.seed,
                       inputs={"store": str(store.path), **store.counts(),

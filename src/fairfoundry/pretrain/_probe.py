@@ -467,7 +467,7 @@ class ProbeTracker:
         new = probe_embeddings(emb, self.data, step=step)
         self.rows = pd.concat([self.rows[self.rows["step"] != step], new], ignore_index=True) \
             if len(self.rows) else new
-        write_table_atomic(self.csv, self.rows)
+        write_table_atomic(self.csv, self.rows, report=True)
         sc = scalars(new)
         if self.select is not None and self.save is not None:
             self.save(self.cand_path(step), step)

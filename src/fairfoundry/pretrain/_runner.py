@@ -344,7 +344,7 @@ def train_run(cfg: DataConfig, out: Path, model, *, kind: str, sampler, tracker,
     wall = time.time() - t0
     log_frame = _write_log(out, old_log, hook.records)
     composition = tracker.table()
-    write_table_atomic(out / "composition.csv", composition)
+    write_table_atomic(out / "composition.csv", composition, report=True)
     probe_summary = None
     if probe_tracker is not None:
         probe_summary = probe_tracker.finish(out / "encoder_selected.safetensors" if cfg.select else None)

@@ -257,11 +257,11 @@ def run_qc(real: str | os.PathLike, synthetic: str | os.PathLike, *, out: str | 
     from ._report import render_qc_html
 
     with staged_dir(out) as stage:
-        write_table_atomic(stage / "qc.csv", table)
-        write_table_atomic(stage / "per_sample.csv", per)
-        write_table_atomic(stage / "rejected.csv", per[per["qc_pass"] == 0])
+        write_table_atomic(stage / "qc.csv", table, report=True)
+        write_table_atomic(stage / "per_sample.csv", per, report=True)
+        write_table_atomic(stage / "rejected.csv", per[per["qc_pass"] == 0], report=True)
         write_table_atomic(stage / "accepted.csv", accepted)
-        write_table_atomic(stage / "classifiers.csv", clf)
+        write_table_atomic(stage / "classifiers.csv", clf, report=True)
         render_qc_html(stage / "qc.html", table=table, per_sample=per, classifiers=clf, encoder=str(encoder),
                        copy_threshold=copy_threshold, real=str(real), synthetic=str(synthetic))
         write_sidecar(stage / "qc.json", kind="fairfoundry.synth.qc", seed=seed,
