@@ -245,3 +245,21 @@ def test_generic_spec_on_a_canonical_table(tmp_path):
     assert m["age"].tolist()[:3] == [30.0, 30.0, 65.0] and np.isnan(m["age"].iloc[3])
     assert m["age_group"].tolist() == ["20-39", "20-39", "60-79", "unknown"]
     assert len(check_leakage(m)) == 0
+
+
+def test_leaking_patients_from_precomputed_codes_matches_check_leakage():
+    """The audit factorizes patient ids once and passes the codes; same table as check_leakage,
+    rows with a missing patient or split skipped."""
+    import numpy as np
+    import pandas as pd
+
+    from fairfoundry.data import leaking_patients
+
+    m = pd.DataFrame({"patient_id": ["p2", "p1", "p1", "p2", None, "p3", "p3"],
+                      "split": ["train", "train", "test", "train", "test", None, "val"]})
+    want = check_leakage(m)
+    assert want["patient_id"].tolist() == ["p1"] and want["splits"].tolist() == ["test+train"]
+    codes, uniq = pd.factorize(m["patient_id"])
+    got = leaking_patients(codes, uniq, m["split"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    assert np.asarray(got["n_images"]).tolist() == [2]

@@ -425,7 +425,7 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
     import numpy as np
     import pandas as pd
 
-    from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
+    from ..data import PROTECTED_ATTRIBUTES, bin_values, exact_duplicates, leaking_patients
     from ..groups import combine_groups, intersection_attribute, split_intersection
 
     if sensitive is not None:
@@ -471,7 +471,7 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
         and frame["patient_id"].astype(str).equals(frame["sample_id"].astype(str)))
     if "patient_id" in frame.columns:
         pid = frame["patient_id"]
-        if "sample_id" in frame.columns:
+        if "sample_id" in frame.columns and pid.isna().any():
             pid = pid.astype(object).where(pid.notna(), "__s__" + frame["sample_id"].astype(str))
         pcodes, puniq = pd.factorize(pid)
         n_patients = len(puniq)
@@ -610,7 +610,9 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
                         f"counts are suppressed in published outputs")
     leakage = None
     if "split" in frame.columns and "patient_id" in frame.columns:
-        leakage = check_leakage(frame)
+        # the patient codes computed above, not a second factorization of the ids
+        known_pid = frame["patient_id"].notna().to_numpy()
+        leakage = leaking_patients(np.where(known_pid, pcodes, -1), puniq, frame["split"])
         if len(leakage):
             warnings.append(f"patient leakage: {len(leakage)} patient(s) appear in more than one "
                             f"split")
