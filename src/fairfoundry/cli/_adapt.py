@@ -106,6 +106,9 @@ def fit_command(
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
     no_emissions: bool = typer.Option(False, "--no-emissions", help="Do not estimate emissions with codecarbon."),
     no_html: bool = typer.Option(False, "--no-html", help="Skip each run's evaluation/report.html (faster grids)."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths (--encoder) that climb out of the manifest's folder (../)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
     list_methods: bool = typer.Option(False, "--list-methods", help="List the mitigation methods and exit."),
@@ -162,6 +165,8 @@ def fit_command(
         overrides["emissions"] = False
     if no_html:
         overrides["html"] = False
+    if allow_outside_root:
+        overrides["allow_outside_root"] = True
     if config is not None:
         cfg = load_fit_config(config, **overrides)
     else:
@@ -204,6 +209,9 @@ def baseline_audit_command(
     no_emissions: bool = typer.Option(False, "--no-emissions",
                                       help="Do not estimate emissions with codecarbon."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Audit an encoder's features before any intervention: attribute probe + per-group linear probe with CIs.
 
@@ -216,6 +224,7 @@ def baseline_audit_command(
     with rich_progress("baseline audit (steps)", total=None) as advance:
         result = baseline_audit(out, manifest=manifest, encoder=encoder, encoder_weights=encoder_weights,
                                 labels=labels, sensitive=attrs, seed=seed, bootstrap=bootstrap, device=device,
-                                emissions=not no_emissions, overwrite=overwrite, progress=advance)
+                                emissions=not no_emissions, overwrite=overwrite, progress=advance,
+                                allow_outside_root=allow_outside_root)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'baseline_audit.html'}")
