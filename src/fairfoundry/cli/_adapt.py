@@ -8,10 +8,15 @@ from pathlib import Path
 import typer
 
 from .._errors import FairfoundryError
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import parse_key_values, rich_progress
 
 log = logging.getLogger(__name__)
+
+#: the zoo's hints say --model / --weights (embed's flags); these commands call them so
+ENCODER_FLAGS = {"--model": "--encoder", "--weights": "--encoder-weights"}
+for _name in ("fit", "experiment baseline-audit"):
+    flag_aliases(_name, ENCODER_FLAGS)
 
 _EPILOG = (
     "Examples:\n\n"

@@ -11,7 +11,7 @@ import typer
 
 from .._errors import FairfoundryError
 from ..pretrain._names import objective_names
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import parse_key_values, rich_progress
 
 log = logging.getLogger(__name__)
@@ -292,3 +292,6 @@ def distill_command(
         "teachers": {t["teacher"]: round(t["weight"], 4) for t in summary["teachers"]},
         "out": str(out),
     }))
+
+#: distill's --model is the student; a teacher the zoo cannot load was given with --teacher
+flag_aliases("distill", {"--model": "--teacher"})

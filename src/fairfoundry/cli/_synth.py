@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import rich_progress
 
 synth_app = typer.Typer(help="Synthetic images for under-represented groups: train a conditional generator, "
@@ -155,7 +155,7 @@ def qc_command(
     typer.echo(f"  report: {Path(result) / 'qc.html'}")
 
 
-from ._adapt import experiment_app  # noqa: E402  (the `experiment` group lives in _adapt)
+from ._adapt import ENCODER_FLAGS, experiment_app  # noqa: E402  (the `experiment` group lives in _adapt)
 
 
 @experiment_app.command("synthetic-pilot")
@@ -191,3 +191,6 @@ def synthetic_pilot_command(
                                  device=device, overwrite=overwrite, progress=advance)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'pilot.html'}")
+
+for _name in ("synth qc", "experiment synthetic-pilot"):
+    flag_aliases(_name, ENCODER_FLAGS)
