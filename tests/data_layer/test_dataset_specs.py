@@ -263,3 +263,17 @@ def test_leaking_patients_from_precomputed_codes_matches_check_leakage():
     got = leaking_patients(codes, uniq, m["split"])
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
     assert np.asarray(got["n_images"]).tolist() == [2]
+
+
+def test_spec_files_are_read_into_a_raw_frame_not_a_side_channel(data_dir):
+    """The raw step returns what it found (problems, skipped tables, column files) in a
+    RawFrame; the manifest carries no DataFrame.attrs."""
+    from fairfoundry.data._spec_tables import RawFrame, _base_frame
+
+    spec = get_spec("ham10000")
+    notes: list[str] = []
+    raw = _base_frame(spec, data_dir / "ham10000", notes)
+    assert isinstance(raw, RawFrame) and len(raw.frame) > 0 and raw.frame.attrs == {}
+    assert raw.column_files and all(v.endswith(".csv") for v in raw.column_files.values())
+    loaded = load_dataset("ham10000", data_dir / "ham10000")
+    assert loaded.manifest.attrs == {}
