@@ -32,6 +32,7 @@ from ._checks import as_binary, as_scores, same_length
 from ._confusion import nan_reason, rates_from_counts
 from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_stats
 from ._options import EngineOptions
+from ._records import PER_GROUP
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
@@ -39,13 +40,10 @@ __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis
 
 log = logging.getLogger(__name__)
 
-#: per-group metric names, in table order
-METRICS = ("n", "positives", "prevalence", "auc", "average_precision", "accuracy",
-           "balanced_accuracy", "tpr", "fpr", "tnr", "fnr", "ppv", "npv", "selection_rate",
-           "f1", "ece", "brier", "log_loss", "calibration_slope", "calibration_intercept")
-_KERNEL = {"auc": "auc", "average_precision": "ap", "ece": "ece", "brier": "brier",
-           "log_loss": "log_loss", "calibration_slope": "cal_slope",
-           "calibration_intercept": "cal_intercept"}
+#: per-group metric names, in table order (declared once, in :data:`._records.PER_GROUP`)
+METRICS = tuple(PER_GROUP)
+#: metric -> the kernel statistic it is (the others come from the confusion cells)
+_KERNEL = {r.name: r.kernel for r in PER_GROUP.values() if r.kernel != "confusion"}
 #: per-metric summary suffixes and how a permutation p-value reads them
 FAMILY = {"gap": "high", "ratio": "low", "to_overall": "high", "vs_reference": "abs",
           "worst_group": None}
