@@ -88,22 +88,10 @@ def _harmonise_attribute(name: str, attr: AttributeSpec, frame, *, source: str, 
 def _free_values(raw, mapping: dict, missing: list):
     """Free-text attributes (site, language, ...): map what the spec maps, keep the rest."""
     import numpy as np
-    import pandas as pd
 
-    from ._harmonise import MISSING_TOKENS, _norm
+    from ._harmonise import map_values
 
-    norm_map = {_norm(k): v for k, v in mapping.items()}
-    miss = {_norm(m) for m in missing}
-    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-    out = []
-    for u in uniques:
-        key = _norm(u)
-        if key in norm_map:
-            out.append(str(norm_map[key]))
-        elif key in miss or key in MISSING_TOKENS:
-            out.append(UNKNOWN)
-        else:
-            out.append(_plain(u))
+    codes, out = map_values(raw, mapping, missing=missing, fallback=lambda u, _key: _plain(u))
     table = np.array([*out, UNKNOWN], dtype=object)
     return table[codes]
 

@@ -28,7 +28,7 @@ from ._bootstrap import (
     permutation_pvalue,
     proportion_interval,
 )
-from ._checks import as_binary, as_scores, same_length
+from ._checks import as_binary, as_scores, present_groups, same_length
 from ._confusion import nan_reason, rates_from_counts
 from ._kernel import build_layout, compute_row_terms, one_step_solve, segment_stats
 from ._options import EngineOptions
@@ -507,15 +507,10 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                                                      opts.chunk_elements)
     degenerate_ci = opts.degenerate_ci
     n = len(y)
-    counts = np.bincount(codes, minlength=len(names))
-    present = np.flatnonzero(counts > 0)
-    pnames = [names[g] for g in present]
-    dense = np.full(len(names), -1)
-    dense[present] = np.arange(len(present))
-    dcodes = dense[codes]
+    counts, present, pnames, dcodes = present_groups(codes, names)
     if reference is not None and counts[names.index(str(reference))] == 0:
         raise FairfoundryError(f"reference group {reference!r} has no rows")
-    ref = (int(dense[names.index(str(reference))]) if reference is not None
+    ref = (pnames.index(str(reference)) if reference is not None
            else int(np.argmax(counts[present])))
 
     eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,
