@@ -7,6 +7,7 @@ geometry and a jinja2 template (autoescaped: labels are user data) writes the SV
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -88,6 +89,7 @@ def heatmap(title: str, rows: list[str], cols: list[str], counts, *, k: int, xla
             "height": y0 + ch * len(rows) + 24, "xlabel": xlabel, "ylabel": ylabel}
 
 
+@functools.lru_cache(maxsize=1)
 def _macros():
     import jinja2
 

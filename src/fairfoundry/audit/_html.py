@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..report import render_page
@@ -238,6 +239,7 @@ def headline(audit) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _templates():
     import jinja2
 

@@ -76,13 +76,21 @@ def _root(
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _load_commands() -> None:
+#: commands costly to import (the study commands import the whole bench package) register
+#: themselves through a hook called with the command line; ``None`` means "everything" (help
+#: introspection, tests)
+ON_DEMAND: list = []
+
+
+def _load_commands(args: list[str] | None = None) -> None:
     for name in COMMAND_MODULES:
         try:
             importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__package__}.{name}":
                 raise
+    for hook in ON_DEMAND:
+        hook(args)
 
 
 #: CLI flag of each library parameter whose flag is not ``--`` + the name with dashes
@@ -198,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     Exit codes: 0 success, 2 bad input or usage (one clear message, no traceback),
     1 an unexpected error (a bug: one line, ``--debug`` shows the traceback).
     """
-    _load_commands()
     args = list(sys.argv[1:] if argv is None else argv)
+    _load_commands(args)
     _STATE["debug"] = "--debug" in args
     try:
         app(args=args, prog_name="fairfoundry", standalone_mode=False)
