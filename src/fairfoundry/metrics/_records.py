@@ -97,7 +97,19 @@ PER_GROUP: dict[str, MetricRecord] = _records(
 
 
 def metric_record(name: str) -> MetricRecord:
-    """The record of a per-group metric (KeyError naming the known ones otherwise)."""
+    """The record of a per-group metric (KeyError naming the known ones otherwise).
+
+    Its ``formula`` and ``source`` are the definition the engine computes, e.g. ``tpr`` =
+    TP / (TP + FN) (Source: the confusion matrix at the threshold; fairlearn's
+    ``true_positive_rate``).
+
+    Examples
+    --------
+    >>> metric_record("tpr").formula
+    'TP / (TP + FN)'
+    >>> metric_record("fnr").direction
+    -1
+    """
     try:
         return PER_GROUP[name]
     except KeyError:
