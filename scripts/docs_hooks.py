@@ -67,21 +67,27 @@ def _api_page(name: str) -> str:
     return f"# `{name}`\n\n::: {name}\n    options:\n      show_root_heading: false\n"
 
 
+_BETTER = {1: "higher", -1: "lower", 0: "descriptive", "one": "closer to 1", "zero": "closer to 0"}
+
+
+def metric_table() -> str:
+    """The per-group metric table, one row per record of ``fairfoundry.metrics.PER_GROUP``."""
+    from fairfoundry import metrics
+
+    rows = [[f"`{r.name}`", _BETTER[r.direction], r.formula, r.summary, r.kernel, r.source]
+            for r in metrics.PER_GROUP.values()]
+    return _table(["metric", "better", "formula", "definition", "computed from", "source"], rows)
+
+
 def _metrics_page() -> str:
     from fairfoundry import metrics
 
-    rows = []
-    for name in metrics.METRICS:
-        func = getattr(metrics, name, None)
-        direction = metrics.DIRECTION.get(name, "")
-        better = {1: "higher", -1: "lower", 0: "descriptive", "one": "closer to 1",
-                  "zero": "closer to 0"}.get(direction, str(direction))
-        rows.append([f"`{name}`", better, _first_line(func) if callable(func) else ""])
     summaries = [[f"`{s.name}`", s.extreme, s.doc] for s in metrics.SUMMARIES.values()]
-    return ("# Metric glossary\n\nGenerated from `fairfoundry.metrics` (`METRICS`, `DIRECTION`, "
-            "`SUMMARIES`); each function's docstring gives the formula and its source, see the "
-            "[API page](../api/fairfoundry.metrics.md) and the [metrics guide](../metrics.md).\n\n"
-            "## Per-group metrics\n\n" + _table(["metric", "better", "definition"], rows)
+    return ("# Metric glossary\n\nGenerated from `fairfoundry.metrics` (the per-group metric "
+            "records `PER_GROUP`, each declared once with its kernel, direction, formula and "
+            "source, and `SUMMARIES`); see the [API page](../api/fairfoundry.metrics.md) and the "
+            "[metrics guide](../metrics.md).\n\n"
+            "## Per-group metrics\n\n" + metric_table()
             + "\n## Named summaries\n\n" + _table(["summary", "extreme", "definition"], summaries))
 
 

@@ -444,7 +444,10 @@ def read_yaml_mapping(path: str | os.PathLike, *, what: str = "config", keys_hin
     if not path.exists():
         raise FairfoundryError(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # the C loader when libyaml is there (the same safe constructors, ~10x faster: the
+        # audit page reads every shipped spec)
+        data = yaml.load(path.read_text(encoding="utf-8"),
+                         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:  # also tags such as !!python/object (safe loading refuses them)
         first = " ".join(str(exc).split())
         raise FairfoundryError(f"{what} {path} is not valid YAML: {first[:200]}",

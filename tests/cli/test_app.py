@@ -74,3 +74,25 @@ def test_read_yaml_mapping_errors_name_the_file(tmp_path):
         read_yaml_mapping(tmp_path / "bad.yaml", what="spec")
     with pytest.raises(FairfoundryError, match="not found"):
         read_yaml_mapping(tmp_path / "missing.yaml")
+
+
+def test_commands_other_than_experiment_do_not_import_the_bench_package():
+    """The study commands register on demand: `audit-data` (1M rows in seconds) does not pay for
+    importing fairfoundry.bench; `experiment --help` still lists every study."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom fairfoundry.cli._app import _load_commands\n"
+            "_load_commands(['audit-data', '--help'])\nprint('fairfoundry.bench' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+    import contextlib
+    import io
+
+    from fairfoundry.bench._studies import STUDIES
+    from fairfoundry.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["experiment", "--help"]) == 0
+    assert all(name in buf.getvalue() for name in STUDIES)

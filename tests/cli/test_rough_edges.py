@@ -115,3 +115,36 @@ def test_long_jobs_report_progress_off_a_terminal(capsys, monkeypatch):
     with rich_progress("quick", 2) as advance:
         advance(2)
     assert capsys.readouterr().err == ""  # short jobs stay quiet
+
+
+def test_every_long_command_reports_through_the_one_progress_helper():
+    """No CLI module draws its own bar: all go through rich_progress, which also prints plain
+    lines off a terminal (pretrain, distill, fit, embed, curate, monitor, synth, ...)."""
+    from pathlib import Path
+
+    import fairfoundry.cli as cli_pkg
+
+    folder = Path(cli_pkg.__file__).parent
+    users = []
+    for f in sorted(folder.glob("_*.py")):
+        text = f.read_text()
+        if f.name != "_common.py":
+            assert "rich.progress" not in text and "Progress(" not in text, f.name
+        if "rich_progress(" in text:
+            users.append(f.name)
+    for name in ("_adapt.py", "_models.py", "_pretrain.py", "_curate.py", "_monitor.py",
+                 "_synth.py", "_data.py"):
+        assert name in users, name
+
+
+def test_monitor_replay_prints_a_plain_progress_line_off_a_terminal(cli, tmp_path, monkeypatch):
+    n = 40
+    pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "time": range(n),
+                  "patient_id": [f"p{i // 2}" for i in range(n)], "sex": ["F", "M"] * (n // 2),
+                  "score_E": [0.1 + 0.02 * i for i in range(n)], "y_E": [i % 2 for i in range(n)],
+                  "label_time": [i + 5 for i in range(n)]}).to_csv(tmp_path / "s.csv", index=False)
+    monkeypatch.setenv("FAIRFOUNDRY_PROGRESS_INTERVAL", "0")
+    r = cli("monitor", "replay", tmp_path / "s.csv", "--store", tmp_path / "m.db", "--batch", "10")
+    assert r.code == 0, r
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("replaying: ")]
+    assert lines and "/s" in lines[-1] and "elapsed" in lines[-1], r.err

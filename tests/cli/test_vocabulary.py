@@ -74,3 +74,55 @@ def test_fit_does_not_suggest_download(cli, tmp_path, monkeypatch):
             "--label", "y", "--sensitive", "sex", "--out", tmp_path / "o")
     assert r.code == 2, r
     assert "--download" not in r.err and "huggingface-cli" not in r.err
+
+
+def test_boolean_options_are_flags_typed_as_users_type_them():
+    """``--overwrite`` alone (no value, no ``--overwrite/--no-overwrite`` pair to guess) on every
+    command; embed's --amp/--no-amp is the one documented pair."""
+    odd, seen = [], 0
+    for name, cmd in _commands():
+        for p in cmd.params:
+            td = getattr(p, "type_descriptor", None)
+            annotation = getattr(td, "annotation", None)
+            if p.param_type_name != "option" or not (annotation is bool or isinstance(p.default, bool)):
+                continue
+            seen += 1
+            if not p.is_flag or (p.secondary_opts and p.opts != ["--amp"]):
+                odd.append(f"{name} {p.opts} {p.secondary_opts}")
+    assert not odd, odd
+    assert seen > 30  # --overwrite, --resume, --no-html, ... on every command
+
+
+def test_hints_use_the_running_commands_spelling_of_model_flags(capsys):
+    """The zoo's hints say --model/--weights (embed's flags): fit and baseline-audit call them
+    --encoder/--encoder-weights, distill's --model is the student (a teacher is --teacher)."""
+    from fairfoundry._errors import FairfoundryError
+    from fairfoundry.cli._app import _command_flags, _command_path, error_exit
+
+    err = FairfoundryError("no local copy of hf:x", hint="run: hf download x, or save the folder "
+                           "and pass --model hf:<folder>, or pass --weights PATH, or --download")
+    _load_commands()
+    shown = {}
+    for args in (["fit", "--encoder", "hf:x"], ["distill", "--teacher", "hf:x"],
+                 ["experiment", "baseline-audit", "--encoder", "hf:x"], ["embed", "--model", "hf:x"]):
+        error_exit(err, flags=_command_flags(args), command=_command_path(args))
+        shown[args[0] if args[0] != "experiment" else args[1]] = capsys.readouterr().err
+    assert "--encoder hf:<folder>" in shown["fit"] and "--encoder-weights PATH" in shown["fit"]
+    assert "--download" not in shown["fit"] and "--model" not in shown["fit"]
+    assert "--encoder hf:<folder>" in shown["baseline-audit"] and "--model" not in shown["baseline-audit"]
+    assert "--teacher hf:<folder>" in shown["distill"] and "--model" not in shown["distill"]
+    assert "--weights" not in shown["distill"] and "--download" not in shown["distill"]
+    assert "--model hf:<folder>" in shown["embed"] and "--download" in shown["embed"]
+    assert all("hf download" in v and "huggingface-cli" not in v for v in shown.values())
+
+
+def test_distill_missing_teacher_says_teacher(cli, tmp_path, monkeypatch):
+    from fairfoundry.datasets import nih_images
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    r = cli("distill", "--teacher", "hf:facebook/dinov2-small", "--manifest", nih_images(),
+            "--steps", "1", "--out", tmp_path / "o")
+    assert r.code == 2, r
+    assert "hf download facebook/dinov2-small" in r.err and "--teacher hf:<folder>" in r.err
+    assert "--model" not in r.err and "--download" not in r.err

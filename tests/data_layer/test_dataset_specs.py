@@ -245,3 +245,35 @@ def test_generic_spec_on_a_canonical_table(tmp_path):
     assert m["age"].tolist()[:3] == [30.0, 30.0, 65.0] and np.isnan(m["age"].iloc[3])
     assert m["age_group"].tolist() == ["20-39", "20-39", "60-79", "unknown"]
     assert len(check_leakage(m)) == 0
+
+
+def test_leaking_patients_from_precomputed_codes_matches_check_leakage():
+    """The audit factorizes patient ids once and passes the codes; same table as check_leakage,
+    rows with a missing patient or split skipped."""
+    import numpy as np
+    import pandas as pd
+
+    from fairfoundry.data import leaking_patients
+
+    m = pd.DataFrame({"patient_id": ["p2", "p1", "p1", "p2", None, "p3", "p3"],
+                      "split": ["train", "train", "test", "train", "test", None, "val"]})
+    want = check_leakage(m)
+    assert want["patient_id"].tolist() == ["p1"] and want["splits"].tolist() == ["test+train"]
+    codes, uniq = pd.factorize(m["patient_id"])
+    got = leaking_patients(codes, uniq, m["split"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    assert np.asarray(got["n_images"]).tolist() == [2]
+
+
+def test_spec_files_are_read_into_a_raw_frame_not_a_side_channel(data_dir):
+    """The raw step returns what it found (problems, skipped tables, column files) in a
+    RawFrame; the manifest carries no DataFrame.attrs."""
+    from fairfoundry.data._spec_tables import RawFrame, _base_frame
+
+    spec = get_spec("ham10000")
+    notes: list[str] = []
+    raw = _base_frame(spec, data_dir / "ham10000", notes)
+    assert isinstance(raw, RawFrame) and len(raw.frame) > 0 and raw.frame.attrs == {}
+    assert raw.column_files and all(v.endswith(".csv") for v in raw.column_files.values())
+    loaded = load_dataset("ham10000", data_dir / "ham10000")
+    assert loaded.manifest.attrs == {}

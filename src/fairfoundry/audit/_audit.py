@@ -422,82 +422,152 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
     ``unknown``: ``min_max_ratio`` = smallest / largest group (1 is balanced), effective number
     of groups = exp(Shannon entropy) (:func:`effective_groups`).
     """
-    import numpy as np
-    import pandas as pd
-
-    from ..data import PROTECTED_ATTRIBUTES, bin_values, check_leakage, exact_duplicates
-    from ..groups import combine_groups, intersection_attribute, split_intersection
-
     if sensitive is not None:
         attributes = [*sensitive, *(attributes or [])]
     if manifest is None or len(manifest) == 0:
         raise FairfoundryError("cannot audit an empty manifest")
     if min_group_size < 1:
         raise FairfoundryError(f"--min-group-size must be >= 1, got {min_group_size}")
-    frame = manifest
-    n = len(frame)
     notes = list(notes)
     warnings: list[str] = []
+    frame = _with_age_group(manifest, age_bins)
+    attributes = _audited_attributes(frame, attributes)
+    inter = _audited_intersections(frame, attributes, intersections)
+    patients = _patients(frame, notes)
+    label_arrays = _label_columns(frame, labels)
+    groups, prevalence, imbalance = _tally_groups(frame, attributes, inter, patients,
+                                                  label_arrays)
+    missingness = _missingness(frame)
+    warnings += _vocabulary_warnings(frame, min_group_size)
+    ref = read_reference(reference_population, warnings=warnings)
+    representation = _representation(ref, groups, attributes, inter, warnings)
+    geography = _geography(frame)
+    small = groups[(groups["n"] < min_group_size) & (groups["group"] != UNKNOWN)][
+        ["attribute", "group", "n"]].reset_index(drop=True)
+    if len(small):
+        warnings.append(f"{len(small)} group(s) or intersection(s) have fewer than "
+                        f"{min_group_size} images: estimates for them are unreliable and their "
+                        f"counts are suppressed in published outputs")
+    leakage = _leakage(frame, patients, warnings)
+    duplicates = None
+    if check_duplicates:
+        duplicates, problems = _duplicates(frame, root, allow_outside_root, problems, warnings)
+    if problems is not None and len(problems):
+        warnings.append(f"{len(problems)} file(s) could not be read (listed under problems)")
+    config = {"attributes": attributes, "intersections": [list(t) for t in inter],
+              "labels": [c if k is None else f"{c}={k}" for c, k, _ in label_arrays],
+              "min_group_size": min_group_size, "age_bins": list(age_bins) if age_bins else None,
+              "reference_population": ref or None, "check_duplicates": check_duplicates,
+              "patient_ids": patients.real_ids}
+    return Audit(n_samples=len(frame), n_patients=patients.n, attributes=attributes,
+                 intersections=inter, groups=groups, missingness=missingness,
+                 imbalance=imbalance, prevalence=prevalence, representation=representation,
+                 geography=geography, small_groups=small, leakage=leakage,
+                 duplicates=duplicates, problems=problems, min_group_size=min_group_size,
+                 dataset=dataset, spec=spec, notes=notes, config=config, warnings=warnings)
+
+
+# ---------------------------------------------------------------------- the steps of an audit
+def _with_age_group(frame, age_bins):
+    """``frame`` with ``age_group`` binned from ``age`` (when only ``age`` is there)."""
+    import numpy as np
+
+    from ..data import bin_values
+
     if "age" in frame.columns and "age_group" not in frame.columns:
         frame = frame.assign(age_group=np.asarray(bin_values(frame["age"], age_bins or
                                                              DEFAULT_AGE_EDGES), dtype=object))
-    present = [a for a in PROTECTED_ATTRIBUTES if a in frame.columns and a != "age"]
+    return frame
+
+
+def _audited_attributes(frame, attributes) -> list[str]:
+    """The attributes asked for (``age`` audited as ``age_group``), or every protected one."""
+    from ..data import PROTECTED_ATTRIBUTES
+
     if attributes is None:
-        attributes = present
-    else:
-        attributes = ["age_group" if a == "age" else a for a in attributes]
-        for a in attributes:
-            if a not in frame.columns:
-                raise FairfoundryError(f"attribute {a!r} not in the manifest",
-                                       hint=did_you_mean(a, frame.columns, what="columns"))
-    attributes = list(dict.fromkeys(attributes))
+        return [a for a in PROTECTED_ATTRIBUTES if a in frame.columns and a != "age"]
+    attributes = ["age_group" if a == "age" else a for a in attributes]
+    for a in attributes:
+        if a not in frame.columns:
+            raise FairfoundryError(f"attribute {a!r} not in the manifest",
+                                   hint=did_you_mean(a, frame.columns, what="columns"))
+    return list(dict.fromkeys(attributes))
+
+
+def _audited_intersections(frame, attributes, intersections) -> list[tuple[str, ...]]:
+    """``"pairs"``: every pair of attributes with two known groups or more (region and income
+    are functions of country); explicit tuples are checked against the columns."""
     if intersections in (None, "none", ()):
-        inter = []
-    elif intersections == "pairs":
-        skip = set(GEO_COLUMNS[1:])  # region / income are functions of country
+        return []
+    if intersections == "pairs":
+        skip = set(GEO_COLUMNS[1:])
         base = [a for a in attributes if a not in skip and _n_known_groups(frame[a]) > 1]
-        inter = [tuple(p) for p in itertools.combinations(base, 2)]
-    else:
-        inter = [tuple("age_group" if a == "age" else a for a in t) for t in intersections]
-        for t in inter:
-            for a in t:
-                if a not in frame.columns:
-                    raise FairfoundryError(f"intersection {SEP.join(t)}: {a!r} not in the "
-                                           f"manifest", hint=did_you_mean(a, frame.columns,
-                                                                          what="columns"))
-    # patients (real ids only when patient_id is not just the sample id)
-    patient_ids = "patient_id" in frame.columns and not (
-        "sample_id" in frame.columns
-        and frame["patient_id"].astype(str).equals(frame["sample_id"].astype(str)))
-    if "patient_id" in frame.columns:
-        pid = frame["patient_id"]
-        if "sample_id" in frame.columns:
-            pid = pid.astype(object).where(pid.notna(), "__s__" + frame["sample_id"].astype(str))
-        pcodes, puniq = pd.factorize(pid)
-        n_patients = len(puniq)
-    else:
-        pcodes, n_patients = np.arange(n), n
+        return [tuple(p) for p in itertools.combinations(base, 2)]
+    inter = [tuple("age_group" if a == "age" else a for a in t) for t in intersections]
+    for t in inter:
+        for a in t:
+            if a not in frame.columns:
+                raise FairfoundryError(f"intersection {SEP.join(t)}: {a!r} not in the "
+                                       f"manifest", hint=did_you_mean(a, frame.columns,
+                                                                      what="columns"))
+    return inter
+
+
+@dataclass(frozen=True)
+class _Patients:
+    """Patient codes of the rows (factorized once; the leakage check reuses them)."""
+
+    codes: Any  # int array, one per row
+    ids: Any  # the ids the codes index
+    n: int
+    known: Any  # bool per row: a real patient id (not a stand-in for a missing one)
+    real_ids: bool  # patient_id is not just the sample id
+
+
+def _patients(frame, notes: list[str]) -> _Patients:
+    import numpy as np
+    import pandas as pd
+
+    n = len(frame)
+    if "patient_id" not in frame.columns:
         notes.append("no patient_id column: each image is counted as one patient")
-    label_arrays = _label_columns(frame, labels)
+        return _Patients(np.arange(n), np.arange(n), n, np.zeros(n, dtype=bool), False)
+    pid = frame["patient_id"]
+    known = pid.notna().to_numpy()
+    real = not ("sample_id" in frame.columns
+                and pid.astype(str).equals(frame["sample_id"].astype(str)))
+    if "sample_id" in frame.columns and not known.all():
+        # an image without a patient id counts as its own patient
+        pid = pid.astype(object).where(pid.notna(), "__s__" + frame["sample_id"].astype(str))
+    codes, ids = pd.factorize(pid)
+    return _Patients(codes, ids, len(ids), known, real)
 
-    codes_of: dict[str, tuple[np.ndarray, list[str]]] = {}
-    for a in set(attributes) | {x for t in inter for x in t}:
-        codes_of[a] = _codes(frame[a])
 
+def _tally_groups(frame, attributes, inter, patients: _Patients, label_arrays):
+    """Counts, shares, distinct patients, label prevalence and imbalance of every attribute
+    and intersection: integer codes once, one ``np.bincount`` per table."""
+    import numpy as np
+    import pandas as pd
+
+    from ..groups import combine_groups, intersection_attribute, split_intersection
+
+    n = len(frame)
+    codes_of = {a: _codes(frame[a]) for a in dict.fromkeys([*attributes, *(x for t in inter
+                                                                          for x in t)])}
     group_rows, prev_rows, imb_rows = [], [], []
 
-    def tally(name: str, codes: np.ndarray, names: list[str], known_mask_groups: np.ndarray):
+    def tally(name: str, codes, names: list[str], known_groups):
         k = len(names)
         counts = np.bincount(codes, minlength=k)
-        pcount = _distinct_per_group(codes, k, pcodes, n_patients)
-        known_total = counts[known_mask_groups].sum()
+        pcount = _distinct_per_group(codes, k, patients.codes, patients.n)
+        known_total = counts[known_groups].sum()
         for g in range(k):
             if counts[g] == 0:
                 continue
             group_rows.append({
                 "attribute": name, "group": names[g], "n": int(counts[g]),
                 "share": counts[g] / n, "n_patients": int(pcount[g]),
-                "share_known": (counts[g] / known_total) if known_mask_groups[g] and known_total
+                "share_known": (counts[g] / known_total) if known_groups[g] and known_total
                 else math.nan,
             })
         for col, cls, y in label_arrays:
@@ -510,51 +580,65 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
                 prev_rows.append({"attribute": name, "group": names[g], "label": col,
                                   "class": cls, "n": int(tot[g]), "positives": int(round(pos[g])),
                                   "prevalence": pos[g] / tot[g] if tot[g] else math.nan})
-        kc = counts[known_mask_groups]
-        kc = kc[kc > 0]
-        imb_rows.append({
-            "attribute": name, "n_groups": int(kc.size),
-            "smallest": int(kc.min()) if kc.size else 0, "largest": int(kc.max()) if kc.size else 0,
-            "min_max_ratio": float(kc.min() / kc.max()) if kc.size else math.nan,
-            "effective_groups": effective_groups(kc), "effective_groups_simpson":
-                effective_groups(kc, order=2),
-            "evenness": effective_groups(kc) / kc.size if kc.size else math.nan,
-        })
+        imb_rows.append(_imbalance_row(name, counts[known_groups]))
 
     for a in attributes:
         codes, names = codes_of[a]
-        known = np.array([nm != UNKNOWN for nm in names])
-        tally(a, codes, names, known)
+        tally(a, codes, names, np.array([nm != UNKNOWN for nm in names]))
     for t in inter:
         inv, labels_t = combine_groups(t, [codes_of[a] for a in t])
         known_t = [all(v != UNKNOWN for _, v in split_intersection(nm)) for nm in labels_t]
         tally(intersection_attribute(t), inv, labels_t, np.array(known_t, dtype=bool))
-
     groups = pd.DataFrame(group_rows, columns=["attribute", "group", "n", "share", "n_patients",
                                                "share_known"])
     prevalence = pd.DataFrame(prev_rows, columns=["attribute", "group", "label", "class", "n",
                                                   "positives", "prevalence"])
-    imbalance = pd.DataFrame(imb_rows)
-    # missingness of every canonical attribute (recorded or not)
-    miss_rows = []
+    return groups, prevalence, pd.DataFrame(imb_rows)
+
+
+def _imbalance_row(name: str, known_counts) -> dict:
+    """min/max ratio, effective number of groups and evenness of the known groups."""
+    kc = known_counts[known_counts > 0]
+    return {
+        "attribute": name, "n_groups": int(kc.size),
+        "smallest": int(kc.min()) if kc.size else 0, "largest": int(kc.max()) if kc.size else 0,
+        "min_max_ratio": float(kc.min() / kc.max()) if kc.size else math.nan,
+        "effective_groups": effective_groups(kc), "effective_groups_simpson":
+            effective_groups(kc, order=2),
+        "evenness": effective_groups(kc) / kc.size if kc.size else math.nan,
+    }
+
+
+def _missingness(frame):
+    """Unknown values of every canonical attribute (recorded or not)."""
+    import pandas as pd
+
+    from ..data import PROTECTED_ATTRIBUTES
+
+    n = len(frame)
+    rows = []
     for a in [x for x in PROTECTED_ATTRIBUTES if x != "age_group"]:
         if a not in frame.columns:
-            miss_rows.append({"attribute": a, "recorded": False, "n_unknown": n, "share_unknown": 1.0})
+            rows.append({"attribute": a, "recorded": False, "n_unknown": n, "share_unknown": 1.0})
             continue
         s = frame[a]
         unk = s.isna()
         if not pd.api.types.is_numeric_dtype(s):
             unk = unk | (s == UNKNOWN).fillna(False).astype(bool)
-        miss_rows.append({"attribute": a, "recorded": True, "n_unknown": int(unk.sum()),
-                          "share_unknown": float(unk.mean())})
-    missingness = pd.DataFrame(miss_rows)
-    # values outside the harmonised vocabularies (a manifest that was not harmonised)
+        rows.append({"attribute": a, "recorded": True, "n_unknown": int(unk.sum()),
+                     "share_unknown": float(unk.mean())})
+    return pd.DataFrame(rows)
+
+
+def _vocabulary_warnings(frame, min_group_size: int) -> list[str]:
+    """Values outside the harmonised vocabularies (a manifest that was not harmonised)."""
     from ..data import ETHNICITY_VALUES, RACE_VALUES, SEX_VALUES, SKIN_TYPE_VALUES
 
     vocab = {"sex": SEX_VALUES, "race": RACE_VALUES, "ethnicity": ETHNICITY_VALUES,
              "skin_type": SKIN_TYPE_VALUES}
     funcs = {"sex": "harmonise_sex", "race": "harmonise_race",
              "ethnicity": "harmonise_ethnicity", "skin_type": "fitzpatrick"}
+    out = []
     for a, allowed in vocab.items():
         if a in frame.columns:
             vc = frame[a].dropna().astype(str).value_counts()
@@ -562,16 +646,24 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
             if len(odd):
                 listing = ", ".join(f"{k!r} ({v if v >= min_group_size else f'<{min_group_size}'})"
                                     for k, v in odd.head(8).items())
-                warnings.append(
+                out.append(
                     f"{a} has {len(odd)} value(s) outside the harmonised vocabulary "
                     f"({', '.join(allowed)}): {listing}; they are audited as their own groups "
                     f"(harmonise them with fairfoundry.data.{funcs[a]} or build the manifest "
                     f"from a dataset spec)")
-    # representation vs reference
-    ref = read_reference(reference_population, warnings=warnings)
-    rep_rows = []
+    return out
+
+
+def _representation(ref, groups, attributes, inter, warnings: list[str]):
+    """Shares among known values next to the reference population's."""
+    import pandas as pd
+
+    from ..groups import intersection_attribute
+
+    audited = set(attributes) | {intersection_attribute(t) for t in inter}
+    rows = []
     for a, shares in ref.items():
-        if a not in attributes and a not in {intersection_attribute(t) for t in inter}:
+        if a not in audited:
             warnings.append(f"reference population gives {a!r}, which is not audited")
             continue
         sub = groups[groups["attribute"] == a]
@@ -580,62 +672,69 @@ def audit_manifest(manifest, *, sensitive: Sequence[str] | None = None,
         for g, r in shares.items():
             s = have.get(g, 0.0)
             s = 0.0 if s != s else s
-            rep_rows.append({"attribute": a, "group": g, "n": int(counts.get(g, 0)),
-                             "share_known": s, "reference_share": r,
-                             "ratio": s / r if r > 0 else math.nan, "difference": s - r})
+            rows.append({"attribute": a, "group": g, "n": int(counts.get(g, 0)),
+                         "share_known": s, "reference_share": r,
+                         "ratio": s / r if r > 0 else math.nan, "difference": s - r})
         extra = sorted(set(have) - set(shares) - {UNKNOWN})
         if extra:
             warnings.append(f"reference population for {a!r} lacks group(s) {extra}")
-    representation = pd.DataFrame(rep_rows, columns=["attribute", "group", "n", "share_known",
-                                                     "reference_share", "ratio", "difference"])
-    # geography
-    geo_rows = []
-    full = {"region": ["Africa", "Americas", "Asia", "Europe", "Oceania"],
-            "income_group": ["High income", "Upper middle income", "Lower middle income",
-                             "Low income"]}
+    return pd.DataFrame(rows, columns=["attribute", "group", "n", "share_known",
+                                       "reference_share", "ratio", "difference"])
+
+
+#: every region and income group, listed with zeros too: who is missing
+_GEO_LEVELS = {"region": ["Africa", "Americas", "Asia", "Europe", "Oceania"],
+               "income_group": ["High income", "Upper middle income", "Lower middle income",
+                                "Low income"]}
+
+
+def _geography(frame):
+    """Images by country, region and income group."""
+    import pandas as pd
+
+    n = len(frame)
+    rows = []
     for level in GEO_COLUMNS:
         if level in frame.columns:
             vc = frame[level].astype(object).where(frame[level].notna(), UNKNOWN).value_counts()
-            if level in full:  # every region / income group, zeros included: who is missing
-                order = full[level] + [g for g in vc.index if g not in full[level]]
-                vc = vc.reindex(order, fill_value=0)
+            if level in _GEO_LEVELS:
+                full = _GEO_LEVELS[level]
+                vc = vc.reindex(full + [g for g in vc.index if g not in full], fill_value=0)
             for g, c in vc.items():
-                geo_rows.append({"level": level, "group": str(g), "n": int(c), "share": c / n})
-    geography = pd.DataFrame(geo_rows, columns=["level", "group", "n", "share"])
-    small = groups[(groups["n"] < min_group_size) & (groups["group"] != UNKNOWN)][
-        ["attribute", "group", "n"]].reset_index(drop=True)
-    if len(small):
-        warnings.append(f"{len(small)} group(s) or intersection(s) have fewer than "
-                        f"{min_group_size} images: estimates for them are unreliable and their "
-                        f"counts are suppressed in published outputs")
-    leakage = None
-    if "split" in frame.columns and "patient_id" in frame.columns:
-        leakage = check_leakage(frame)
-        if len(leakage):
-            warnings.append(f"patient leakage: {len(leakage)} patient(s) appear in more than one "
-                            f"split")
-    duplicates = None
-    if check_duplicates:
-        if "path" not in frame.columns:
-            raise FairfoundryError("duplicate check needs a 'path' column in the manifest")
-        duplicates, dup_problems = exact_duplicates(frame, root=root or ".",
-                                                    allow_outside_root=allow_outside_root)
-        if len(dup_problems):
-            problems = dup_problems if problems is None else pd.concat([problems, dup_problems],
-                                                                       ignore_index=True)
-        if len(duplicates):
-            warnings.append(f"{len(duplicates)} image files have a byte-identical twin "
-                            f"({duplicates['group'].nunique()} groups)")
-    if problems is not None and len(problems):
-        warnings.append(f"{len(problems)} file(s) could not be read (listed under problems)")
-    config = {"attributes": attributes, "intersections": [list(t) for t in inter],
-              "labels": [c if k is None else f"{c}={k}" for c, k, _ in label_arrays],
-              "min_group_size": min_group_size, "age_bins": list(age_bins) if age_bins else None,
-              "reference_population": ref or None, "check_duplicates": check_duplicates,
-              "patient_ids": bool(patient_ids)}
-    return Audit(n_samples=n, n_patients=int(n_patients), attributes=attributes,
-                 intersections=inter, groups=groups, missingness=missingness,
-                 imbalance=imbalance, prevalence=prevalence, representation=representation,
-                 geography=geography, small_groups=small, leakage=leakage,
-                 duplicates=duplicates, problems=problems, min_group_size=min_group_size,
-                 dataset=dataset, spec=spec, notes=notes, config=config, warnings=warnings)
+                rows.append({"level": level, "group": str(g), "n": int(c), "share": c / n})
+    return pd.DataFrame(rows, columns=["level", "group", "n", "share"])
+
+
+def _leakage(frame, patients: _Patients, warnings: list[str]):
+    """Patients in more than one split, from the patient codes already computed."""
+    import numpy as np
+
+    from ..data import leaking_patients
+
+    if "split" not in frame.columns or "patient_id" not in frame.columns:
+        return None
+    leakage = leaking_patients(np.where(patients.known, patients.codes, -1), patients.ids,
+                               frame["split"])
+    if len(leakage):
+        warnings.append(f"patient leakage: {len(leakage)} patient(s) appear in more than one "
+                        f"split")
+    return leakage
+
+
+def _duplicates(frame, root, allow_outside_root: bool, problems, warnings: list[str]):
+    """Byte-identical image files (and the files that could not be read)."""
+    import pandas as pd
+
+    from ..data import exact_duplicates
+
+    if "path" not in frame.columns:
+        raise FairfoundryError("duplicate check needs a 'path' column in the manifest")
+    duplicates, dup_problems = exact_duplicates(frame, root=root or ".",
+                                                allow_outside_root=allow_outside_root)
+    if len(dup_problems):
+        problems = dup_problems if problems is None else pd.concat([problems, dup_problems],
+                                                                   ignore_index=True)
+    if len(duplicates):
+        warnings.append(f"{len(duplicates)} image files have a byte-identical twin "
+                        f"({duplicates['group'].nunique()} groups)")
+    return duplicates, problems

@@ -1,10 +1,11 @@
-"""``audit.html``: the audit as one self-contained page (tables + embedded PNG plots)."""
+"""``audit.html``: the audit as one self-contained page (tables + inline SVG charts)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
-from ..report import figure_html, render_page
+from ..report import render_page
 from ..report import table_html as _table_html
 
 __all__ = ["audit_html"]
@@ -57,81 +58,67 @@ def _pretty(frame):
     return out if isinstance(out, pd.DataFrame) else frame
 
 
-def _bar_grid(audit):
-    import matplotlib
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+
+def _bar_grid(audit):
+    """Share of images per group, one panel per attribute (suppressed groups get no bar: its
+    length would reveal the count, only a label; red ticks: reference population)."""
+    from ._charts import GREY, Bar, bar_panels, render_bars
 
     attrs = [a for a in audit.attributes if a not in ("region", "income_group")]
     if not attrs:
         return None
-    ncol = min(3, len(attrs))
-    nrow = math.ceil(len(attrs) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False)
+    k = audit.min_group_size
     ref = audit.representation
-    for ax, a in zip(axes.ravel(), attrs, strict=False):
+    panels = []
+    for a in attrs:
         sub = audit.groups[audit.groups["attribute"] == a].head(15)
-        k = audit.min_group_size
-        small = [0 < n < k for n in sub["n"]]
-        colors = ["#c0c4cc" if g == "unknown" else "#3a78d8" for g in sub["group"]]
-        # suppressed groups get no bar (its length would reveal the count), only a label
-        ax.barh(range(len(sub)), [0 if sm else v for sm, v in zip(small, sub["share"],
-                                                                 strict=True)], color=colors)
-        for i, sm in enumerate(small):
-            if sm:
-                ax.text(0, i, f" <{k} images", va="center", fontsize=7, color="#b07d00")
-        ax.set_yticks(range(len(sub)), [str(g)[:22] for g in sub["group"]], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(a, fontsize=10)
-        ax.set_xlabel("share of images", fontsize=8)
-        rsub = ref[ref["attribute"] == a] if ref is not None and len(ref) else None
-        if rsub is not None and len(rsub):
-            pos = {g: i for i, g in enumerate(sub["group"])}
+        ticks: dict[str, list[float]] = {}
+        if ref is not None and len(ref):
+            rsub = ref[ref["attribute"] == a]
             for g, r in zip(rsub["group"], rsub["reference_share"], strict=True):
-                if g in pos:
-                    ax.plot([r, r], [pos[g] - 0.4, pos[g] + 0.4], color="#c0392b", lw=2)
-    for ax in axes.ravel()[len(attrs):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+                ticks.setdefault(str(g), []).append(float(r))
+        bars = []
+        for g, n, share in zip(sub["group"], sub["n"], sub["share"], strict=True):
+            small = 0 < n < k
+            bars.append(Bar(label=str(g), value=0.0 if small else float(share),
+                            text=f"<{k} images" if small else _pct(share),
+                            color=GREY if g == "unknown" else "#3a78d8",
+                            text_color="#b07d00" if small else "#333",
+                            ticks=ticks.get(str(g), [])))
+        panels.append((a, bars))
+    return render_bars(bar_panels(panels, xlabel="share of images"))
 
 
 def _missing_fig(audit):
-    import matplotlib.pyplot as plt
+    """Share of images whose attribute is known, one bar per canonical attribute."""
+    from ._charts import BLUE, GREY, Bar, bar_panels, render_bars
 
     m = audit.missingness
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(m) + 0.8))
-    colors = ["#c0c4cc" if not r else "#3a78d8" for r in m["recorded"]]
-    ax.barh(range(len(m)), 1 - m["share_unknown"], color=colors)
-    ax.set_yticks(range(len(m)), m["attribute"], fontsize=8)
-    ax.invert_yaxis()
     k = audit.min_group_size
-    for i, (rec, unk, n_unk) in enumerate(zip(m["recorded"], m["share_unknown"], m["n_unknown"],
-                                              strict=True)):
+    bars = []
+    for a, rec, unk, n_unk in zip(m["attribute"], m["recorded"], m["share_unknown"],
+                                  m["n_unknown"], strict=True):
         if not rec:
-            ax.text(0.01, i, "not recorded", va="center", fontsize=7, color="#8a8f99")
+            text = "not recorded"
         elif 0 < n_unk < k:  # the share would reveal a suppressed count
-            ax.text(min(1 - unk, 0.98) - 0.01, i, f"<{k} unknown", va="center", ha="right",
-                    fontsize=7, color="white")
-        elif 1 - unk > 0.5:  # inside the bar, right-aligned, so it never runs off the axes
-            ax.text(1 - unk - 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
-                    ha="right", fontsize=7, color="white")
+            text = f"<{k} unknown"
         else:
-            ax.text(1 - unk + 0.01, i, f"{100 * (1 - unk):.1f} % known", va="center",
-                    fontsize=7, color="black")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of images with the attribute known", fontsize=8)
-    fig.tight_layout()
-    return fig
+            text = f"{100 * (1 - unk):.1f} % known"
+        bars.append(Bar(label=str(a), value=1 - float(unk), text=text,
+                        color=BLUE if rec else GREY, text_color="#333" if rec else "#8a8f99"))
+    return render_bars(bar_panels([("known values", bars)],
+                                  xlabel="share of images with the attribute known", span=260))
 
 
 def _heatmap(audit, inter):
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Images per cell of a two-attribute intersection (log colour scale)."""
     import pandas as pd
 
     from ..groups import intersection_attribute, split_intersection
+    from ._charts import heatmap, render_heatmap
 
     name = intersection_attribute(inter)
     sub = audit.groups[audit.groups["attribute"] == name]
@@ -146,53 +133,30 @@ def _heatmap(audit, inter):
 
     rows = ordered(inter[0], parts[0])
     cols = ordered(inter[1], parts[1])
-    mat = np.zeros((len(rows), len(cols)))
-    for (r, c), n in zip(zip(parts[0], parts[1], strict=True), sub["n"], strict=True):
+    mat = [[0] * len(cols) for _ in rows]
+    for r, c, n in zip(parts[0], parts[1], sub["n"], strict=True):
         if r in rows and c in cols:
-            mat[rows.index(r), cols.index(c)] = n
-    fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2.5, 0.4 * len(rows) + 1.5))
-    k = audit.min_group_size
-    shade = np.log10(mat + 1)
-    shade[(mat > 0) & (mat < k)] = np.nan  # suppressed cells get no colour either
-    cmap = plt.get_cmap("Blues").with_extremes(bad="#eeeeee")
-    ax.imshow(np.ma.masked_invalid(shade), cmap=cmap, aspect="auto", vmin=0)
-    top = np.nanmax(shade) if np.isfinite(shade).any() else 1.0
-    ax.set_xticks(range(len(cols)), [str(c)[:14] for c in cols], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [str(r)[:18] for r in rows], fontsize=8)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            v = int(mat[i, j])
-            txt = f"<{k}" if 0 < v < k else str(v)
-            dark = np.isfinite(shade[i, j]) and shade[i, j] > 0.6 * top
-            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
-    ax.set_xlabel(inter[1])
-    ax.set_ylabel(inter[0])
-    ax.set_title(f"images per {name} (colour: log scale)", fontsize=10)
-    fig.tight_layout()
-    return fig
+            mat[rows.index(r)][cols.index(c)] = int(n)
+    return render_heatmap(heatmap(f"images per {name}", rows, cols, mat,
+                                  k=audit.min_group_size, xlabel=inter[1], ylabel=inter[0]))
 
 
 def _geo_fig(audit):
-    import matplotlib.pyplot as plt
+    """Share of images by income group, region and country (zero-image groups named)."""
+    from ._charts import TEAL, Bar, bar_panels, render_bars
 
     geo = audit.geography
     levels = [lv for lv in ("income_group", "region", "country") if (geo["level"] == lv).any()]
     if not levels:
         return None
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.4 * len(levels), 2.8), squeeze=False)
-    for ax, lv in zip(axes.ravel(), levels, strict=True):
+    panels = []
+    for lv in levels:
         sub = geo[geo["level"] == lv].head(15)
-        ax.barh(range(len(sub)), sub["share"], color="#2a9d8f")
-        for i, n in enumerate(sub["n"]):
-            if n == 0:
-                ax.text(0.005, i, "0 images", va="center", fontsize=7, color="#c0392b")
-        ax.set_yticks(range(len(sub)), sub["group"], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(lv, fontsize=10)
-        ax.set_xlabel("share of images", fontsize=8)
-    fig.tight_layout()
-    return fig
+        panels.append((lv, [Bar(label=str(g), value=float(s), color=TEAL,
+                                text="0 images" if n == 0 else _pct(s),
+                                text_color="#c0392b" if n == 0 else "#333")
+                            for g, n, s in zip(sub["group"], sub["n"], sub["share"], strict=True)]))
+    return render_bars(bar_panels(panels, xlabel="share of images"))
 
 
 def _coverage_section(audit) -> str:
@@ -324,6 +288,7 @@ def headline(audit) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _templates():
     import jinja2
 
@@ -349,8 +314,11 @@ def audit_html(audit, *, title: str | None = None) -> str:
                      else shown.rename(columns={"n_patients": f"n_{unit}"}))
         return Markup(table_html(shown, **kw))
 
-    def fig(figure, caption):
-        return Markup(figure_html(figure, caption=caption)) if figure is not None else ""
+    def fig(svg, caption):
+        if svg is None:
+            return ""
+        return Markup("<figure>") + Markup(svg) + Markup("<figcaption>{}</figcaption></figure>").format(
+            caption)
 
     sections = [
         {"title": "Missingness of protected attributes", "parts": [

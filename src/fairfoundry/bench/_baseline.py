@@ -42,7 +42,7 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
                    labels: Sequence[str] = ("Infiltration", "Atelectasis", "No_Finding"),
                    sensitive: Sequence[str] = ("sex", "age"), seed: int = 0, bootstrap: int = 500,
                    epochs: int = 30, device: str = "cpu", emissions: bool = True, overwrite: bool = False,
-                   progress=None) -> Path:
+                   progress=None, allow_outside_root: bool = False) -> Path:
     """Run the baseline audit and write ``out`` (see the module docstring).
 
     Parameters
@@ -55,6 +55,8 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
     sensitive : protected attributes (``age`` is binned with the default edges 20, 40, 60, 80).
     seed : split, probe and training seed.
     bootstrap : resamples for the test CIs.
+    allow_outside_root : accept relative image paths that climb out of the manifest's folder
+        (refused by default, naming the row: :func:`fairfoundry.data.resolve_paths`).
 
     Returns
     -------
@@ -80,7 +82,8 @@ def baseline_audit(out: str | os.PathLike, *, manifest: str | os.PathLike | None
     manifest = Path(manifest)
     m = read_manifest(manifest, required=("sample_id", "path", *labels, *sensitive))
     m = m.copy()
-    m["path"] = resolve_paths(m["path"], root=manifest.parent, source=f"manifest {manifest}")
+    m["path"] = resolve_paths(m["path"], root=manifest.parent, source=f"manifest {manifest}",
+                              allow_outside_root=allow_outside_root)
     if "patient_id" not in m.columns:
         m["patient_id"] = m["sample_id"]
     strat = [labels[0], "sex"] if "sex" in m.columns else [labels[0]]

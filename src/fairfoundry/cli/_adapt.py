@@ -8,10 +8,15 @@ from pathlib import Path
 import typer
 
 from .._errors import FairfoundryError
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import parse_key_values, rich_progress
 
 log = logging.getLogger(__name__)
+
+#: the zoo's hints say --model / --weights (embed's flags); these commands call them so
+ENCODER_FLAGS = {"--model": "--encoder", "--weights": "--encoder-weights"}
+for _name in ("fit", "experiment baseline-audit"):
+    flag_aliases(_name, ENCODER_FLAGS)
 
 _EPILOG = (
     "Examples:\n\n"
@@ -111,6 +116,9 @@ def fit_command(
         "the validation split (OUT/probe.csv, as pretrain writes)."),
     probe_bootstrap: int | None = typer.Option(
         None, "--probe-bootstrap", help="Bootstrap replicates of the probe's CIs (default 100)."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths (--encoder) that climb out of the manifest's folder (../)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
     list_methods: bool = typer.Option(False, "--list-methods", help="List the mitigation methods and exit."),
@@ -168,6 +176,8 @@ def fit_command(
         overrides["emissions"] = False
     if no_html:
         overrides["html"] = False
+    if allow_outside_root:
+        overrides["allow_outside_root"] = True
     if config is not None:
         cfg = load_fit_config(config, **overrides)
     else:
@@ -210,6 +220,9 @@ def baseline_audit_command(
     no_emissions: bool = typer.Option(False, "--no-emissions",
                                       help="Do not estimate emissions with codecarbon."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Audit an encoder's features before any intervention: attribute probe + per-group linear probe with CIs.
 
@@ -222,6 +235,7 @@ def baseline_audit_command(
     with rich_progress("baseline audit (steps)", total=None) as advance:
         result = baseline_audit(out, manifest=manifest, encoder=encoder, encoder_weights=encoder_weights,
                                 labels=labels, sensitive=attrs, seed=seed, bootstrap=bootstrap, device=device,
-                                emissions=not no_emissions, overwrite=overwrite, progress=advance)
+                                emissions=not no_emissions, overwrite=overwrite, progress=advance,
+                                allow_outside_root=allow_outside_root)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'baseline_audit.html'}")

@@ -76,13 +76,21 @@ def _root(
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _load_commands() -> None:
+#: commands costly to import (the study commands import the whole bench package) register
+#: themselves through a hook called with the command line; ``None`` means "everything" (help
+#: introspection, tests)
+ON_DEMAND: list = []
+
+
+def _load_commands(args: list[str] | None = None) -> None:
     for name in COMMAND_MODULES:
         try:
             importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__package__}.{name}":
                 raise
+    for hook in ON_DEMAND:
+        hook(args)
 
 
 #: CLI flag of each library parameter whose flag is not ``--`` + the name with dashes
@@ -91,6 +99,42 @@ PARAM_FLAGS = {"id_col": "--id", "n_jobs": "--jobs", "n_bootstrap": "--bootstrap
 
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+#: per command (``"fit"``, ``"experiment baseline-audit"``), the flag that plays the role a shared
+#: library hint names: the model zoo says ``--model X --weights F`` (embed's words), ``fit`` calls
+#: them ``--encoder`` / ``--encoder-weights``; filled by the command modules with flag_aliases()
+FLAG_ALIASES: dict[str, dict[str, str]] = {}
+
+
+def flag_aliases(command: str, aliases: dict[str, str]) -> None:
+    """Declare that ``command`` spells library hint flags differently (``{"--model": "--encoder"}``)."""
+    FLAG_ALIASES.setdefault(command, {}).update(aliases)
+
+
+def _with_command_flags(text: str | None, aliases: dict[str, str]) -> str | None:
+    """``text`` with each library flag replaced by the running command's spelling."""
+    if not text or not aliases:
+        return text
+    return _FLAG.sub(lambda m: aliases.get(m.group(0), m.group(0)), text)
+
+
+def _command_path(args: list[str]) -> str:
+    """The sub-command words of ``args`` (``"experiment baseline-audit"``), options skipped."""
+    try:
+        import typer.main
+
+        cmd, words = typer.main.get_command(app), []
+        for a in args:
+            sub = getattr(cmd, "commands", {}).get(a) if not a.startswith("-") else None
+            if sub is None:
+                if not a.startswith("-"):
+                    break
+                continue
+            words.append(a)
+            cmd = sub
+        return " ".join(words)
+    except Exception:  # pragma: no cover - introspection is best effort
+        return ""
 
 
 def _without_foreign_flags(text: str | None, known: set[str] | None) -> str | None:
@@ -137,12 +181,16 @@ def _command_flags(args: list[str]) -> set[str] | None:
         return None
 
 
-def error_exit(err: FairfoundryError, *, flags: set[str] | None = None) -> int:
+def error_exit(err: FairfoundryError, *, flags: set[str] | None = None,
+               command: str = "") -> int:
     """Print a :class:`FairfoundryError` as ``error: ...`` (+ hint) on stderr; return 2.
 
     A library error naming a parameter (``sensitive='sexe': ...``) is shown with the flag
     (``--sensitive 'sexe': ...``)."""
     err = err.for_cli(PARAM_FLAGS)
+    aliases = FLAG_ALIASES.get(command, {})
+    err = FairfoundryError(_with_command_flags(err.message, aliases),
+                           hint=_with_command_flags(err.hint, aliases))
     err = FairfoundryError(_without_foreign_flags(err.message, flags) or err.message,
                            hint=_without_foreign_flags(err.hint, flags))
     msg = f"error: {err.message}"
@@ -158,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     Exit codes: 0 success, 2 bad input or usage (one clear message, no traceback),
     1 an unexpected error (a bug: one line, ``--debug`` shows the traceback).
     """
-    _load_commands()
     args = list(sys.argv[1:] if argv is None else argv)
+    _load_commands(args)
     _STATE["debug"] = "--debug" in args
     try:
         app(args=args, prog_name="fairfoundry", standalone_mode=False)
     except FairfoundryError as err:
-        return error_exit(err, flags=_command_flags(args))
+        return error_exit(err, flags=_command_flags(args), command=_command_path(args))
     except (typer.Exit, getattr(_cx, "Exit", typer.Exit)) as exc:
         return int(exc.exit_code or 0)
     except (typer.Abort, getattr(_cx, "Abort", typer.Abort)):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app
+from ._app import ON_DEMAND, app
 from ._common import rich_progress
 
 bench_app = typer.Typer(help="Benchmark grids: encoders x datasets x adaptations x mitigations x label "
@@ -144,13 +144,22 @@ def _study_command(name: str):
     return command
 
 
-def _register_studies() -> None:
+_REGISTERED = {"studies": False}
+
+
+def _register_studies(args: list[str] | None = None) -> None:
+    """Add one ``experiment <study>`` command per registered study, when the command line is an
+    ``experiment`` one (or unknown): importing the bench package costs a 1M-row ``audit-data``
+    about 0.4 s otherwise."""
+    if _REGISTERED["studies"] or (args is not None and "experiment" not in args):
+        return
     from ..bench._studies import STUDIES
     from ._adapt import experiment_app
 
     for name, study in STUDIES.items():
         experiment_app.command(name, help=f"{study.question} {study.doc} Example: fairfoundry experiment {name} "
                                           f"--out runs/{name}")(_study_command(name))
+    _REGISTERED["studies"] = True
 
 
-_register_studies()
+ON_DEMAND.append(_register_studies)

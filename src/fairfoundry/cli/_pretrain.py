@@ -11,7 +11,7 @@ import typer
 
 from .._errors import FairfoundryError
 from ..pretrain._names import objective_names
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import parse_key_values, rich_progress
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ PathColumnOpt = Annotated[str | None, typer.Option("--path-column",
                                                   help="Column of image paths (path).")]
 RootOpt = Annotated[Path | None, typer.Option(
     "--root", help="Folder of relative paths (the manifest's folder).")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside-root",
+    help="Accept relative image paths that climb out of --root / the manifest's folder (../).")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="timm ViT, e.g. timm:vit_tiny_patch16_224 (default).")]
 ImageSizeOpt = Annotated[int | None, typer.Option("--image-size",
@@ -134,13 +137,15 @@ SelectOpt = Annotated[str | None, typer.Option(
 
 
 def _common(config: Path | None, *, manifest, root, balance_by, track_emissions,
-            probe_manifest=None, probe_sensitive=None, **flags: Any) -> dict:
+            probe_manifest=None, probe_sensitive=None, allow_outside_root: bool = False,
+            **flags: Any) -> dict:
     """The run config: CONFIG.yaml's keys overridden by the flags that were given."""
     return _merge(_read_config(config), manifest=str(manifest) if manifest else None,
                   root=str(root) if root else None, balance_by=_split(balance_by),
                   track_emissions=track_emissions or None,
                   probe_manifest=str(probe_manifest) if probe_manifest else None,
-                  probe_sensitive=_split(probe_sensitive), **flags)
+                  probe_sensitive=_split(probe_sensitive),
+                  allow_outside_root=allow_outside_root or None, **flags)
 
 
 def _run(fn, label: str, cfg: dict, *, out: Path, overwrite: bool, resume: bool) -> dict:
@@ -170,6 +175,7 @@ def pretrain_command(
     manifest: ManifestOpt = None,
     path_column: PathColumnOpt = None,
     root: RootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
     model: ModelOpt = None,
     image_size: ImageSizeOpt = None,
     patch_size: PatchSizeOpt = None,
@@ -217,7 +223,7 @@ def pretrain_command(
     targets = {k: float(v) for k, v in _parse_values(target, option="--target").items()} or None
     cfg = _common(
         config, manifest=manifest, root=root, balance_by=balance_by,
-        track_emissions=track_emissions, objective=objective, path_column=path_column,
+        track_emissions=track_emissions, allow_outside_root=allow_outside_root, objective=objective, path_column=path_column,
         model=model, image_size=image_size, patch_size=patch_size, embed_dim=embed_dim,
         depth=depth, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
         batch_size=batch_size, lr=lr, modality=modality, text_column=text_column, text_template=text_template,
@@ -270,6 +276,7 @@ def distill_command(
     manifest: ManifestOpt = None,
     path_column: PathColumnOpt = None,
     root: RootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Teacher from the model zoo (preset, backend:id or path); repeat."),
     model: ModelOpt = None,
@@ -316,7 +323,7 @@ def distill_command(
 
     cfg = _common(
         config, manifest=manifest, root=root, balance_by=balance_by,
-        track_emissions=track_emissions, path_column=path_column,
+        track_emissions=track_emissions, allow_outside_root=allow_outside_root, path_column=path_column,
         teachers=list(teacher) if teacher else None, model=model, image_size=image_size,
         patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         steps=steps, batch_size=batch_size, lr=lr, feature_grid=feature_grid,
@@ -335,3 +342,6 @@ def distill_command(
         "teachers": {t["teacher"]: round(t["weight"], 4) for t in summary["teachers"]},
         "out": str(out), **_probe_echo(summary),
     }))
+
+#: distill's --model is the student; a teacher the zoo cannot load was given with --teacher
+flag_aliases("distill", {"--model": "--teacher"})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app
+from ._app import app, flag_aliases
 from ._common import rich_progress
 
 synth_app = typer.Typer(help="Synthetic images for under-represented groups: train a conditional generator, "
@@ -72,6 +72,9 @@ def train_command(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, mps or auto."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing generator in --out."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Train a class x attribute-conditional diffusion generator.
 
@@ -85,7 +88,8 @@ def train_command(
     with rich_progress("generator training (steps)", total=settings.get("steps", 2000)) as advance:
         result = train_generator(manifest, condition=condition.split(","), out=out, generator=generator,
                                  settings=settings, split=None if split == "all" else split, resume=resume,
-                                 overwrite=overwrite, progress=advance)
+                                 overwrite=overwrite, progress=advance,
+                                 allow_outside_root=allow_outside_root)
     typer.echo(f"wrote {result}")
 
 
@@ -131,6 +135,9 @@ def qc_command(
     seed: int = typer.Option(0, "--seed", help="Seed (recorded in the outputs)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what --out holds."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="Accept relative image paths that climb out of the manifest's folder (../)."),
 ) -> None:
     """Quality control per cell: FD/KID/PRDC, memorisation, attribute fidelity, HTML page.
 
@@ -142,12 +149,13 @@ def qc_command(
     with rich_progress("QC (images embedded)", total=None) as advance:
         result = run_qc(real, syn, out=out, conditions=condition.split(",") if condition else None, encoder=encoder,
                         encoder_weights=encoder_weights, generator=generator, k=k, copy_threshold=copy_threshold,
-                        seed=seed, device=device, overwrite=overwrite, progress=advance)
+                        seed=seed, device=device, overwrite=overwrite, progress=advance,
+                        allow_outside_root=allow_outside_root)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'qc.html'}")
 
 
-from ._adapt import experiment_app  # noqa: E402  (the `experiment` group lives in _adapt)
+from ._adapt import ENCODER_FLAGS, experiment_app  # noqa: E402  (the `experiment` group lives in _adapt)
 
 
 @experiment_app.command("synthetic-pilot")
@@ -183,3 +191,6 @@ def synthetic_pilot_command(
                                  device=device, overwrite=overwrite, progress=advance)
     typer.echo(f"wrote {result}")
     typer.echo(f"  report: {Path(result) / 'pilot.html'}")
+
+for _name in ("synth qc", "experiment synthetic-pilot"):
+    flag_aliases(_name, ENCODER_FLAGS)

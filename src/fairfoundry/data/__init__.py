@@ -55,7 +55,7 @@ from ._specs import (
     load_spec_file,
     register_spec,
 )
-from ._splits import check_leakage, exact_duplicates, patient_split
+from ._splits import check_leakage, exact_duplicates, leaking_patients, patient_split
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -79,6 +79,7 @@ __all__ = [
     "bin_values",
     "check_images",
     "check_leakage",
+    "leaking_patients",
     "country_income",
     "country_region",
     "country_subregion",

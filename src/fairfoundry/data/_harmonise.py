@@ -169,11 +169,49 @@ def harmonise_values(values, lookup: Callable[[str], str | None], *, vocabulary=
         if bad:
             raise FairfoundryError(f"value map for {name!r} produces {bad}, which are not in its "
                                    f"vocabulary", hint=f"allowed: {', '.join(vocabulary)}")
+    unmapped: list[object] = []
+
+    def fallback(raw, key):
+        hit = lookup(key)
+        if hit is None:
+            unmapped.append(raw)
+            return UNKNOWN
+        return hit
+
+    codes, out = map_values(series, mapping, missing=missing, fallback=fallback)
+    if unmapped:
+        counts = series[series.isin(unmapped)].value_counts()
+        listing = ", ".join(f"{k!r} ({v})" for k, v in counts.head(20).items())
+        if strict:
+            raise FairfoundryError(
+                f"column {name!r} has {len(unmapped)} value(s) outside its value map: {listing}",
+                hint=f"add them to the value map (e.g. {unmapped[0]!r}: unknown), or use one of: "
+                     f"{', '.join(vocabulary or [])}".rstrip(": "),
+            )
+        log.warning("%s: %d value(s) outside the value map set to unknown: %s", name,
+                    len(unmapped), listing)
+    table = np.array([*out, UNKNOWN], dtype=object)
+    return pd.Series(table[codes], index=series.index, name=series.name, dtype=object)
+
+
+def map_values(values, mapping: Mapping, *, missing=(), fallback) -> tuple:
+    """The value-map lookup shared by every attribute: each distinct value once.
+
+    A value is looked up as is, then by its normalised text (:func:`_norm`); missing-value codes
+    (``missing`` and :data:`MISSING_TOKENS`) become ``unknown``; anything else is
+    ``fallback(raw, normalised)``.
+
+    Returns
+    -------
+    (codes, outputs): ``pd.factorize`` codes of ``values`` (-1 for NaN) and the output of each
+    distinct value.
+    """
+    import pandas as pd
+
     norm_map = {_norm(k): v for k, v in mapping.items()}
     missing_norm = {_norm(m) for m in missing}
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
     out: list[str] = []
-    unmapped: list[object] = []
     for raw in uniques:
         try:
             direct = raw in mapping
@@ -188,25 +226,8 @@ def harmonise_values(values, lookup: Callable[[str], str | None], *, vocabulary=
         elif key in missing_norm or key in MISSING_TOKENS:
             out.append(UNKNOWN)
         else:
-            hit = lookup(key)
-            if hit is None:
-                unmapped.append(raw)
-                out.append(UNKNOWN)
-            else:
-                out.append(hit)
-    if unmapped:
-        counts = series[series.isin(unmapped)].value_counts()
-        listing = ", ".join(f"{k!r} ({v})" for k, v in counts.head(20).items())
-        if strict:
-            raise FairfoundryError(
-                f"column {name!r} has {len(unmapped)} value(s) outside its value map: {listing}",
-                hint=f"add them to the value map (e.g. {unmapped[0]!r}: unknown), or use one of: "
-                     f"{', '.join(vocabulary or [])}".rstrip(": "),
-            )
-        log.warning("%s: %d value(s) outside the value map set to unknown: %s", name,
-                    len(unmapped), listing)
-    table = np.array([*out, UNKNOWN], dtype=object)
-    return pd.Series(table[codes], index=series.index, name=series.name, dtype=object)
+            out.append(fallback(raw, key))
+    return codes, out
 
 
 def harmonise_sex(values, *, mapping: Mapping | None = None, strict: bool = True,

@@ -21,13 +21,15 @@ def manifest_root(frame, default: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_paths(paths: Iterable, *, root: str | os.PathLike, allow_outside_root: bool = False,
-                  source: str = "manifest", column: str = "path") -> list[str | None]:
+                  source: str = "manifest", column: str = "path",
+                  row_numbers: Iterable[int] | None = None) -> list[str | None]:
     """Absolute paths of a manifest's ``path`` values.
 
     Relative paths are joined to ``root``; one that climbs out of it (``../../etc/passwd``) is
     refused with its 1-based row named, unless ``allow_outside_root``. Absolute paths are kept
     (the user wrote them); empty values give None; npz array references (``file.npz#key[i]``)
-    are resolved on their file part.
+    are resolved on their file part. ``row_numbers`` gives the 1-based data row of each value
+    when ``paths`` is a subset of the manifest (default: 1, 2, ...).
 
     Examples
     --------
@@ -41,6 +43,7 @@ def resolve_paths(paths: Iterable, *, root: str | os.PathLike, allow_outside_roo
     base = os.path.abspath(root)
     prefix = base.rstrip(os.sep) + os.sep
     out: list[str | None] = []
+    numbers = list(row_numbers) if row_numbers is not None else None
     for i, p in enumerate(paths):
         if p is None or p != p or str(p).strip() == "":
             out.append(None)
@@ -53,7 +56,8 @@ def resolve_paths(paths: Iterable, *, root: str | os.PathLike, allow_outside_roo
         full = os.path.normpath(os.path.join(base, file))
         if not allow_outside_root and not (full == base or full.startswith(prefix)):
             raise FairfoundryError(
-                f"{source}: row {i + 1}: {column} {text!r} points outside the root folder {root}",
+                f"{source}: row {numbers[i] if numbers else i + 1}: {column} {text!r} points "
+                f"outside the root folder {root}",
                 hint="relative paths start at the root (the manifest's folder or --root); pass "
                      "--allow-outside-root (allow_outside_root=True) if the files really live "
                      "there")

@@ -125,40 +125,66 @@ def check_leakage(manifest, *, split_col: str = "split", patient_col: str = "pat
     for col in (split_col, patient_col):
         if col not in manifest.columns:
             raise FairfoundryError(f"leakage check needs a {col!r} column in the manifest")
-    import numpy as np
-
     sub = manifest[[patient_col, split_col]].dropna()
-    # integer codes, one bitmask of splits per patient: no Python function per group
     pcodes, patients = pd.factorize(sub[patient_col])
-    scodes, splits = pd.factorize(sub[split_col].astype(str), sort=True)
-    if len(splits) > 62:
-        raise FairfoundryError(f"leakage check: {len(splits)} distinct values in {split_col!r}; "
-                               "is it really the split column?")
-    masks = np.zeros(len(patients), dtype=np.int64)
-    np.bitwise_or.at(masks, pcodes, np.left_shift(1, scodes.astype(np.int64)))
-    n_splits = np.zeros(len(patients), dtype=np.int64)
-    for k in range(len(splits)):
-        n_splits += (masks >> k) & 1
-    leaking = np.flatnonzero(n_splits > 1)
-    if len(leaking) == 0:
-        return pd.DataFrame(columns=["patient_id", "splits", "n_images"])
-    names = {m: "+".join(sorted(str(splits[k]) for k in range(len(splits)) if (m >> k) & 1))
-             for m in np.unique(masks[leaking]).tolist()}
-    ids = np.asarray(patients[leaking]).astype(str)
-    order = np.argsort(ids, kind="stable")  # sorted by patient id
-    leaking, ids = leaking[order], ids[order]
-    out = pd.DataFrame({
-        "patient_id": ids,
-        "splits": [names[m] for m in masks[leaking].tolist()],
-        "n_images": np.bincount(pcodes, minlength=len(patients))[leaking],
-    })
-    if raise_error:
+    out = leaking_patients(pcodes, patients, sub[split_col], split_col=split_col)
+    if raise_error and len(out):
         ex = ", ".join(f"{p} ({s})" for p, s in zip(out["patient_id"][:5], out["splits"][:5],
                                                     strict=True))
         raise FairfoundryError(f"patient leakage: {len(out)} patient(s) appear in more than one "
                                f"split, e.g. {ex}",
                                hint="split by patient with fairfoundry.data.patient_split")
     return out
+
+
+def leaking_patients(pcodes, patients, splits, *, split_col: str = "split"):
+    """The leakage table of :func:`check_leakage` from patient codes already computed.
+
+    Parameters
+    ----------
+    pcodes : int array of shape (n,)
+        Patient code of each row (``pd.factorize``); rows with a negative code are skipped.
+    patients : array of the patient ids the codes index
+    splits : array-like of shape (n,)
+        Split of each row; missing splits are skipped.
+    split_col : str
+        Column name used in messages.
+
+    Notes
+    -----
+    One bitmask of splits per patient (``np.bitwise_or.at``), no Python function per group: the
+    audit of a 1M-row manifest factorizes its patient ids once and passes them here.
+    """
+    import numpy as np
+    import pandas as pd
+
+    pcodes = np.asarray(pcodes)
+    splits = pd.Series(splits).reset_index(drop=True)
+    keep = (pcodes >= 0) & splits.notna().to_numpy()
+    if not keep.all():
+        pcodes, splits = pcodes[keep], splits[keep]
+    scodes, names = pd.factorize(splits.astype(str), sort=True)
+    if len(names) > 62:
+        raise FairfoundryError(f"leakage check: {len(names)} distinct values in {split_col!r}; "
+                               "is it really the split column?")
+    masks = np.zeros(len(patients), dtype=np.int64)
+    np.bitwise_or.at(masks, pcodes, np.left_shift(1, scodes.astype(np.int64)))
+    n_splits = np.zeros(len(patients), dtype=np.int64)
+    for k in range(len(names)):
+        n_splits += (masks >> k) & 1
+    leaking = np.flatnonzero(n_splits > 1)
+    if len(leaking) == 0:
+        return pd.DataFrame(columns=["patient_id", "splits", "n_images"])
+    labels = {m: "+".join(sorted(str(names[k]) for k in range(len(names)) if (m >> k) & 1))
+              for m in np.unique(masks[leaking]).tolist()}
+    ids = np.asarray(patients[leaking]).astype(str)
+    order = np.argsort(ids, kind="stable")  # sorted by patient id
+    leaking, ids = leaking[order], ids[order]
+    return pd.DataFrame({
+        "patient_id": ids,
+        "splits": [labels[m] for m in masks[leaking].tolist()],
+        "n_images": np.bincount(pcodes, minlength=len(patients))[leaking],
+    })
 
 
 def exact_duplicates(manifest, *, root: str | os.PathLike = ".", path_col: str = "path",

@@ -44,6 +44,7 @@ from ._options import EngineOptions
 from ._paired import paired_bootstrap_intervals, t_interval
 from ._persample import evaluate_group_means
 from ._ranking import average_precision, roc_auc
+from ._records import PER_GROUP, MetricRecord, metric_record
 from ._summary import (
     DIRECTION,
     SUMMARIES,
@@ -75,6 +76,8 @@ from ._thresholds import (
 
 __all__ = [
     "DIRECTION", "DIFF_METRICS", "FAMILY", "METRICS", "SUMMARIES", "GroupResult", "ResamplePlan",
+    # the per-group metric records (name, kernel, direction, formula, source)
+    "MetricRecord", "PER_GROUP", "metric_record",
     "accuracy", "average_precision", "balanced_accuracy", "bca_interval", "brier_score",
     "calibration_slope_intercept", "confusion_counts", "demographic_parity_difference",
     "demographic_parity_ratio", "ece", "equal_opportunity_difference",

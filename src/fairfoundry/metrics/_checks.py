@@ -86,3 +86,22 @@ def same_length(*arrays: np.ndarray) -> int:
     if n == 0:
         raise FairfoundryError("inputs are empty")
     return n
+
+
+def present_groups(codes, names):
+    """Groups that have rows, renumbered densely.
+
+    Returns
+    -------
+    counts : rows per group (all ``names``)
+    present : indices of the groups with rows
+    pnames : their names
+    dcodes : ``codes`` renumbered to ``0..len(present)-1``
+    """
+    import numpy as np
+
+    counts = np.bincount(codes, minlength=len(names))
+    present = np.flatnonzero(counts > 0)
+    dense = np.full(len(names), -1)
+    dense[present] = np.arange(len(present))
+    return counts, present, [names[g] for g in present], dense[codes]

@@ -28,7 +28,7 @@ from ._bootstrap import (
     permutation_pvalue,
     proportion_interval,
 )
-from ._checks import as_binary, as_scores, same_length
+from ._checks import as_binary, as_scores, present_groups, same_length
 from ._confusion import nan_reason, rates_from_counts
 from ._kernel import (
     build_layout,
@@ -38,6 +38,7 @@ from ._kernel import (
     segmented_logistic_fit,
 )
 from ._options import EngineOptions
+from ._records import PER_GROUP
 from ._summary import DIRECTION, SUMMARIES, gap, ratio, to_overall, vs_reference, worst_group
 
 __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis_by_group",
@@ -45,13 +46,10 @@ __all__ = ["evaluate_groups", "GroupResult", "intersect_groups", "underdiagnosis
 
 log = logging.getLogger(__name__)
 
-#: per-group metric names, in table order
-METRICS = ("n", "positives", "prevalence", "auc", "average_precision", "accuracy",
-           "balanced_accuracy", "tpr", "fpr", "tnr", "fnr", "ppv", "npv", "selection_rate",
-           "f1", "ece", "brier", "log_loss", "calibration_slope", "calibration_intercept")
-_KERNEL = {"auc": "auc", "average_precision": "ap", "ece": "ece", "brier": "brier",
-           "log_loss": "log_loss", "calibration_slope": "cal_slope",
-           "calibration_intercept": "cal_intercept"}
+#: per-group metric names, in table order (declared once, in :data:`._records.PER_GROUP`)
+METRICS = tuple(PER_GROUP)
+#: metric -> the kernel statistic it is (the others come from the confusion cells)
+_KERNEL = {r.name: r.kernel for r in PER_GROUP.values() if r.kernel != "confusion"}
 #: per-metric summary suffixes and how a permutation p-value reads them
 FAMILY = {"gap": "high", "ratio": "low", "to_overall": "high", "vs_reference": "abs",
           "worst_group": None}
@@ -536,15 +534,10 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                                                      opts.chunk_elements)
     degenerate_ci = opts.degenerate_ci
     n = len(y)
-    counts = np.bincount(codes, minlength=len(names))
-    present = np.flatnonzero(counts > 0)
-    pnames = [names[g] for g in present]
-    dense = np.full(len(names), -1)
-    dense[present] = np.arange(len(present))
-    dcodes = dense[codes]
+    counts, present, pnames, dcodes = present_groups(codes, names)
     if reference is not None and counts[names.index(str(reference))] == 0:
         raise FairfoundryError(f"reference group {reference!r} has no rows")
-    ref = (int(dense[names.index(str(reference))]) if reference is not None
+    ref = (pnames.index(str(reference)) if reference is not None
            else int(np.argmax(counts[present])))
 
     eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,

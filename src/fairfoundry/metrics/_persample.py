@@ -31,6 +31,7 @@ from ._bootstrap import (
     percentile_interval,
     permutation_pvalue,
 )
+from ._checks import present_groups
 from ._engine import OVERALL, GroupResult
 from ._summary import gap, ratio, to_overall, vs_reference, worst_group
 
@@ -190,12 +191,7 @@ def evaluate_group_means(
         if metric not in names:
             raise FairfoundryError(f"score {sname!r} needs unknown metric {metric!r}")
 
-    counts = np.bincount(codes, minlength=len(gnames))
-    present = np.flatnonzero(counts > 0)
-    pnames = [gnames[g] for g in present]
-    dense = np.full(len(gnames), -1)
-    dense[present] = np.arange(len(present))
-    dcodes = dense[codes]
+    counts, present, pnames, dcodes = present_groups(codes, gnames)
     if reference is not None:
         if str(reference) not in pnames:
             raise FairfoundryError(f"unknown or empty reference group {reference!r}")

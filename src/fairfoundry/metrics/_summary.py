@@ -22,6 +22,7 @@ from .._errors import FairfoundryError
 from ._checks import as_binary, as_groups, as_scores, same_length
 from ._confusion import rates_from_counts
 from ._ranking import single_segment_stats
+from ._records import PER_GROUP
 
 __all__ = [
     "gap", "ratio", "to_overall", "vs_reference", "worst_group", "DIRECTION",
@@ -34,13 +35,8 @@ __all__ = [
 
 #: +1: higher is better; -1: lower is better; 0: no direction (worst = smallest value);
 #: "one" / "zero": best at 1 / 0 (worst = furthest away)
-DIRECTION: dict[str, object] = {
-    "n": 0, "positives": 0, "prevalence": 0, "selection_rate": 0,
-    "auc": 1, "average_precision": 1, "accuracy": 1, "balanced_accuracy": 1, "tpr": 1,
-    "tnr": 1, "ppv": 1, "npv": 1, "f1": 1,
-    "fpr": -1, "fnr": -1, "ece": -1, "brier": -1, "log_loss": -1,
-    "calibration_slope": "one", "calibration_intercept": "zero",
-}
+#: (read from the per-group metric records, :data:`._records.PER_GROUP`)
+DIRECTION: dict[str, object] = {r.name: r.direction for r in PER_GROUP.values()}
 
 
 def _quiet():

@@ -53,6 +53,15 @@ def _check(scores, y, groups):
     return s, y, g
 
 
+def _labelled(scores, y, groups, *, what: str):
+    """Scores, 0/1 labels and groups of the labelled validation rows; both classes required."""
+    s, y, g = _check(scores, y, groups)
+    if y is None or np.unique(y[~np.isnan(y)]).size < 2:
+        raise FairfoundryError(f"{what} both classes in the validation split")
+    keep = ~np.isnan(y)
+    return s[keep], y[keep].astype(int), g[keep]
+
+
 class _PostBase:
     stage = "post"
 
@@ -119,11 +128,7 @@ class GroupThreshold(_PostBase):
         self.grid_size, self.random_state = int(grid_size), int(random_state)
 
     def fit(self, scores, y, groups):
-        s, y, g = _check(scores, y, groups)
-        if y is None or np.unique(y[~np.isnan(y)]).size < 2:
-            raise FairfoundryError("group thresholds need both classes in the validation split")
-        keep = ~np.isnan(y)
-        s, y, g = s[keep], y[keep].astype(int), g[keep]
+        s, y, g = _labelled(scores, y, groups, what="group thresholds need")
         if self.t0 is None:
             cand = np.unique(s)
             tpr = np.array([np.mean(s[y == 1] >= t) for t in cand])
@@ -285,11 +290,7 @@ class GroupCalibration(_PostBase):
         return iso.predict
 
     def fit(self, scores, y, groups):
-        s, y, g = _check(scores, y, groups)
-        if y is None or np.unique(y[~np.isnan(y)]).size < 2:
-            raise FairfoundryError("group calibration needs both classes in the validation split")
-        keep = ~np.isnan(y)
-        s, y, g = s[keep], y[keep].astype(int), g[keep]
+        s, y, g = _labelled(scores, y, groups, what="group calibration needs")
         self.global_ = self._fit_one(s, y)
         self.calibrators_ = {}
         for gv in np.unique(g):

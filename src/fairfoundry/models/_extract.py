@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -261,8 +261,56 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
         Bad manifest, missing or unreadable images (strict), unknown model, bad weights, outputs
         present without ``overwrite``. Nothing is written to ``out`` on error.
     """
-    import numpy as np
+    _check_options(executor=executor, on_error=on_error, batch_size=batch_size,
+                   shard_size=shard_size, num_workers=num_workers)
+    out = Path(out)
+    frame, ids, paths, stats = _image_inputs(manifest, on_error=on_error,
+                                             allow_outside_root=allow_outside_root)
+    ref = resolve_model(model, weights=weights, model_kwargs=model_kwargs)
+    use_amp = bool(amp) if amp is not None else str(device).startswith("cuda")
+    key, ident = _encoder_key(ref, seed=seed, amp=use_amp)
+    manifest_fp = _sha([ids, paths, stats], 16)
+    run_key = _sha([key, manifest_fp, on_error, bool(parquet)], 16)
+    side = out / "embeddings.json"
+    done = _up_to_date(out, run_key, key)
+    if done is not None:
+        return done
+    prepare_out_dir(out, overwrite=overwrite, outputs=list(EMBEDDING_FILES))
 
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    plan = _plan_shards(cache / key, key, ids, paths, stats, shard_size=int(shard_size))
+    if progress:
+        progress(sum(plan.bounds[s][1] - plan.bounds[s][0] for s in plan.results))
+    load_args = {"name_or_path": str(model), "weights": None if weights is None else str(weights),
+                 "trust_checkpoint": bool(trust_checkpoint), "download": bool(download),
+                 "seed": int(seed), "model_kwargs": dict(model_kwargs or {})}
+    info = _compute_shards(plan, load_args, paths, key=key, ident=ident, executor=executor,
+                           device=device, batch_size=int(batch_size),
+                           num_workers=int(num_workers), amp=use_amp, ray_address=ray_address,
+                           ray_num_cpus=ray_num_cpus, progress=progress)
+    emb, kept_ids, skipped, bad = _assemble(plan, ids, paths, on_error=on_error)
+    dim = int(info["embed_dim"])
+    _write_outputs(out, emb, kept_ids, skipped, [frame["path"].iloc[i] for i in bad],
+                   parquet=parquet)
+    config = {"model": str(model), "weights": load_args["weights"], "device": str(device),
+              "batch_size": int(batch_size), "num_workers": int(num_workers),
+              "shard_size": int(shard_size), "executor": executor, "on_error": on_error,
+              "amp": use_amp, "model_kwargs": dict(model_kwargs or {}), "cache_dir": str(cache)}
+    n_shards, reused = len(plan.bounds), plan.reused
+    write_sidecar(side, kind="embeddings", config=config, seed=int(seed),
+                  inputs={"manifest": str(Path(manifest).resolve()), "manifest_fingerprint": manifest_fp,
+                          "n_rows": len(ids)},
+                  model=str(model), encoder=info, weights_id=info.get("weights_id"),
+                  preprocessing=info.get("preprocessing"), cache_key=key, run_key=run_key,
+                  n=int(emb.shape[0]), dim=dim, skipped=skipped, shards_total=n_shards,
+                  shards_computed=n_shards - reused, shards_reused=reused,
+                  files={"embeddings": "embeddings.npy", "sample_ids": "sample_ids.txt"})
+    return ExtractionResult(out, int(emb.shape[0]), dim, skipped, n_shards, n_shards - reused,
+                            reused, key)
+
+
+# --------------------------------------------------------------- the steps of extract_embeddings
+def _check_options(*, executor, on_error, batch_size, shard_size, num_workers) -> None:
     if executor not in _EXECUTORS:
         raise FairfoundryError(f"unknown executor {executor!r}", hint=f"use one of {', '.join(_EXECUTORS)}")
     if on_error not in _ON_ERROR:
@@ -271,7 +319,10 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
         raise FairfoundryError("batch_size and shard_size must be positive")
     if int(num_workers) < 0:
         raise FairfoundryError("num_workers must be >= 0")
-    out = Path(out)
+
+
+def _image_inputs(manifest, *, on_error: str, allow_outside_root: bool):
+    """The manifest, its ids, absolute paths and file stats (missing files refused when strict)."""
     frame = read_image_manifest(manifest, allow_outside_root=allow_outside_root)
     ids = frame["sample_id"].astype(str).tolist()
     paths = frame["_abspath"].tolist()
@@ -282,100 +333,129 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
             f"{len(missing)} image file(s) of manifest {manifest} not found: "
             + ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else ""),
             hint="fix the paths (relative to the manifest), or pass --on-error skip to leave them out")
+    return frame, ids, paths, stats
 
-    ref = resolve_model(model, weights=weights, model_kwargs=model_kwargs)
-    use_amp = bool(amp) if amp is not None else str(device).startswith("cuda")
-    key, ident = _encoder_key(ref, seed=seed, amp=use_amp)
-    manifest_fp = _sha([ids, paths, stats], 16)
-    run_key = _sha([key, manifest_fp, on_error, bool(parquet)], 16)
 
-    # up to date?  the sidecar of a previous run with the same key means nothing to do
+def _up_to_date(out: Path, run_key: str, key: str) -> ExtractionResult | None:
+    """The previous result when ``out``'s sidecar has the same run key (nothing to do)."""
     side = out / "embeddings.json"
-    if side.is_file() and (out / "embeddings.npy").is_file():
-        try:
-            prev = json.loads(side.read_text(encoding="utf-8"))
-        except ValueError:
-            prev = {}
-        if prev.get("run_key") == run_key:
-            log.info("%s is up to date (run key %s)", out, run_key)
-            return ExtractionResult(out, int(prev.get("n", 0)), int(prev.get("dim", 0)),
-                                    list(prev.get("skipped", [])), int(prev.get("shards_total", 0)), 0,
-                                    int(prev.get("shards_total", 0)), key, up_to_date=True)
-    prepare_out_dir(out, overwrite=overwrite, outputs=list(EMBEDDING_FILES))
+    if not (side.is_file() and (out / "embeddings.npy").is_file()):
+        return None
+    try:
+        prev = json.loads(side.read_text(encoding="utf-8"))
+    except ValueError:
+        prev = {}
+    if prev.get("run_key") != run_key:
+        return None
+    log.info("%s is up to date (run key %s)", out, run_key)
+    total = int(prev.get("shards_total", 0))
+    return ExtractionResult(out, int(prev.get("n", 0)), int(prev.get("dim", 0)),
+                            list(prev.get("skipped", [])), total, 0, total, key, up_to_date=True)
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = cache / key
+
+@dataclass
+class _ShardPlan:
+    """Shards of the manifest (row bounds and cache files) and those already in the cache."""
+
+    folder: Path
+    bounds: list[tuple[int, int]]
+    files: list[Path]
+    results: dict[int, tuple]
+    reused: int
+    ids: list[str]
+    failures: list[tuple[str, str]] = field(default_factory=list)  # unreadable images
+
+    @property
+    def todo(self) -> list[int]:
+        return [s for s in range(len(self.bounds)) if s not in self.results]
+
+
+def _plan_shards(folder: Path, key: str, ids, paths, stats, *, shard_size: int) -> _ShardPlan:
     folder.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(folder)
-    enc_json = folder / "encoder.json"
-
-    bounds = [(a, min(a + int(shard_size), len(ids))) for a in range(0, len(ids), int(shard_size))]
-    shard_files = [folder / f"{_sha([key, ids[a:b], paths[a:b], stats[a:b]], 24)}.npz" for a, b in bounds]
+    bounds = [(a, min(a + shard_size, len(ids))) for a in range(0, len(ids), shard_size)]
+    files = [folder / f"{_sha([key, ids[a:b], paths[a:b], stats[a:b]], 24)}.npz" for a, b in bounds]
     results: dict[int, tuple] = {}
-    for s, f in enumerate(shard_files):
+    for s, f in enumerate(files):
         if f.is_file():
             got = _load_shard(f, ids[bounds[s][0]:bounds[s][1]])
             if got is not None:
                 results[s] = got
-    todo = [s for s in range(len(bounds)) if s not in results]
-    reused = len(results)
-    if progress:
-        progress(sum(bounds[s][1] - bounds[s][0] for s in results))
+    return _ShardPlan(folder, bounds, files, results, len(results), list(ids))
 
+
+def _compute_shards(plan: _ShardPlan, load_args: dict, paths, *, key, ident, executor, device,
+                    batch_size, num_workers, amp, ray_address, ray_num_cpus, progress) -> dict:
+    """Embed the shards not in the cache (locally or one Ray task each); return the encoder
+    info (read from the cache folder when every shard was cached)."""
+    import numpy as np
+
+    enc_json = plan.folder / "encoder.json"
     info = None
     if enc_json.is_file():
         with contextlib.suppress(ValueError):
             info = json.loads(enc_json.read_text(encoding="utf-8")).get("encoder")
-    load_args = {"name_or_path": str(model), "weights": None if weights is None else str(weights),
-                 "trust_checkpoint": bool(trust_checkpoint), "download": bool(download),
-                 "seed": int(seed), "model_kwargs": dict(model_kwargs or {})}
-    failures: list[tuple[str, str]] = []
-    if todo or info is None:
-        if executor == "local" or info is None:
-            encoder = load_encoder(device=device, **load_args)
-            info = encoder.info()
-            write_json_atomic(enc_json, {"key": key, "identity": ident, "encoder": info})
+    todo = plan.todo
+    if not todo and info is not None:
+        return info
+    if executor == "local" or info is None:
+        encoder = load_encoder(device=device, **load_args)
+        info = encoder.info()
+        write_json_atomic(enc_json, {"key": key, "identity": ident, "encoder": info})
+    ids_of = plan.ids
 
-        def finish(s: int, emb, ok, errs) -> None:
-            # strict mode does not stop at the first unreadable image: every shard is finished
-            # (and cached), so the error lists all unreadable images and a re-run after fixing
-            # them recomputes only their shards
-            a, b = bounds[s]
-            _save_shard(shard_files[s], emb, ok, ids[a:b])
-            results[s] = (emb, ok)
-            failures.extend((paths[a + i], errs[i]) for i in np.flatnonzero(~ok))
+    def finish(s: int, emb, ok, errs) -> None:
+        # strict mode does not stop at the first unreadable image: every shard is finished
+        # (and cached), so the error lists all unreadable images and a re-run after fixing
+        # them recomputes only their shards
+        a, b = plan.bounds[s]
+        _save_shard(plan.files[s], emb, ok, ids_of[a:b])
+        plan.results[s] = (emb, ok)
+        plan.failures.extend((paths[a + i], errs[i]) for i in np.flatnonzero(~ok))
 
-        if todo and executor == "local":
-            _run_local(encoder, paths, bounds, todo, finish, batch_size=int(batch_size),
-                       num_workers=int(num_workers), amp=use_amp, progress=progress)
-        elif todo:
-            from ._ray import run_ray
+    if todo and executor == "local":
+        _run_local(encoder, paths, plan.bounds, todo, finish, batch_size=batch_size,
+                   num_workers=num_workers, amp=amp, progress=progress)
+    elif todo:
+        from ._ray import run_ray
 
-            run_ray(load_args, paths, bounds, todo, finish, batch_size=int(batch_size),
-                    device=str(device), amp=use_amp, address=ray_address, num_cpus=ray_num_cpus,
-                    progress=progress)
+        run_ray(load_args, paths, plan.bounds, todo, finish, batch_size=batch_size,
+                device=str(device), amp=amp, address=ray_address, num_cpus=ray_num_cpus,
+                progress=progress)
+    return info
 
-    emb = np.concatenate([results[s][0] for s in range(len(bounds))]) if bounds else np.zeros((0, 0))
-    ok = np.concatenate([results[s][1] for s in range(len(bounds))]) if bounds else np.zeros(0, bool)
-    bad = [i for i in np.flatnonzero(~ok)]
+
+def _assemble(plan: _ShardPlan, ids, paths, *, on_error: str):
+    """Embeddings of the readable images in manifest order, their ids, the skipped ids and the
+    rows of the unreadable images (an error listing them when strict)."""
+    import numpy as np
+
+    n = len(plan.bounds)
+    emb = np.concatenate([plan.results[s][0] for s in range(n)]) if n else np.zeros((0, 0))
+    ok = np.concatenate([plan.results[s][1] for s in range(n)]) if n else np.zeros(0, bool)
+    bad = [int(i) for i in np.flatnonzero(~ok)]
     if bad and on_error == "strict":
-        why = dict(failures)
+        why = dict(plan.failures)
         raise _unreadable([(paths[i], why.get(paths[i]) or "unreadable (cached result)") for i in bad])
     keep = np.flatnonzero(ok)
     emb = np.ascontiguousarray(emb[keep], dtype=np.float32)
-    kept_ids = [ids[i] for i in keep]
-    skipped = [ids[i] for i in bad]
-    dim = int(info["embed_dim"])
+    return emb, [ids[i] for i in keep], [ids[i] for i in bad], bad
+
+
+def _write_outputs(out: Path, emb, kept_ids, skipped, skipped_paths, *, parquet: bool) -> None:
+    """``embeddings.npy``, ``sample_ids.txt`` (+ ``skipped.csv``, ``embeddings.parquet``),
+    staged and moved in at once; files an earlier run left that this one does not write go."""
+    import numpy as np
 
     with contextlib.suppress(FileNotFoundError):
-        side.unlink()  # a crash below must not leave an old sidecar next to new arrays
+        (out / "embeddings.json").unlink()  # a crash below must not leave an old sidecar
     with staged_dir(out) as stage:
         np.save(stage / "embeddings.npy", emb)
         (stage / "sample_ids.txt").write_text("".join(f"{i}\n" for i in kept_ids), encoding="utf-8")
         if skipped:
             import pandas as pd
 
-            pd.DataFrame({"sample_id": skipped, "path": [frame["path"].iloc[i] for i in bad]}).to_csv(
+            pd.DataFrame({"sample_id": skipped, "path": skipped_paths}).to_csv(
                 stage / "skipped.csv", index=False)
         if parquet:
             import pandas as pd
@@ -386,20 +466,6 @@ def extract_embeddings(manifest: str | os.PathLike, model: str, *, out: str | os
     for name in stale:  # left by an earlier run being overwritten
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
-    config = {"model": str(model), "weights": load_args["weights"], "device": str(device),
-              "batch_size": int(batch_size), "num_workers": int(num_workers),
-              "shard_size": int(shard_size), "executor": executor, "on_error": on_error,
-              "amp": use_amp, "model_kwargs": dict(model_kwargs or {}), "cache_dir": str(cache)}
-    write_sidecar(side, kind="embeddings", config=config, seed=int(seed),
-                  inputs={"manifest": str(Path(manifest).resolve()), "manifest_fingerprint": manifest_fp,
-                          "n_rows": len(ids)},
-                  model=str(model), encoder=info, weights_id=info.get("weights_id"),
-                  preprocessing=info.get("preprocessing"), cache_key=key, run_key=run_key,
-                  n=int(emb.shape[0]), dim=dim, skipped=skipped, shards_total=len(bounds),
-                  shards_computed=len(bounds) - reused, shards_reused=reused,
-                  files={"embeddings": "embeddings.npy", "sample_ids": "sample_ids.txt"})
-    return ExtractionResult(out, int(emb.shape[0]), dim, skipped, len(bounds), len(bounds) - reused,
-                            reused, key)
 
 
 def _unreadable(failures: list[tuple[str, str]]) -> FairfoundryError:

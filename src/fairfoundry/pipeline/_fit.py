@@ -94,6 +94,7 @@ class FitConfig(BaseModel):
     label: str | list[str]
     sensitive: list[str]
     split_col: str = "split"
+    allow_outside_root: bool = False  # relative image paths may climb out of the manifest's folder
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = 256
     dropout: float = 0.1
@@ -410,7 +411,8 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
         from ..data import manifest_root, resolve_paths
 
         X = np.array(resolve_paths(manifest["path"].astype(str), root=manifest_root(manifest),
-                                   source=f"manifest {cfg.manifest}"), dtype=object)
+                                   source=f"manifest {cfg.manifest}",
+                                   allow_outside_root=cfg.allow_outside_root), dtype=object)
         emb_info = {"kind": "images", "encoder": cfg.encoder, "adaptation": cfg.adaptation}
     elif cfg.encoder is not None:
         import tempfile
@@ -419,7 +421,8 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
 
         staged_embeddings = Path(tempfile.mkdtemp(prefix=".fit-embed-", dir=out.parent if out.parent.exists() else None))
         extract_embeddings(cfg.manifest, cfg.encoder, out=staged_embeddings / "embeddings", weights=cfg.encoder_weights,
-                           device=cfg.device, model_kwargs=cfg.encoder_kwargs or None, overwrite=True)
+                           device=cfg.device, model_kwargs=cfg.encoder_kwargs or None, overwrite=True,
+                           allow_outside_root=cfg.allow_outside_root)
         X, emb_info = load_embeddings(staged_embeddings / "embeddings", manifest)
         emb_info["encoder"] = cfg.encoder
     else:

@@ -31,10 +31,13 @@ BOS, EOS, VOCAB_SIZE = 257, 258, 259
 
 
 def load_manifest(manifest: str | os.PathLike | pd.DataFrame, *, path_column: str = "path",
-                  root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Path]:
+                  root: str | os.PathLike | None = None,
+                  allow_outside_root: bool = False) -> tuple[pd.DataFrame, Path]:
     """Read a manifest and resolve its image paths.
 
-    Relative paths are resolved against ``root`` (default: the manifest's folder).
+    Relative paths are resolved against ``root`` (default: the manifest's folder) by
+    :func:`fairfoundry.data.resolve_paths`: one that climbs out of it is refused with its row
+    named, unless ``allow_outside_root``.
 
     Returns
     -------
@@ -63,7 +66,8 @@ def load_manifest(manifest: str | os.PathLike | pd.DataFrame, *, path_column: st
         raise FairfoundryError(f"{name} has duplicate sample_id {frame['sample_id'].iloc[row]!r} "
                                f"(row {row + 2})")
     paths = frame[path_column].astype(str)
-    frame[path_column] = resolve_paths(paths, root=base, source=name, column=path_column)
+    frame[path_column] = resolve_paths(paths, root=base, source=name, column=path_column,
+                                       allow_outside_root=allow_outside_root)
     return frame.reset_index(drop=True), base
 
 

@@ -63,6 +63,8 @@ class DataConfig(BaseModel):
     manifest: str = Field(description="CSV/Parquet manifest with a path column")
     path_column: str = "path"
     root: str | None = Field(None, description="folder of relative paths (default: the manifest's)")
+    allow_outside_root: bool = Field(
+        False, description="accept relative image paths that climb out of root (../)")
     model: str = Field("timm:vit_tiny_patch16_224", description="timm ViT architecture")
     image_size: int = 64
     patch_size: int | None = None
@@ -158,7 +160,8 @@ def prepare_frame(cfg: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     from ._data import load_manifest
     from ._sampling import select_rows
 
-    frame, _ = load_manifest(cfg.manifest, path_column=cfg.path_column, root=cfg.root)
+    frame, _ = load_manifest(cfg.manifest, path_column=cfg.path_column, root=cfg.root,
+                             allow_outside_root=cfg.allow_outside_root)
     if cfg.keep_column:
         frame = select_rows(frame, keep_column=cfg.keep_column, what=f"manifest {cfg.manifest}")
     if "age" in frame.columns and "age_group" not in frame.columns:

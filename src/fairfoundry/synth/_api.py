@@ -58,7 +58,8 @@ def _train_rows(frame, split: str | None, split_col: str, where: str):
 
 def train_generator(manifest: str | os.PathLike, *, condition, out: str | os.PathLike, generator: str = "ddpm",
                     settings: dict | None = None, split: str | None = "train", split_col: str = "split",
-                    resume: bool = False, overwrite: bool = False, progress=None) -> Path:
+                    resume: bool = False, overwrite: bool = False, progress=None,
+                    allow_outside_root: bool = False) -> Path:
     """Train a conditional generator on the images of ``manifest`` and write ``out``.
 
     Parameters
@@ -90,6 +91,9 @@ def train_generator(manifest: str | os.PathLike, *, condition, out: str | os.Pat
     cols = list(condition) if not isinstance(condition, str) else condition.split(",")
     conditions, keep = Conditions.from_frame(rows, cols, where=where)
     rows = rows[keep]
+    # paths are checked before the generator is built (a bad row fails in a second)
+    paths = resolve_paths(rows, frame.attrs.get("manifest_path", manifest),
+                          allow_outside_root=allow_outside_root)
     gen = cls(config, conditions)
     out = Path(out)
     ckpt = out / "checkpoints"
@@ -109,7 +113,6 @@ def train_generator(manifest: str | os.PathLike, *, condition, out: str | os.Pat
                                    hint="resume with the settings it was trained with, or train into a new --out")
     else:
         prepare_out_dir(out, overwrite=overwrite, outputs=None)
-    paths = resolve_paths(rows, frame.attrs.get("manifest_path", manifest))
     images = load_images(paths, size=config.image_size, channels=config.channels)
     codes = conditions.encode_frame(rows)
     if overwrite and not resume and ckpt.exists():

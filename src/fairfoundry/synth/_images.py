@@ -9,12 +9,25 @@ from .._errors import FairfoundryError
 __all__ = ["load_images", "resolve_paths", "save_png", "to_uint8"]
 
 
-def resolve_paths(frame, manifest_path) -> list[Path]:
-    """Absolute image paths of a manifest's ``path`` column (relative paths: relative to the manifest)."""
+def resolve_paths(frame, manifest_path, *, allow_outside_root: bool = False) -> list[Path]:
+    """Absolute image paths of a manifest's ``path`` column, relative paths starting at the
+    manifest's folder (:func:`fairfoundry.data.resolve_paths`: one climbing out of it is refused
+    with its 1-based data row named, unless ``allow_outside_root``; an empty path is refused)."""
+    import pandas as pd
+
+    from ..data import resolve_paths as resolve
+
     if "path" not in frame.columns:
         raise FairfoundryError(f"manifest {manifest_path} has no 'path' column: the generator needs images")
-    base = Path(manifest_path).parent
-    return [Path(p) if Path(p).is_absolute() else base / p for p in frame["path"].astype(str)]
+    numbers = ([int(i) + 1 for i in frame.index] if pd.api.types.is_integer_dtype(frame.index)
+               else None)  # a subset of the manifest keeps its rows' numbers
+    full = resolve(frame["path"], root=Path(manifest_path).parent, source=f"manifest {manifest_path}",
+                   allow_outside_root=allow_outside_root, row_numbers=numbers)
+    for i, p in enumerate(full):
+        if p is None:
+            raise FairfoundryError(f"manifest {manifest_path}: row {numbers[i] if numbers else i + 1} "
+                                   "has an empty path")
+    return [Path(p) for p in full]
 
 
 def load_images(paths, *, size: int, channels: int = 1):

@@ -89,7 +89,7 @@ def run_qc(real: str | os.PathLike, synthetic: str | os.PathLike, *, out: str | 
            conditions=None, encoder: str = "fairfoundry-tiny", encoder_weights: str | None = None,
            generator: str | os.PathLike | None = None, k: int = 5, copy_threshold: float = 1 / 3,
            split_col: str = "split", train_split: str = "train", seed: int = 0, device: str = "cpu",
-           overwrite: bool = False, progress=None) -> Path:
+           overwrite: bool = False, progress=None, allow_outside_root: bool = False) -> Path:
     """Run quality control of ``synthetic`` against ``real`` and write ``out`` (:data:`QC_FILES`).
 
     Parameters
@@ -181,8 +181,9 @@ def run_qc(real: str | os.PathLike, synthetic: str | os.PathLike, *, out: str | 
                                    "its synthetic images cannot be checked",
                                    hint="QC needs real images of every synthetic cell")
     prepare_out_dir(out, overwrite=overwrite, outputs=list(QC_FILES))
-    spaths = resolve_paths(sm, sm.attrs.get("manifest_path", synthetic))
-    rpaths = resolve_paths(rm, rm.attrs.get("manifest_path", real))
+    spaths = resolve_paths(sm, sm.attrs.get("manifest_path", synthetic),
+                           allow_outside_root=allow_outside_root)
+    rpaths = resolve_paths(rm, rm.attrs.get("manifest_path", real), allow_outside_root=allow_outside_root)
     first = np.asarray(load_image(spaths[0]))
     size = int(first.shape[0])
     channels = 3 if first.ndim == 3 else 1
