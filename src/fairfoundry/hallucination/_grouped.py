@@ -174,7 +174,7 @@ def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for c in out.columns:
         if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].astype(object).map(lambda v: "'" + v if isinstance(v, str) and v[:1] in "=+-@"
+            out[c] = out[c].astype(object).map(lambda v: "'" + v if isinstance(v, str) and v[:1] and v[:1] in "=+-@"
                                 else v)
     return out
 

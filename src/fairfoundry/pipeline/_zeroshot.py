@@ -141,8 +141,15 @@ def zero_shot_text(cfg) -> ZeroShotText:
     from ..models import load_encoder
 
     templates, fmt, classes = check_prompts(cfg.prompts, cfg.class_prompts, cfg.labels)
-    enc = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device,
-                       model_kwargs=cfg.encoder_kwargs or None)
+    try:
+        enc = load_encoder(cfg.encoder, weights=cfg.encoder_weights, device=cfg.device,
+                           model_kwargs=cfg.encoder_kwargs or None)
+    except FairfoundryError as exc:
+        if "weights" not in exc.message and "no local copy" not in exc.message:
+            raise
+        raise FairfoundryError(exc.message, hint=(exc.hint + "; " if exc.hint else "")
+                               + "or point encoder_weights (--encoder-weights) at a local weights file",
+                               param=exc.param) from None
     if not getattr(enc, "is_vlm", False):
         raise FairfoundryError(
             f"encoder {cfg.encoder!r} has no text tower: --adaptation {cfg.adaptation} classifies with "
