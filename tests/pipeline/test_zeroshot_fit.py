@@ -266,10 +266,19 @@ def test_method_alias_runs_zero_shot(cli, tiny_clip, tmp_path, monkeypatch):
     m["y"] = 1 - m["No_Finding"]
     m.to_csv(tmp_path / "m.csv", index=False)
     r = cli("fit", "--encoder", path, "--method", "zero_shot", "--manifest", tmp_path / "m.csv", "--label", "y",
-            "--sensitive", "sex", "--bootstrap", "20", "--no-emissions", "--no-html", "--out", tmp_path / "run")
+            "--label", "Infiltration", "--sensitive", "sex", "--bootstrap", "20", "--no-emissions", "--no-html",
+            "--out", tmp_path / "run")
     assert r.code == 0, r
     run = json.loads((tmp_path / "run" / "run.json").read_text())["run"]
     assert run["adaptation"] == "zero-shot" and run["method"] == "erm"
+    # multi-label: one score column per label, each with its prompts, and the any-finding rate
+    preds = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    assert {"y_score_y", "y_score_Infiltration"} <= set(preds.columns)
+    head = json.loads((tmp_path / "run" / "head.json").read_text())
+    assert head["classes"]["Infiltration"] == ["no infiltration", "infiltration"]
+    table = pd.read_csv(tmp_path / "run" / "hallucination" / "evaluation.csv")
+    assert {"confident_false_positive:y", "confident_false_positive:Infiltration",
+            "confident_false_positive_any"} == set(table["metric"])
     r = cli("fit", "--list-methods")
     assert "zero-shot" in r.out and "clip-adapter" in r.out
 
@@ -291,6 +300,11 @@ def test_a_grid_runs_a_zero_shot_cell(tiny_clip, tmp_path, monkeypatch):
             "encoders": [str(path)], "adaptations": ["zero-shot"], "mitigations": ["erm"], "seeds": [0],
             "fit": {"bootstrap": 20, "prompts": ["a chest x-ray with {label}"],
                     "class_prompts": {"y": ["no finding", "an abnormal finding"]}}}
+    from fairfoundry.bench import GridSpec, grid_cells
+
+    mixed = grid_cells(GridSpec(**{**spec, "adaptations": ["probe", "zero-shot"]}))
+    assert [c.adaptation for c in mixed] == ["linear-probe", "zero-shot"]
+    assert "prompts" not in mixed[0].fit_config and mixed[1].fit_config["prompts"] == ["a chest x-ray with {label}"]
     summary = run_grid(spec, tmp_path / "grid")
     assert summary["done"] == 1 and not summary["failed"], summary
     cell = next((tmp_path / "grid" / "cells").iterdir())

@@ -43,6 +43,9 @@ _SHARED_FIT_KEYS = ("head", "hidden", "dropout", "epochs", "batch_size", "lr", "
                     "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs",
                     "prompts", "class_prompts", "adapter_ratios", "adapter_lrs", "adapter_activation",
                     "hallucination_threshold", "hallucination_min_events")
+#: shared fit keys that only apply to zero-shot / CLIP-Adapter cells
+_ZERO_SHOT_KEYS = ("prompts", "class_prompts", "adapter_ratios", "adapter_lrs", "adapter_activation",
+                   "hallucination_threshold", "hallucination_min_events")
 
 
 class DatasetEntry(BaseModel):
@@ -256,6 +259,9 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
                                "adaptation": ad.kind, "head": ad.head, **spec.fit}
         if ad.kind == "lora":
             cfg.update(lora_r=ad.lora_r, lora_alpha=ad.lora_alpha)
+        if ad.kind not in ("zero-shot", "clip-adapter"):  # prompt settings only shape zero-shot cells
+            for key in _ZERO_SHOT_KEYS:
+                cfg.pop(key, None)
         if ad.kind == "probe" and enc in d.embeddings:
             cfg["embeddings"] = d.embeddings[enc]
         else:

@@ -170,6 +170,9 @@ class FitConfig(BaseModel):
         if self.adaptation != "probe" and self.encoder is None:
             raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
                              "not 'embeddings'")
+        if self.adaptation not in ("zero-shot", "clip-adapter") and (self.prompts is not None or self.class_prompts):
+            raise ValueError("prompts and class_prompts are for adaptation zero-shot or clip-adapter, not "
+                             f"{self.adaptation!r}")
         if self.adaptation != "probe" and self.optimizer not in ("auto", "adamw"):
             raise ValueError(f"optimizer {self.optimizer!r} is for heads on embeddings; fine-tuning "
                              f"(adaptation {self.adaptation!r}) trains with AdamW")

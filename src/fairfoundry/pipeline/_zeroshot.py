@@ -119,7 +119,8 @@ class ZeroShotText:
     """The text side of a zero-shot run: class embeddings ``(L, 2, d)`` and the logit scale."""
 
     def __init__(self, *, class_embeddings: np.ndarray, logit_scale: float, templates: list[str],
-                 classes: dict[str, list[str]], encoder: dict):
+                 classes: dict[str, list[str]], encoder: dict, n_encoder_params: int = 0):
+        self.n_encoder_params = int(n_encoder_params)
         self.class_embeddings = class_embeddings
         self.logit_scale = float(logit_scale)
         self.templates = templates
@@ -165,13 +166,13 @@ def zero_shot_text(cfg) -> ZeroShotText:
     scale = getattr(enc.module, "logit_scale", None)
     logit_scale = float(scale.detach().exp().item()) if scale is not None else 100.0
     return ZeroShotText(class_embeddings=T, logit_scale=logit_scale, templates=templates, classes=classes,
-                        encoder=enc.info())
+                        encoder=enc.info(), n_encoder_params=sum(p.numel() for p in enc.module.parameters()))
 
 
 def _empty_result():
     from ..adapt import TrainResult
 
-    return TrainResult()
+    return TrainResult(emissions={"tracker": None, "note": "zero-shot: nothing trained, nothing measured"})
 
 
 def _val_entry(y, s, groups) -> dict:
@@ -292,9 +293,12 @@ class CLIPAdapterEstimator:
         self.selected_ = {**(clf.selected_ or {}), "ratio": ratio, "lr": lr}
         self.result_ = clf.result_
         self.result_.seconds = time.perf_counter() - t0
+        self.result_.emissions = {"tracker": None, "note": (
+            f"not measured for CLIP-Adapter ({len(self.candidates_)} candidates trained in "
+            f"{self.result_.seconds:.1f} s: a small MLP on cached embeddings)")}
         self.active_fraction_ = clf.active_fraction_
-        n_adapter = sum(p.numel() for p in clf._adapter.parameters())
-        self.trainable_share_ = 1.0 if n_adapter else 0.0  # every trained weight is the adapter's
+        n_adapter = sum(p.numel() for p in clf._adapter.parameters())  # trained; the encoder is frozen
+        self.trainable_share_ = n_adapter / max(1, n_adapter + self.text.n_encoder_params)
         log.info("CLIP-Adapter: kept ratio=%s lr=%s (%s on val %.4f) of %d candidates", ratio, lr, sel, best[0],
                  len(self.candidates_))
         return self
