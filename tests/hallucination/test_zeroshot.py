@@ -72,3 +72,49 @@ def test_bad_inputs():
         zero_shot_hallucination([0.5, 0.2], [0, 2], groups=g, group_names=["a", "b"])
     with pytest.raises(FairfoundryError, match="same shape"):
         zero_shot_hallucination([[0.5, 0.2]], [0, 1], groups=g, group_names=["a", "b"])
+
+
+def _planted(seed, rates, n=300, n_bootstrap=100):
+    from fairfoundry.hallucination import zero_shot_hallucination_table
+
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["female", "male"], n)
+    y = rng.binomial(1, 0.2, n)  # images with the finding are left out of the rate
+    p = np.where(sex == "male", rates[1], rates[0])
+    s = np.where(rng.random(n) < p, rng.uniform(0.9, 1.0, n), rng.uniform(0.0, 0.9, n))
+    return zero_shot_hallucination_table(pd.DataFrame({"sex": sex}), s, y, sensitive=["sex"],
+                                         finding_names=["effusion"], n_bootstrap=n_bootstrap,
+                                         seed=seed, id_col=None)
+
+
+def test_table_recovers_planted_rates_and_its_gap_has_the_claimed_error_rate():
+    """Coverage: planted 5 % vs 15 % confident false positives (about 200 images without the
+    finding per group), 95 % CIs cover each in >= 90 % of 100 simulations (93 % and 92 % here;
+    with ~120 images per group the 5 % rate, ~6 events, is covered 89 % of the time: percentile
+    intervals are short of nominal with few events, which is why such groups read "too few to
+    judge"). Null: equal rates (15 %), the gap's CI excludes 0 in about 5 % (<= 12 %)."""
+    covered = np.zeros(2, dtype=int)
+    for k in range(100):
+        b = _planted(k, (0.05, 0.15), n=500).by_group.set_index("group")
+        for j, (g, rate) in enumerate((("female", 0.05), ("male", 0.15))):
+            covered[j] += int(b.loc[g, "ci_low"] <= rate <= b.loc[g, "ci_high"])
+    assert (covered >= 90).all(), covered
+    stated = 0
+    for k in range(100):
+        r = _planted(1000 + k, (0.15, 0.15))
+        stated += sum("differs by sex" in t for t in (*r.evidence["headlines"], *r.evidence["too_few_to_judge"]))
+    assert stated <= 12, stated
+
+
+def test_table_counts_events_and_says_too_few_to_judge():
+    r = _planted(0, (0.02, 0.3), n=200, n_bootstrap=50)
+    by = r.by_group.set_index("group")
+    assert {"events", "judgement"} <= set(r.by_group.columns)
+    for g in ("female", "male", "overall"):
+        e, n = by.loc[g, "events"], by.loc[g, "n"]
+        assert by.loc[g, "estimate"] == pytest.approx(e / n)
+        assert by.loc[g, "judgement"].startswith("too few to judge") == (min(e, n - e) < 10)
+    assert by.loc["female", "judgement"].startswith("too few to judge")  # about 2 events in 80 images
+    assert by.loc["male", "judgement"] == ""
+    # the female-male gap has a CI above 0 but too few female events: not a headline
+    assert not r.evidence["headlines"] and any("differs by sex" in t for t in r.evidence["too_few_to_judge"])

@@ -98,6 +98,13 @@ def zero_shot_scores(image_embeddings, class_embeddings, *, logit_scale: float =
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _bce(p, y) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` (clipped to [1e-7, 1 - 1e-7])."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(y, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
 class CLIPAdapterClassifier:
     """Few-shot CLIP-Adapter on cached image embeddings (binary; see the module docstring).
 
@@ -161,12 +168,23 @@ class CLIPAdapterClassifier:
 
         return Adapter()
 
-    def fit(self, X, y, *, groups=None):
-        """Train the adapter on image embeddings ``X`` (n, d) and 0/1 labels ``y``."""
+    def fit(self, X, y, *, groups=None, X_val=None, y_val=None, groups_val=None, select: str = "loss",
+            patience: int | None = None, progress=None):
+        """Train the adapter on image embeddings ``X`` (n, d) and 0/1 labels ``y``.
+
+        With validation data (``X_val``, ``y_val``, optionally ``groups_val``) every epoch is
+        evaluated on it (``loss``: binary cross-entropy; ``overall_auc``, ``worst_group_auc``,
+        ``auc_gap`` of :func:`~fairfoundry.adapt.selection_scores`), the epoch with the best
+        ``select`` value (``loss`` lowest, otherwise highest) is restored and ``patience``
+        evaluations without improvement stop training. ``history_`` holds the evaluations,
+        ``selected_`` the chosen one and ``val_loss_zero_shot_`` the validation loss of the
+        zero-shot classifier the adapter starts from (the class embeddings with no adapter).
+        """
         import torch
 
         from ._heads import encode_groups
         from ._loop import ArrayData, SupervisedObjective, TrainConfig, Trainer
+        from ._selection import selection_scores
 
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.float32)
@@ -183,10 +201,33 @@ class CLIPAdapterClassifier:
             torch.manual_seed(self.seed)
             model = self._build()
         self._adapter = model.adapter
+        evaluator, sel = None, None
+        if X_val is not None:
+            Xv = np.asarray(X_val, dtype=np.float32)
+            yv = np.asarray(y_val, dtype=np.float32)
+            gv = None if groups_val is None else np.asarray(groups_val, dtype=object)
+            self.val_loss_zero_shot_ = _bce(zero_shot_scores(Xv, self.class_embeddings,
+                                                             logit_scale=self.logit_scale)[:, 1], yv)
+
+            def evaluator(trainer) -> dict:
+                with torch.no_grad():
+                    xb = torch.as_tensor(Xv, device=trainer.device)
+                    z = trainer.model(xb)["logits"].float()
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        z, torch.as_tensor(yv, device=trainer.device))
+                sc = selection_scores(yv, torch.sigmoid(z).cpu().numpy(), gv)
+                sc["loss"] = float(loss)
+                return sc
+
+            sel = select
+        mode = "min" if sel == "loss" else "max"
         cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
-                          device=self.device)
-        self.trainer_ = Trainer(model, SupervisedObjective(), hooks=self.hooks, config=cfg)
-        self.trainer_.fit(ArrayData(x=X, y=y, group=codes))
+                          device=self.device, select=sel, mode=mode, patience=patience if sel else None)
+        self.trainer_ = Trainer(model, SupervisedObjective(), hooks=self.hooks, config=cfg,
+                                evaluator=evaluator, progress=progress)
+        self.result_ = self.trainer_.fit(ArrayData(x=X, y=y, group=codes))
+        self.history_ = self.result_.history
+        self.selected_ = self.result_.best
         self.model_ = self.trainer_.model
         self.active_fraction_ = float(np.mean(np.abs(self.adapter_output(X)).max(axis=1) > 0))
         if self.active_fraction_ == 0.0:

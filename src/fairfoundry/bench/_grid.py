@@ -41,7 +41,12 @@ GRID_FILES = ("grid.yaml", "grid.json", "results.duckdb", "cells")
 #: FitConfig fields a grid may set for every cell (``fit:`` block)
 _SHARED_FIT_KEYS = ("head", "hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "optimizer",
                     "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs",
-                    "probe_every", "probe_bootstrap")  # probe_*: cells that fine-tune from images write probe.csv
+                    "probe_every", "probe_bootstrap",  # probe_*: cells that fine-tune from images write probe.csv
+                    "prompts", "class_prompts", "adapter_ratios", "adapter_lrs", "adapter_activation",
+                    "hallucination_threshold", "hallucination_min_events")
+#: shared fit keys that only apply to zero-shot / CLIP-Adapter cells
+_ZERO_SHOT_KEYS = ("prompts", "class_prompts", "adapter_ratios", "adapter_lrs", "adapter_activation",
+                   "hallucination_threshold", "hallucination_min_events")
 
 
 class DatasetEntry(BaseModel):
@@ -65,10 +70,11 @@ class DatasetEntry(BaseModel):
 
 
 class AdaptationEntry(BaseModel):
-    """One adaptation axis value: a head on cached embeddings, LoRA, or fine-tuning."""
+    """One adaptation axis value: a head on cached embeddings, LoRA, fine-tuning, or with a CLIP-style
+    encoder zero-shot CLIP / CLIP-Adapter (``fit --adaptation zero-shot``)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["probe", "lora", "full", "frozen"] = "probe"
+    kind: Literal["probe", "lora", "full", "frozen", "zero-shot", "clip-adapter"] = "probe"
     head: Literal["linear", "mlp"] = "linear"
     lora_r: int = 8
     lora_alpha: float = 16.0
@@ -90,7 +96,8 @@ class GridSpec(BaseModel):
     encoders : encoder names (zoo presets, ``backend:id`` or checkpoints). A dataset with cached
         ``embeddings`` for an encoder uses them; otherwise the manifest's images are embedded.
     adaptations : list of :class:`AdaptationEntry` (or the strings ``probe``, ``mlp``, ``lora``,
-        ``full``, ``frozen``)
+        ``full``, ``frozen``, ``zero-shot``, ``clip-adapter``; the last two need a CLIP-style encoder,
+        prompts in ``fit: {prompts: [...], class_prompts: {...}}``)
     mitigations : method names of ``fairfoundry fit --list-methods`` (``erm`` is the reference),
         or ``{name: ..., args: {...}}``
     label_fractions : fractions of the training *patients* kept (validation and test untouched)
@@ -121,7 +128,8 @@ class GridSpec(BaseModel):
     @classmethod
     def _adaptations(cls, v):
         named = {"probe": {"kind": "probe"}, "linear": {"kind": "probe"}, "mlp": {"kind": "probe", "head": "mlp"},
-                 "lora": {"kind": "lora"}, "full": {"kind": "full"}, "frozen": {"kind": "frozen"}}
+                 "lora": {"kind": "lora"}, "full": {"kind": "full"}, "frozen": {"kind": "frozen"},
+                 "zero-shot": {"kind": "zero-shot"}, "clip-adapter": {"kind": "clip-adapter"}}
         out = []
         for a in v or []:
             if isinstance(a, str):
@@ -255,6 +263,9 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
         if ad.kind == "probe":  # a frozen encoder: the fairness probe of training does not apply
             cfg.pop("probe_every", None)
             cfg.pop("probe_bootstrap", None)
+        if ad.kind not in ("zero-shot", "clip-adapter"):  # prompt settings only shape zero-shot cells
+            for key in _ZERO_SHOT_KEYS:
+                cfg.pop(key, None)
         if ad.kind == "probe" and enc in d.embeddings:
             cfg["embeddings"] = d.embeddings[enc]
         else:

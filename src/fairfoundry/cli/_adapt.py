@@ -26,6 +26,9 @@ _EPILOG = (
     "--method fair-penalty --method-arg weight=2 --method-arg variant=eo --select worst_group_auc --out run\n\n"
     "  fairfoundry fit config.yaml --out run      (keys: embeddings, manifest, label, sensitive, head, "
     "methods, select, seeds, epochs, ...; flags override the file)\n\n"
+    "  fairfoundry fit --encoder open_clip:ViT-B-16 --adaptation zero-shot --prompt \"a chest x-ray with {label}\" "
+    "--manifest m.csv --label Effusion --sensitive sex --out zs      (or --adaptation clip-adapter; also writes "
+    "hallucination/: confident positive calls on absent findings by group)\n\n"
     "  fairfoundry fit --list-methods\n\n"
     "Outputs (per run): predictions.parquet (sample_id, split, y_true, y_score + attributes, every split), "
     "head.safetensors + head.json, history.csv (validation metrics per epoch), evaluation/ (evaluation.csv, "
@@ -82,7 +85,16 @@ def fit_command(
         None, "--encoder-weights", help="Weights for --encoder (a file, or 'random' for tests)."),
     adaptation: str | None = typer.Option(
         None, "--adaptation",
-        help="probe (default: head on frozen embeddings), or with --encoder from images: lora, full or frozen."),
+        help="probe (default: head on frozen embeddings), or with --encoder from images: lora, full or frozen; "
+             "with a CLIP-style --encoder: zero-shot (class prompts, nothing trained) or clip-adapter."),
+    prompt: list[str] | None = typer.Option(
+        None, "--prompt",
+        help="Zero-shot / CLIP-Adapter prompt template with {label}, repeatable, e.g. --prompt \"a chest x-ray "
+             "with {label}\" (default: four chest X-ray templates)."),
+    prompts: Path | None = typer.Option(
+        None, "--prompts",
+        help="YAML file of zero-shot prompts: templates (list with {label}) and classes (label: [negative, "
+             "positive] descriptions; default 'no <label>' / '<label>')."),
     lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank (default 8)."),
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="Manifest (CSV/Parquet) with sample_id, label(s), attributes and split."),
@@ -134,6 +146,8 @@ def fit_command(
     if list_methods:
         for row in list_mitigations():
             typer.echo(f"{row['name']:<22} {row['stage']:<5} {row['summary']}")
+        typer.echo("\nadaptations (--adaptation): probe, lora, full, frozen, zero-shot (CLIP class prompts, nothing "
+                   "trained; erm or post-processing), clip-adapter (CLIP-Adapter; training mitigations apply)")
         return
     from ..pipeline import fit_run, load_fit_config
 
@@ -155,6 +169,23 @@ def fit_command(
     if attrs:
         overrides["sensitive"] = attrs
     methods = _split_multi(method)
+    zs_alias = {"zero-shot": "zero-shot", "zero_shot": "zero-shot", "clip-adapter": "clip-adapter",
+                "clip_adapter": "clip-adapter"}
+    named = [m for m in methods if m in zs_alias]
+    if named:  # zero-shot / CLIP-Adapter are adaptations; accepted as --method when given alone
+        if len(named) > 1 or (adaptation is not None and zs_alias[named[0]] != adaptation.replace("_", "-")):
+            raise FairfoundryError(f"--method {named[0]} is an adaptation, not a mitigation",
+                                   hint="give it as --adaptation zero-shot or --adaptation clip-adapter (one per "
+                                        "fit run), with --method erm or other mitigations")
+        adaptation = zs_alias[named[0]]
+        methods = [m for m in methods if m not in zs_alias]
+    if prompt is not None:
+        overrides["prompts"] = list(prompt)
+    if prompts is not None:
+        from ..pipeline._zeroshot import load_prompts_file
+
+        for k, v in load_prompts_file(prompts).items():
+            overrides.setdefault(k, v)
     if methods:
         overrides["methods"] = _method_specs(methods, method_arg)
     elif method_arg:

@@ -7,7 +7,8 @@
 - :func:`evaluate_reports`: their rates per group and intersection with bootstrap CIs clustered
   by patient, gaps and permutation tests (``fairfoundry evaluate-reports``);
 - :func:`zero_shot_hallucination`: confident positive zero-shot calls on absent findings, by
-  group;
+  group; :func:`zero_shot_hallucination_table` for several attributes (what ``fit
+  --adaptation zero-shot`` writes);
 - :class:`GroupedEvaluation`, :func:`attribute_groups`: the per-sample evaluation result and
   group building shared with :mod:`fairfoundry.segmentation`.
 
@@ -27,9 +28,9 @@ from ._labeler import (
 )
 from ._metrics import REPORT_METRICS, SEVERITY, hallucination_table
 from ._reports import evaluate_reports
-from ._zeroshot import zero_shot_hallucination
+from ._zeroshot import zero_shot_hallucination, zero_shot_hallucination_table
 
 __all__ = ["FINDINGS", "LEVELS", "NEGATIVE", "OBSERVATIONS", "OUTPUT_FILES", "POSITIVE",
            "REPORT_METRICS", "SEVERITY", "UNCERTAIN", "Attribute", "GroupedEvaluation",
            "attribute_groups", "evaluate_reports", "hallucination_table", "label_report",
-           "label_reports", "zero_shot_hallucination"]
+           "label_reports", "zero_shot_hallucination", "zero_shot_hallucination_table"]

@@ -64,6 +64,7 @@ def chance_sentences(by_group) -> list[str]:
 
 
 def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evaluation, manifest, groups, y,
+                     extra_md: list[str] | None = None, extra: dict | None = None,
                      emissions: dict) -> None:
     """Write ``model_card.md`` and ``model_card.json`` into ``directory``."""
     from .. import __version__
@@ -89,7 +90,9 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
     data_rows = _data_summary(manifest, groups, y, cfg.split_col)
     card = {
         "model_details": {
-            "name": f"{cfg.head} head, {spec.label}, seed {seed}",
+            "name": (f"{cfg.adaptation}, {spec.label}, seed {seed}"
+                     if cfg.adaptation in ("zero-shot", "clip-adapter") else
+                     f"{cfg.head} head, {spec.label}, seed {seed}"),
             "head": cfg.head, "adaptation": cfg.adaptation, "encoder": cfg.encoder,
             "trainable_share": info.get("trainable_share"), "method": spec.name, "method_args": spec.args, "method_summary": summary_line,
             "method_stage": info["stage"], "seed": seed, "fairfoundry_version": __version__,
@@ -119,6 +122,7 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
         ],
         "emissions": emissions,
     }
+    card.update(extra or {})
     write_json_atomic(directory / "model_card.json", card)
     from .._io import md_escape  # user-supplied text (names, groups, intended use) is escaped
 
@@ -126,6 +130,11 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
           "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019.", "",
           "## Model details", "",
           (f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings or cfg.encoder}`" if cfg.adaptation == "probe" else
+           f"- Adaptation: zero-shot CLIP with encoder `{cfg.encoder}` (class prompts; nothing trained)"
+           if cfg.adaptation == "zero-shot" else
+           f"- Adaptation: CLIP-Adapter on the frozen image embeddings of encoder `{cfg.encoder}`, classified "
+           "against its class-prompt text embeddings (hyper-parameters chosen on validation)"
+           if cfg.adaptation == "clip-adapter" else
            f"- Adaptation: `{cfg.adaptation}` of encoder `{cfg.encoder}` with a linear head"
            + (f" (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha})" if cfg.adaptation == "lora" else "")
            + f"; trainable share {100 * (info.get('trainable_share') or 0):.2f}%"),
@@ -153,6 +162,8 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
                for r in gaps]
     else:
         md += ["No test split: not evaluated."]
+    if extra_md:
+        md += ["", *extra_md]
     md += ["", "## Ethical considerations", "", card["ethical_considerations"], "",
            "## Caveats and recommendations", ""]
     md += [f"- {c}" for c in card["caveats_and_recommendations"]]

@@ -27,6 +27,9 @@ __all__ = ["FitConfig", "MethodSpec", "fit_run", "load_fit_config", "RUN_FILES"]
 
 log = logging.getLogger(__name__)
 
+#: adaptations that fine-tune from images (the others work on embeddings)
+_FINE_TUNE = ("lora", "full", "frozen")
+
 #: files in one run directory
 RUN_FILES = ("predictions.parquet", "head.safetensors", "head.json", "config.yaml", "history.csv",
              "evaluation/evaluation.csv", "evaluation/summary.json", "evaluation/report.html",
@@ -60,7 +63,20 @@ class FitConfig(BaseModel):
     encoder_weights, encoder_kwargs : passed to the encoder loader.
     adaptation : ``probe`` (head on frozen, cached embeddings; the default), or from images with
         ``encoder``: ``lora`` (LoRA on the encoder + linear head), ``full`` (every weight) or
-        ``frozen`` (linear head trained through the frozen encoder).
+        ``frozen`` (linear head trained through the frozen encoder); or, with a CLIP-style
+        ``encoder`` (a text tower): ``zero-shot`` (class prompts, nothing trained) or
+        ``clip-adapter`` (CLIP-Adapter on the frozen image embeddings), see
+        :mod:`fairfoundry.pipeline._zeroshot`.
+    prompts : zero-shot prompt templates with ``{label}`` (default: chest X-ray templates).
+    class_prompts : label column -> ``[negative, positive]`` class descriptions (default
+        ``["no <label>", "<label>"]`` from the column name).
+    adapter_ratios, adapter_lrs : CLIP-Adapter grid (residual ratio, learning rate; default lrs
+        ``[lr, 10 lr]``), every candidate selected on validation by ``select``.
+    adapter_activation : CLIP-Adapter bottleneck activation (``leaky_relu`` default: the paper's
+        ``relu`` adapter can die and then equals zero-shot).
+    hallucination_threshold, hallucination_min_events : zero-shot hallucination table: the fixed
+        confidence of a "confident" positive call, and the events below which a group is "too
+        few to judge".
     lora_r, lora_alpha, lora_target : LoRA rank, scale and target layer names.
     manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
         ``split`` (train/val/test).
@@ -87,7 +103,14 @@ class FitConfig(BaseModel):
     encoder: str | None = None
     encoder_weights: str | None = None
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
-    adaptation: Literal["probe", "lora", "full", "frozen"] = "probe"
+    adaptation: Literal["probe", "lora", "full", "frozen", "zero-shot", "clip-adapter"] = "probe"
+    prompts: list[str] | None = None
+    class_prompts: dict[str, list[str]] = Field(default_factory=dict)
+    adapter_ratios: list[float] = Field(default_factory=lambda: [0.2, 0.6])
+    adapter_lrs: list[float] | None = None
+    adapter_activation: Literal["relu", "leaky_relu"] = "leaky_relu"
+    hallucination_threshold: float = Field(0.9, gt=0, lt=1)
+    hallucination_min_events: int = 10
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_target: list[str] | None = None
@@ -125,6 +148,18 @@ class FitConfig(BaseModel):
             raise ValueError("must not be empty")
         return v
 
+    @field_validator("adaptation", mode="before")
+    @classmethod
+    def _adaptation_alias(cls, v):  # zero_shot / clip_adapter spelled with underscores
+        return v.replace("_", "-") if isinstance(v, str) and v in ("zero_shot", "clip_adapter") else v
+
+    @field_validator("adapter_ratios")
+    @classmethod
+    def _ratios(cls, v):
+        if not v or any(not 0 < r <= 1 for r in v):
+            raise ValueError("CLIP-Adapter ratios must be a non-empty list of values in (0, 1]")
+        return v
+
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, v):
@@ -136,12 +171,18 @@ class FitConfig(BaseModel):
     def model_post_init(self, __context) -> None:
         if (self.embeddings is None) == (self.encoder is None):
             raise ValueError("give exactly one of 'embeddings' (cached) or 'encoder' (embed the manifest's images)")
+        if self.adaptation in ("zero-shot", "clip-adapter") and self.encoder is None:
+            raise ValueError(f"adaptation {self.adaptation!r} needs the encoder's text tower: give 'encoder' "
+                             "(a CLIP-style model), not 'embeddings'")
         if self.adaptation != "probe" and self.encoder is None:
             raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
                              "not 'embeddings'")
         if self.probe_every is not None and self.adaptation == "probe":
             raise ValueError("probe_every probes an encoder while it is fine-tuned: it needs adaptation lora or "
                              "full (with adaptation 'probe' the encoder is frozen and its probe never changes)")
+        if self.adaptation not in ("zero-shot", "clip-adapter") and (self.prompts is not None or self.class_prompts):
+            raise ValueError("prompts and class_prompts are for adaptation zero-shot or clip-adapter, not "
+                             f"{self.adaptation!r}")
         if self.adaptation != "probe" and self.optimizer not in ("auto", "adamw"):
             raise ValueError(f"optimizer {self.optimizer!r} is for heads on embeddings; fine-tuning "
                              f"(adaptation {self.adaptation!r}) trains with AdamW")
@@ -215,7 +256,7 @@ def resolve_optimizer(cfg: FitConfig) -> str:
 
 
 def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups, stage_dir: Path,
-             progress=None) -> dict:
+             progress=None, zero_shot=None) -> dict:
     """Train, select, post-process, predict, evaluate and document one (method, seed)."""
     import pandas as pd
     import yaml
@@ -242,6 +283,10 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     probes: dict = {}
 
     def make_estimator(hooks):
+        if zero_shot is not None:  # zero-shot CLIP / CLIP-Adapter on the encoder's embeddings
+            from ._zeroshot import make_zero_shot_estimator
+
+            return make_zero_shot_estimator(cfg, zero_shot, hooks, seed=seed, progress=progress)
         if cfg.adaptation == "probe":
             return HeadClassifier(cfg.head, hidden=cfg.hidden, dropout=cfg.dropout,
                                   epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -277,7 +322,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
                                f"{len(labels)}")
     trained = train_and_score(spec.name, spec.args, X=X, y=y_fit, groups=groups, train=keep_tr,
                               val=keep_va, make_estimator=make_estimator,
-                              images=cfg.adaptation != "probe", scored=va | (split == "test"))
+                              images=cfg.adaptation in _FINE_TUNE, scored=va | (split == "test"))
     warnings: list[str] = list(trained.warnings)
     est, stage, scores, threshold = (trained.estimator, trained.stage, trained.scores,
                                      trained.threshold)
@@ -306,6 +351,11 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         warnings += list(ev.warnings)
     else:
         warnings.append("no test rows: nothing was evaluated")
+    hallucination = None
+    if zero_shot is not None:  # confident positive calls on absent findings, by group (test)
+        from ._zeroshot import write_hallucination
+
+        hallucination = write_hallucination(stage_dir, preds, cfg, seed=seed, manifest=manifest)
     emissions = est.result_.emissions or {"tracker": None, "note": "emissions tracking off or codecarbon unavailable"}
     write_json_atomic(stage_dir / "emissions.json", emissions)
     run_cfg = cfg.model_dump()
@@ -325,8 +375,20 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
     }
     if probes.get("tracker") is not None:
         info["probe"] = probes["tracker"].finish()
+    extra_md = None
+    if zero_shot is not None:
+        from ._zeroshot import hallucination_markdown
+
+        info["zero_shot"] = zero_shot.info()
+        for key in ("candidates_", "ratio_", "lr_", "active_fraction_"):
+            if hasattr(est, key):
+                info.setdefault("clip_adapter", {})[key.rstrip("_")] = getattr(est, key)
+        info["hallucination"] = None if hallucination is None else {
+            k: v for k, v in hallucination.items() if k != "per_group"}
+        extra_md = hallucination_markdown(hallucination)
     write_model_card(stage_dir, cfg=cfg, spec=spec, seed=seed, info=info, evaluation=ev, manifest=manifest,
-                     groups=groups, y=y, emissions=emissions)
+                     groups=groups, y=y, emissions=emissions, extra_md=extra_md,
+                     extra={"hallucination": hallucination} if zero_shot is not None else None)
     test_preds = preds[preds["split"] == "test"].reset_index(drop=True)
     run_thresholds = (ev.thresholds["threshold"].astype(float).tolist() if ev is not None else None)
     return {**info, "evaluation": ev, "test_predictions": test_preds, "thresholds": run_thresholds}
@@ -405,7 +467,13 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     y = prepare_columns(manifest, labels=labels, sensitive=cfg.sensitive, split_col=cfg.split_col,
                         where=f"manifest {cfg.manifest}")
     staged_embeddings = None
-    if cfg.adaptation != "probe":
+    zero_shot = None
+    if cfg.adaptation in ("zero-shot", "clip-adapter"):  # fail fast: text tower, weights, prompts, methods
+        from ._zeroshot import check_zero_shot_methods, zero_shot_text
+
+        check_zero_shot_methods(cfg, cfg.methods)
+        zero_shot = zero_shot_text(cfg)
+    if cfg.adaptation in _FINE_TUNE:
         if "path" not in manifest.columns:
             raise FairfoundryError(f"manifest {cfg.manifest} has no 'path' column: fine-tuning needs the images")
         from ..data import manifest_root, resolve_paths
@@ -447,7 +515,8 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     multi = len(specs) > 1 or len(cfg.seeds) > 1
     runs = []
     try:
-        _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings)
+        _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings,
+                    zero_shot=zero_shot)
     finally:
         if staged_embeddings is not None:
             import shutil
@@ -456,7 +525,8 @@ def fit_run(cfg: FitConfig, out: str | os.PathLike, *, overwrite: bool = False, 
     return out
 
 
-def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings):
+def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, progress, staged_embeddings,
+                zero_shot=None):
     import shutil
 
     import pandas as pd
@@ -479,7 +549,7 @@ def _write_runs(cfg, specs, multi, X, y, manifest, groups, emb_info, out, runs, 
                 sub = stage / f"{spec.label}-seed{seed}" if multi else stage
                 sub.mkdir(parents=True, exist_ok=True)
                 log.info("fit %s seed %d", spec.label, seed)
-                run = _one_run(cfg, spec, seed, X, y, manifest, groups, sub, progress=progress)
+                run = _one_run(cfg, spec, seed, X, y, manifest, groups, sub, progress=progress, zero_shot=zero_shot)
                 write_sidecar(sub / "run.json", kind="fairfoundry.fit", config=cfg.model_dump(), seed=seed,
                               inputs={"manifest": file_fingerprint(cfg.manifest),
                                       "embeddings": emb_info, "manifest_rows": frame_fingerprint(manifest)},
