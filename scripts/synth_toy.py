@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--reuse", action="store_true")
+    p.add_argument("--balance", default="none", choices=["none", "cells"],
+                   help="'cells': every condition cell drawn equally often in training")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import pandas as pd
@@ -45,7 +47,8 @@ def main() -> None:
     if not (args.reuse and (args.out / "G" / "generator.json").exists()):
         train_generator(manifest, condition=["shape", "brightness"], out=args.out / "G", split=None, overwrite=True,
                         settings={"image_size": 28, "steps": args.steps, "channel_mult": (1, 2, 2),
-                                  "base_channels": 16, "batch_size": 32, "seed": args.seed})
+                                  "base_channels": 16, "batch_size": 32, "seed": args.seed,
+                                  "balance": args.balance})
     t_train = time.perf_counter() - t0
     cells = ";".join(f"shape={s},brightness={b}:{args.per_cell}" for s, b in TOY_CELLS)
     sample_generator(args.out / "G", cells=cells, out=args.out / "S", seed=args.seed, guidance=args.guidance,
