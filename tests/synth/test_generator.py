@@ -140,3 +140,13 @@ def test_cell_balance_makes_every_condition_cell_equally_likely(toy):
         DiffusionConfig(**TINY, balance="cells"), toy.conditions)
     with pytest.raises(FairfoundryError, match="unknown balance"):
         DiffusionConfig(balance="groups")
+
+
+def test_joint_embedding_gives_each_cell_its_own_row_and_samples(toy):
+    cfg = DiffusionConfig(**TINY, steps=2, joint_embedding=True)
+    gen = DiffusionGenerator(cfg, toy.conditions).fit(toy.images, toy.codes)
+    sizes = toy.conditions.sizes
+    assert gen.module.ema.joint.num_embeddings == int(torch.prod(torch.as_tensor(sizes) + 1))
+    out = gen.sample([[0, 1], [1, 0]], seed=0, sample_steps=2)  # guidance uses the all-"none" row
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    assert "joint_embedding" in cfg.identity() and "joint_embedding" not in DiffusionConfig(**TINY).identity()

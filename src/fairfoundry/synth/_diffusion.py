@@ -76,6 +76,11 @@ class DiffusionConfig:
         intersection of all condition columns) and :math:`K` the number of cells, so every cell is
         seen equally often however small it is (the weights go through the training loop's
         ``sample_weights`` hook; draws are with replacement).
+    joint_embedding : also give every condition cell (the intersection of all condition columns)
+        its own learned embedding, added to the per-column ones. With per-column embeddings only,
+        the condition is additive (``ring`` + ``bright``), and a small cell is drawn toward what its
+        attributes look like in the large cells; the joint embedding lets the model learn the cell
+        itself. The no-condition row of guidance is a cell of its own.
     """
 
     image_size: int = 32
@@ -98,6 +103,7 @@ class DiffusionConfig:
     device: str = "cpu"
     checkpoint_every: int = 200
     balance: str = "none"
+    joint_embedding: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -141,8 +147,11 @@ class DiffusionConfig:
     def identity(self) -> dict:
         """The fields a checkpoint must share with the run that resumes or loads it."""
         out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-        if out["balance"] == "none":  # generators trained before the setting existed keep their hash
+        # generators trained before these settings existed keep their hash
+        if out["balance"] == "none":
             del out["balance"]
+        if not out["joint_embedding"]:
+            del out["joint_embedding"]
         return out
 
 
@@ -184,11 +193,21 @@ def _build_net(cfg: DiffusionConfig, sizes: list[int]):
                                     norm_num_groups=cfg.norm_groups, class_embed_type="identity",
                                     attention_head_dim=min(8, widths[-1]))
             self.cond = torch.nn.ModuleList([torch.nn.Embedding(k + 1, temb) for k in sizes])
+            if cfg.joint_embedding:  # one row per combination of codes, "no condition" included
+                strides, total = [], 1
+                for k in sizes:
+                    strides.append(total)
+                    total *= k + 1
+                self.register_buffer("strides", torch.as_tensor(strides, dtype=torch.long), persistent=False)
+                self.joint = torch.nn.Embedding(total, temb)
+                torch.nn.init.normal_(self.joint.weight, std=0.02)
             for e in self.cond:
                 torch.nn.init.normal_(e.weight, std=0.02)
 
         def forward(self, x, t, codes):
             emb = sum(e(codes[:, j]) for j, e in enumerate(self.cond))
+            if cfg.joint_embedding:
+                emb = emb + self.joint((codes * self.strides).sum(dim=1))
             return self.unet(x, t, class_labels=emb).sample
 
     class DiffusionModule(torch.nn.Module):
