@@ -28,6 +28,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--reuse", action="store_true")
+    p.add_argument("--sample-steps", type=int, default=25, help="denoising steps of the sampler")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--joint-embedding", action="store_true", help="one embedding per condition cell too")
+    p.add_argument("--balance", default="none", choices=["none", "cells"],
+                   help="'cells': every condition cell drawn equally often in training")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import pandas as pd
@@ -45,11 +50,12 @@ def main() -> None:
     if not (args.reuse and (args.out / "G" / "generator.json").exists()):
         train_generator(manifest, condition=["shape", "brightness"], out=args.out / "G", split=None, overwrite=True,
                         settings={"image_size": 28, "steps": args.steps, "channel_mult": (1, 2, 2),
-                                  "base_channels": 16, "batch_size": 32, "seed": args.seed})
+                                  "base_channels": 16, "batch_size": 32, "seed": args.seed,
+                                  "balance": args.balance, "joint_embedding": args.joint_embedding})
     t_train = time.perf_counter() - t0
     cells = ";".join(f"shape={s},brightness={b}:{args.per_cell}" for s, b in TOY_CELLS)
     sample_generator(args.out / "G", cells=cells, out=args.out / "S", seed=args.seed, guidance=args.guidance,
-                     overwrite=True)
+                     sample_steps=args.sample_steps, sampler=args.sampler, overwrite=True)
     run_qc(manifest, args.out / "S" / "manifest.csv", out=args.out / "Q", generator=args.out / "G", overwrite=True)
     q = pd.read_csv(args.out / "Q" / "qc.csv")
     clf = pd.read_csv(args.out / "Q" / "classifiers.csv")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _metrics_oracle import make_data
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import fairfoundry.metrics as fm
@@ -123,6 +123,7 @@ def test_intersect_groups_keeps_missing_values_as_their_own_group():
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), n_groups=st.integers(2, 5), perm_seed=st.integers(0, 999))
+@example(seed=2601, n_groups=2, perm_seed=0)  # two groups of 120 tie exactly in distance to overall
 def test_row_permutation_changes_nothing(seed, n_groups, perm_seed):
     y, s, g = make_data(seed, 240, n_groups)
     names = [f"g{k}" for k in range(n_groups)]

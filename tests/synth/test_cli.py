@@ -93,3 +93,15 @@ def test_bad_input_exits_2_and_writes_nothing(trained, tmp_path, capsys):
     rc = main(["synth", "sample", str(tmp / "G"), "--cells", "shape=ring,brightness=dark:2", "--out",
                str(tmp_path / "S3")])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_balance_and_joint_embedding_flags_reach_the_generator(trained, tmp_path, capsys):
+    _, manifest = trained
+    out = tmp_path / "GB"
+    assert main(["synth", "train", "--manifest", str(manifest), "--condition", "shape,brightness", "--out",
+                 str(out), "--steps", "1", "--balance", "cells", "--joint-embedding", *TINY]) == 0
+    config = json.loads((out / "generator.json").read_text())["config"]
+    assert config["balance"] == "cells" and config["joint_embedding"] is True
+    _bad(["synth", "train", "--manifest", str(manifest), "--condition", "shape,brightness", "--out",
+          str(tmp_path / "GX"), "--steps", "1", "--balance", "groups", *TINY], capsys, tmp_path / "GX",
+         "unknown balance")

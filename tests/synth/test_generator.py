@@ -116,3 +116,37 @@ def test_cells_parse_against_the_training_vocabulary():
         parse_cells("y=0,sex=male:3", cond)  # both values exist, the combination does not
     with pytest.raises(FairfoundryError, match="does not set sex"):
         parse_cells("y=1:3", cond)
+
+
+def test_cell_balance_makes_every_condition_cell_equally_likely(toy):
+    import numpy as np
+
+    from fairfoundry.synth._diffusion import cell_balance_weights, config_hash
+
+    codes = np.array([[0, 0]] * 20 + [[0, 1]] * 60 + [[1, 0]] * 60 + [[1, 1]] * 60)
+    w = cell_balance_weights(codes)
+    assert w.sum() == pytest.approx(1.0)
+    for cell in ([0, 0], [0, 1], [1, 0], [1, 1]):
+        assert w[(codes == cell).all(1)].sum() == pytest.approx(0.25)
+    # drawn through the training loop: the 20-image cell is a quarter of the draws, not a tenth
+    keep = np.r_[np.flatnonzero((toy.codes == toy.codes[0]).all(1))[:1], np.arange(len(toy.codes))]
+    images, cond = toy.images[keep], toy.codes[keep]
+    bal = DiffusionGenerator(DiffusionConfig(**TINY, steps=3, balance="cells"), toy.conditions).fit(images, cond)
+    plain = DiffusionGenerator(DiffusionConfig(**TINY, steps=3), toy.conditions).fit(images, cond)
+    assert any(not torch.equal(a, b) for a, b in zip(_weights(bal).values(), _weights(plain).values(), strict=True))
+    # the default keeps the hash generators had before the setting existed; "cells" is another identity
+    assert "balance" not in DiffusionConfig(**TINY).identity()
+    assert config_hash(DiffusionConfig(**TINY), toy.conditions) != config_hash(
+        DiffusionConfig(**TINY, balance="cells"), toy.conditions)
+    with pytest.raises(FairfoundryError, match="unknown balance"):
+        DiffusionConfig(balance="groups")
+
+
+def test_joint_embedding_gives_each_cell_its_own_row_and_samples(toy):
+    cfg = DiffusionConfig(**TINY, steps=2, joint_embedding=True)
+    gen = DiffusionGenerator(cfg, toy.conditions).fit(toy.images, toy.codes)
+    sizes = toy.conditions.sizes
+    assert gen.module.ema.joint.num_embeddings == int(torch.prod(torch.as_tensor(sizes) + 1))
+    out = gen.sample([[0, 1], [1, 0]], seed=0, sample_steps=2)  # guidance uses the all-"none" row
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    assert "joint_embedding" in cfg.identity() and "joint_embedding" not in DiffusionConfig(**TINY).identity()

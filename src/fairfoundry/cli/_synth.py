@@ -70,6 +70,12 @@ def train_command(
     p_uncond: float | None = typer.Option(None, "--p-uncond", help="Condition dropout for guidance (0.1)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed (0)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, mps or auto."),
+    balance: str | None = typer.Option(None, "--balance",
+                                       help="'cells': draw images so every condition cell is seen equally "
+                                            "often (small cells); 'none' (default): uniformly."),
+    joint_embedding: bool = typer.Option(False, "--joint-embedding",
+                                         help="Also learn one embedding per condition cell (intersection), "
+                                              "not only per column."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing generator in --out."),
     allow_outside_root: bool = typer.Option(
@@ -84,7 +90,8 @@ def train_command(
 
     settings = _settings(image_size=image_size, channels=channels, base_channels=base_channels,
                          channel_mult=channel_mult, steps=steps, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
-                         seed=seed, device=device)
+                         seed=seed, device=device, balance=balance,
+                         joint_embedding=joint_embedding or None)
     with rich_progress("generator training (steps)", total=settings.get("steps", 2000)) as advance:
         result = train_generator(manifest, condition=condition.split(","), out=out, generator=generator,
                                  settings=settings, split=None if split == "all" else split, resume=resume,

@@ -240,6 +240,13 @@ class _Engine:
         return per, self.overall(np.take(W, self.to_overall, axis=1), raw)
 
 
+
+def _first_extreme(x: np.ndarray) -> int:
+    """Index of the first group whose value equals the maximum up to rounding (1e-12 relative),
+    so that groups tied in exact arithmetic are named the same whatever the row order."""
+    top = np.nanmax(x)
+    return int(np.flatnonzero(x >= top - 1e-12 * max(1.0, abs(top)))[0])
+
 def _validate(y_true, y_score, threshold, groups, group_names, reference, cluster):
     """Check the data of one engine call (the options were validated in :class:`EngineOptions`)."""
     y = as_binary(y_true, name="y_true")
@@ -317,13 +324,13 @@ def _summaries(per: dict, ov: dict, metrics: list[str], ref: int, names: list[st
             row = v[0]
             defined = ~np.isnan(row)
             if defined.any():
-                hi = names[int(np.nanargmax(row))]
-                lo = names[int(np.nanargmin(row))]
+                hi = names[_first_extreme(row)]
+                lo = names[_first_extreme(-row)]
                 details[f"{m}_gap"] = f"{hi} - {lo}"
                 details[f"{m}_ratio"] = f"{lo} / {hi}"
                 dev = np.abs(row - o[0])
                 if np.isfinite(dev).any():  # overall may be undefined while a group is not
-                    details[f"{m}_to_overall"] = names[int(np.nanargmax(dev))]
+                    details[f"{m}_to_overall"] = names[_first_extreme(dev)]
             details[f"{m}_worst_group"] = names[int(widx[0])] if widx[0] >= 0 else ""
             details[f"{m}_vs_reference"] = f"{names[t]} vs {names[ref]}" if t is not None else ""
     have = set(metrics)

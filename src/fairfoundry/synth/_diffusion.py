@@ -34,6 +34,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from .._errors import FairfoundryError
 from ._conditions import Conditions
 from ._registry import register_generator
@@ -69,6 +71,16 @@ class DiffusionConfig:
     seed : seeds initialisation, batches, noise and time steps.
     device : ``cpu``, ``cuda``, ``mps`` or ``auto``.
     checkpoint_every : write a resumable checkpoint at the first epoch end after this many steps.
+    balance : ``"none"`` (images drawn uniformly) or ``"cells"``: each image is drawn with
+        probability :math:`1 / (K n_c)` where :math:`n_c` is the size of its condition cell (the
+        intersection of all condition columns) and :math:`K` the number of cells, so every cell is
+        seen equally often however small it is (the weights go through the training loop's
+        ``sample_weights`` hook; draws are with replacement).
+    joint_embedding : also give every condition cell (the intersection of all condition columns)
+        its own learned embedding, added to the per-column ones. With per-column embeddings only,
+        the condition is additive (``ring`` + ``bright``), and a small cell is drawn toward what its
+        attributes look like in the large cells; the joint embedding lets the model learn the cell
+        itself. The no-condition row of guidance is a cell of its own.
     """
 
     image_size: int = 32
@@ -90,6 +102,8 @@ class DiffusionConfig:
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 200
+    balance: str = "none"
+    joint_embedding: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -110,6 +124,7 @@ class DiffusionConfig:
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.balance in ("none", "cells"), f"unknown balance {self.balance!r} (use none or cells)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -131,7 +146,13 @@ class DiffusionConfig:
 
     def identity(self) -> dict:
         """The fields a checkpoint must share with the run that resumes or loads it."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        # generators trained before these settings existed keep their hash
+        if out["balance"] == "none":
+            del out["balance"]
+        if not out["joint_embedding"]:
+            del out["joint_embedding"]
+        return out
 
 
 def config_hash(config: DiffusionConfig, conditions: Conditions) -> str:
@@ -172,11 +193,21 @@ def _build_net(cfg: DiffusionConfig, sizes: list[int]):
                                     norm_num_groups=cfg.norm_groups, class_embed_type="identity",
                                     attention_head_dim=min(8, widths[-1]))
             self.cond = torch.nn.ModuleList([torch.nn.Embedding(k + 1, temb) for k in sizes])
+            if cfg.joint_embedding:  # one row per combination of codes, "no condition" included
+                strides, total = [], 1
+                for k in sizes:
+                    strides.append(total)
+                    total *= k + 1
+                self.register_buffer("strides", torch.as_tensor(strides, dtype=torch.long), persistent=False)
+                self.joint = torch.nn.Embedding(total, temb)
+                torch.nn.init.normal_(self.joint.weight, std=0.02)
             for e in self.cond:
                 torch.nn.init.normal_(e.weight, std=0.02)
 
         def forward(self, x, t, codes):
             emb = sum(e(codes[:, j]) for j, e in enumerate(self.cond))
+            if cfg.joint_embedding:
+                emb = emb + self.joint((codes * self.strides).sum(dim=1))
             return self.unet(x, t, class_labels=emb).sample
 
     class DiffusionModule(torch.nn.Module):
@@ -258,7 +289,24 @@ def _hooks(cfg: DiffusionConfig, checkpoint_dir: Path | None, state_extra: dict)
         def load_state_dict(self, state):
             self.saved = int(state.get("saved", 0))
 
-    return [EMA(), Checkpoint()]
+    class CellBalance(Hook):
+        """Draw images so that every condition cell is seen equally often (``balance="cells"``)."""
+
+        name = "cell_balance"
+
+        def sample_weights(self, trainer):
+            return cell_balance_weights(trainer.train_data["c"].numpy())
+
+    return [EMA(), Checkpoint()] + ([CellBalance()] if cfg.balance == "cells" else [])
+
+
+def cell_balance_weights(codes) -> np.ndarray:
+    """Sampling weights :math:`1 / (K n_c)` that make every condition cell (a distinct row of
+    ``codes`` ``[n, k]``) equally likely; they sum to 1."""
+    codes = np.asarray(codes)
+    _, inverse, counts = np.unique(codes.reshape(len(codes), -1), axis=0, return_inverse=True,
+                                   return_counts=True)
+    return 1.0 / (len(counts) * counts[inverse.reshape(-1)].astype(float))
 
 
 @register_generator("ddpm")
