@@ -104,6 +104,8 @@ TESTED_ELSEWHERE: dict[tuple[str, str], str] = {
     ("docs/metrics.md", "from fairfoundry.datasets import nih_chexnet"):
         "tests/test_docs_examples.py::test_metrics_md_first_example_with_an_intersection_reference",
     ("docs/monitor.md", "import numpy as np"): "tests/monitor/test_monitor_docs_example.py::test_docs_chexnet_replay",
+    ("README.md", 'NIH=$(python -c "from fairfoundry.datasets import nih_images; print(nih_images())")  # the bundled manifest'):
+        "tests/pretrain/test_docs_probe_example.py::test_docs_probe_examples_run_as_written",
     ("docs/monitor.md", "# a stream of 1,200 predictions whose group B images change in window 2"):
         "tests/monitor/test_monitor_drift_cli.py::test_docs_drift_example_runs_as_written",
     ("docs/monitor.md", "fairfoundry monitor replay drift_stream.csv --store drift.db"):
