@@ -56,7 +56,7 @@ def test_drift_command_flags_the_shifted_group_only(tmp_path, cli):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("short", "expected (1200, d)"), ("nan", "row 5 (sample_id 's5') is not finite"),
+    ("short", "1199 rows for 1200 predictions"), ("nan", "prediction 5 (sample_id 's5')"),
     ("missing", "not found"), ("txt", "not a directory or a .npy"),
 ])
 def test_bad_embeddings_exit_2_naming_the_problem(tmp_path, cli, bad, message):
@@ -92,7 +92,7 @@ def test_embeddings_directory_aligned_by_sample_id(tmp_path):
     out = read_store_embeddings(d, ["c", "a"])
     assert out.tolist() == [arr[2].tolist(), arr[0].tolist()]
     with pytest.raises(FairfoundryError, match="1 prediction\\(s\\) have no embedding, first "
-                                               "sample_id 'z'"):
+                                               "prediction 1 \\(sample_id 'z'\\)"):
         read_store_embeddings(d, ["a", "z"])
 
 

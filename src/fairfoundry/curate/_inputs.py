@@ -33,64 +33,13 @@ def _row(manifest, i: int) -> str:
 
 
 def aligned_embeddings(path: str | os.PathLike, manifest) -> np.ndarray:
-    """Embeddings as float32 ``(len(manifest), d)``, in manifest order.
+    """Embeddings as float32 ``(len(manifest), d)``, in manifest order: a ``fairfoundry embed``
+    output directory (aligned by ``sample_id``) or a ``.npy`` with one row per manifest row
+    (:func:`fairfoundry.models.aligned_embeddings`; messages name the manifest row)."""
+    from ..models import aligned_embeddings as _aligned
 
-    Parameters
-    ----------
-    path : a ``fairfoundry embed`` output directory (read with
-        :func:`fairfoundry.models.read_embeddings`, the embedding cache's reader; aligned by
-        ``sample_id``), or a ``.npy`` array with one row per manifest row in manifest order.
-    manifest : the validated manifest.
-
-    Raises
-    ------
-    FairfoundryError
-        The file is missing or unreadable, a ``.npy`` has another number of rows, a manifest
-        sample has no embedding (names the row and ``sample_id``), or a row is NaN / inf.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FairfoundryError(f"embeddings not found: {path}",
-                               hint="pass a `fairfoundry embed --out` directory or a .npy file")
-    if path.is_dir():
-        import pandas as pd
-
-        from ..models import read_embeddings
-
-        ids, arr, _ = read_embeddings(path)
-        pos = pd.Series(np.arange(len(ids)), index=pd.Index(ids))
-        if pos.index.has_duplicates:
-            raise FairfoundryError(f"embeddings {path} list a sample_id twice")
-        want = manifest["sample_id"].astype(str)
-        missing = ~want.isin(pos.index).to_numpy()
-        if missing.any():
-            i = int(np.flatnonzero(missing)[0])
-            raise FairfoundryError(
-                f"embeddings {path} are not aligned with the manifest: {int(missing.sum())} manifest "
-                f"row(s) have no embedding, first {_row(manifest, i)}",
-                hint="embed the same manifest (fairfoundry embed --manifest ...)")
-        arr = arr[pos.loc[want].to_numpy()]
-    elif path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise FairfoundryError(f"cannot read embeddings {path}: {exc}".splitlines()[0]) from exc
-        if arr.ndim != 2:
-            raise FairfoundryError(f"embeddings {path} must be 2-D (rows x dims), got shape {arr.shape}")
-        if arr.shape[0] != len(manifest):
-            raise FairfoundryError(
-                f"embeddings {path} are not aligned with the manifest: {arr.shape[0]} rows for "
-                f"{len(manifest)} manifest rows",
-                hint="a .npy must hold one row per manifest row, in manifest order")
-    else:
-        raise FairfoundryError(f"unsupported embeddings file {path}",
-                               hint="use a `fairfoundry embed` output directory or a .npy file")
-    arr = np.array(arr, dtype=np.float32)  # a writable copy (a .npy is memory-mapped)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise FairfoundryError(f"embedding of {_row(manifest, i)} in {path} contains NaN or inf")
-    return arr
+    return _aligned(path, manifest["sample_id"].astype(str).tolist(), owner="manifest", item="manifest row",
+                    describe=lambda i: _row(manifest, i))
 
 
 def check_count(value: int, *, name: str, n: int, what: str = "rows", minimum: int = 1) -> int:

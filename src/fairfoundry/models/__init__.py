@@ -62,6 +62,7 @@ Extraction and the embeddings format
 under a content-addressed key, so a re-run does no work and a killed run resumes.
 """
 
+from ._aligned import aligned_embeddings
 from ._checkpoint import load_state_dict_into, read_state_dict, unwrap_state_dict, weights_hash
 from ._encoder import Encoder
 from ._extract import (
@@ -113,6 +114,7 @@ __all__ = [
     "default_cache_dir",
     "extract_embeddings",
     "read_embeddings",
+    "aligned_embeddings",
     "read_image_manifest",
     "ModelRef",
     "Preprocessing",
