@@ -208,6 +208,26 @@ def _padded_cumsum(a: np.ndarray, dtype=np.float64) -> np.ndarray:
     return out
 
 
+def _newton_update(a: np.ndarray, b: np.ndarray, rows: np.ndarray, g0, g1, h0, h1, h2,
+                   tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """One damped Newton step of ``y ~ a + b x`` for the fits ``rows`` (in place on ``a``, ``b``),
+    from the gradient ``(g0, g1)`` and Hessian ``[[h0, h1], [h1, h2]]`` of the log-likelihood.
+    Steps longer than 5 are shortened (a concave log-likelihood; keeps far starts stable).
+    Returns ``(converged, diverged)`` masks over ``rows``."""
+    det = h0 * h2 - h1 * h1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        da = (h2 * g0 - h1 * g1) / det
+        db = (h0 * g1 - h1 * g0) / det
+        bad = ~(np.isfinite(da) & np.isfinite(db))
+        step = np.maximum(np.abs(da), np.abs(db))
+        scale = np.where(step > 5.0, 5.0 / np.where(step > 0, step, 1.0), 1.0)
+        a[rows] += np.where(bad, 0.0, da * scale)
+        b[rows] += np.where(bad, 0.0, db * scale)
+    conv = (~bad) & (step <= tol * (1.0 + np.abs(a[rows]) + np.abs(b[rows])))
+    diverged = bad | (np.abs(b[rows]) > 1e6) | (np.abs(a[rows]) > 1e6)
+    return conv, diverged
+
+
 def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray | None, a0: np.ndarray,
                   b0: np.ndarray, *, X3: np.ndarray | None = None, max_iter: int = 100,
                   tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
@@ -241,20 +261,7 @@ def _logistic_fit(x: np.ndarray, y: np.ndarray, W: np.ndarray | None, a0: np.nda
             mu *= Wr
         g = R @ X3
         h = mu @ X3
-        g0, g1 = g[:, 0], g[:, 1]
-        h0, h1, h2 = h[:, 0], h[:, 1], h[:, 2]
-        det = h0 * h2 - h1 * h1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            da = (h2 * g0 - h1 * g1) / det
-            db = (h0 * g1 - h1 * g0) / det
-        bad = ~(np.isfinite(da) & np.isfinite(db))
-        # damp very long steps (Newton on a concave log-likelihood; keeps far starts stable)
-        step = np.maximum(np.abs(da), np.abs(db))
-        scale = np.where(step > 5.0, 5.0 / np.where(step > 0, step, 1.0), 1.0)
-        a[rows] += np.where(bad, 0.0, da * scale)
-        b[rows] += np.where(bad, 0.0, db * scale)
-        conv = (~bad) & (step <= tol * (1.0 + np.abs(a[rows]) + np.abs(b[rows])))
-        diverged = bad | (np.abs(b[rows]) > 1e6) | (np.abs(a[rows]) > 1e6)
+        conv, diverged = _newton_update(a, b, rows, g[:, 0], g[:, 1], h[:, 0], h[:, 1], h[:, 2], tol)
         done[rows[conv]] = True
         active[rows[conv | diverged]] = False
     a[~done] = np.nan
@@ -299,18 +306,7 @@ def segmented_logistic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
         h1 = np.bincount(sg, vx, minlength=n_seg)
         h2 = np.bincount(sg, vx * xs, minlength=n_seg)
         idx = np.flatnonzero(active)
-        g0, g1, h0, h1, h2 = g0[idx], g1[idx], h0[idx], h1[idx], h2[idx]
-        det = h0 * h2 - h1 * h1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            da = (h2 * g0 - h1 * g1) / det
-            db = (h0 * g1 - h1 * g0) / det
-            bad = ~(np.isfinite(da) & np.isfinite(db))
-            step = np.maximum(np.abs(da), np.abs(db))
-            scale = np.where(step > 5.0, 5.0 / np.where(step > 0, step, 1.0), 1.0)
-            a[idx] += np.where(bad, 0.0, da * scale)
-            b[idx] += np.where(bad, 0.0, db * scale)
-        conv = (~bad) & (step <= tol * (1.0 + np.abs(a[idx]) + np.abs(b[idx])))
-        diverged = bad | (np.abs(b[idx]) > 1e6) | (np.abs(a[idx]) > 1e6)
+        conv, diverged = _newton_update(a, b, idx, g0[idx], g1[idx], h0[idx], h1[idx], h2[idx], tol)
         done[idx[conv]] = True
         active[idx[conv | diverged]] = False
     a[~done] = np.nan
