@@ -148,9 +148,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
 #: the known gaps (too slow as written, or not valid shell), listed so that they are visible and
 #: cannot grow silently; shrink the example on its page and delete the entry.
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("README.md", "fairfoundry bench run grid.yaml --out runs/grid [--executor ray] [--resume]"):
-        "a synopsis ([optional] flags are not shell); the studies it names are full runs (minutes). "
-        "docs/studies.md's versions run in tests/bench/test_docs_studies.py with fast settings appended",
     ("README.md", "fairfoundry pretrain --objective mae --manifest manifest.csv --model timm:vit_tiny_patch16_224 \\"):
         "too slow as written (200 CPU steps per run, minutes on the shared machine); the "
         "objectives are run at a few steps by tests/pretrain",
