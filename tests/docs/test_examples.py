@@ -21,7 +21,8 @@ here) and falls in exactly one of these classes:
 4. everything else is executed **here, as written**: the Python blocks of a page in order in one
    namespace, the shell blocks with ``bash -e``, all in a fresh directory holding the bundled data
    under the names the examples use (:func:`_workspace`: ``manifest.csv`` and its images,
-   ``preds.csv``, ``census.csv``, ``$NIH``, ``~/data/<dataset>``). A failing example fails here.
+   ``preds.csv``, ``census.csv``, ``$NIH``, ``~/data/<dataset>``, ``scripts/`` and
+   ``.venv/bin/python``). A failing example fails here.
 
 Opting out is for examples that cannot run offline; an example that is too slow for the suite is
 shrunk on its page instead (the page must say what the full-size run is). Entries that no longer
@@ -144,32 +145,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "loads RAD-DINO and other downloaded weights, one on a GPU",
 }
 
-#: (page, first line of the block) -> why this suite does not run it yet. Not an opt-out: these are
-#: the known gaps (too slow as written, or not valid shell), listed so that they are visible and
-#: cannot grow silently; shrink the example on its page and delete the entry.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("README.md", "fairfoundry pretrain --objective mae --manifest manifest.csv --model timm:vit_tiny_patch16_224 \\"):
-        "too slow as written (200 CPU steps per run, minutes on the shared machine); the "
-        "objectives are run at a few steps by tests/pretrain",
-    ("docs/pretrain.md", "# self-supervised pre-training on the bundled NIH X-rays (300 images, 64 px)"):
-        "too slow as written (200-400 CPU steps per run); a distill line needs downloaded weights",
-    ("docs/pretrain.md", "from fairfoundry.pretrain import pretrain, distill"):
-        "too slow as written (200 CPU steps)",
-    ("docs/pretrain.md", "import json, timm"): "reads `path`, the checkpoint of the block above",
-    ("docs/pretrain.md", ".venv/bin/python scripts/train_tiny_encoder.py --objective simclr --steps 600 --batch-size 64 --lr 1e-3 --seed 0"):
-        "the record of how the bundled weights were trained: 829 s",
-    ("docs/pretrain.md", "mkdir -p /tmp/probe && cp src/fairfoundry/pretrain/_weights/fairfoundry-tiny.safetensors /tmp/probe/"):
-        "about 2 min on CPU as written; writes /tmp/probe",
-    ("docs/adapt.md", "fairfoundry fit --embeddings E --manifest M --label Effusion --sensitive sex \\"):
-        "E and M are placeholders (an embeddings directory and a manifest), not files",
-    ("docs/adapt.md", "from fairfoundry.adapt import HeadClassifier"):
-        "a synopsis: X_train, y_train, sex_train, ... are not defined on the page",
-    ("docs/adapt.md", ".venv/bin/python scripts/knownbias_table.py --seeds 5     # 52 s on the shared 2-core machine (busy)"):
-        "too slow as written (52 s on the shared machine); the benchmark itself is tested in tests/bench",
-    ("docs/adapt.md", ".venv/bin/python scripts/knownbias_table.py --images     # 8 s on the shared 2-core machine"):
-        "runs from the repository root with .venv; not yet run from the examples workspace",
-}
-
 #: single lines (prefix) of shell blocks executed here -> why they cannot run offline
 LINES_NOT_RUN: dict[str, str] = {
     "fairfoundry embed --model rad-dino ": "needs the RAD-DINO weights, downloaded (and a GPU for --device cuda)",
@@ -191,8 +166,6 @@ def _classify(block: Block) -> str:
         return "build"
     if block.opt_out or block.key in NOT_RUN:
         return "not run"
-    if block.key in KNOWN_GAPS:
-        return "gap"
     if block.key in TESTED_ELSEWHERE or block.page in PAGE_TESTS:
         return "elsewhere"
     return "here"
@@ -223,8 +196,8 @@ def test_every_example_is_accounted_for():
     for page, ref in PAGE_TESTS.items():
         assert any(b.page == page for b in found), f"PAGE_TESTS: {page} has no example"
         _test_exists(ref, page)
-    for key, reason in {**NOT_RUN, **KNOWN_GAPS}.items():
-        assert key in keys and reason, f"NOT_RUN / KNOWN_GAPS entry matches no block: {key}"
+    for key, reason in NOT_RUN.items():
+        assert key in keys and reason, f"NOT_RUN entry matches no block: {key}"
     here_lines = [ln for b in found if _classify(b) == "here" and b.lang in SHELL
                   for ln in _commands(b.code)]
     for prefix in LINES_NOT_RUN:
@@ -271,7 +244,8 @@ def base_workspace(tmp_path_factory) -> Path:
     CheXNet Effusion scores of 800 NIH patients (``y``, ``p``, ``sex``, ``age``, ``patient_id``,
     ``split``); ``census.csv``: a reference population; ``config.yaml``: the fit configuration
     shown in docs/adapt.md; ``~/data/HAM10000``, ``~/data/nih``, ``~/data/dicoms``: the copies of
-    those datasets in ``tests/data``.
+    those datasets in ``tests/data``; ``scripts/`` and ``.venv/bin/python`` (this interpreter) for
+    the commands the pages run from the repository root.
     """
     import pandas as pd
 
@@ -296,6 +270,12 @@ def base_workspace(tmp_path_factory) -> Path:
     assert main(["embed", "--model", "fairfoundry-tiny", "--manifest", str(ws / "manifest.csv"),
                  "--out", str(ws / "emb"), "--cache-dir", str(ws / "cache")]) == 0
     _remember(embed, ws)  # that page's command, run here once
+    # the repository-root commands (`.venv/bin/python scripts/...`): the scripts and this interpreter
+    (ws / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
+    venv_bin = ws / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (venv_bin / "python").chmod(0o755)
     data = ROOT / "tests" / "data"
     home = ws / "home" / "data"
     home.mkdir(parents=True)
