@@ -18,6 +18,8 @@ here) and falls in exactly one of these classes:
        <!-- example: not run: installs packages from PyPI -->
 
    Single lines of an executed shell block are opted out in :data:`LINES_NOT_RUN` (same rule);
+   a line that reads files made by another page's example is listed in :data:`LINES_RUN_ELSEWHERE`
+   with that page, which must run the identical command;
 4. everything else is executed **here, as written**: the Python blocks of a page in order in one
    namespace, the shell blocks with ``bash -e``, all in a fresh directory holding the bundled data
    under the names the examples use (:func:`_workspace`: ``manifest.csv`` and its images,
@@ -160,6 +162,13 @@ LINES_NOT_RUN: dict[str, str] = {
         "runs it when installed)",
 }
 
+#: single lines (prefix) of shell blocks executed here that read files made by another page's
+#: example -> that page, which runs the identical command (checked by
+#: :func:`test_every_example_is_accounted_for`)
+LINES_RUN_ELSEWHERE: dict[str, str] = {
+    "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot --manifest xrays.csv": "docs/adapt.md",
+}
+
 
 def _classify(block: Block) -> str:
     if block.run_at_build:
@@ -172,7 +181,7 @@ def _classify(block: Block) -> str:
 
 
 def _skipped_line(line: str) -> bool:
-    return any(line.startswith(prefix) for prefix in LINES_NOT_RUN)
+    return any(line.startswith(prefix) for prefix in [*LINES_NOT_RUN, *LINES_RUN_ELSEWHERE])
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -202,6 +211,13 @@ def test_every_example_is_accounted_for():
                   for ln in _commands(b.code)]
     for prefix in LINES_NOT_RUN:
         assert any(ln.startswith(prefix) for ln in here_lines), f"LINES_NOT_RUN {prefix!r} matches no line"
+    for prefix, page in LINES_RUN_ELSEWHERE.items():
+        lines = [ln for ln in here_lines if ln.startswith(prefix)]
+        there = [ln for b in found if b.page == page and _classify(b) == "here" and b.lang in SHELL
+                 for ln in _commands(b.code)]
+        assert lines, f"LINES_RUN_ELSEWHERE {prefix!r} matches no line"
+        missing = [ln for ln in lines if ln not in there]
+        assert not missing, f"{missing} are not run, identical, on {page}"
     for b in found:
         if b.run_at_build:
             assert b.lang in ("python", "bash"), f"{b.page}:{b.line}: only python/bash run blocks execute"
