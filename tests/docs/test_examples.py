@@ -18,8 +18,8 @@ here) and falls in exactly one of these classes:
        <!-- example: not run: installs packages from PyPI -->
 
    Single lines of an executed shell block are opted out in :data:`LINES_NOT_RUN` (same rule);
-   a line that reads files made by another page's example is listed in :data:`LINES_RUN_ELSEWHERE`
-   with that page, which must run the identical command;
+   a line that reads files made by another page's example (or a slow command two pages show) is
+   listed in :data:`LINES_RUN_ELSEWHERE` with the page that runs the identical command (checked);
 4. everything else is executed **here, as written**: the Python blocks of a page in order in one
    namespace, the shell blocks with ``bash -e``, all in a fresh directory holding the bundled data
    under the names the examples use (:func:`_workspace`: ``manifest.csv`` and its images,
@@ -162,11 +162,13 @@ LINES_NOT_RUN: dict[str, str] = {
         "runs it when installed)",
 }
 
-#: single lines (prefix) of shell blocks executed here that read files made by another page's
-#: example -> that page, which runs the identical command (checked by
-#: :func:`test_every_example_is_accounted_for`)
-LINES_RUN_ELSEWHERE: dict[str, str] = {
-    "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot --manifest xrays.csv": "docs/adapt.md",
+#: (page, prefix of a line of a shell block executed here) -> the other page that runs the identical
+#: command (checked by :func:`test_every_example_is_accounted_for`): a line that reads files made by
+#: another page's example, or a slow command that two pages show
+LINES_RUN_ELSEWHERE: dict[tuple[str, str], str] = {
+    ("README.md", "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot --manifest xrays.csv"):
+        "docs/adapt.md",  # its Python example writes clip.safetensors and xrays.csv
+    ("docs/adapt.md", "fairfoundry fit config.yaml --out runs/cfg"): "README.md",  # ten runs of 30 epochs
 }
 
 
@@ -180,8 +182,9 @@ def _classify(block: Block) -> str:
     return "here"
 
 
-def _skipped_line(line: str) -> bool:
-    return any(line.startswith(prefix) for prefix in [*LINES_NOT_RUN, *LINES_RUN_ELSEWHERE])
+def _skipped_line(line: str, page: str) -> bool:
+    return (any(line.startswith(prefix) for prefix in LINES_NOT_RUN)
+            or any(line.startswith(prefix) for pg, prefix in LINES_RUN_ELSEWHERE if pg == page))
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -211,13 +214,14 @@ def test_every_example_is_accounted_for():
                   for ln in _commands(b.code)]
     for prefix in LINES_NOT_RUN:
         assert any(ln.startswith(prefix) for ln in here_lines), f"LINES_NOT_RUN {prefix!r} matches no line"
-    for prefix, page in LINES_RUN_ELSEWHERE.items():
-        lines = [ln for ln in here_lines if ln.startswith(prefix)]
-        there = [ln for b in found if b.page == page and _classify(b) == "here" and b.lang in SHELL
-                 for ln in _commands(b.code)]
-        assert lines, f"LINES_RUN_ELSEWHERE {prefix!r} matches no line"
-        missing = [ln for ln in lines if ln not in there]
-        assert not missing, f"{missing} are not run, identical, on {page}"
+    for (page, prefix), other in LINES_RUN_ELSEWHERE.items():
+        lines = [ln for b in found if b.page == page and _classify(b) == "here" and b.lang in SHELL
+                 for ln in _commands(b.code) if ln.startswith(prefix)]
+        there = {_signature(ln)[0] for b in found if b.page == other and _classify(b) == "here"
+                 and b.lang in SHELL for ln in _commands(b.code) if not _skipped_line(ln, other)}
+        assert lines, f"LINES_RUN_ELSEWHERE {(page, prefix)!r} matches no line"
+        missing = [ln for ln in lines if _signature(ln)[0] not in there]
+        assert not missing, f"{page}: {missing} are not run, identical, on {other}"
     for b in found:
         if b.run_at_build:
             assert b.lang in ("python", "bash"), f"{b.page}:{b.line}: only python/bash run blocks execute"
@@ -339,7 +343,7 @@ def test_examples_run_as_written(page, base_workspace, tmp_path, monkeypatch):
             continue
         assignments: list[str] = []  # VAR=... lines: kept for the block's later lines
         for command in _commands(b.code):
-            if _skipped_line(command):
+            if _skipped_line(command, b.page):
                 continue
             if re.match(r"^\w+=", command):
                 assignments.append(command)
