@@ -169,6 +169,8 @@ LINES_RUN_ELSEWHERE: dict[tuple[str, str], str] = {
     ("README.md", "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot --manifest xrays.csv"):
         "docs/adapt.md",  # its Python example writes clip.safetensors and xrays.csv
     ("docs/adapt.md", "fairfoundry fit config.yaml --out runs/cfg"): "README.md",  # ten runs of 30 epochs
+    ("README.md", "fairfoundry pretrain --objective mae --manifest train.csv"):
+        "docs/pretrain.md",  # its Python example writes train.csv
 }
 
 
