@@ -350,18 +350,18 @@ def test_examples_run_as_written(page, base_workspace, tmp_path, monkeypatch):
             if re.match(r"^\w+=", command):
                 assignments.append(command)
                 continue
-            if _reuse(command, ws):
+            if _reuse(command, ws, assignments):
                 continue
             script = "\n".join([*assignments, command])
             proc = subprocess.run(["bash", "-e", "-c", script], cwd=ws, env=env,
                                   capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, (f"{where} failed:\n{script}\n{proc.stdout[-3000:]}\n"
                                           f"{proc.stderr[-3000:]}")
-            _remember(command, ws)
+            _remember(command, ws, assignments)
 
 
 #: a command already run in this session (same arguments but --overwrite) -> its --out directory
-_DONE: dict[tuple[str, ...], Path] = {}
+_DONE: dict[tuple[tuple[str, ...], tuple[str, ...]], Path] = {}
 
 
 def _signature(command: str) -> tuple[tuple[str, ...], str | None]:
@@ -372,18 +372,25 @@ def _signature(command: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(args), out
 
 
-def _remember(command: str, ws: Path) -> None:
+def _expanded(assignments) -> tuple[str, ...]:
+    """The ``VAR=...`` lines a command may expand (comments dropped): part of what it ran."""
+    import shlex
+
+    return tuple(w for a in assignments for w in shlex.split(a, comments=True))
+
+
+def _remember(command: str, ws: Path, assignments: list[str] = ()) -> None:
     args, out = _signature(command)
     if out is not None and args[0] == "fairfoundry":
-        _DONE[args] = ws / out
+        _DONE[_expanded(assignments), args] = ws / out
 
 
-def _reuse(command: str, ws: Path) -> bool:
+def _reuse(command: str, ws: Path, assignments: list[str] = ()) -> bool:
     """A command that another page already ran as written, with the same arguments (the
     flagship ``evaluate --example nih-chexnet --out nih-eval`` is on three pages): its outputs are
     copied instead of computed again."""
     args, out = _signature(command)
-    done = _DONE.get(args)
+    done = _DONE.get((_expanded(assignments), args))
     if done is None or not done.is_dir():
         return False
     if done != ws / out:
