@@ -18,10 +18,13 @@ here) and falls in exactly one of these classes:
        <!-- example: not run: installs packages from PyPI -->
 
    Single lines of an executed shell block are opted out in :data:`LINES_NOT_RUN` (same rule);
+   a line that reads files made by another page's example (or a slow command two pages show) is
+   listed in :data:`LINES_RUN_ELSEWHERE` with the page that runs the identical command (checked);
 4. everything else is executed **here, as written**: the Python blocks of a page in order in one
    namespace, the shell blocks with ``bash -e``, all in a fresh directory holding the bundled data
    under the names the examples use (:func:`_workspace`: ``manifest.csv`` and its images,
-   ``preds.csv``, ``census.csv``, ``$NIH``, ``~/data/<dataset>``). A failing example fails here.
+   ``preds.csv``, ``census.csv``, ``$NIH``, ``~/data/<dataset>``, ``scripts/`` and
+   ``.venv/bin/python``). A failing example fails here.
 
 Opting out is for examples that cannot run offline; an example that is too slow for the suite is
 shrunk on its page instead (the page must say what the full-size run is). Entries that no longer
@@ -154,35 +157,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "loads RAD-DINO and other downloaded weights, one on a GPU",
 }
 
-#: (page, first line of the block) -> why this suite does not run it yet. Not an opt-out: these are
-#: the known gaps (too slow as written, or not valid shell), listed so that they are visible and
-#: cannot grow silently; shrink the example on its page and delete the entry.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("README.md", "fairfoundry bench run grid.yaml --out runs/grid [--executor ray] [--resume]"):
-        "a synopsis ([optional] flags are not shell); the studies it names are full runs (minutes). "
-        "docs/studies.md's versions run in tests/bench/test_docs_studies.py with fast settings appended",
-    ("README.md", "fairfoundry pretrain --objective mae --manifest manifest.csv --model timm:vit_tiny_patch16_224 \\"):
-        "too slow as written (200 CPU steps per run, minutes on the shared machine); the "
-        "objectives are run at a few steps by tests/pretrain",
-    ("docs/pretrain.md", "# self-supervised pre-training on the bundled NIH X-rays (300 images, 64 px)"):
-        "too slow as written (200-400 CPU steps per run); a distill line needs downloaded weights",
-    ("docs/pretrain.md", "from fairfoundry.pretrain import pretrain, distill"):
-        "too slow as written (200 CPU steps)",
-    ("docs/pretrain.md", "import json, timm"): "reads `path`, the checkpoint of the block above",
-    ("docs/pretrain.md", ".venv/bin/python scripts/train_tiny_encoder.py --objective simclr --steps 600 --batch-size 64 --lr 1e-3 --seed 0"):
-        "the record of how the bundled weights were trained: 829 s",
-    ("docs/pretrain.md", "mkdir -p /tmp/probe && cp src/fairfoundry/pretrain/_weights/fairfoundry-tiny.safetensors /tmp/probe/"):
-        "about 2 min on CPU as written; writes /tmp/probe",
-    ("docs/adapt.md", "fairfoundry fit --embeddings E --manifest M --label Effusion --sensitive sex \\"):
-        "E and M are placeholders (an embeddings directory and a manifest), not files",
-    ("docs/adapt.md", "from fairfoundry.adapt import HeadClassifier"):
-        "a synopsis: X_train, y_train, sex_train, ... are not defined on the page",
-    ("docs/adapt.md", ".venv/bin/python scripts/knownbias_table.py --seeds 5     # 52 s on the shared 2-core machine (busy)"):
-        "too slow as written (52 s on the shared machine); the benchmark itself is tested in tests/bench",
-    ("docs/adapt.md", ".venv/bin/python scripts/knownbias_table.py --images     # 8 s on the shared 2-core machine"):
-        "runs from the repository root with .venv; not yet run from the examples workspace",
-}
-
 #: single lines (prefix) of shell blocks executed here -> why they cannot run offline
 LINES_NOT_RUN: dict[str, str] = {
     "fairfoundry embed --model rad-dino ": "needs the RAD-DINO weights, downloaded (and a GPU for --device cuda)",
@@ -201,21 +175,31 @@ LINES_NOT_RUN: dict[str, str] = {
         "runs it when installed)",
 }
 
+#: (page, prefix of a line of a shell block executed here) -> the other page that runs the identical
+#: command (checked by :func:`test_every_example_is_accounted_for`): a line that reads files made by
+#: another page's example, or a slow command that two pages show
+LINES_RUN_ELSEWHERE: dict[tuple[str, str], str] = {
+    ("README.md", "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot --manifest xrays.csv"):
+        "docs/adapt.md",  # its Python example writes clip.safetensors and xrays.csv
+    ("docs/adapt.md", "fairfoundry fit config.yaml --out runs/cfg"): "README.md",  # ten runs of 30 epochs
+    ("README.md", "fairfoundry pretrain --objective mae --manifest train.csv"):
+        "docs/pretrain.md",  # its Python example writes train.csv
+}
+
 
 def _classify(block: Block) -> str:
     if block.run_at_build:
         return "build"
     if block.opt_out or block.key in NOT_RUN:
         return "not run"
-    if block.key in KNOWN_GAPS:
-        return "gap"
     if block.key in TESTED_ELSEWHERE or block.page in PAGE_TESTS:
         return "elsewhere"
     return "here"
 
 
-def _skipped_line(line: str) -> bool:
-    return any(line.startswith(prefix) for prefix in LINES_NOT_RUN)
+def _skipped_line(line: str, page: str) -> bool:
+    return (any(line.startswith(prefix) for prefix in LINES_NOT_RUN)
+            or any(line.startswith(prefix) for pg, prefix in LINES_RUN_ELSEWHERE if pg == page))
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -239,12 +223,20 @@ def test_every_example_is_accounted_for():
     for page, ref in PAGE_TESTS.items():
         assert any(b.page == page for b in found), f"PAGE_TESTS: {page} has no example"
         _test_exists(ref, page)
-    for key, reason in {**NOT_RUN, **KNOWN_GAPS}.items():
-        assert key in keys and reason, f"NOT_RUN / KNOWN_GAPS entry matches no block: {key}"
+    for key, reason in NOT_RUN.items():
+        assert key in keys and reason, f"NOT_RUN entry matches no block: {key}"
     here_lines = [ln for b in found if _classify(b) == "here" and b.lang in SHELL
                   for ln in _commands(b.code)]
     for prefix in LINES_NOT_RUN:
         assert any(ln.startswith(prefix) for ln in here_lines), f"LINES_NOT_RUN {prefix!r} matches no line"
+    for (page, prefix), other in LINES_RUN_ELSEWHERE.items():
+        lines = [ln for b in found if b.page == page and _classify(b) == "here" and b.lang in SHELL
+                 for ln in _commands(b.code) if ln.startswith(prefix)]
+        there = {_signature(ln)[0] for b in found if b.page == other and _classify(b) == "here"
+                 and b.lang in SHELL for ln in _commands(b.code) if not _skipped_line(ln, other)}
+        assert lines, f"LINES_RUN_ELSEWHERE {(page, prefix)!r} matches no line"
+        missing = [ln for ln in lines if _signature(ln)[0] not in there]
+        assert not missing, f"{page}: {missing} are not run, identical, on {other}"
     for b in found:
         if b.run_at_build:
             assert b.lang in ("python", "bash"), f"{b.page}:{b.line}: only python/bash run blocks execute"
@@ -287,7 +279,8 @@ def base_workspace(tmp_path_factory) -> Path:
     CheXNet Effusion scores of 800 NIH patients (``y``, ``p``, ``sex``, ``age``, ``patient_id``,
     ``split``); ``census.csv``: a reference population; ``config.yaml``: the fit configuration
     shown in docs/adapt.md; ``~/data/HAM10000``, ``~/data/nih``, ``~/data/dicoms``: the copies of
-    those datasets in ``tests/data``.
+    those datasets in ``tests/data``; ``scripts/`` and ``.venv/bin/python`` (this interpreter) for
+    the commands the pages run from the repository root.
     """
     import pandas as pd
 
@@ -312,6 +305,12 @@ def base_workspace(tmp_path_factory) -> Path:
     assert main(["embed", "--model", "fairfoundry-tiny", "--manifest", str(ws / "manifest.csv"),
                  "--out", str(ws / "emb"), "--cache-dir", str(ws / "cache")]) == 0
     _remember(embed, ws)  # that page's command, run here once
+    # the repository-root commands (`.venv/bin/python scripts/...`): the scripts and this interpreter
+    (ws / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
+    venv_bin = ws / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (venv_bin / "python").chmod(0o755)
     data = ROOT / "tests" / "data"
     home = ws / "home" / "data"
     home.mkdir(parents=True)
@@ -359,23 +358,23 @@ def test_examples_run_as_written(page, base_workspace, tmp_path, monkeypatch):
             continue
         assignments: list[str] = []  # VAR=... lines: kept for the block's later lines
         for command in _commands(b.code):
-            if _skipped_line(command):
+            if _skipped_line(command, b.page):
                 continue
             if re.match(r"^\w+=", command):
                 assignments.append(command)
                 continue
-            if _reuse(command, ws):
+            if _reuse(command, ws, assignments):
                 continue
             script = "\n".join([*assignments, command])
             proc = subprocess.run(["bash", "-e", "-c", script], cwd=ws, env=env,
                                   capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, (f"{where} failed:\n{script}\n{proc.stdout[-3000:]}\n"
                                           f"{proc.stderr[-3000:]}")
-            _remember(command, ws)
+            _remember(command, ws, assignments)
 
 
 #: a command already run in this session (same arguments but --overwrite) -> its --out directory
-_DONE: dict[tuple[str, ...], Path] = {}
+_DONE: dict[tuple[tuple[str, ...], tuple[str, ...]], Path] = {}
 
 
 def _signature(command: str) -> tuple[tuple[str, ...], str | None]:
@@ -386,18 +385,25 @@ def _signature(command: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(args), out
 
 
-def _remember(command: str, ws: Path) -> None:
+def _expanded(assignments) -> tuple[str, ...]:
+    """The ``VAR=...`` lines a command may expand (comments dropped): part of what it ran."""
+    import shlex
+
+    return tuple(w for a in assignments for w in shlex.split(a, comments=True))
+
+
+def _remember(command: str, ws: Path, assignments: list[str] = ()) -> None:
     args, out = _signature(command)
     if out is not None and args[0] == "fairfoundry":
-        _DONE[args] = ws / out
+        _DONE[_expanded(assignments), args] = ws / out
 
 
-def _reuse(command: str, ws: Path) -> bool:
+def _reuse(command: str, ws: Path, assignments: list[str] = ()) -> bool:
     """A command that another page already ran as written, with the same arguments (the
     flagship ``evaluate --example nih-chexnet --out nih-eval`` is on three pages): its outputs are
     copied instead of computed again."""
     args, out = _signature(command)
-    done = _DONE.get(args)
+    done = _DONE.get((_expanded(assignments), args))
     if done is None or not done.is_dir():
         return False
     if done != ws / out:
