@@ -107,8 +107,6 @@ TESTED_ELSEWHERE: dict[tuple[str, str], str] = {
     ("docs/metrics.md", "from fairfoundry.datasets import nih_chexnet"):
         "tests/test_docs_examples.py::test_metrics_md_first_example_with_an_intersection_reference",
     ("docs/monitor.md", "import numpy as np"): "tests/monitor/test_monitor_docs_example.py::test_docs_chexnet_replay",
-    ("README.md", 'NIH=$(python -c "from fairfoundry.datasets import nih_images; print(nih_images())")  # the bundled manifest'):
-        "tests/pretrain/test_docs_probe_example.py::test_docs_probe_examples_run_as_written",
     ("docs/monitor.md", "# a stream of 1,200 predictions whose group B images change in window 2"):
         "tests/monitor/test_monitor_drift_cli.py::test_docs_drift_example_runs_as_written",
     ("docs/monitor.md", "fairfoundry monitor replay drift_stream.csv --store drift.db"):
@@ -167,9 +165,6 @@ LINES_NOT_RUN: dict[str, str] = {
     "fairfoundry probe-attributes --embeddings emb": "reads the RAD-DINO embeddings of the line above",
     "fairfoundry experiment baseline-audit --manifest m.csv --encoder rad-dino":
         "needs the RAD-DINO weights, downloaded",
-    "fairfoundry fit --encoder clip.safetensors --adaptation zero-shot":
-        "needs a CLIP model file (clip.safetensors) and an image manifest; the same command runs on a "
-        "tiny saved CLIP in tests/pipeline/test_zeroshot_fit.py",
     "chromium --headless":
         "needs Chromium (tests/report/test_evaluation_report.py::test_headless_chromium_renders_the_plots "
         "runs it when installed)",
