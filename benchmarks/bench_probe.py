@@ -22,7 +22,10 @@ fixed out-of-fold leakage AUC (``--bootstrap`` replicates, patients resampled) e
 ``--power`` runs with a planted sex signal (a shift of ``--shift`` sd in one of 8 dimensions) give
 the test's power, and the test's own time per probe is printed.
 
-    python benchmarks/bench_probe.py --null 200 [--power 50] [--shift 0.4]
+    python benchmarks/bench_probe.py --null 200 [--power 50] [--shift 0.4] [--sex-per-image]
+
+``--sex-per-image`` draws sex per image (it then varies within a patient), the design of the first
+version of this simulation.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ def main() -> int:
     ap.add_argument("--null", type=int, default=0)
     ap.add_argument("--power", type=int, default=50)
     ap.add_argument("--shift", type=float, default=0.4)
+    ap.add_argument("--sex-per-image", action="store_true",
+                    help="null design of the first version: sex drawn per image, so it varies within a patient")
     args = ap.parse_args()
     if args.null:
-        return null_simulation(args.null, bootstrap=args.bootstrap, n_power=args.power, shift=args.shift)
+        return null_simulation(args.null, bootstrap=args.bootstrap, n_power=args.power, shift=args.shift,
+                               per_image=args.sex_per_image)
 
     import pandas as pd
     import torch
@@ -116,13 +122,15 @@ def _old_bootstrap_ci(emb, frame, *, n_boot: int, seed: int) -> tuple[float, flo
     return tuple(np.quantile(vals, [0.025, 0.975]))
 
 
-def _sim(k: int, shift: float):
+def _sim(k: int, shift: float, per_image: bool = False):
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(1000 + k)
     n = 400
     sex = np.repeat(np.where(rng.random(n // 2) < 0.5, "female", "male"), 2)  # constant per patient
+    if per_image:
+        sex = np.where(rng.random(n) < 0.5, "female", "male")
     y = (rng.random(n) < 0.4).astype(int)
     emb = rng.normal(size=(n, 8))
     emb[:, 0] += 1.0 * y  # the same label signal in both groups
@@ -132,7 +140,8 @@ def _sim(k: int, shift: float):
     return emb, frame
 
 
-def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: float = 0.4) -> int:
+def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: float = 0.4,
+                    per_image: bool = False) -> int:
     import numpy as np
 
     from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
@@ -143,7 +152,7 @@ def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: fl
     t_test = []
     for k in range(n_sims + n_power):
         null = k < n_sims
-        emb, frame = _sim(k, 0.0 if null else shift)
+        emb, frame = _sim(k, 0.0 if null else shift, per_image)
         frame.to_csv(tmp / "m.csv", index=False)
         data = load_probe_data(ProbeOptions(manifest=str(tmp / "m.csv"), label="y", sensitive=("sex",), every=1,
                                             bootstrap=bootstrap, seed=k))
@@ -166,7 +175,8 @@ def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: fl
                                      n_perm=99, C=0.1, seed=k)
             t_test.append(time.perf_counter() - t1)
     print(f"null simulation: {n_sims} null runs + {n_power} with a sex shift of {shift} sd, "
-          f"{bootstrap} bootstrap replicates, 99 permutations, {time.perf_counter() - t0:.0f} s")
+          f"{bootstrap} bootstrap replicates, 99 permutations, sex per {'image' if per_image else 'patient'}, "
+          f"{time.perf_counter() - t0:.0f} s")
     print(f"leakage permutation test p < 0.05 (null):  {perm_hits}/{n_sims} = {perm_hits / n_sims:.3f}  (nominal 0.05)")
     print(f"  power (shift {shift} sd):                {power_hits}/{n_power} = {power_hits / max(n_power, 1):.3f}")
     print(f"old bootstrap CI of OOF AUC excludes 0.5: {old_hits}/{n_sims} = {old_hits / n_sims:.3f}  (nominal 0.05)")
