@@ -229,8 +229,8 @@ def _cluster_permutations(cluster, n_perm: int, rng):
     import pandas as pd
 
     codes, uniq = pd.factorize(pd.Series(cluster).astype(str))
-    rows = [np.flatnonzero(codes == c) for c in range(len(uniq))] if len(uniq) < len(codes) \
-        else [np.array([i]) for i in range(len(codes))]
+    order = np.argsort(codes, kind="stable")  # rows grouped by cluster, in row order within one
+    rows = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
     sizes = np.array([len(r) for r in rows])
     out = np.tile(np.arange(len(codes)), (int(n_perm), 1))
     for s in np.unique(sizes):
@@ -293,12 +293,9 @@ def leakage_permutation_test(embeddings, labels, *, classes: Sequence[str], clus
     k = int(min(folds, len(np.unique(cluster))))
     fold = _cluster_folds(cluster, k, seed)
     rng = np.random.default_rng([int(seed), 7919])
-    perm = np.vstack([np.arange(n)[None], _cluster_permutations(cluster, int(n_perm), rng)])  # (B+1, n)
     ks = [1] if len(classes) == 2 else list(range(len(classes)))
     onehot = np.stack([(y == classes[j]).astype(np.float64) for j in ks], axis=1)  # (n, K')
-    Y = onehot[perm.T]  # (n, B+1, K'): row i of permutation b is onehot[perm[b, i]]
-    Y = Y.reshape(n, -1)
-    S = np.zeros_like(Y)
+    solvers = []  # per fold: test rows, standardisation and the ridge inverse, shared by every permutation
     for f in range(k):
         te = fold == f
         tr = ~te
@@ -306,15 +303,27 @@ def leakage_permutation_test(embeddings, labels, *, classes: Sequence[str], clus
             continue
         mu, sd = X[tr].mean(0), X[tr].std(0)
         sd[sd == 0] = 1.0
-        A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
+        A = (X[tr] - mu) / sd
         lam = tr.sum() / float(C)
-        Yc = Y[tr] - Y[tr].mean(0)
-        if A.shape[1] <= A.shape[0]:
-            W = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ Yc)
-            S[te] = B @ W
-        else:  # more dimensions than rows: the dual form
-            S[te] = B @ (A.T @ np.linalg.solve(A @ A.T + lam * np.eye(A.shape[0]), Yc))
-    auc = _columns_auc(Y, S).reshape(len(perm), len(ks)).mean(1)  # (B+1,)
+        primal = A.shape[1] <= A.shape[0]  # else more dimensions than rows: the dual form
+        G = A.T @ A if primal else A @ A.T
+        solvers.append((te, tr, mu, sd, primal, np.linalg.inv(G + lam * np.eye(len(G)))))
+    # permutations in chunks so that the (n, permutations x K') label matrix stays small
+    per_chunk = max(1, int(4e6 // max(1, n * len(ks))))
+    auc = []
+    for start in range(0, int(n_perm) + 1, per_chunk):
+        m = min(per_chunk, int(n_perm) + 1 - start)
+        perm = _cluster_permutations(cluster, m - (start == 0), rng)
+        if start == 0:
+            perm = np.vstack([np.arange(n)[None], perm])  # the observed labels first
+        Y = onehot[perm.T].reshape(n, -1)  # (n, m * K'): row i of permutation b is onehot[perm[b, i]]
+        S = np.zeros_like(Y)
+        for te, tr, mu, sd, primal, inv in solvers:
+            A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
+            Yc = Y[tr] - Y[tr].mean(0)
+            S[te] = B @ (inv @ (A.T @ Yc)) if primal else B @ (A.T @ (inv @ Yc))
+        auc.append(_columns_auc(Y, S).reshape(m, len(ks)).mean(1))
+    auc = np.concatenate(auc)  # (B+1,)
     t_obs, t_null = auc[0], auc[1:]
     p = (1 + int(np.sum(t_null >= t_obs - 1e-12))) / (1 + len(t_null))
     return float(t_obs), float(p)
