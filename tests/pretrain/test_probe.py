@@ -341,3 +341,16 @@ def test_a_resumed_probed_run_has_the_probes_and_selection_of_the_uninterrupted_
 
     wa, wb = (load_file(str(tmp_path / r / "encoder_selected.safetensors")) for r in ("full", "part"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights (CPU: bit-identical)
+
+
+def test_leakage_permutation_test_more_dimensions_than_rows_and_three_groups():
+    from fairfoundry.models import leakage_permutation_test
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(["a", "b", "c"], 30)
+    emb = rng.normal(size=(90, 200))  # d > n: the dual form of the ridge solve
+    t0, p0 = leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=49, seed=1)
+    emb[:, :5] += 1.5 * (g == "c")[:, None]
+    t1, p1 = leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=49, seed=1)
+    assert p0 > 0.05 and p1 == 1 / 50 and t1 > 0.65 and t1 > t0 + 0.1
+    assert np.isnan(leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=0)[1])

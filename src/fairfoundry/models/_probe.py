@@ -282,6 +282,7 @@ def leakage_permutation_test(embeddings, labels, *, classes: Sequence[str], clus
     (statistic, p_value) : floats; NaN when ``n_perm`` is 0.
     """
     import numpy as np
+    from scipy.linalg import cho_factor, cho_solve
 
     X = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels).astype(str)
@@ -307,7 +308,8 @@ def leakage_permutation_test(embeddings, labels, *, classes: Sequence[str], clus
         lam = tr.sum() / float(C)
         primal = A.shape[1] <= A.shape[0]  # else more dimensions than rows: the dual form
         G = A.T @ A if primal else A @ A.T
-        solvers.append((te, tr, mu, sd, primal, np.linalg.inv(G + lam * np.eye(len(G)))))
+        G[np.diag_indices_from(G)] += lam
+        solvers.append((te, tr, mu, sd, primal, cho_factor(G)))  # G + lam I is positive definite
     # permutations in chunks so that the (n, permutations x K') label matrix stays small
     per_chunk = max(1, int(4e6 // max(1, n * len(ks))))
     auc = []
@@ -321,7 +323,7 @@ def leakage_permutation_test(embeddings, labels, *, classes: Sequence[str], clus
         for te, tr, mu, sd, primal, inv in solvers:
             A, B = (X[tr] - mu) / sd, (X[te] - mu) / sd
             Yc = Y[tr] - Y[tr].mean(0)
-            S[te] = B @ (inv @ (A.T @ Yc)) if primal else B @ (A.T @ (inv @ Yc))
+            S[te] = B @ cho_solve(inv, A.T @ Yc) if primal else B @ (A.T @ cho_solve(inv, Yc))
         auc.append(_columns_auc(Y, S).reshape(m, len(ks)).mean(1))
     auc = np.concatenate(auc)  # (B+1,)
     t_obs, t_null = auc[0], auc[1:]
