@@ -116,7 +116,7 @@ def write_run_report(out: str | Path, *, kind: str, config: dict, summary: dict)
             f"Fairness probe every {psum.get('every')} steps on {psum.get('n')} validation images of "
             f"{psum.get('manifest')} (label {psum.get('label')!r}): cross-validated logistic regression on the "
             "embeddings; AUC overall and per group with bootstrap 95% CIs; leakage = how well the attribute "
-            f"itself is predicted. {_fmt(psum.get('probe_seconds'), 3)} s spent probing.")
+            f"itself is predicted (verdict: a permutation test across patients). {_fmt(psum.get('probe_seconds'), 3)} s spent probing.")
         if selected:
             notes.append(f"Selected checkpoint (encoder_selected.safetensors): step {selected['step']}, the best "
                          f"{selected['criterion']} on the validation probe ({selected['value']:.4f}).")
