@@ -13,12 +13,19 @@ run.
 
     python benchmarks/bench_probe.py [--steps 200] [--every 50] [--repeat 1] [--threads 2]
 
-``--null N`` instead runs a null simulation of the probe's two verdict-bearing intervals on
-synthetic embeddings (400 rows, 200 patients, label signal equal in both sexes, no sex signal): the
-share of the ``N`` simulations whose leakage-AUC CI excludes chance (0.5) and whose per-group
-``auc_gap`` CI excludes 0; both should be near or below 5 %.
+``--null N`` instead runs a null simulation of the probe's verdicts on synthetic embeddings (400
+rows, 200 patients of two images, sex constant per patient, label signal equal in both sexes, no
+sex signal): the share of the ``N`` simulations whose leakage permutation test
+(``leakage_p_value``, 99 permutations) has p < 0.05 (nominal 5 %, exact), and whose per-group
+``auc_gap`` CI excludes 0 (nominal <= 5 %); for comparison the share whose old bootstrap CI of the
+fixed out-of-fold leakage AUC (``--bootstrap`` replicates, patients resampled) excludes 0.5. Then
+``--power`` runs with a planted sex signal (a shift of ``--shift`` sd in one of 8 dimensions) give
+the test's power, and the test's own time per probe is printed.
 
-    python benchmarks/bench_probe.py --null 200
+    python benchmarks/bench_probe.py --null 200 [--power 50] [--shift 0.4] [--sex-per-image]
+
+``--sex-per-image`` draws sex per image (it then varies within a patient), the design of the first
+version of this simulation.
 """
 
 from __future__ import annotations
@@ -38,9 +45,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--null", type=int, default=0)
+    ap.add_argument("--power", type=int, default=50)
+    ap.add_argument("--shift", type=float, default=0.4)
+    ap.add_argument("--sex-per-image", action="store_true",
+                    help="null design of the first version: sex drawn per image, so it varies within a patient")
     args = ap.parse_args()
     if args.null:
-        return null_simulation(args.null, bootstrap=args.bootstrap)
+        return null_simulation(args.null, bootstrap=args.bootstrap, n_power=args.power, shift=args.shift,
+                               per_image=args.sex_per_image)
 
     import pandas as pd
     import torch
@@ -88,37 +100,89 @@ def main() -> int:
     return 0
 
 
-def null_simulation(n_sims: int, *, bootstrap: int) -> int:
+def _old_bootstrap_ci(emb, frame, *, n_boot: int, seed: int) -> tuple[float, float]:
+    """The probe's former leakage interval: a percentile bootstrap (patients resampled) of the fixed
+    out-of-fold AUC, kept here only to show its null error rate next to the permutation test."""
+    import numpy as np
+
+    from fairfoundry.metrics import roc_auc
+    from fairfoundry.models import probe_attributes
+
+    res = probe_attributes(emb, frame, sensitive=["sex"], n_boot=0, n_perm=0, C=0.1, seed=seed)
+    p = res.predictions[res.predictions["group"] == "male"]
+    y, s = (p["y_true"] == "male").to_numpy(), p["proba"].to_numpy()
+    pat = frame["patient_id"].to_numpy()
+    members = [np.flatnonzero(pat == q) for q in np.unique(pat)]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        b = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
+        if 0 < y[b].sum() < len(b):
+            vals.append(roc_auc(y[b], s[b]))
+    return tuple(np.quantile(vals, [0.025, 0.975]))
+
+
+def _sim(k: int, shift: float, per_image: bool = False):
     import numpy as np
     import pandas as pd
+
+    rng = np.random.default_rng(1000 + k)
+    n = 400
+    sex = np.repeat(np.where(rng.random(n // 2) < 0.5, "female", "male"), 2)  # constant per patient
+    if per_image:
+        sex = np.where(rng.random(n) < 0.5, "female", "male")
+    y = (rng.random(n) < 0.4).astype(int)
+    emb = rng.normal(size=(n, 8))
+    emb[:, 0] += 1.0 * y  # the same label signal in both groups
+    emb[:, 1] += shift * (sex == "male")  # 0: nothing about sex
+    frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                          "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
+    return emb, frame
+
+
+def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: float = 0.4,
+                    per_image: bool = False) -> int:
+    import numpy as np
 
     from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-probe-null-"))
-    leak_hits = leak_above = gap_hits = 0
+    perm_hits = old_hits = old_above = gap_hits = power_hits = 0
     t0 = time.perf_counter()
-    for k in range(n_sims):
-        rng = np.random.default_rng(1000 + k)
-        n = 400
-        sex = np.where(rng.random(n) < 0.5, "female", "male")
-        y = (rng.random(n) < 0.4).astype(int)
-        emb = rng.normal(size=(n, 8))
-        emb[:, 0] += 1.0 * y  # the same label signal in both groups, nothing about sex
-        frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                              "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
+    t_test = []
+    for k in range(n_sims + n_power):
+        null = k < n_sims
+        emb, frame = _sim(k, 0.0 if null else shift, per_image)
         frame.to_csv(tmp / "m.csv", index=False)
         data = load_probe_data(ProbeOptions(manifest=str(tmp / "m.csv"), label="y", sensitive=("sex",), every=1,
                                             bootstrap=bootstrap, seed=k))
         rows = probe_embeddings(emb, data, step=0)
-        leak = rows[rows["metric"] == "leakage_auc"].iloc[0]
+        pv = rows[rows["metric"] == "leakage_p_value"].iloc[0]
+        if not null:
+            power_hits += int(pv["estimate"] < 0.05)
+            continue
+        perm_hits += int(pv["estimate"] < 0.05)
         gap = rows[(rows["metric"] == "auc_gap") & (rows["attribute"] == "sex")].iloc[0]
-        leak_hits += int(leak["ci_low"] > 0.5 or leak["ci_high"] < 0.5)
-        leak_above += int(leak["ci_low"] > 0.5)  # a false "the embedding encodes the attribute"
         gap_hits += int(gap["ci_low"] > 0)
-    print(f"null simulation: {n_sims} runs, {bootstrap} bootstrap replicates, {time.perf_counter() - t0:.0f} s")
-    print(f"leakage AUC CI excludes 0.5: {leak_hits}/{n_sims} = {leak_hits / n_sims:.3f}  (nominal 0.05)")
-    print(f"leakage AUC CI above 0.5:    {leak_above}/{n_sims} = {leak_above / n_sims:.3f}  (nominal 0.025)")
-    print(f"auc_gap CI excludes 0:       {gap_hits}/{n_sims} = {gap_hits / n_sims:.3f}  (nominal <= 0.05)")
+        lo, hi = _old_bootstrap_ci(emb, frame, n_boot=bootstrap, seed=k)
+        old_hits += int(lo > 0.5 or hi < 0.5)
+        old_above += int(lo > 0.5)
+        if k < 20:
+            from fairfoundry.models import leakage_permutation_test
+
+            t1 = time.perf_counter()
+            leakage_permutation_test(emb, frame["sex"], classes=["female", "male"], cluster=frame["patient_id"],
+                                     n_perm=99, C=0.1, seed=k)
+            t_test.append(time.perf_counter() - t1)
+    print(f"null simulation: {n_sims} null runs + {n_power} with a sex shift of {shift} sd, "
+          f"{bootstrap} bootstrap replicates, 99 permutations, sex per {'image' if per_image else 'patient'}, "
+          f"{time.perf_counter() - t0:.0f} s")
+    print(f"leakage permutation test p < 0.05 (null):  {perm_hits}/{n_sims} = {perm_hits / n_sims:.3f}  (nominal 0.05)")
+    print(f"  power (shift {shift} sd):                {power_hits}/{n_power} = {power_hits / max(n_power, 1):.3f}")
+    print(f"old bootstrap CI of OOF AUC excludes 0.5: {old_hits}/{n_sims} = {old_hits / n_sims:.3f}  (nominal 0.05)")
+    print(f"  of which above 0.5:                      {old_above}/{n_sims} = {old_above / n_sims:.3f}  (nominal 0.025)")
+    print(f"auc_gap CI excludes 0:                    {gap_hits}/{n_sims} = {gap_hits / n_sims:.3f}  (nominal <= 0.05)")
+    print(f"permutation test time, 400 x 8, 99 permutations: {1000 * np.median(t_test):.1f} ms (median of 20)")
     return 0
 
 

@@ -41,7 +41,7 @@ def test_baseline_audit_on_the_bundled_nih_xrays(cli, tmp_path, monkeypatch):
     assert pg.loc[~few_auc, "auc"].notna().all()
     assert pg.loc[pg["positives"] < MIN_EVENTS, "tpr"].isna().all()
     html = (out / "baseline_audit.html").read_text()
-    assert "Attribute probe" in html and "fairfoundry-tiny" in html
+    assert "Attribute probe" in html and "fairfoundry-tiny" in html and "verdict (permutation test)" in html
     assert "AUC [95% CI]" in html and "test images" in html and "too few to judge" in html
     assert "auc_ci_low" not in html and "[0.000, 0.000]" not in html
     assert html.count("<img") == 1 + 2  # attribute probe + one forest plot per label

@@ -60,8 +60,11 @@ def test_embed_and_probe_on_real_nih_xrays(cli, tmp_path, tiny_encoder_file, nih
     assert set(t.index) == {"sex", "age", "view"}
     assert t.loc["sex", "n"] == 300 and t.loc["age", "n_groups"] == 5  # default edges 20, 40, 60, 80
     assert (t["ci_low"] <= t["auc"]).all() and (t["auc"] <= t["ci_high"]).all()
+    assert (t["n_perm"] == 199).all() and ((t["p_value"] >= 1 / 200) & (t["p_value"] <= 1)).all()
+    assert set(t["verdict"]) <= {"leakage", "no evidence of leakage"} and "permutation p=" in r.out
     side = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert side["config"]["attributes"] == ["sex", "age", "view"] and side["versions"]["python"]
+    assert side["config"]["n_perm"] == 199
 
 
 def test_embed_and_probe_on_real_ham10000_dermoscopy(cli, tmp_path, tiny_encoder_file, ham_manifest):

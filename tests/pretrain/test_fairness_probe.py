@@ -155,10 +155,48 @@ def test_leakage_probe_sees_a_planted_attribute_and_not_an_absent_one(tmp_path):
         emb, frame = _planted(leak=leak, seed=3, weak_signal=2.0)  # same label signal in both sexes
         rows = probe_embeddings(emb, _data(frame, tmp_path), step=0)
         la = rows[(rows["metric"] == "leakage_auc") & (rows["attribute"] == "sex")].iloc[0]
+        pv = rows[(rows["metric"] == "leakage_p_value") & (rows["attribute"] == "sex")].iloc[0]
+        assert np.isnan(la["ci_low"]) and "leakage_p_value" in la["reason"]  # no CI that undercovers
         if leak:
-            assert la["ci_low"] > 0.9
+            assert la["estimate"] > 0.9 and pv["estimate"] == 0.01 and pv["reason"].startswith("leakage")
         else:
-            assert la["ci_low"] < 0.5 < la["ci_high"]
+            assert pv["estimate"] > 0.05 and pv["reason"].startswith("no evidence of leakage")
+
+
+def _null_leak(seed: int, *, shift: float = 0.0, n: int = 200):
+    """Embeddings of ``n`` rows (two per patient, sex constant per patient) with a label signal and
+    ``shift`` of sex signal in one dimension (0: the null)."""
+    rng = np.random.default_rng(seed)
+    sex = np.repeat(np.where(rng.random(n // 2) < 0.5, "female", "male"), 2)
+    emb = rng.normal(size=(n, 8))
+    emb[:, 1] += shift * (sex == "male")
+    return emb, sex, np.repeat([f"p{i}" for i in range(n // 2)], 2)
+
+
+def test_leakage_permutation_test_null_false_positive_rate_and_planted_power():
+    from fairfoundry.models import leakage_permutation_test
+
+    # 150 seeded null runs: P(p < 0.05) <= 0.05 exactly; allow binomial noise (sd 0.018)
+    null = [leakage_permutation_test(*_null_leak(k)[:2], classes=["female", "male"], cluster=_null_leak(k)[2],
+                                     n_perm=39, seed=k)[1] for k in range(150)]
+    assert np.mean(np.asarray(null) < 0.05) <= 0.07
+    assert 0.3 < np.mean(null) < 0.7  # p-values spread over (0, 1], not piled at one end
+    power = [leakage_permutation_test(*_null_leak(k, shift=0.8)[:2], classes=["female", "male"],
+                                      cluster=_null_leak(k)[2], n_perm=39, seed=k)[1] for k in range(20)]
+    assert np.mean(np.asarray(power) < 0.05) >= 0.9
+
+
+def test_leakage_permutations_keep_patients_whole():
+    from fairfoundry.models._probe import _cluster_permutations
+
+    cluster = np.array(["a", "a", "b", "b", "c", "d", "d", "e"])
+    perm = _cluster_permutations(cluster, 50, np.random.default_rng(0))
+    for row in perm:
+        assert sorted(row) == list(range(8))
+        for c in ("a", "b", "d"):  # a size-2 patient's rows all come from one size-2 patient
+            src = row[cluster == c]
+            assert len(set(cluster[src])) == 1 and (cluster[src] != "c").all()
+    assert len({tuple(r) for r in perm}) > 10
 
 
 def test_a_group_with_one_class_is_nan_with_a_reason_and_a_warning(tmp_path, caplog):
@@ -303,3 +341,16 @@ def test_a_resumed_probed_run_has_the_probes_and_selection_of_the_uninterrupted_
 
     wa, wb = (load_file(str(tmp_path / r / "encoder_selected.safetensors")) for r in ("full", "part"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights (CPU: bit-identical)
+
+
+def test_leakage_permutation_test_more_dimensions_than_rows_and_three_groups():
+    from fairfoundry.models import leakage_permutation_test
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(["a", "b", "c"], 30)
+    emb = rng.normal(size=(90, 200))  # d > n: the dual form of the ridge solve
+    t0, p0 = leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=49, seed=1)
+    emb[:, :5] += 1.5 * (g == "c")[:, None]
+    t1, p1 = leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=49, seed=1)
+    assert p0 > 0.05 and p1 == 1 / 50 and t1 > 0.65 and t1 > t0 + 0.1
+    assert np.isnan(leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=0)[1])

@@ -275,7 +275,8 @@ def _report(m, probe_table, per_group, cfg, labels, sensitive, figures: dict | N
 
     counts = m.groupby(["split", "sex"] if "sex" in m.columns else ["split"]).size().reset_index(name="images")
     probe_cols = {"attribute": "attribute", "n": "images", "n_groups": "groups", "auc": "probe AUC",
-                  "ci_low": "95% CI low", "ci_high": "95% CI high", "balanced_accuracy": "balanced accuracy"}
+                  "ci_low": "95% CI low", "ci_high": "95% CI high", "balanced_accuracy": "balanced accuracy",
+                  "p_value": "permutation p", "verdict": "verdict (permutation test)"}
     probe_shown = probe_table[[c for c in probe_cols if c in probe_table.columns]].rename(columns=probe_cols)
     per_label_figs = "".join(fig(f"per_group_auc_{_slug(lab)}", f"{lab}: test AUC per group with 95% CIs")
                              for lab in dict.fromkeys(per_group["label"]))

@@ -209,7 +209,9 @@ def probe_attributes_command(
                                                 help="Old spelling of --sensitive."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the AUC CIs."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the descriptive AUC CIs."),
+    n_perm: int = typer.Option(199, "--n-perm", min=0,
+                               help="Permutations of the leakage test (the verdict; below 19: too few to judge)."),
     age_bins: str = typer.Option("20,40,60,80", "--age-bins", help="Edges binning numeric attributes (left-closed)."),
     group_col: str = typer.Option("patient_id", "--group-col",
                                   help="Folds are grouped by this column when present (the patient)."),
@@ -219,8 +221,10 @@ def probe_attributes_command(
     """How well can sex, age group, race, ... be predicted from the embeddings? (leakage probe)
 
     Cross-validated logistic-regression probes, AUC (macro one-vs-rest for >2 groups) with
-    bootstrap CIs; chance is 0.5. High AUC warns that the features encode the attribute, a known
-    route to shortcut learning. Writes OUT/probe.csv, OUT/probe_predictions.csv, OUT/probe.json.
+    descriptive bootstrap CIs; chance is 0.5. The verdict is a permutation test (the attribute
+    permuted across patients, the cross-validated probe refitted; exact p-value). High AUC warns
+    that the features encode the attribute, a known route to shortcut learning. Writes
+    OUT/probe.csv, OUT/probe_predictions.csv, OUT/probe.json.
     """
     import numpy as np
     import pandas as pd
@@ -247,12 +251,12 @@ def probe_attributes_command(
     aligned = frame.iloc[pos.loc[list(ids)].to_numpy()].reset_index(drop=True)
     edges = parse_bins([f"age={age_bins}"])["age"]
     res = probe_attributes(arr, aligned, sensitive=attrs, folds=folds, seed=seed, n_boot=n_boot,
-                           age_bins=edges, group_col=group_col or None)
+                           age_bins=edges, group_col=group_col or None, n_perm=n_perm)
     with staged_dir(out) as stage:
         write_table_atomic(stage / "probe.csv", res.table, report=True)
         write_table_atomic(stage / "probe_predictions.csv", res.predictions, report=True)
     write_sidecar(out / "probe.json", kind="attribute_probe",
-                  config={"attributes": attrs, "folds": folds, "n_boot": n_boot, "age_bins": edges,
+                  config={"attributes": attrs, "folds": folds, "n_boot": n_boot, "n_perm": n_perm, "age_bins": edges,
                           "group_col": group_col},
                   seed=seed, inputs={"embeddings": str(embeddings), "manifest": str(manifest),
                                      "embeddings_cache_key": meta.get("cache_key"),
@@ -263,6 +267,6 @@ def probe_attributes_command(
                "AUC, chance = 0.5")
     for r in t.itertuples():
         typer.echo(f"  {r.attribute:<14} AUC {r.auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]  "
-                   f"n={r.n}  groups={r.groups}")
+                   f"permutation p={r.p_value:.3f}: {r.verdict}  n={r.n}  groups={r.groups}")
     typer.echo(f"wrote {out / 'probe.csv'}, {out / 'probe_predictions.csv'}")
 

@@ -74,7 +74,7 @@ from ._extract import (
     read_image_manifest,
 )
 from ._preprocess import preprocess_image, to_unit_range
-from ._probe import ProbeResult, probe_attributes
+from ._probe import ProbeResult, leakage_permutation_test, probe_attributes
 from ._registry import (
     BACKENDS,
     RANDOM,
@@ -127,6 +127,7 @@ __all__ = [
     "load_state_dict_into",
     "preprocess_image",
     "probe_attributes",
+    "leakage_permutation_test",
     "read_state_dict",
     "register_backend",
     "register_preset",

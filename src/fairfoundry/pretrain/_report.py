@@ -116,7 +116,7 @@ def write_run_report(out: str | Path, *, kind: str, config: dict, summary: dict)
             f"Fairness probe every {psum.get('every')} steps on {psum.get('n')} validation images of "
             f"{psum.get('manifest')} (label {psum.get('label')!r}): cross-validated logistic regression on the "
             "embeddings; AUC overall and per group with bootstrap 95% CIs; leakage = how well the attribute "
-            f"itself is predicted. {_fmt(psum.get('probe_seconds'), 3)} s spent probing.")
+            f"itself is predicted (verdict: a permutation test across patients). {_fmt(psum.get('probe_seconds'), 3)} s spent probing.")
         if selected:
             notes.append(f"Selected checkpoint (encoder_selected.safetensors): step {selected['step']}, the best "
                          f"{selected['criterion']} on the validation probe ({selected['value']:.4f}).")
@@ -128,10 +128,14 @@ def write_run_report(out: str | Path, *, kind: str, config: dict, summary: dict)
                        "rows": [[r.attribute, r.group, _ci(r.estimate, r.ci_low, r.ci_high), str(r.n), r.reason]
                                 for r in auc.itertuples(index=False)]})
         leak = lp[lp["metric"] == "leakage_auc"]
-        tables.append({"title": f"Attribute leakage at step {last}", "caption": "chance AUC 0.5",
-                       "columns": ["attribute", "groups", "AUC [95% CI]", "n"],
-                       "rows": [[r.attribute, r.group, _ci(r.estimate, r.ci_low, r.ci_high), str(r.n)]
-                                for r in leak.itertuples(index=False)]})
+        pv = lp[lp["metric"] == "leakage_p_value"].set_index("attribute")
+        tables.append({"title": f"Attribute leakage at step {last}",
+                       "caption": "chance AUC 0.5; p: permutation test across patients (the verdict)",
+                       "columns": ["attribute", "groups", "AUC", "p", "verdict", "n"],
+                       "rows": [[r.attribute, r.group, _fmt(r.estimate, 3),
+                                 _fmt(pv.loc[r.attribute, "estimate"], 3) if r.attribute in pv.index else "",
+                                 str(pv.loc[r.attribute, "reason"]).split(" (")[0] if r.attribute in pv.index else "",
+                                 str(r.n)] for r in leak.itertuples(index=False)]})
         if psum.get("history"):
             hist = pd.DataFrame(psum["history"])
             cols, rows = _table(hist)
