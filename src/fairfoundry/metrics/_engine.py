@@ -531,15 +531,12 @@ def _single_threaded_blas():
 
 def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, reference, cluster,
                      progress, opts: EngineOptions) -> GroupResult:
+    """The engine, in named steps: validate; point estimates; bootstrap, jackknife (BCa) and
+    permutation replicates; the per-group table; simultaneous gap intervals; the summary table."""
     y, s, codes, names = _validate(y_true, y_score, threshold, groups, group_names, reference,
                                    cluster)
-    metrics, ece_bins, ece_strategy = opts.metric_list, opts.ece_bins, opts.ece_strategy
-    n_bootstrap, ci_method, confidence = opts.n_bootstrap, opts.ci_method, opts.confidence
-    n_permutations, seed, n_jobs, bca_blocks = (opts.n_permutations, opts.seed, opts.n_jobs,
-                                                opts.bca_blocks)
-    calibration_bootstrap, gap_ci, chunk_elements = (opts.calibration_bootstrap, opts.gap_ci,
-                                                     opts.chunk_elements)
-    degenerate_ci = opts.degenerate_ci
+    metrics, confidence = opts.metric_list, opts.confidence
+    n_bootstrap, n_permutations, ci_method = opts.n_bootstrap, opts.n_permutations, opts.ci_method
     n = len(y)
     counts, present, pnames, dcodes = present_groups(codes, names)
     if reference is not None and counts[names.index(str(reference))] == 0:
@@ -547,32 +544,95 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
     ref = (pnames.index(str(reference)) if reference is not None
            else int(np.argmax(counts[present])))
 
-    eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=ece_bins,
-                  ece_strategy=ece_strategy, metrics=metrics)
+    eng = _Engine(y, s, dcodes, len(present), threshold=float(threshold), ece_bins=opts.ece_bins,
+                  ece_strategy=opts.ece_strategy, metrics=metrics)
     per0, ov0 = eng.both(np.ones((1, n), dtype=np.uint8))
-    n_reps = n_bootstrap + n_permutations * len(present) + (
-        bca_blocks if (ci_method == "bca" and n_bootstrap > 0) else 0)
-    if calibration_bootstrap == "auto":
-        calibration_bootstrap = "newton" if n * n_reps <= 10_000_000 else "one_step"
-    if "cal_slope" in eng.need and n_reps > 0:
-        eng.set_calibration_start(
-            [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
-             for g in range(len(present))],
-            (ov0["calibration_intercept"][0], ov0["calibration_slope"][0]))
-        eng.calibration = calibration_bootstrap
+    calibration_bootstrap = _calibration_start(eng, per0, ov0, opts, n, len(present))
     sum0, details = _summaries(per0, ov0, metrics, ref, pnames, None)
     fixed = details.pop("__fixed__")
 
     plan = None
-    reps_per: dict = {}
-    reps_ov: dict = {}
-    reps_sum: dict = {}
-    chunk = max(1, int(chunk_elements) // max(n, 1))
+    chunk = max(1, int(opts.chunk_elements) // max(n, 1))
     if n_bootstrap > 0 or n_permutations > 0:
         cl = None
         if cluster is not None:
             cl = pd.factorize(pd.Series(np.asarray(cluster)))[0][eng.lg.order]
-        plan = ResamplePlan(eng.bounds, cluster=cl, seed=seed, row_order=eng.lg.order)
+        plan = ResamplePlan(eng.bounds, cluster=cl, seed=opts.seed, row_order=eng.lg.order)
+
+    reps_per: dict = {}
+    reps_ov: dict = {}
+    reps_sum: dict = {}
+    if n_bootstrap > 0:
+        reps_per, reps_ov = _bootstrap_replicates(eng, plan, n, n_bootstrap, chunk, opts.n_jobs, progress)
+        reps_sum, _ = _summaries(reps_per, reps_ov, metrics, ref, pnames, fixed)
+    jack_per: dict = {}
+    jack_ov: dict = {}
+    jack_sum: dict = {}
+    if n_bootstrap > 0 and ci_method == "bca":
+        jack_per, jack_ov = _jackknife_replicates(eng, plan, n, opts.bca_blocks, chunk, opts.n_jobs)
+        jack_sum, _ = _summaries(jack_per, jack_ov, metrics, ref, pnames, fixed)
+    null: dict = {}
+    if n_permutations > 0:
+        null_per = _permutation_null(eng, plan, n, len(present), n_permutations, chunk, opts.n_jobs,
+                                     progress)
+        null_ov = {m: np.repeat(ov0[m], n_permutations) for m in ov0}
+        null, _ = _summaries(null_per, null_ov, metrics, ref, pnames, fixed)
+
+    per_group, full_reps, fallbacks = _per_group_table(
+        metrics, per0, ov0, reps_per, reps_ov, jack_per, jack_ov, names, pnames, present, counts,
+        opts)
+    gap_cis = (_gap_intervals(metrics, reps_per, per0, sum0, confidence)
+               if n_bootstrap > 0 and opts.gap_ci == "pairwise" else {})
+    summary = _summary_table(sum0, details, gap_cis, reps_sum, jack_sum, null, full_reps, metrics,
+                             per0, ref, pnames, opts)
+    config = {
+        "threshold": float(threshold), "reference": pnames[ref], "metrics": metrics,
+        "ece_bins": int(opts.ece_bins), "ece_strategy": opts.ece_strategy,
+        "n_bootstrap": int(n_bootstrap), "ci_method": ci_method, "gap_ci": opts.gap_ci,
+        "confidence": float(confidence), "clustered": cluster is not None,
+        "cluster_stratified": bool(plan.stratified) if plan is not None else None,
+        "n_permutations": int(n_permutations), "seed": int(opts.seed),
+        "permutation_scheme": (plan.permutation_scheme if plan is not None and n_permutations
+                               else None),
+        "unexchangeable_clusters": (getattr(plan, "unexchangeable_clusters", None)
+                                    if plan is not None and n_permutations else None),
+        "bca_blocks": int(opts.bca_blocks) if ci_method == "bca" else None,
+        "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
+        "groups": list(names), "n": int(n),
+        "degenerate_ci": opts.degenerate_ci,
+        "degenerate_ci_cells": [f"{g}: {m}" for g, m in fallbacks],
+    }
+    return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,
+                       plan=plan, layout_order=eng.lg.order, config=config)
+
+
+def _calibration_start(eng: _Engine, per0: dict, ov0: dict, opts: EngineOptions, n: int,
+                       n_groups: int) -> str:
+    """Warm-start the replicates' calibration fits at the point estimates; the refit method
+    (``auto``: full Newton below 1e7 row-replicates, else one step)."""
+    n_reps = opts.n_bootstrap + opts.n_permutations * n_groups + (
+        opts.bca_blocks if (opts.ci_method == "bca" and opts.n_bootstrap > 0) else 0)
+    method = opts.calibration_bootstrap
+    if method == "auto":
+        method = "newton" if n * n_reps <= 10_000_000 else "one_step"
+    if "cal_slope" in eng.need and n_reps > 0:
+        eng.set_calibration_start(
+            [(per0["calibration_intercept"][0, g], per0["calibration_slope"][0, g])
+             for g in range(n_groups)],
+            (ov0["calibration_intercept"][0], ov0["calibration_slope"][0]))
+        eng.calibration = method
+    return method
+
+
+def _stack(parts: list) -> tuple[dict, dict]:
+    """Concatenate chunks of ``(per_group, overall)`` replicate dicts."""
+    return ({m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]},
+            {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]})
+
+
+def _bootstrap_replicates(eng: _Engine, plan, n: int, n_bootstrap: int, chunk: int, n_jobs: int,
+                          progress) -> tuple[dict, dict]:
+    """Per-group and overall metrics of ``n_bootstrap`` resamples of ``plan``."""
 
     def boot_chunk(a, b):
         # counts as bytes (a count above 255 is practically impossible; checked)
@@ -585,49 +645,47 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
                 break
         return eng.both(W)
 
-    if n_bootstrap > 0:
-        parts = _run_chunks(boot_chunk, _chunks(n_bootstrap, chunk), n_jobs, progress)
-        reps_per = {m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]}
-        reps_ov = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
-        reps_sum, _ = _summaries(reps_per, reps_ov, metrics, ref, pnames, fixed)
+    return _stack(_run_chunks(boot_chunk, _chunks(n_bootstrap, chunk), n_jobs, progress))
 
-    jack_sum: dict = {}
-    jack_per: dict = {}
-    jack_ov: dict = {}
-    if n_bootstrap > 0 and ci_method == "bca":
-        blocks = plan.jackknife_blocks(bca_blocks)
 
-        def jack_chunk(a, b):
-            W = np.ones((b - a, n), dtype=np.uint8)
-            for k in range(b - a):
-                W[k, blocks[a + k]] = 0.0
-            return eng.both(W)
+def _jackknife_replicates(eng: _Engine, plan, n: int, bca_blocks: int, chunk: int,
+                          n_jobs: int) -> tuple[dict, dict]:
+    """Delete-a-block jackknife replicates (the BCa acceleration)."""
+    blocks = plan.jackknife_blocks(bca_blocks)
 
-        parts = _run_chunks(jack_chunk, _chunks(len(blocks), chunk), n_jobs, None)
-        jack_per = {m: np.concatenate([p[0][m] for p in parts]) for m in parts[0][0]}
-        jack_ov = {m: np.concatenate([p[1][m] for p in parts]) for m in parts[0][1]}
-        jack_sum, _ = _summaries(jack_per, jack_ov, metrics, ref, pnames, fixed)
+    def jack_chunk(a, b):
+        W = np.ones((b - a, n), dtype=np.uint8)
+        for k in range(b - a):
+            W[k, blocks[a + k]] = 0.0
+        return eng.both(W)
 
-    null: dict = {}
-    if n_permutations > 0:
-        G = len(present)
-        pchunk = max(1, chunk // max(G, 1))
+    return _stack(_run_chunks(jack_chunk, _chunks(len(blocks), chunk), n_jobs, None))
 
-        def perm_chunk(a, b):
-            W = np.zeros(((b - a) * G, n), dtype=np.uint8)
-            for k in range(b - a):
-                pg = plan.permuted_groups(a + k, eng.seg_of_row)[eng.to_overall]
-                W[k * G + pg, np.arange(n)] = 1
-            st = eng._to_metrics(eng._stats(eng.lo.segments[0], W, eng.lo, eng.need,
-                                            eng._start(eng.cal_o, W.shape[0])))
-            return {m: v.reshape(b - a, G) for m, v in st.items()}
 
-        parts = _run_chunks(perm_chunk, _chunks(n_permutations, pchunk), n_jobs, progress)
-        null_per = {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
-        null_ov = {m: np.repeat(ov0[m], n_permutations) for m in ov0}
-        null, _ = _summaries(null_per, null_ov, metrics, ref, pnames, fixed)
+def _permutation_null(eng: _Engine, plan, n: int, n_groups: int, n_permutations: int, chunk: int,
+                      n_jobs: int, progress) -> dict:
+    """Per-group metrics under ``n_permutations`` permutations of the group labels."""
+    pchunk = max(1, chunk // max(n_groups, 1))
 
-    # ---- assemble the per-group table
+    def perm_chunk(a, b):
+        W = np.zeros(((b - a) * n_groups, n), dtype=np.uint8)
+        for k in range(b - a):
+            pg = plan.permuted_groups(a + k, eng.seg_of_row)[eng.to_overall]
+            W[k * n_groups + pg, np.arange(n)] = 1
+        st = eng._to_metrics(eng._stats(eng.lo.segments[0], W, eng.lo, eng.need,
+                                        eng._start(eng.cal_o, W.shape[0])))
+        return {m: v.reshape(b - a, n_groups) for m, v in st.items()}
+
+    parts = _run_chunks(perm_chunk, _chunks(n_permutations, pchunk), n_jobs, progress)
+    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+
+
+def _per_group_table(metrics, per0, ov0, reps_per, reps_ov, jack_per, jack_ov, names, pnames,
+                     present, counts, opts: EngineOptions):
+    """The long per-group table (estimate, CI, n, reason per group x metric, the empty groups
+    and the ``_diff_to_*`` rows), the full replicate matrices, and the cells whose collapsed
+    bootstrap interval was replaced by a binomial one."""
+    n_bootstrap, confidence, degenerate_ci = opts.n_bootstrap, opts.confidence, opts.degenerate_ci
     rows = []
     full_reps = {}
     fallbacks: list[tuple[str, str]] = []
@@ -641,7 +699,7 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
         hi = np.full(len(est), np.nan)
         if n_bootstrap > 0:
             R = np.column_stack([reps_per[m], reps_ov[m]])
-            if ci_method == "bca":
+            if opts.ci_method == "bca":
                 J = np.column_stack([jack_per[m], jack_ov[m]])
                 for j in range(len(est)):
                     lo[j], hi[j] = bca_interval(R[:, j], est[j], J[:, j], confidence=confidence)
@@ -681,65 +739,53 @@ def _evaluate_groups(y_true, y_score, *, threshold, groups, group_names, referen
     per_group = per_group.sort_values(
         ["metric", "group"], key=lambda c: c.map(morder) if c.name == "metric" else c.map(order),
         kind="stable").reset_index(drop=True)
+    return per_group, full_reps, fallbacks
 
-    # ---- gap intervals from simultaneous pairwise differences (cover 0 for a fair model)
+
+def _gap_intervals(metrics, reps_per, per0, sum0, confidence: float) -> dict:
+    """Gap intervals from simultaneous pairwise differences (they cover 0 for a fair model)."""
     gap_cis: dict = {}
-    if n_bootstrap > 0 and gap_ci == "pairwise":
-        for m in metrics:
-            gap_cis[f"{m}_gap"] = pairwise_gap_interval(reps_per[m], per0[m][0],
-                                                        confidence=confidence)
-        for name, (combine, comps) in _GAP_SUMMARIES.items():
-            if name in sum0 and all(f"{p}_gap" in gap_cis for p in comps):
-                # a combination of k gaps needs all k intervals to hold together:
-                # Bonferroni over the components (alpha / k each)
-                level = 1.0 - (1.0 - confidence) / len(comps)
-                bounds = np.array([gap_cis[f"{p}_gap"] if len(comps) == 1 else
-                                   pairwise_gap_interval(reps_per[p], per0[p][0],
-                                                         confidence=level) for p in comps])
-                gap_cis[name] = combine(bounds)
+    for m in metrics:
+        gap_cis[f"{m}_gap"] = pairwise_gap_interval(reps_per[m], per0[m][0], confidence=confidence)
+    for name, (combine, comps) in _GAP_SUMMARIES.items():
+        if name in sum0 and all(f"{p}_gap" in gap_cis for p in comps):
+            # a combination of k gaps needs all k intervals to hold together:
+            # Bonferroni over the components (alpha / k each)
+            level = 1.0 - (1.0 - confidence) / len(comps)
+            bounds = np.array([gap_cis[f"{p}_gap"] if len(comps) == 1 else
+                               pairwise_gap_interval(reps_per[p], per0[p][0], confidence=level)
+                               for p in comps])
+            gap_cis[name] = combine(bounds)
+    return gap_cis
 
-    # ---- assemble the summary table
+
+def _summary_table(sum0, details, gap_cis, reps_sum, jack_sum, null, full_reps, metrics, per0,
+                   ref, pnames, opts: EngineOptions) -> pd.DataFrame:
+    """One row per summary (gap, ratio, worst group, ...): estimate, CI, permutation p-value,
+    reason and detail; adds the summaries' replicates to ``full_reps``."""
+    confidence = opts.confidence
     srows = []
     for name, v in sum0.items():
         est = float(v[0])
         lo = hi = np.nan
-        if n_bootstrap > 0:
-            if gap_ci == "pairwise" and name in gap_cis:
+        if opts.n_bootstrap > 0:
+            if opts.gap_ci == "pairwise" and name in gap_cis:
                 lo, hi = gap_cis[name]
-            elif ci_method == "bca":
+            elif opts.ci_method == "bca":
                 lo, hi = bca_interval(reps_sum[name], est, jack_sum[name], confidence=confidence)
             else:
                 lo, hi = (float(x[0]) for x in percentile_interval(reps_sum[name][:, None],
                                                                   confidence=confidence))
             full_reps[name] = reps_sum[name]
         p = np.nan
-        if n_permutations > 0:
+        if opts.n_permutations > 0:
             ext = _extreme(name, metrics)
             if ext is not None:
                 p = permutation_pvalue(est, null[name], extreme=ext)
         reason = "" if np.isfinite(est) else _summary_reason(name, metrics, per0, ref, pnames)
         srows.append((name, est, lo, hi, p, reason, details.get(name, "")))
-    summary = pd.DataFrame(srows, columns=["metric", "estimate", "ci_low", "ci_high", "p_value",
-                                           "reason", "detail"])
-    config = {
-        "threshold": float(threshold), "reference": pnames[ref], "metrics": metrics,
-        "ece_bins": int(ece_bins), "ece_strategy": ece_strategy, "n_bootstrap": int(n_bootstrap),
-        "ci_method": ci_method, "gap_ci": gap_ci, "confidence": float(confidence),
-        "clustered": cluster is not None,
-        "cluster_stratified": bool(plan.stratified) if plan is not None else None,
-        "n_permutations": int(n_permutations), "seed": int(seed),
-        "permutation_scheme": (plan.permutation_scheme if plan is not None and n_permutations
-                               else None),
-        "unexchangeable_clusters": (getattr(plan, "unexchangeable_clusters", None)
-                                    if plan is not None and n_permutations else None),
-        "bca_blocks": int(bca_blocks) if ci_method == "bca" else None,
-        "calibration_bootstrap": calibration_bootstrap if "cal_slope" in eng.need else None,
-        "groups": list(names), "n": int(n),
-        "degenerate_ci": degenerate_ci,
-        "degenerate_ci_cells": [f"{g}: {m}" for g, m in fallbacks],
-    }
-    return GroupResult(per_group=per_group, summary=summary, replicates=full_reps, null=null,
-                       plan=plan, layout_order=eng.lg.order, config=config)
+    return pd.DataFrame(srows, columns=["metric", "estimate", "ci_low", "ci_high", "p_value",
+                                        "reason", "detail"])
 
 
 #: proportion metrics -> the count (of :func:`_counts`) that is their denominator
