@@ -193,11 +193,16 @@ def test_fine_tuning_adaptations_run_as_cells(tmp_path):
             "encoders": ["timm:vit_tiny_patch16_224"],
             "adaptations": [{"kind": "lora", "lora_r": 2}, "full"], "seeds": [0],
             "fit": {"encoder_weights": "random", "encoder_kwargs": {"img_size": 32}, "epochs": 1, "batch_size": 16,
-                    "bootstrap": 0, "lr": 1e-3}}
+                    "bootstrap": 0, "lr": 1e-3, "probe_every": 1, "probe_bootstrap": 0}}
     summary = run_grid(grid, tmp_path / "out")
     assert summary["done"] == 2 and not summary["failed"], summary
     with ResultsStore(tmp_path / "out" / "results.duckdb", read_only=True) as store:
         cells = store.cells()
+        curves = store.query("SELECT adaptation, step, metric FROM probe WHERE metric = 'worst_group_auc' "
+                             "ORDER BY adaptation, step")
     assert sorted(cells["adaptation"]) == ["full", "lora-r2"]
+    # the fairness probe's curve of each fine-tuning cell: the checkpoint step is a store axis
+    assert set(curves["adaptation"]) == {"full", "lora-r2"}
+    assert (curves.groupby("adaptation")["step"].nunique() >= 2).all(), curves
     lora = next(p for p in (tmp_path / "out" / "cells").glob("*/run") if (p / "adapter.safetensors").is_file())
     assert json.loads((lora / "head.json").read_text())["adaptation"] == "lora"

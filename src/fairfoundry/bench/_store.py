@@ -37,7 +37,13 @@ CREATE TABLE IF NOT EXISTS results (
     cell_id VARCHAR, dataset VARCHAR, encoder VARCHAR, adaptation VARCHAR, mitigation VARCHAR,
     label_fraction DOUBLE, seed INTEGER, label VARCHAR, attribute VARCHAR, "group" VARCHAR,
     metric VARCHAR, estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, kind VARCHAR);
+CREATE TABLE IF NOT EXISTS probe (
+    cell_id VARCHAR, dataset VARCHAR, encoder VARCHAR, adaptation VARCHAR, mitigation VARCHAR,
+    label_fraction DOUBLE, seed INTEGER, step INTEGER, metric VARCHAR, attribute VARCHAR,
+    "group" VARCHAR, estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n DOUBLE, reason VARCHAR);
 """
+#: the fairness probe's curve columns (``probe.csv`` of a cell that fine-tunes with ``probe_every``)
+_PROBE_COLS = ["step", "metric", "attribute", "group", "estimate", "ci_low", "ci_high", "n", "reason"]
 _RESULT_COLS = ["cell_id", *_AXES, "label", "attribute", "group", "metric", "estimate", "ci_low", "ci_high",
                 "kind"]
 
@@ -94,28 +100,53 @@ class ResultsStore:
                           cell_id])
 
     def ingest(self, cell, rows_path: str | os.PathLike) -> int:
-        """Replace the cell's rows by its Parquet row-set, in one transaction; return the row count."""
+        """Replace the cell's rows by its Parquet row-set, in one transaction; return the row count.
+
+        A cell whose run wrote fairness-probe curves (``run/probe.csv``, ``fit`` with
+        ``probe_every``) also fills the ``probe`` table: one row per step x metric x group, so
+        the checkpoint step is one more axis of the study (``bench results --sql``)."""
         frame = pd.read_parquet(rows_path).reindex(columns=_RESULT_COLS)
+        curves = self._probe_rows(cell, Path(rows_path).parent / "run")
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute("DELETE FROM results WHERE cell_id = ?", [cell.cell_id])
             self.con.register("incoming", frame)
             self.con.execute("INSERT INTO results SELECT * FROM incoming")
             self.con.unregister("incoming")
+            self.con.execute("DELETE FROM probe WHERE cell_id = ?", [cell.cell_id])
+            if curves is not None:
+                self.con.register("incoming_probe", curves)
+                self.con.execute("INSERT INTO probe SELECT * FROM incoming_probe")
+                self.con.unregister("incoming_probe")
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
             raise
         return len(frame)
 
+    @staticmethod
+    def _probe_rows(cell, run_dir: Path) -> pd.DataFrame | None:
+        files = sorted(run_dir.rglob("probe.csv")) if run_dir.is_dir() else []
+        if not files:
+            return None
+        frame = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""]) for f in files],
+                          ignore_index=True).reindex(columns=_PROBE_COLS)
+        for k, v in reversed(list(cell.axes.items())):
+            frame.insert(0, k, v)
+        frame.insert(0, "cell_id", cell.cell_id)
+        frame["step"] = frame["step"].astype("int64")
+        for c in ("metric", "attribute", "group", "reason"):
+            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+        return frame
+
     def query(self, sql: str) -> pd.DataFrame:
-        """Run a SQL query (tables ``cells`` and ``results``) and return a DataFrame."""
+        """Run a SQL query (tables ``cells``, ``results`` and ``probe``) and return a DataFrame."""
         duckdb = _duckdb()
         try:
             return self.con.execute(sql).df()
         except duckdb.Error as exc:
             raise FairfoundryError(f"SQL error: {exc}".splitlines()[0],
-                                   hint="tables: cells, results (see docs/studies.md)") from exc
+                                   hint="tables: cells, results, probe (see docs/studies.md)") from exc
 
     def results(self) -> pd.DataFrame:
         """Every result row, in a fixed order."""
