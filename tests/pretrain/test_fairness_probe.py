@@ -246,7 +246,7 @@ def test_cli_probe_and_select_dto(cli, tiny_manifest, tmp_path):
     out = tmp_path / "dto"
     res = cli(*_cli_args(tiny_manifest, out, "--probe-every", "1", "--probe-manifest", str(tiny_manifest),
                          "--probe-label", "label", "--probe-sensitive", "sex", "--probe-bootstrap", "0",
-                         "--select", "dto"))
+                         "--probe-permutations", "19", "--select", "dto"))
     assert res.code == 0, res
     echo = json.loads(res.out.strip().splitlines()[-1])
     probe = pd.read_csv(out / "probe.csv")
@@ -256,6 +256,8 @@ def test_cli_probe_and_select_dto(cli, tiny_manifest, tmp_path):
                                                                                  values="estimate")
     assert echo["probes"] == 3 and echo["selected"]["step"] == int(g.index[np.argmin(dto(g.to_numpy()))])
     assert (out / "encoder_selected.safetensors").exists()
+    p = probe.loc[probe["metric"] == "leakage_p_value", "estimate"].to_numpy()
+    assert len(p) and np.allclose(p * 20, np.round(p * 20))  # (1 + k) / (1 + 19): --probe-permutations 19
 
 
 @pytest.mark.parametrize("adaptation", ["full", "lora"])
@@ -276,11 +278,12 @@ def test_fit_from_images_writes_the_same_probe_curves(cli, tmp_path, adaptation)
     r = cli("fit", "--manifest", tmp_path / "m.csv", "--encoder", enc, "--adaptation", adaptation, "--label",
             "No_Finding", "--sensitive", "sex", "--out", out, "--no-html", "--epochs", "2", "--batch-size", "20",
             "--bootstrap", "0", "--no-emissions", "--probe-every", "2", "--probe-bootstrap", "20",
-            "--select", "overall_auc")
+            "--probe-permutations", "0", "--select", "overall_auc")
     assert r.code == 0, r
     probe = pd.read_csv(out / "probe.csv")
     assert set(probe["step"]) >= {0, 2, 4}  # 50 train rows, 20 a batch: 3 steps an epoch
     assert set(probe["metric"]) >= {"auc", "worst_group_auc", "leakage_auc"}
+    assert probe.loc[probe["metric"] == "leakage_p_value", "estimate"].isna().all()  # --probe-permutations 0
     assert (probe.loc[probe["attribute"] == "overall", "n"] == 25).all()  # the 25 validation rows only
     run = json.loads((out / "run.json").read_text())
     assert run["run"]["probe"]["probes"] == probe["step"].nunique()

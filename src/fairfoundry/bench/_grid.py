@@ -41,7 +41,7 @@ GRID_FILES = ("grid.yaml", "grid.json", "results.duckdb", "cells")
 #: FitConfig fields a grid may set for every cell (``fit:`` block)
 _SHARED_FIT_KEYS = ("head", "hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "optimizer",
                     "patience", "select", "device", "bootstrap", "split_col", "encoder_weights", "encoder_kwargs",
-                    "probe_every", "probe_bootstrap",  # probe_*: cells that fine-tune from images write probe.csv
+                    "probe_every", "probe_bootstrap", "probe_permutations",  # probe_*: cells that fine-tune from images write probe.csv
                     "prompts", "class_prompts", "adapter_ratios", "adapter_lrs", "adapter_activation",
                     "hallucination_threshold", "hallucination_min_events")
 #: shared fit keys that only apply to zero-shot / CLIP-Adapter cells
@@ -263,6 +263,7 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
         if ad.kind == "probe":  # a frozen encoder: the fairness probe of training does not apply
             cfg.pop("probe_every", None)
             cfg.pop("probe_bootstrap", None)
+            cfg.pop("probe_permutations", None)
         if ad.kind not in ("zero-shot", "clip-adapter"):  # prompt settings only shape zero-shot cells
             for key in _ZERO_SHOT_KEYS:
                 cfg.pop(key, None)

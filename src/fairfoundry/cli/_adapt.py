@@ -128,6 +128,8 @@ def fit_command(
         "the validation split (OUT/probe.csv, as pretrain writes)."),
     probe_bootstrap: int | None = typer.Option(
         None, "--probe-bootstrap", help="Bootstrap replicates of the probe's CIs (default 100)."),
+    probe_permutations: int | None = typer.Option(
+        None, "--probe-permutations", help="Permutations of the probe's attribute-leakage test (default 99)."),
     allow_outside_root: bool = typer.Option(
         False, "--allow-outside-root",
         help="Accept relative image paths (--encoder) that climb out of the manifest's folder (../)."),
@@ -200,7 +202,8 @@ def fit_command(
             raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
     for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
                      ("lr", lr), ("optimizer", optimizer), ("bootstrap", bootstrap), ("device", device),
-                     ("probe_every", probe_every), ("probe_bootstrap", probe_bootstrap)):
+                     ("probe_every", probe_every), ("probe_bootstrap", probe_bootstrap),
+                     ("probe_permutations", probe_permutations)):
         if val is not None:
             overrides[key] = val
     if no_emissions:

@@ -131,6 +131,8 @@ ProbeMaxOpt = Annotated[int | None, typer.Option(
     "--probe-max-samples", help="At most this many probe images (2000; label-stratified subsample).")]
 ProbeBootOpt = Annotated[int | None, typer.Option(
     "--probe-bootstrap", help="Bootstrap replicates of the probe's CIs (100).")]
+ProbePermOpt = Annotated[int | None, typer.Option(
+    "--probe-permutations", help="Permutations of the probe's attribute-leakage test (99; p-value and verdict).")]
 SelectOpt = Annotated[str | None, typer.Option(
     "--select", help="Keep the best checkpoint by the validation probe: worst_group_auc, overall_auc "
     "or dto (OUT/encoder_selected.safetensors); needs --probe-every.")]
@@ -212,6 +214,7 @@ def pretrain_command(
     probe_sensitive: ProbeSensitiveOpt = None,
     probe_max_samples: ProbeMaxOpt = None,
     probe_bootstrap: ProbeBootOpt = None,
+    probe_permutations: ProbePermOpt = None,
     select: SelectOpt = None,
     track_emissions: EmissionsOpt = False,
     overwrite: OverwriteOpt = False,
@@ -230,7 +233,7 @@ def pretrain_command(
         sampling=sampling, target=targets, keep_column=keep_column, seed=seed, device=device,
         checkpoint_every=checkpoint_every, probe_every=probe_every, probe_manifest=probe_manifest,
         probe_label=probe_label, probe_sensitive=probe_sensitive, probe_max_samples=probe_max_samples,
-        probe_bootstrap=probe_bootstrap, select=select)
+        probe_bootstrap=probe_bootstrap, probe_permutations=probe_permutations, select=select)
     if augment:
         cfg["augment"] = {**cfg.get("augment", {}), **_parse_values(augment, option="--augment")}
     if option:
@@ -313,6 +316,7 @@ def distill_command(
     probe_sensitive: ProbeSensitiveOpt = None,
     probe_max_samples: ProbeMaxOpt = None,
     probe_bootstrap: ProbeBootOpt = None,
+    probe_permutations: ProbePermOpt = None,
     select: SelectOpt = None,
     track_emissions: EmissionsOpt = False,
     overwrite: OverwriteOpt = False,
@@ -332,7 +336,8 @@ def distill_command(
         teacher_dropout=teacher_dropout, sampling=sampling, keep_column=keep_column, seed=seed,
         device=device, checkpoint_every=checkpoint_every, probe_every=probe_every,
         probe_manifest=probe_manifest, probe_label=probe_label, probe_sensitive=probe_sensitive,
-        probe_max_samples=probe_max_samples, probe_bootstrap=probe_bootstrap, select=select)
+        probe_max_samples=probe_max_samples, probe_bootstrap=probe_bootstrap,
+        probe_permutations=probe_permutations, select=select)
     if "manifest" not in cfg:
         raise FairfoundryError("--manifest is required (or a CONFIG.yaml with manifest: ...)")
     summary = _run(distill, "distill", cfg, out=out, overwrite=overwrite, resume=resume)

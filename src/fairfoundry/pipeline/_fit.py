@@ -95,6 +95,7 @@ class FitConfig(BaseModel):
         :mod:`fairfoundry.pretrain` on the fine-tuned backbone every this many steps (and at the
         start and end) on the validation split, writing ``probe.csv`` as pre-training does.
     probe_bootstrap : bootstrap replicates of the probe's CIs.
+    probe_permutations : permutations of the probe's attribute-leakage test.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -140,6 +141,7 @@ class FitConfig(BaseModel):
                          "decisions without local validation.")
     probe_every: int | None = Field(None, ge=1)
     probe_bootstrap: int = Field(100, ge=0)
+    probe_permutations: int = Field(99, ge=0)
 
     @field_validator("sensitive", "seeds")
     @classmethod
@@ -307,7 +309,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
             probe_hook, probes["tracker"] = image_probe(
                 manifest=cfg.manifest, label=labels[0], sensitive=cfg.sensitive, every=cfg.probe_every,
                 preprocess=encoder.preprocess, out=stage_dir, split_column=cfg.split_col,
-                bootstrap=cfg.probe_bootstrap, seed=seed)
+                bootstrap=cfg.probe_bootstrap, permutations=cfg.probe_permutations, seed=seed)
             hooks = [*hooks, probe_hook]
         return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
                                  lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,

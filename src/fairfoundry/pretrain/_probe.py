@@ -571,7 +571,7 @@ class ProbeHook(Hook):
 
 def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[str], every: int,
                 preprocess: Callable, out: str | os.PathLike, split_column: str = "split", bootstrap: int = 100,
-                max_samples: int = 2000, seed: int = 0, root: str | os.PathLike | None = None,
+                max_samples: int = 2000, seed: int = 0, permutations: int = 99, root: str | os.PathLike | None = None,
                 csv_name: str = "probe.csv") -> tuple[ProbeHook, ProbeTracker]:
     """The probe of a fine-tuning run from images (``fit --adaptation lora|full``): its hook and tracker.
 
@@ -586,7 +586,8 @@ def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[
 
     opts = ProbeOptions(manifest=str(manifest), label=label, sensitive=tuple(sensitive), every=int(every),
                         split_column=split_column, bootstrap=int(bootstrap), max_samples=int(max_samples),
-                        seed=int(seed), root=None if root is None else str(root))
+                        seed=int(seed), root=None if root is None else str(root),
+                        permutations=int(permutations))
     data = load_probe_data(opts)
     t0 = time.perf_counter()
     arrays = []

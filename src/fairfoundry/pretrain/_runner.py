@@ -104,6 +104,7 @@ class DataConfig(BaseModel):
     probe_max_samples: int = Field(2000, ge=20, description="at most this many probe rows")
     probe_folds: int = Field(5, ge=2, description="cross-validation folds of the probe")
     probe_bootstrap: int = Field(100, ge=0, description="bootstrap replicates of the probe's CIs")
+    probe_permutations: int = Field(99, ge=0, description="permutations of the probe's attribute-leakage test")
     select: Literal["worst_group_auc", "overall_auc", "dto"] | None = Field(
         None, description="keep the best checkpoint by the validation probe")
 
@@ -381,7 +382,7 @@ def make_probe(cfg: DataConfig, frame: pd.DataFrame, *, min_side: int = 1):
     opts = ProbeOptions(manifest=str(cfg.probe_manifest), label=str(cfg.probe_label),
                         sensitive=tuple(cfg.probe_sensitive), every=int(cfg.probe_every),
                         max_samples=cfg.probe_max_samples, folds=cfg.probe_folds,
-                        bootstrap=cfg.probe_bootstrap, select=cfg.select, path_column=cfg.path_column,
+                        bootstrap=cfg.probe_bootstrap, permutations=cfg.probe_permutations, select=cfg.select, path_column=cfg.path_column,
                         age_bins=tuple(cfg.age_bins), seed=cfg.seed)
     data = load_probe_data(opts, train_paths=frame[cfg.path_column].astype(str).tolist())
     t0 = time.time()
