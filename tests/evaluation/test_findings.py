@@ -216,3 +216,57 @@ def test_standardised_maxt_controls_the_family_wise_error_under_the_null():
     padj, z = permutation_maxt(cells, [pairs, pairs], joint_codes=groups, decode=[np.arange(3)],
                                cluster=pid, n_permutations=39, seed=0)
     assert padj[1] < 0.05 and padj[2] < 0.05  # group 2 vs 0 and vs 1 in the first cell
+
+
+def _two_labels(gap=0.0, seed=0):
+    """Two labels (y planted, z null) sharing patients and groups."""
+    df = _frame(seed=seed, gap=gap)
+    rng = np.random.default_rng(seed + 100)
+    z = rng.random(len(df)) < 0.35
+    df["z"] = z.astype(int)
+    df["pz"] = np.where(z, rng.random(len(df)) < 0.8, rng.random(len(df)) < 0.2) * 0.5 \
+        + 0.5 * rng.random(len(df))
+    return df
+
+
+def test_a_prespecified_family_tests_only_its_cells_and_says_so(tmp_path):
+    df = _two_labels(gap=0.15)
+    kw = dict(label=["y", "z"], score=["p", "pz"])
+    full = _eval(df, **kw)
+    pre = _eval(df, **kw, headline_metrics=["TPR"], headline_labels=["y"])
+    assert full.findings_info["family"]["prespecified"] is False
+    fam = pre.findings_info["family"]
+    assert fam == {"prespecified": True, "metrics": ["tpr"], "labels": ["y"],
+                   "description": "pre-specified family: metrics tpr, labels y"}
+    # 3 groups -> 3 pairs of the one cell; the exploratory family has every label and metric
+    assert pre.findings_info["family_size"] == 3
+    assert full.findings_info["family_size"] > 3 * pre.findings_info["family_size"]
+    assert set(zip(pre.findings["label"], pre.findings["metric"], strict=True)) == {("y", "tpr")}
+    # the same comparison is adjusted over fewer comparisons: never a larger adjusted p
+    key = ["label", "attribute", "metric", "group_low", "group_high"]
+    both = pre.findings.merge(full.findings, on=key, suffixes=("_pre", "_full"))
+    assert not both.empty
+    assert (both["p_adjusted_pre"] <= both["p_adjusted_full"] + 1e-12).all()
+    assert any("of the pre-specified family" in r for r in gap_readings(pre))
+    pre.save(tmp_path / "pre")
+    summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
+    assert summary["findings"]["family"]["labels"] == ["y"]
+    assert summary["config"]["headline_metrics"] == ["tpr"]
+
+
+def test_a_prespecified_family_rejects_unknown_metrics_and_labels(tmp_path, cli):
+    df = _frame()
+    with pytest.raises(FairfoundryError, match="'auc': not a headline metric") as e:
+        _eval(df, headline_metrics=["auc"])
+    assert e.value.param == "headline_metrics"
+    with pytest.raises(FairfoundryError, match="'yy': not an evaluated label"):
+        _eval(df, headline_labels=["yy"])
+    path = tmp_path / "p.csv"
+    df.to_csv(path, index=False)
+    res = cli("evaluate", path, "--label", "y", "--score", "p", "--sensitive", "grp",
+              "--split-col", "none", "--threshold", "0.5", "--headline-metric", "auc",
+              "--out", tmp_path / "out")
+    assert res.code == 2, res
+    assert "--headline-metric 'auc': not a headline metric" in res.err
+    assert "Traceback" not in res.err
+    assert not (tmp_path / "out").exists()

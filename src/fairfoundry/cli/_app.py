@@ -95,7 +95,8 @@ def _load_commands(args: list[str] | None = None) -> None:
 
 #: CLI flag of each library parameter whose flag is not ``--`` + the name with dashes
 PARAM_FLAGS = {"id_col": "--id", "n_jobs": "--jobs", "n_bootstrap": "--bootstrap",
-               "n_permutations": "--permutations"}
+               "n_permutations": "--permutations", "headline_metrics": "--headline-metric",
+               "headline_labels": "--headline-label"}
 
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

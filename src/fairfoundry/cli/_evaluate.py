@@ -118,6 +118,15 @@ def evaluate_command(
         help="Permutations (of whole patients with --cluster) of the max-T adjustment that "
              "decides which differences are stated as findings, e.g. --headline-permutations "
              "1000 (0: Holm on normal p-values)."),
+    headline_metric: list[str] | None = typer.Option(
+        None, "--headline-metric",
+        help="Pre-specify the headline family's metrics (repeatable; tpr, fpr, ppv, "
+             "underdiagnosis_rate): fewer comparisons, more power for them; fix it before "
+             "looking at results, e.g. --headline-metric tpr."),
+    headline_label: list[str] | None = typer.Option(
+        None, "--headline-label",
+        help="Pre-specify the headline family's labels (repeatable), e.g. --headline-label "
+             "Effusion."),
     degenerate_ci: str = typer.Option(
         "wilson", "--degenerate-ci",
         help="Interval of a proportion whose bootstrap interval collapses (a rate of 0 or 1): "
@@ -232,6 +241,7 @@ def evaluate_command(
                   ci_method=ci_method.lower(), gap_ci=gap_ci.lower(), permutations=permutations,
                   min_group_size=min_group_size, ece_bins=ece_bins, min_events=min_events,
                   headline_permutations=headline_permutations,
+                  headline_metrics=headline_metric or None, headline_labels=headline_label or None,
                   degenerate_ci=degenerate_ci.lower().replace("-", "_"),
                   val_fraction=val_fraction, split_by=split_by,
                   ece_strategy=ece_strategy.lower(), n_jobs=jobs,

@@ -80,6 +80,8 @@ def prepare_evaluation(
     min_group_size: int = 0,
     min_events: int = 10,
     headline_permutations: int = 500,
+    headline_metrics: Sequence[str] | None = None,
+    headline_labels: Sequence[str] | None = None,
     degenerate_ci: str = "wilson",
     val_fraction: float | None = None,
     split_by: str | None = None,
@@ -153,6 +155,7 @@ def prepare_evaluation(
                         ("headline_permutations", headline_permutations)):
         if int(value) < 0:
             raise FairfoundryError(f"{name}={value!r}: must be >= 0", param=name)
+    family = _headline_family(headline_metrics, headline_labels, cols.labels)
     if on_report:
         warnings.insert(0, "THRESHOLDS WERE CHOSEN ON THE REPORTED ROWS "
                            f"({thr_split_name}): threshold-dependent metrics are optimistic")
@@ -163,7 +166,8 @@ def prepare_evaluation(
                "ece_bins": engine.ece_bins, "ece_strategy": engine.ece_strategy,
                "min_group_size": int(min_group_size), "min_events": int(min_events),
                "degenerate_ci": engine.degenerate_ci,
-               "headline_permutations": int(headline_permutations), "n_jobs": engine.n_jobs}
+               "headline_permutations": int(headline_permutations), "n_jobs": engine.n_jobs,
+               **family}
     config = {
         "input": table.source, "label": cols.labels, "score": cols.scores, "sensitive": cols.sens,
         "intersect": cols.inter, "bins": cols.bins, "split_col": split.column,
@@ -189,6 +193,34 @@ def prepare_evaluation(
 
 
 # -- the steps of prepare_evaluation -----------------------------------------------------------
+
+
+def _headline_family(metrics, labels, all_labels: list[str]) -> dict:
+    """The pre-specified headline family (``headline_metrics`` / ``headline_labels``), checked."""
+    from ._findings import HEADLINE_METRICS
+    from ._plan import UNDERDIAGNOSIS_LABEL
+
+    out: dict = {"headline_metrics": None, "headline_labels": None}
+    if metrics is not None:
+        ms = [str(m).strip().lower() for m in ([metrics] if isinstance(metrics, str) else metrics)]
+        bad = [m for m in ms if m not in HEADLINE_METRICS]
+        if bad or not ms:
+            raise FairfoundryError(f"headline_metrics={', '.join(bad or ms)!r}: not a headline "
+                                   "metric",
+                                   hint="choose from " + ", ".join(HEADLINE_METRICS),
+                                   param="headline_metrics")
+        out["headline_metrics"] = list(dict.fromkeys(ms))
+    if labels is not None:
+        ls = [str(x).strip() for x in ([labels] if isinstance(labels, str) else labels)]
+        known = [*all_labels, UNDERDIAGNOSIS_LABEL]
+        bad = [x for x in ls if x not in known]
+        if bad or not ls:
+            raise FairfoundryError(f"headline_labels={', '.join(bad or ls)!r}: not an evaluated "
+                                   "label",
+                                   hint="choose from " + ", ".join(known),
+                                   param="headline_labels")
+        out["headline_labels"] = list(dict.fromkeys(ls))
+    return out
 
 
 @dataclass(frozen=True)
@@ -563,6 +595,13 @@ def evaluate(data, *, progress: Callable[[int], None] | None = None, **options) 
         Permutations (of whole patients with ``cluster``) of the Westfall-Young max-T
         adjustment that decides which differences are headlines (default 500; 0: Holm on
         normal p-values, which heavy-tailed patient clusters make anti-conservative).
+    headline_metrics, headline_labels : list of str, optional
+        A pre-specified headline family (e.g. ``["tpr"]`` and ``["Effusion"]`` for a primary
+        analysis of Effusion sensitivity): only these metrics (``tpr``, ``fpr``, ``ppv``,
+        ``underdiagnosis_rate``) and labels are tested, so the family-wise adjustment covers
+        fewer comparisons; the rest stays in the tables. Default: the exploratory family of
+        every headline metric and label. Fix them before looking at the results; recorded in
+        ``summary.json["findings"]["family"]``.
     degenerate_ci : {"wilson", "clopper_pearson", "none"}
         Interval of a proportion whose bootstrap interval collapses to a point (a rate of 0 or
         1): Wilson score (default) or Clopper-Pearson; recorded in

@@ -342,7 +342,8 @@ def _z(x1, n1, x2, n2) -> float:
 def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events: int,
                   confidence: float, clustered: bool = False, rows: dict | None = None,
                   n_permutations: int = 1000, seed: int = 0,
-                  robust: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                  robust: dict | None = None, metrics=None,
+                  labels=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Test every pairwise group difference of the headline metrics, family-wise.
 
     Parameters
@@ -366,6 +367,12 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
         (``robust``: :func:`proportion_sums` per (label, attribute, metric)).
     n_permutations, seed : int
         Permutations of the max-T adjustment and their seed.
+    metrics, labels : sequence of str, optional
+        A **pre-specified family** (a primary analysis, as in a statistical analysis plan):
+        only these headline metrics / labels are tested, so the family-wise adjustment covers
+        fewer comparisons and has more power for them; the other comparisons stay in the
+        tables but can make no headline. Default: every headline metric of every label (the
+        exploratory family). Choosing them after looking at the results voids the guarantee.
 
     Returns
     -------
@@ -379,8 +386,11 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
     zq = float(ndtri(1 - alpha / 2))
     t = by_group[(by_group["label"] != "macro") & (by_group["group"] != "overall")]
     events = _events(t)
-    head = t[t["metric"].isin(HEADLINE_METRICS) & ~t["reason"].astype(str).str.startswith(
+    fam_metrics = list(HEADLINE_METRICS) if metrics is None else list(metrics)
+    head = t[t["metric"].isin(fam_metrics) & ~t["reason"].astype(str).str.startswith(
         "suppressed")]
+    if labels is not None:
+        head = head[head["label"].isin(list(labels))]
     use_maxt = rows is not None and n_permutations > 0
     pairs = []  # (cell key, g_lo, g_hi, d, lo, hi, p, test, |z|)
     cells, observed, cell_of_pair = [], [], []
@@ -492,7 +502,15 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
                "groups" if use_maxt and clustered else
                f"Westfall-Young max-T over {n_permutations} permutations of the groups"
                if use_maxt else "Holm")
+    prespecified = metrics is not None or labels is not None
+    fam_txt = ("pre-specified family: " + ", ".join(
+        x for x in (f"metrics {', '.join(fam_metrics)}" if metrics is not None else "",
+                    f"labels {', '.join(map(str, labels))}" if labels is not None else "") if x)
+               if prespecified else "exploratory family: every headline metric of every label")
     info = {
+        "family": {"prespecified": prespecified, "metrics": fam_metrics,
+                   "labels": None if labels is None else [str(x) for x in labels],
+                   "description": fam_txt},
         "min_events": int(min_events),
         "events": {m: u for m, (_, u) in HEADLINE_METRICS.items()},
         "family_size": len(pairs),
@@ -500,8 +518,10 @@ def find_findings(by_group: pd.DataFrame, replicates: dict | None, *, min_events
         "adjustment_description": adj_txt,
         "n_permutations": int(n_permutations) if use_maxt else 0,
         "ranking": f"{adj_txt}-adjusted p-value over every pairwise comparison of the family "
-                   "(all labels, attributes, headline metrics and pairs of groups with enough "
-                   "events), then the CI bound nearest 0",
+                   + ("(all labels, attributes, headline metrics and pairs of groups with enough "
+                      "events)" if not prespecified else
+                      f"({fam_txt}; every attribute and pair of groups with enough events)")
+                   + ", then the CI bound nearest 0",
         "test": ("two-proportion score statistic per pair of groups on the metric's own "
                  "denominator, with the cluster-robust variance at the pooled proportion "
                  "(patients as clusters; never below the binomial one); "

@@ -253,7 +253,9 @@ class EvaluationPlan:
                              confidence=self.options["confidence"],
                              clustered=self.cluster is not None, rows=rows,
                              n_permutations=self.options.get("headline_permutations", 500),
-                             seed=self.options["seed"])
+                             seed=self.options["seed"],
+                             metrics=self.options.get("headline_metrics"),
+                             labels=self.options.get("headline_labels"))
 
     def _underdiagnosis(self, progress):
         """Seyyed-Kalantari underdiagnosis: diseased patients predicted 'no finding', by group."""

@@ -122,6 +122,8 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
         return []
     fam = int(ev.findings_info.get("family_size", 0))
     adj = "max-T" if ev.findings_info.get("adjustment") == "westfall_young_maxT" else "Holm"
+    pre = (ev.findings_info.get("family") or {}).get("prespecified", False)
+    of = " of the pre-specified family" if pre else ""
     out = []
     for rec in f[f["status"] == "finding"].head(top).itertuples(index=False):
         name = METRIC_NAMES.get(rec.metric, rec.metric)
@@ -133,7 +135,7 @@ def gap_readings(ev, *, top: int = 8, confidence: float | None = None) -> list[s
                 f"vs {rec.estimate_high:.2f}, "
                 f"{_events_text(rec.events_high, rec.count_high, unit)}; "
                 f"{conf:.0%} CI of the difference {rec.ci_low:.2f} to {rec.ci_high:.2f}; "
-                f"adjusted p = {rec.p_adjusted:.2g} ({adj} over {fam:,} comparisons)).")
+                f"adjusted p = {rec.p_adjusted:.2g} ({adj} over {fam:,} comparisons{of})).")
         out.append(text)
     return out
 
