@@ -140,7 +140,7 @@ def signed_gap(rows: pd.DataFrame, run: str, step: int) -> tuple[float, float, f
     r = rows[(rows["run"] == run) & (rows["step"] == step) & (rows["metric"] == "auc_gap")].iloc[0]
     sign = 1.0 if str(r["group"]).startswith("female") else -1.0
     lo, hi = sorted((sign * r["ci_low"], sign * r["ci_high"]))
-    return sign * float(r["estimate"]), float(lo), float(hi)
+    return sign * float(r["estimate"]) + 0.0, float(lo) + 0.0, float(hi) + 0.0  # no -0.0
 
 
 def _ci(e, lo, hi) -> str:
