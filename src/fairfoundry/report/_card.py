@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["card_value", "card_ci", "emissions_lines", "write_card"]
+__all__ = ["card_value", "card_ci", "card_code", "emissions_lines", "write_card"]
 
 #: the line under every card's title
 MITCHELL = "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019."
@@ -31,6 +31,11 @@ def card_value(v) -> str:
 def card_ci(est, lo, hi) -> str:
     """``estimate [low, high]`` with :func:`card_value`'s format."""
     return f"{card_value(est)} [{card_value(lo)}, {card_value(hi)}]"
+
+
+def card_code(text) -> str:
+    """User text as a Markdown code span: no escapes shown, backticks and line breaks removed."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
 
 
 def emissions_lines(emissions: dict | None) -> list[str]:
