@@ -690,13 +690,15 @@ class ProbeHook(Hook):
 def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[str], every: int,
                 preprocess: Callable, out: str | os.PathLike, split_column: str = "split", bootstrap: int = 100,
                 max_samples: int = 2000, seed: int = 0, permutations: int = 99, root: str | os.PathLike | None = None,
-                csv_name: str = "probe.csv") -> tuple[ProbeHook, ProbeTracker]:
+                csv_name: str = "probe.csv", select: str | None = None) -> tuple[ProbeHook, ProbeTracker]:
     """The probe of a fine-tuning run from images (``fit --adaptation lora|full``): its hook and tracker.
 
     The validation rows of ``manifest`` are preprocessed once with the encoder's ``preprocess``
     (``image array -> (C, H, W)``) and held as one float16 tensor; the hook embeds them with the
     classifier's ``features`` (the fine-tuned backbone) every ``every`` steps and writes
     ``out/probe.csv`` in the format of pre-training runs, so their curves are comparable.
+    ``select`` (a :data:`SELECT_CRITERIA` name) makes the tracker report the best probed step by
+    that criterion (``finish()["selected"]``); no weights are saved or chosen by it here.
     """
     import torch
 
@@ -705,7 +707,7 @@ def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[
     opts = ProbeOptions(manifest=str(manifest), label=label, sensitive=tuple(sensitive), every=int(every),
                         split_column=split_column, bootstrap=int(bootstrap), max_samples=int(max_samples),
                         seed=int(seed), root=None if root is None else str(root),
-                        permutations=int(permutations))
+                        permutations=int(permutations), select=select)
     data = load_probe_data(opts)
     t0 = time.perf_counter()
     arrays = []
