@@ -26,6 +26,7 @@ marker is planted and named in the captions: this shows that the probe sees what
 each group, not that any real finding behaves this way.
 
     python benchmarks/sim_probe_planted.py [--steps 300] [--every 50] [--bootstrap 1000]
+    python benchmarks/sim_probe_planted.py --objective simclr --runs women,balanced --every 100 --bootstrap 200
 
 prints per run and probed step the per-group AUC with its 95 % bootstrap CI (clustered by patient:
 the two copies of an image are one patient) and the gap (max - min) with its CI. The test
@@ -47,6 +48,8 @@ RUNS = ("women", "men", "balanced")
 MODEL = {"model": "vit_tiny_patch16_224", "image_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2,
          "num_heads": 2, "batch_size": 32, "lr": 1e-3}
 CLIP_OPTIONS = {"embed_dim": 32, "text_width": 32, "text_depth": 1, "text_heads": 2}
+#: ``--objective simclr``: the same runs without captions (self-supervised only)
+SIMCLR_OPTIONS = {"proj_hidden": 64, "proj_dim": 32}
 
 
 def _marker(img: np.ndarray, *, horizontal: bool, rng, length: int, thick: int, amp: float) -> np.ndarray:
@@ -110,7 +113,7 @@ def build(folder: str | Path, *, size: int = 32, length: int = 20, thick: int = 
 
 
 def run(folder: str | Path, *, runs=RUNS, steps: int = 300, every: int = 50, bootstrap: int = 1000,
-        permutations: int = 0, seed: int = 0, num_threads: int | None = 1) -> pd.DataFrame:
+        permutations: int = 0, seed: int = 0, num_threads: int | None = 1, objective: str = "clip") -> pd.DataFrame:
     """Build the planted data in ``folder``, pre-train each run, return the probe's sex rows.
 
     Columns: ``run, step, metric (auc | auc_gap), group, estimate, ci_low, ci_high, n``; the
@@ -123,8 +126,10 @@ def run(folder: str | Path, *, runs=RUNS, steps: int = 300, every: int = 50, boo
     paths = build(folder, seed=seed)
     parts = []
     for name in runs:
-        cfg = {"objective": "clip", "manifest": str(paths[name]), **MODEL, "steps": steps, "seed": seed,
-               "options": CLIP_OPTIONS, "text_column": "caption", "probe_every": every,
+        text = {"options": CLIP_OPTIONS, "text_column": "caption"} if objective == "clip" else \
+            {"options": SIMCLR_OPTIONS}
+        cfg = {"objective": objective, "manifest": str(paths[name]), **MODEL, "steps": steps, "seed": seed,
+               **text, "probe_every": every,
                "probe_manifest": str(paths["probe"]), "probe_label": "marker", "probe_sensitive": ["sex"],
                "probe_bootstrap": bootstrap, "probe_permutations": permutations, "num_threads": num_threads}
         pretrain(cfg, out=folder / f"run_{name}", overwrite=True)
@@ -167,12 +172,16 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--objective", choices=["clip", "simclr"], default="clip",
+                    help="clip (captions name the marker) or simclr (no captions)")
+    ap.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of women,men,balanced")
     ap.add_argument("--out", default=None, help="folder of the planted data and runs (default: a temp dir)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     folder = Path(args.out or tempfile.mkdtemp(prefix="probe-planted-"))
     t0 = time.perf_counter()
-    rows = run(folder, steps=args.steps, every=args.every, bootstrap=args.bootstrap, seed=args.seed)
+    rows = run(folder, steps=args.steps, every=args.every, bootstrap=args.bootstrap, seed=args.seed,
+               objective=args.objective, runs=tuple(args.runs.split(",")))
     print(markdown(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s; runs in {folder}")
 
