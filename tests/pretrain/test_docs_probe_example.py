@@ -27,7 +27,10 @@ def _section(text: str, heading: str) -> str:
 
 
 def _commands(section: str) -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    """The command lines of the section's bash blocks, except blocks opted out of running
+    (``<!-- example: not run: ... -->`` on the line before: tests/docs/test_examples.py)."""
+    blocks = [m.group(1) for m in re.finditer(r"```bash\n(.*?)```", section, re.S)
+              if not section[:m.start()].rstrip().splitlines()[-1].startswith("<!-- example: not run")]
     return [line.split("  #")[0].strip() for b in blocks for line in b.splitlines()
             if line.strip() and not line.strip().startswith("#")]
 

@@ -33,7 +33,8 @@ _PRETRAIN_EPILOG = (
     "(train in chunks)\n\n"
     "Outputs: OUT/encoder.safetensors (timm ViT weights + spec), OUT/loss_log.csv, "
     "OUT/composition.csv (groups seen vs manifest), OUT/config.yaml, OUT/checkpoint/ (resume), "
-    "OUT/run.json (summary, versions; written last), OUT/report.html (curves); with --probe-every: "
+    "OUT/run.json (summary, versions; written last), OUT/report.html (curves), OUT/model_card.md/.json "
+    "(data, seed, steps, probe settings and the selected step's validation numbers); with --probe-every: "
     "OUT/probe.csv, with --select: OUT/encoder_selected.safetensors."
 )
 
@@ -268,7 +269,7 @@ _DISTILL_EPILOG = (
     "  fairfoundry distill config.yaml --out runs/student   (teachers: [{name: ..., weight: ...}])\n\n"
     "Outputs: OUT/encoder.safetensors (student ViT), OUT/teachers.csv (weights, dropped, "
     "worst-group AUC), OUT/loss_log.csv, OUT/composition.csv, OUT/config.yaml, OUT/checkpoint/, "
-    "OUT/teacher_cache/ (cached teacher features), OUT/run.json (written last)."
+    "OUT/teacher_cache/ (cached teacher features), OUT/model_card.md/.json, OUT/run.json (written last)."
 )
 
 

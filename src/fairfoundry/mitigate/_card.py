@@ -7,11 +7,13 @@ considerations, caveats and recommendations, and the training emissions estimate
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from ..report._card import card_ci as _ci
+from ..report._card import card_value as _fmt
 
 __all__ = ["write_model_card"]
 
@@ -20,16 +22,6 @@ _GAP_METRICS = ("auc_gap", "auc_worst_group", "equalized_odds_difference", "equa
                 "demographic_parity_difference", "ece_gap")
 
 
-def _fmt(v) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return "n/a" if math.isnan(v) else f"{v:.3f}"
-
-
-def _ci(est, lo, hi) -> str:
-    return f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def _data_summary(manifest, groups, y, split_col) -> list[dict]:
@@ -68,7 +60,6 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
                      emissions: dict) -> None:
     """Write ``model_card.md`` and ``model_card.json`` into ``directory``."""
     from .. import __version__
-    from .._io import write_json_atomic, write_text_atomic
     from ._registry import MITIGATIONS
 
     doc = (MITIGATIONS[spec.name].__doc__ or "").strip()
@@ -123,55 +114,49 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
         "emissions": emissions,
     }
     card.update(extra or {})
-    write_json_atomic(directory / "model_card.json", card)
     from .._io import md_escape  # user-supplied text (names, groups, intended use) is escaped
+    from ..report._card import emissions_lines, write_card
 
-    md = [f"# Model card: {md_escape(card['model_details']['name'])}", "",
-          "Sections after Mitchell et al., *Model Cards for Model Reporting*, FAT* 2019.", "",
-          "## Model details", "",
-          (f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings or cfg.encoder}`" if cfg.adaptation == "probe" else
-           f"- Adaptation: zero-shot CLIP with encoder `{cfg.encoder}` (class prompts; nothing trained)"
-           if cfg.adaptation == "zero-shot" else
-           f"- Adaptation: CLIP-Adapter on the frozen image embeddings of encoder `{cfg.encoder}`, classified "
-           "against its class-prompt text embeddings (hyper-parameters chosen on validation)"
-           if cfg.adaptation == "clip-adapter" else
-           f"- Adaptation: `{cfg.adaptation}` of encoder `{cfg.encoder}` with a linear head"
-           + (f" (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha})" if cfg.adaptation == "lora" else "")
-           + f"; trainable share {100 * (info.get('trainable_share') or 0):.2f}%"),
-          f"- Mitigation: `{spec.label}` ({info['stage']}-processing): {summary_line}",
-          f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",
-          f"- Checkpoint chosen on validation by `{cfg.select}`: epoch "
-          f"{(info.get('selected') or {}).get('epoch', 'last')}", "",
-          "## Intended use", "", md_escape(cfg.intended_use), "",
-          "## Factors", "", f"Sensitive attributes: {', '.join(cfg.sensitive)}. Mitigations act on the "
-          f"intersection {' x '.join(cfg.sensitive)}.", "",
-          "## Metrics", "",
-          f"Model selection: `{cfg.select}` on the validation split. Decision thresholds: chosen on validation "
-          f"({', '.join(str(t.get('rule', '')) for t in thresholds) or 'n/a'}). Test is reported once, with "
-          f"{cfg.bootstrap} bootstrap resamples for 95% CIs.", "",
-          "## Training and evaluation data", "", "| split | group | n | positives | prevalence |", "|---|---|---:|---:|---:|"]
-    md += [f"| {r['split']} | {md_escape(r['group'])} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |" for r in data_rows]
-    md += ["", "## Quantitative analyses (test, 95% CI)", ""]
-    md += [f"**{c}**" for c in chance] + ([""] if chance else [])
+    details = [
+        (f"- Head: `{cfg.head}` on embeddings `{cfg.embeddings or cfg.encoder}`" if cfg.adaptation == "probe" else
+         f"- Adaptation: zero-shot CLIP with encoder `{cfg.encoder}` (class prompts; nothing trained)"
+         if cfg.adaptation == "zero-shot" else
+         f"- Adaptation: CLIP-Adapter on the frozen image embeddings of encoder `{cfg.encoder}`, classified "
+         "against its class-prompt text embeddings (hyper-parameters chosen on validation)"
+         if cfg.adaptation == "clip-adapter" else
+         f"- Adaptation: `{cfg.adaptation}` of encoder `{cfg.encoder}` with a linear head"
+         + (f" (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha})" if cfg.adaptation == "lora" else "")
+         + f"; trainable share {100 * (info.get('trainable_share') or 0):.2f}%"),
+        f"- Mitigation: `{spec.label}` ({info['stage']}-processing): {summary_line}",
+        f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",
+        f"- Checkpoint chosen on validation by `{cfg.select}`: epoch "
+        f"{(info.get('selected') or {}).get('epoch', 'last')}"]
+    data_md = ["| split | group | n | positives | prevalence |", "|---|---|---:|---:|---:|"]
+    data_md += [f"| {r['split']} | {md_escape(r['group'])} | {r['n']} | {r['positives']} | {_fmt(r['prevalence'])} |"
+                for r in data_rows]
+    quant = [f"**{c}**" for c in chance] + ([""] if chance else [])
     if per_group:
-        md += ["| attribute | group | metric | estimate [CI] | n |", "|---|---|---|---|---:|"]
-        md += [f"| {r['attribute']} | {md_escape(r['group'])} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} "
-               f"| {r['n']} |" for r in per_group]
-        md += ["", "| attribute | gap / summary | estimate [CI] | detail |", "|---|---|---|---|"]
-        md += [f"| {r['attribute']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} | {r['detail']} |"
-               for r in gaps]
+        quant += ["| attribute | group | metric | estimate [CI] | n |", "|---|---|---|---|---:|"]
+        quant += [f"| {r['attribute']} | {md_escape(r['group'])} | {r['metric']} | "
+                  f"{_ci(r['estimate'], r['ci_low'], r['ci_high'])} | {r['n']} |" for r in per_group]
+        quant += ["", "| attribute | gap / summary | estimate [CI] | detail |", "|---|---|---|---|"]
+        quant += [f"| {r['attribute']} | {r['metric']} | {_ci(r['estimate'], r['ci_low'], r['ci_high'])} | {r['detail']} |"
+                  for r in gaps]
     else:
-        md += ["No test split: not evaluated."]
-    if extra_md:
-        md += ["", *extra_md]
-    md += ["", "## Ethical considerations", "", card["ethical_considerations"], "",
-           "## Caveats and recommendations", ""]
-    md += [f"- {c}" for c in card["caveats_and_recommendations"]]
-    md += ["", "## Emissions", ""]
-    if emissions.get("tracker"):
-        md += [f"- {_fmt(emissions.get('emissions_kg_co2eq'))} kg CO2eq, {_fmt(emissions.get('energy_kwh'))} kWh "
-               f"over {_fmt(emissions.get('duration_s'))} s of training ({emissions.get('country_iso_code')}); "
-               f"{emissions.get('note', '')}"]
-    else:
-        md += [f"- not measured: {emissions.get('note', '')}"]
-    write_text_atomic(directory / "model_card.md", "\n".join(md) + "\n")
+        quant += ["No test split: not evaluated."]
+    sections = [
+        ("Model details", details),
+        ("Intended use", [md_escape(cfg.intended_use)]),
+        ("Factors", [f"Sensitive attributes: {', '.join(cfg.sensitive)}. Mitigations act on the "
+                     f"intersection {' x '.join(cfg.sensitive)}."]),
+        ("Metrics", [f"Model selection: `{cfg.select}` on the validation split. Decision thresholds: chosen on "
+                     f"validation ({', '.join(str(t.get('rule', '')) for t in thresholds) or 'n/a'}). Test is "
+                     f"reported once, with {cfg.bootstrap} bootstrap resamples for 95% CIs."]),
+        ("Training and evaluation data", data_md),
+        ("Quantitative analyses (test, 95% CI)", quant),
+        *([(None, extra_md)] if extra_md else []),
+        ("Ethical considerations", [card["ethical_considerations"]]),
+        ("Caveats and recommendations", [f"- {c}" for c in card["caveats_and_recommendations"]]),
+        ("Emissions", emissions_lines(emissions)),
+    ]
+    write_card(directory, title=card["model_details"]["name"], card=card, sections=sections)

@@ -309,7 +309,8 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
             probe_hook, probes["tracker"] = image_probe(
                 manifest=cfg.manifest, label=labels[0], sensitive=cfg.sensitive, every=cfg.probe_every,
                 preprocess=encoder.preprocess, out=stage_dir, split_column=cfg.split_col,
-                bootstrap=cfg.probe_bootstrap, permutations=cfg.probe_permutations, seed=seed)
+                bootstrap=cfg.probe_bootstrap, permutations=cfg.probe_permutations, seed=seed,
+                select=cfg.select if cfg.select != "loss" else "worst_group_auc")  # reported on the card
             hooks = [*hooks, probe_hook]
         return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
                                  lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,
@@ -388,9 +389,18 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
         info["hallucination"] = None if hallucination is None else {
             k: v for k, v in hallucination.items() if k != "per_group"}
         extra_md = hallucination_markdown(hallucination)
+    extra = {"hallucination": hallucination} if zero_shot is not None else None
+    if info.get("probe"):  # the fairness probe of fine-tuning and its best step, on the card
+        from ..pretrain._probe import probe_card_lines
+
+        epoch = (info.get("selected") or {}).get("epoch", "last")
+        note = (f"Reported, not applied: this run's weights are the checkpoint chosen per epoch by `{cfg.select}` "
+                f"on the validation predictions (epoch {epoch}).")
+        extra_md = [*(extra_md or []), "## Fairness probe during fine-tuning (validation, 95% CI)", "",
+                    *probe_card_lines(info["probe"], selection=note)]
+        extra = {**(extra or {}), "fairness_probe": info["probe"]}
     write_model_card(stage_dir, cfg=cfg, spec=spec, seed=seed, info=info, evaluation=ev, manifest=manifest,
-                     groups=groups, y=y, emissions=emissions, extra_md=extra_md,
-                     extra={"hallucination": hallucination} if zero_shot is not None else None)
+                     groups=groups, y=y, emissions=emissions, extra_md=extra_md, extra=extra)
     test_preds = preds[preds["split"] == "test"].reset_index(drop=True)
     run_thresholds = (ev.thresholds["threshold"].astype(float).tolist() if ev is not None else None)
     return {**info, "evaluation": ev, "test_predictions": test_preds, "thresholds": run_thresholds}

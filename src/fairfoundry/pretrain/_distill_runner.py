@@ -300,5 +300,8 @@ def distill(config: DistillConfig | dict, *, out: str | os.PathLike, overwrite: 
     save_vit(student.backbone, out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
     summary["teachers"] = teachers_frame.to_dict(orient="records")
+    from ._card import split_counts
+
+    summary["manifest_splits"] = split_counts(frame)
     finish_run(out, cfg, cfg_json, kind="distill", summary=summary)
     return summary

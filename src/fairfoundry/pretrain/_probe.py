@@ -141,13 +141,15 @@ class ProbeData:
     cluster: np.ndarray | None = None
     bins: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    source: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
 
 
-def _read_val_rows(opts: ProbeOptions) -> pd.DataFrame:
-    """The probe manifest's validation rows, validated (nothing else is kept)."""
+def _read_val_rows(opts: ProbeOptions) -> tuple[pd.DataFrame, dict]:
+    """The probe manifest's validation rows, validated (nothing else is kept), and a record of
+    what was dropped: ``{"manifest_rows", "split_column", "rows_by_split", "val_rows"}``."""
     from .._io import read_table
 
     path = Path(opts.manifest)
@@ -161,9 +163,12 @@ def _read_val_rows(opts: ProbeOptions) -> pd.DataFrame:
     if opts.path_column not in frame.columns:
         raise FairfoundryError(f"column {opts.path_column!r} not found in {where}",
                                hint=did_you_mean(opts.path_column, frame.columns, what="columns"))
+    source: dict = {"manifest_rows": len(frame), "split_column": None, "rows_by_split": None}
     if opts.split_column in frame.columns:
         split = frame[opts.split_column].astype(str).str.strip().str.lower()
         n_all = len(frame)
+        source.update(split_column=opts.split_column,
+                      rows_by_split={str(k): int(v) for k, v in split.value_counts().sort_index().items()})
         frame = frame[split == opts.split].copy()
         log.info("probe: %d of %d rows of %s are split %r (the others, e.g. test, are not read)",
                  len(frame), n_all, path, opts.split)
@@ -178,12 +183,13 @@ def _read_val_rows(opts: ProbeOptions) -> pd.DataFrame:
                                f"{frame.loc[i, opts.label]!r}", param="probe_label")
     frame = frame[y.notna().to_numpy()].copy()
     frame[opts.label] = y[y.notna()].astype(int).to_numpy()
+    source["val_rows"] = len(frame)
     counts = np.bincount(frame[opts.label].to_numpy(), minlength=2)
     if counts.min() < 2:
         raise FairfoundryError(f"label {opts.label!r} in {where} needs both classes (at least 2 of each) "
                                f"among the validation rows; it has {counts[0]} negatives and {counts[1]} positives",
                                param="probe_label")
-    return frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), source
 
 
 def _subsample(frame: pd.DataFrame, label: str, max_samples: int, seed: int) -> pd.DataFrame:
@@ -232,8 +238,9 @@ def load_probe_data(opts: ProbeOptions, *, train_paths: Sequence[str] | None = N
     """
     from ._data import load_manifest
 
-    frame = _read_val_rows(opts)
+    frame, source = _read_val_rows(opts)
     frame = _subsample(frame, opts.label, opts.max_samples, opts.seed)
+    source["probe_rows"] = len(frame)
     root = opts.root if opts.root is not None else Path(opts.manifest).resolve().parent
     frame, _ = load_manifest(frame, path_column=opts.path_column, root=root)
     warnings: list[str] = []
@@ -264,7 +271,7 @@ def load_probe_data(opts: ProbeOptions, *, train_paths: Sequence[str] | None = N
     y = frame[opts.label].to_numpy().astype(int)
     cluster = frame["patient_id"].astype(str).to_numpy() if "patient_id" in frame.columns else None
     data = ProbeData(frame=frame, y=y, groups=groups, folds=_fold_index(y, cluster, opts.folds, opts.seed),
-                     options=opts, cluster=cluster, bins=bins, warnings=warnings)
+                     options=opts, cluster=cluster, bins=bins, warnings=warnings, source=source)
     for attr, g in groups.items():  # a group with one class: its AUC is NaN (reason in probe.csv)
         for name in sorted(set(g)):
             if len(np.unique(y[g == name])) < 2:
@@ -400,6 +407,108 @@ def scalars(rows: pd.DataFrame) -> dict:
                                                                    strict=True)}}
 
 
+def _num(v) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def step_numbers(rows: pd.DataFrame, step: int) -> dict:
+    """The validation probe of one step as plain data (for ``run.json`` and the model card).
+
+    ``{"step", "overall_auc": {estimate, ci_low, ci_high, n}, "worst_group_auc": {group, ...},
+    "attributes": {attr: {"worst_group": {group, ...}, "gap": {groups, ...}}},
+    "leakage": {attr: {auc, p_value, verdict}}}`` (NaN as None).
+    """
+    part = rows[rows["step"] == step]
+
+    def ci(r, key="group"):
+        return {key: str(r["group"]), "estimate": _num(r["estimate"]), "ci_low": _num(r["ci_low"]),
+                "ci_high": _num(r["ci_high"]), "n": int(r["n"])}
+
+    out: dict = {"step": int(step), "overall_auc": None, "worst_group_auc": None, "attributes": {}, "leakage": {}}
+    o = part[(part["metric"] == "auc") & (part["attribute"] == "overall")]
+    if len(o):
+        out["overall_auc"] = {k: v for k, v in ci(o.iloc[0]).items() if k != "group"}
+    w = part[part["metric"] == "worst_group_auc"]
+    if len(w):
+        out["worst_group_auc"] = ci(w.iloc[0])
+    for metric, key in (("auc_worst_group", "worst_group"), ("auc_gap", "gap")):
+        for r in part[part["metric"] == metric].to_dict(orient="records"):
+            out["attributes"].setdefault(str(r["attribute"]), {})[key] = ci(r, "groups" if key == "gap" else "group")
+    for r in part[part["metric"] == "leakage_auc"].to_dict(orient="records"):
+        a = str(r["attribute"])
+        p = part[(part["metric"] == "leakage_p_value") & (part["attribute"] == a)]
+        reason = str(p["reason"].iloc[0]) if len(p) and isinstance(p["reason"].iloc[0], str) else ""
+        out["leakage"][a] = {"auc": _num(r["estimate"]),
+                             "p_value": _num(p["estimate"].iloc[0]) if len(p) else None,
+                             "verdict": reason.split(" (")[0] if reason else (str(r["reason"]) or "not tested")}
+    return out
+
+
+def probe_card_lines(summary: dict, *, selection: str) -> list[str]:
+    """The model card's Markdown lines about the fairness probe of a run (its ``summary.probe``).
+
+    ``selection`` says what the probe's selection did in this run (which weights it chose, or that
+    it only reports).
+    """
+    from .._io import md_escape
+    from ..report._card import card_ci, card_code
+
+    st = summary.get("settings", {})
+    src = summary.get("source", {})
+    lines = [f"- Probe: every {summary.get('every')} steps (and at the start and the end), "
+             f"{summary.get('probes')} probes on {card_code(Path(str(summary.get('manifest'))).name)}, label "
+             f"{card_code(summary.get('label'))}, sensitive {', '.join(card_code(a) for a in summary.get('sensitive', []))}; "
+             f"{summary.get('n')} images; linear probe with {st.get('folds')}-fold cross-validation "
+             f"(grouped by patient when known), {st.get('bootstrap')} bootstrap replicates for 95% CIs, "
+             f"leakage permutation test with {st.get('permutations')} permutations."]
+    if src.get("split_column"):
+        dropped = {k: v for k, v in (src.get("rows_by_split") or {}).items() if k != st.get("split", "val")}
+        lines.append(f"- Validation only: the probe read the {src.get('val_rows')} rows of "
+                     f"{card_code(str(src['split_column']) + ' == ' + str(st.get('split', 'val')))} of the probe manifest's "
+                     f"{src.get('manifest_rows')} rows; "
+                     + (", ".join(f"{v} {card_code(k)} rows" for k, v in dropped.items()) or "no other rows")
+                     + " were dropped before any image was opened. **The test split was never read.**")
+    else:
+        lines.append(f"- The probe manifest has no split column: all its {src.get('manifest_rows')} rows are "
+                     "validation rows to the probe; no test split was read by the probe.")
+    sel = summary.get("selected")
+    crit = st.get("select") or (sel or {}).get("criterion")
+    if sel is not None:
+        lines.append(f"- Selection rule: `{crit}` ({'argmin' if crit == 'dto' else 'argmax'} over the probed "
+                     f"steps of the validation probe, first of ties). Selected step: **{sel['step']}** "
+                     f"(value {sel['value']:.3f}). {selection}")
+    else:
+        lines.append("- Selection rule: none (no `select`); the numbers below are the last probed step.")
+    at = summary.get("at_selected") or summary.get("at_last")
+    if at:
+        which = "selected" if summary.get("at_selected") else "last"
+        lines += ["", f"Validation probe at the {which} step ({at['step']}), 95% CI:", "",
+                  "| measure | attribute | group(s) | estimate [95% CI] | n |", "|---|---|---|---|---:|"]
+        o = at.get("overall_auc")
+        if o:
+            lines.append(f"| AUC | overall | overall | {card_ci(o['estimate'], o['ci_low'], o['ci_high'])} | {o['n']} |")
+        w = at.get("worst_group_auc")
+        if w:
+            lines.append(f"| worst-group AUC | all | {md_escape(w['group'])} | "
+                         f"{card_ci(w['estimate'], w['ci_low'], w['ci_high'])} | {w['n']} |")
+        for a, d in at.get("attributes", {}).items():
+            g = d.get("gap")
+            if g:
+                lines.append(f"| AUC gap (max - min) | {md_escape(a)} | {md_escape(g['groups'])} | "
+                             f"{card_ci(g['estimate'], g['ci_low'], g['ci_high'])} | |")
+        for a, d in at.get("leakage", {}).items():
+            p = "n/a" if d.get("p_value") is None else f"{d['p_value']:.3f}"
+            auc = "n/a" if d.get("auc") is None else f"{d['auc']:.3f}"
+            lines.append(f"| attribute leakage AUC (chance 0.5; no CI) | {md_escape(a)} | | {auc}; permutation "
+                         f"p = {p}: {md_escape(d.get('verdict', ''))} | |")
+    if summary.get("warnings"):
+        lines.append("")
+    for w in summary.get("warnings", []):
+        lines.append(f"- Warning: {md_escape(w)}")
+    return lines
+
+
 class ProbeTracker:
     """The probe results of one run: ``probe.csv`` (rewritten atomically after every probe) and
     the selection of the best checkpoint.
@@ -492,11 +601,20 @@ class ProbeTracker:
         import shutil
 
         best = self.best()
+        o = self.data.options
         summary = {"probes": int(self.rows["step"].nunique()) if len(self.rows) else 0,
                    "probe_seconds": self.seconds, "n": len(self.data), "warnings": list(self.data.warnings),
-                   "manifest": str(self.data.options.manifest), "label": self.data.options.label,
-                   "sensitive": list(self.data.options.sensitive), "every": self.data.options.every,
+                   "manifest": str(o.manifest), "label": o.label,
+                   "sensitive": list(o.sensitive), "every": o.every,
+                   "settings": {"folds": o.folds, "bootstrap": o.bootstrap, "permutations": o.permutations,
+                                "max_samples": o.max_samples, "C": o.C, "split_column": o.split_column,
+                                "split": o.split, "select": o.select, "seed": o.seed},
+                   "source": dict(self.data.source), "test_split_read": False,
                    "selected": best}
+        if len(self.rows):
+            summary["at_last"] = step_numbers(self.rows, int(self.rows["step"].max()))
+        if best is not None:
+            summary["at_selected"] = step_numbers(self.rows, best["step"])
         if best is not None and selected_path is not None:
             src = self.cand_path(best["step"])
             if not src.exists():
@@ -572,13 +690,15 @@ class ProbeHook(Hook):
 def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[str], every: int,
                 preprocess: Callable, out: str | os.PathLike, split_column: str = "split", bootstrap: int = 100,
                 max_samples: int = 2000, seed: int = 0, permutations: int = 99, root: str | os.PathLike | None = None,
-                csv_name: str = "probe.csv") -> tuple[ProbeHook, ProbeTracker]:
+                csv_name: str = "probe.csv", select: str | None = None) -> tuple[ProbeHook, ProbeTracker]:
     """The probe of a fine-tuning run from images (``fit --adaptation lora|full``): its hook and tracker.
 
     The validation rows of ``manifest`` are preprocessed once with the encoder's ``preprocess``
     (``image array -> (C, H, W)``) and held as one float16 tensor; the hook embeds them with the
     classifier's ``features`` (the fine-tuned backbone) every ``every`` steps and writes
     ``out/probe.csv`` in the format of pre-training runs, so their curves are comparable.
+    ``select`` (a :data:`SELECT_CRITERIA` name) makes the tracker report the best probed step by
+    that criterion (``finish()["selected"]``); no weights are saved or chosen by it here.
     """
     import torch
 
@@ -587,7 +707,7 @@ def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[
     opts = ProbeOptions(manifest=str(manifest), label=label, sensitive=tuple(sensitive), every=int(every),
                         split_column=split_column, bootstrap=int(bootstrap), max_samples=int(max_samples),
                         seed=int(seed), root=None if root is None else str(root),
-                        permutations=int(permutations))
+                        permutations=int(permutations), select=select)
     data = load_probe_data(opts)
     t0 = time.perf_counter()
     arrays = []

@@ -11,6 +11,8 @@ Outputs in ``out``:
 ``loss_log.csv``           ``step, loss, lr, seconds, images_per_s`` + objective extras
 ``composition.csv``        the group composition actually seen vs the manifest's
 ``config.yaml``            the run config; ``fairfoundry pretrain config.yaml`` re-runs it
+``model_card.md``/``.json`` objective, data and composition, seed, steps, the fairness probe's
+                           settings, selection rule and selected step's validation numbers
 ``run.json``               sidecar (written last): config, seed, versions, inputs, summary
 =========================  =================================================================
 """
@@ -52,7 +54,7 @@ AGE_EDGES = tuple(DEFAULT_AGE_EDGES)  # the one default age binning (fairfoundry
 
 OUTPUTS = ["encoder.safetensors", "checkpoint", "loss_log.csv", "composition.csv", "config.yaml",
            "run.json", "teachers.csv", "probe.csv", "encoder_selected.safetensors", "report.html",
-           "curves.svg"]
+           "curves.svg", "model_card.md", "model_card.json"]
 
 
 class DataConfig(BaseModel):
@@ -232,6 +234,7 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
 
     from ._augment import Augment
     from ._backbone import build_vit, check_image_size
+    from ._card import split_counts
     from ._checkpoint import save_vit
     from ._data import ImageBank, byte_tokenize
     from ._objective import PIXEL_MEAN, PIXEL_STD, build_objective
@@ -301,6 +304,7 @@ def pretrain(config: PretrainConfig | dict, *, out: str | os.PathLike, overwrite
     save_vit(objective.export_encoder(), out / "encoder.safetensors", pixel_mean=list(PIXEL_MEAN),
              pixel_std=list(PIXEL_STD), image_size=cfg.image_size, recipe=recipe)
     summary["export"] = export
+    summary["manifest_splits"] = split_counts(frame)
     summary["encoder_parameters"] = int(sum(p.numel()
                                             for p in objective.export_encoder().parameters()))
     finish_run(out, cfg, cfg_json, kind="pretrain", summary=summary)
@@ -434,6 +438,9 @@ def finish_run(out: Path, cfg, cfg_json: dict, *, kind: str, summary: dict) -> N
     from ._report import write_run_report
 
     write_run_report(out, kind=kind, config=cfg_json, summary=summary)
+    from ._card import write_run_card
+
+    write_run_card(out, kind=kind, config=cfg_json, summary=summary)
     write_sidecar(out / "run.json", kind=kind, config=cfg_json, seed=cfg.seed, inputs=inputs,
                   summary=summary)
 
