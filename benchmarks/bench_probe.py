@@ -23,6 +23,11 @@ fixed out-of-fold leakage AUC (``--bootstrap`` replicates, patients resampled) e
 the test's power, and the test's own time per probe is printed.
 
     python benchmarks/bench_probe.py --null 200 [--power 50] [--shift 0.4] [--sex-per-image]
+    python benchmarks/bench_probe.py --null 400 --power 0 --gap-power 100 --label-gap 1.0
+
+The null runs also count the ``auc_gap_p_value`` permutation test of the per-group AUC gap
+(nominal 5 %, exact); ``--gap-power`` runs give its power when the label signal is stronger in
+men.
 
 ``--sex-per-image`` draws sex per image (it then varies within a patient), the design of the first
 version of this simulation.
@@ -49,10 +54,15 @@ def main() -> int:
     ap.add_argument("--shift", type=float, default=0.4)
     ap.add_argument("--sex-per-image", action="store_true",
                     help="null design of the first version: sex drawn per image, so it varies within a patient")
+    ap.add_argument("--gap-power", type=int, default=0,
+                    help="runs whose label signal is stronger in men (--label-gap sd more): the auc_gap "
+                         "permutation test's power")
+    ap.add_argument("--label-gap", type=float, default=1.0)
     args = ap.parse_args()
     if args.null:
         return null_simulation(args.null, bootstrap=args.bootstrap, n_power=args.power, shift=args.shift,
-                               per_image=args.sex_per_image)
+                               per_image=args.sex_per_image, n_gap_power=args.gap_power,
+                               label_gap=args.label_gap)
 
     import pandas as pd
     import torch
@@ -122,7 +132,7 @@ def _old_bootstrap_ci(emb, frame, *, n_boot: int, seed: int) -> tuple[float, flo
     return tuple(np.quantile(vals, [0.025, 0.975]))
 
 
-def _sim(k: int, shift: float, per_image: bool = False):
+def _sim(k: int, shift: float, per_image: bool = False, label_gap: float = 0.0):
     import numpy as np
     import pandas as pd
 
@@ -133,7 +143,7 @@ def _sim(k: int, shift: float, per_image: bool = False):
         sex = np.where(rng.random(n) < 0.5, "female", "male")
     y = (rng.random(n) < 0.4).astype(int)
     emb = rng.normal(size=(n, 8))
-    emb[:, 0] += 1.0 * y  # the same label signal in both groups
+    emb[:, 0] += (1.0 + label_gap * (sex == "male")) * y  # label_gap 0: the same signal in both groups
     emb[:, 1] += shift * (sex == "male")  # 0: nothing about sex
     frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
                           "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
@@ -141,29 +151,35 @@ def _sim(k: int, shift: float, per_image: bool = False):
 
 
 def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: float = 0.4,
-                    per_image: bool = False) -> int:
+                    per_image: bool = False, n_gap_power: int = 0, label_gap: float = 1.0) -> int:
     import numpy as np
 
     from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-probe-null-"))
-    perm_hits = old_hits = old_above = gap_hits = power_hits = 0
+    perm_hits = old_hits = old_above = gap_hits = power_hits = gap_p_hits = gap_power_hits = 0
     t0 = time.perf_counter()
     t_test = []
-    for k in range(n_sims + n_power):
+    for k in range(n_sims + n_power + n_gap_power):
         null = k < n_sims
-        emb, frame = _sim(k, 0.0 if null else shift, per_image)
+        gap_run = k >= n_sims + n_power
+        emb, frame = _sim(k, 0.0 if null or gap_run else shift, per_image, label_gap if gap_run else 0.0)
         frame.to_csv(tmp / "m.csv", index=False)
         data = load_probe_data(ProbeOptions(manifest=str(tmp / "m.csv"), label="y", sensitive=("sex",), every=1,
                                             bootstrap=bootstrap, seed=k))
         rows = probe_embeddings(emb, data, step=0)
         pv = rows[rows["metric"] == "leakage_p_value"].iloc[0]
+        gp = rows[(rows["metric"] == "auc_gap_p_value") & (rows["attribute"] == "sex")].iloc[0]
+        if gap_run:
+            gap_power_hits += int(gp["estimate"] < 0.05)
+            continue
         if not null:
             power_hits += int(pv["estimate"] < 0.05)
             continue
         perm_hits += int(pv["estimate"] < 0.05)
         gap = rows[(rows["metric"] == "auc_gap") & (rows["attribute"] == "sex")].iloc[0]
         gap_hits += int(gap["ci_low"] > 0)
+        gap_p_hits += int(gp["estimate"] < 0.05)
         lo, hi = _old_bootstrap_ci(emb, frame, n_boot=bootstrap, seed=k)
         old_hits += int(lo > 0.5 or hi < 0.5)
         old_above += int(lo > 0.5)
@@ -182,6 +198,10 @@ def null_simulation(n_sims: int, *, bootstrap: int, n_power: int = 50, shift: fl
     print(f"old bootstrap CI of OOF AUC excludes 0.5: {old_hits}/{n_sims} = {old_hits / n_sims:.3f}  (nominal 0.05)")
     print(f"  of which above 0.5:                      {old_above}/{n_sims} = {old_above / n_sims:.3f}  (nominal 0.025)")
     print(f"auc_gap CI excludes 0:                    {gap_hits}/{n_sims} = {gap_hits / n_sims:.3f}  (nominal <= 0.05)")
+    print(f"auc_gap permutation test p < 0.05 (null): {gap_p_hits}/{n_sims} = {gap_p_hits / n_sims:.3f}  (nominal 0.05)")
+    if n_gap_power:
+        print(f"  power (label signal {1 + label_gap:g} sd in men vs 1 sd in women): "
+              f"{gap_power_hits}/{n_gap_power} = {gap_power_hits / n_gap_power:.3f}")
     print(f"permutation test time, 400 x 8, 99 permutations: {1000 * np.median(t_test):.1f} ms (median of 20)")
     return 0
 

@@ -357,3 +357,34 @@ def test_leakage_permutation_test_more_dimensions_than_rows_and_three_groups():
     t1, p1 = leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=49, seed=1)
     assert p0 > 0.05 and p1 == 1 / 50 and t1 > 0.65 and t1 > t0 + 0.1
     assert np.isnan(leakage_permutation_test(emb, g, classes=["a", "b", "c"], n_perm=0)[1])
+
+
+def _gap_rows(tmp_path, seed: int, *, label_gap: float):
+    """The probe's rows on 300 synthetic embeddings (two per patient, sex constant per patient),
+    label signal 1 sd in women and ``1 + label_gap`` sd in men."""
+    from fairfoundry.pretrain._probe import ProbeOptions, load_probe_data, probe_embeddings
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    sex = np.repeat(np.where(rng.random(n // 2) < 0.5, "female", "male"), 2)
+    y = (rng.random(n) < 0.4).astype(int)
+    emb = rng.normal(size=(n, 6))
+    emb[:, 0] += (1.0 + label_gap * (sex == "male")) * y
+    frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                          "path": [f"x{i}.png" for i in range(n)], "sex": sex, "y": y})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    data = load_probe_data(ProbeOptions(manifest=str(tmp_path / "m.csv"), label="y", sensitive=("sex",), every=1,
+                                        bootstrap=0, permutations=39, seed=seed))
+    rows = probe_embeddings(emb, data, step=0)
+    return rows[(rows["metric"] == "auc_gap_p_value") & (rows["attribute"] == "sex")].iloc[0]
+
+
+def test_the_auc_gap_permutation_test_is_calibrated_and_finds_a_planted_gap(tmp_path):
+    null = [_gap_rows(tmp_path, k, label_gap=0.0) for k in range(60)]
+    p = np.array([r["estimate"] for r in null])
+    assert np.mean(p < 0.05) <= 0.12  # nominal 0.05 (exact); binomial sd 0.028 at 60 runs
+    assert 0.3 < p.mean() < 0.7
+    assert all(r["reason"].split(" (")[0] in ("groups differ", "no clear difference") for r in null)
+    planted = [_gap_rows(tmp_path, 1000 + k, label_gap=2.0) for k in range(8)]
+    assert np.mean([r["estimate"] < 0.05 for r in planted]) >= 0.75
+    assert all(r["reason"].startswith("groups differ") for r in planted if r["estimate"] < 0.05)

@@ -86,7 +86,11 @@ def test_the_pretraining_card_states_the_run_and_the_selected_steps_validation_p
     assert at["leakage"]["sex"]["verdict"] == pval["reason"].split(" (")[0]
     assert f"| AUC | overall | overall | {card_ci(o['estimate'], o['ci_low'], o['ci_high'])} | 75 |" in md
     assert f"| worst-group AUC | all | {w['group']} | {card_ci(w['estimate'], w['ci_low'], w['ci_high'])} |" in md
-    assert f"| AUC gap (max - min) | sex | {g['group']} | {card_ci(g['estimate'], g['ci_low'], g['ci_high'])} |" in md
+    gp = row("auc_gap_p_value", "sex")
+    assert at["attributes"]["sex"]["gap"]["p_value"] == pytest.approx(gp["estimate"])
+    assert gp["reason"].split(" (")[0] in ("groups differ", "no clear difference")
+    assert (f"| AUC gap (max - min) | sex | {g['group']} | {card_ci(g['estimate'], g['ci_low'], g['ci_high'])}; "
+            f"permutation p = {gp['estimate']:.3f}: {gp['reason'].split(' (')[0]} |") in md
     assert f"| attribute leakage AUC (chance 0.5; no CI) | sex | | {leak['estimate']:.3f}; permutation p =" in md
     # only validation rows were read: the 70 test rows (unreadable paths) were dropped, and the card says so
     assert p["source"] == {"manifest_rows": 300, "split_column": "split",
