@@ -75,3 +75,34 @@ def test_readme_synth_commands_are_the_tested_docs_commands():
     lines = [ln for ln in code.splitlines() if ln.strip()]
     tested = _block("## Command line, on the toy data") + _block("## The synthetic-augmentation pilot")
     assert lines and all(ln in tested for ln in lines)
+
+
+@pytest.mark.slow
+def test_docs_toy_selection_commands_run(tmp_path, monkeypatch, capsys):
+    """The adaptive-group-norm toy run of docs/synth.md, shrunk: train, extend a copy with --resume,
+    pick the generator and guidance on validation samples, score fresh test samples."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    lines = _block("### Adaptive group-norm conditioning and Min-SNR weighting")
+    shrink = {"scripts/synth_toy.py": ["--steps", "2"], "scripts/synth_toy_select.py":
+              ["--grid", "1", "--val-per-cell", "2", "--test-per-cell", "2", "--sample-steps", "2"]}
+    for line in lines:
+        argv = shlex.split(line)
+        if argv[0] == "cp":
+            assert argv[1] == "-r"
+            shutil.copytree(argv[2], argv[3])
+            continue
+        assert argv[:2] == ["PYTHONPATH=src", "python"] and argv[2] in shrink, line
+        extra = list(shrink[argv[2]])
+        if "--resume" in argv:
+            extra = ["--steps", "4"]
+        monkeypatch.setattr(sys, "argv", [str(ROOT / argv[2]), *argv[3:], *extra])
+        runpy.run_path(str(ROOT / argv[2]), run_name="__main__")
+    sel = json.loads(next(tmp_path.glob("runs/*select*/selection.json")).read_text())
+    assert sel["val_seed"] != sel["test_seed"] and {c["steps"] for c in sel["candidates"]} == {2, 4}
+    test = pd.read_csv(next(tmp_path.glob("runs/*select*/test.csv")))
+    assert len(test) == 4 and (test["n"] == 2).all()
+    assert ((test["wilson_low"] <= test["rate"]) & (test["rate"] <= test["wilson_high"])).all()
+    assert "chosen on validation" in capsys.readouterr().out

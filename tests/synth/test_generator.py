@@ -150,3 +150,43 @@ def test_joint_embedding_gives_each_cell_its_own_row_and_samples(toy):
     out = gen.sample([[0, 1], [1, 0]], seed=0, sample_steps=2)  # guidance uses the all-"none" row
     assert out.shape[0] == 2 and torch.isfinite(out).all()
     assert "joint_embedding" in cfg.identity() and "joint_embedding" not in DiffusionConfig(**TINY).identity()
+
+
+def test_resuming_a_finished_run_takes_no_further_step(toy, tmp_path):
+    done = DiffusionGenerator(DiffusionConfig(**TINY, steps=4), toy.conditions)  # ends at an epoch end
+    done.fit(toy.images, toy.codes, checkpoint_dir=tmp_path / "ck")
+    again = DiffusionGenerator(DiffusionConfig(**TINY, steps=4), toy.conditions)
+    again.fit(toy.images, toy.codes, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert again.train_info["steps"] == 4
+    wd, wa = _weights(done), _weights(again)
+    assert all(torch.equal(wd[k], wa[k]) for k in wd)
+
+
+def test_min_snr_weights_follow_the_formula():
+    from fairfoundry.synth._diffusion import _make_schedulers, min_snr_weights
+
+    ddpm, _ = _make_schedulers(DiffusionConfig(**TINY))
+    t = torch.tensor([0, 100, 500, 900, 999])
+    abar = ddpm.alphas_cumprod.double()[t]
+    snr = abar / (1 - abar)
+    w = min_snr_weights(ddpm, t, 5.0)
+    expected = torch.where(snr > 5, 5 / snr, torch.ones_like(snr)).float()
+    assert torch.allclose(w, expected)
+    assert w[0] < 1e-3 and w[-1] == 1.0  # nearly clean steps down-weighted, noisy steps kept
+
+
+def test_scale_shift_and_snr_gamma_train_sample_and_change_the_hash(toy, tmp_path):
+    plain = DiffusionGenerator(DiffusionConfig(**TINY, steps=2), toy.conditions)
+    ada = DiffusionGenerator(DiffusionConfig(**TINY, steps=2, scale_shift=True, snr_gamma=5.0), toy.conditions)
+    assert plain.hash != ada.hash
+    # adaptive group norm: each block's time projection yields a scale and a shift (twice the width)
+    proj = ada.module.net.unet.down_blocks[0].resnets[0].time_emb_proj
+    assert proj.out_features == 2 * plain.module.net.unet.down_blocks[0].resnets[0].time_emb_proj.out_features
+    ada.fit(toy.images, toy.codes)
+    x = ada.sample([[0, 1], [1, 0]], seed=0, sample_steps=3)
+    assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+    ada.save_weights(tmp_path / "w.safetensors")
+    with pytest.raises(FairfoundryError, match="another config"):
+        plain.load_weights(tmp_path / "w.safetensors")
+    with pytest.raises(FairfoundryError, match="snr_gamma"):
+        DiffusionConfig(**TINY, snr_gamma=0.0)

@@ -842,6 +842,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             try:
                 while self.epoch < cfg.epochs and not self.should_stop:
+                    if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                        break  # a resumed run that already reached max_steps takes no further step
                     # dropout etc. draw from a per-epoch seed, so a resumed run matches
                     torch.manual_seed(int(cfg.seed) * 1_000_003 + self.epoch)
                     total, count = 0.0, 0

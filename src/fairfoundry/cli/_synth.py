@@ -76,6 +76,11 @@ def train_command(
     joint_embedding: bool = typer.Option(False, "--joint-embedding",
                                          help="Also learn one embedding per condition cell (intersection), "
                                               "not only per column."),
+    scale_shift: bool = typer.Option(False, "--scale-shift",
+                                     help="Condition by adaptive group normalisation (scale and shift), "
+                                          "not an added bias."),
+    snr_gamma: float | None = typer.Option(None, "--snr-gamma",
+                                           help="Min-SNR-gamma loss weighting (5 in the paper; default: none)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing generator in --out."),
     allow_outside_root: bool = typer.Option(
@@ -91,7 +96,8 @@ def train_command(
     settings = _settings(image_size=image_size, channels=channels, base_channels=base_channels,
                          channel_mult=channel_mult, steps=steps, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
                          seed=seed, device=device, balance=balance,
-                         joint_embedding=joint_embedding or None)
+                         joint_embedding=joint_embedding or None, scale_shift=scale_shift or None,
+                         snr_gamma=snr_gamma)
     with rich_progress("generator training (steps)", total=settings.get("steps", 2000)) as advance:
         result = train_generator(manifest, condition=condition.split(","), out=out, generator=generator,
                                  settings=settings, split=None if split == "all" else split, resume=resume,
