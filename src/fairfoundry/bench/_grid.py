@@ -416,7 +416,11 @@ def _pinned_cell(cell: Cell, grid_dir: str, threads: int) -> dict:
     if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):
-        return run_cell(cell, grid_dir)
+        status = run_cell(cell, grid_dir)
+    if torch is not None:
+        status["threads"] = torch.get_num_threads()
+    status["niceness"] = os.nice(0)
+    return status
 
 
 def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: str | None,
@@ -430,8 +434,9 @@ def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: s
     ``grid_dir`` by the worker, so nothing large crosses the object store.
 
     Returns the timings: ``startup_s`` (starting or connecting to the cluster), ``cells_s`` (first
-    task submitted to last result received), ``shutdown_s`` (stopping a cluster started here) and
-    ``workers`` (distinct processes that ran cells).
+    task submitted to last result received), ``shutdown_s`` (stopping a cluster started here),
+    ``workers`` (distinct processes that ran cells), and the ``threads_per_cell`` and
+    ``worker_niceness`` the cells ran with.
     """
     from .._ray import ray_session
 
@@ -443,7 +448,7 @@ def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: s
                             num_gpus=float(resources.get("num_gpus", 0)))(_pinned_cell)
         ordered = sorted(cells, key=_cell_cost, reverse=True)  # stable: grid order among equals
         pending = {remote.remote(c, str(grid_dir), threads): c for c in ordered}
-        pids = set()
+        pids, threads_seen, nice_seen = set(), set(), set()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -451,13 +456,16 @@ def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: s
                 try:
                     status = ray.get(ref)
                     pids.add(status.get("pid"))
+                    threads_seen.add(status.get("threads"))
+                    nice_seen.add(status.get("niceness"))
                 except Exception as exc:  # the worker died: recorded as a failed cell
                     status = {"cell_id": cell.cell_id, "status": "failed", "error": f"ray task failed: {exc}",
                               "wall_s": float("nan")}
                 finish(cell, status)
         ended = time.perf_counter()
     return {"startup_s": started - t0, "cells_s": ended - started, "shutdown_s": time.perf_counter() - ended,
-            "workers": len(pids - {None})}
+            "workers": len(pids - {None}), "threads_per_cell": sorted(threads_seen - {None}),
+            "worker_niceness": sorted(nice_seen - {None})}
 
 
 def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, *,
