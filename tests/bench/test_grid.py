@@ -212,6 +212,19 @@ def test_fine_tuning_adaptations_run_as_cells(tmp_path):
     assert (curves.groupby("adaptation")["step"].nunique() >= 2).all(), curves
     lora = next(p for p in (tmp_path / "out" / "cells").glob("*/run") if (p / "adapter.safetensors").is_file())
     assert json.loads((lora / "head.json").read_text())["adaptation"] == "lora"
+    # a LoRA cell is reproducible: its adapters' initialisation draws from the cell's seed, not from
+    # whatever state the process's global RNG is in (another grid run, another cell before it)
+    # (the bundled fairfoundry-tiny: its weights are loaded, nothing seeds the global RNG on the way)
+    import torch
+
+    tiny = {**grid, "encoders": ["fairfoundry-tiny"], "adaptations": [{"kind": "lora", "lora_r": 2}],
+            "fit": {"epochs": 1, "batch_size": 16, "bootstrap": 0, "lr": 1e-3}}
+    rows = []
+    for i, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)
+        assert run_grid(tiny, tmp_path / f"tiny{i}")["done"] == 1
+        rows.append(pd.read_parquet(next((tmp_path / f"tiny{i}" / "cells").glob("*/rows.parquet"))))
+    pd.testing.assert_frame_equal(rows[0], rows[1])
 
 
 def test_cells_go_to_ray_longest_first_and_the_count_reads_no_input(tmp_path):
