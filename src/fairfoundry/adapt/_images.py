@@ -167,7 +167,11 @@ def fit_images(model, train: ImageDataset, *, val: ImageDataset | None = None, m
     if train.y is None:
         raise FairfoundryError("the training ImageDataset has no labels")
     if mode == "lora":
-        apply_lora(model.backbone, r=lora_r, alpha=lora_alpha, target=tuple(lora_target or DEFAULT_TARGETS))
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # the adapters' initialisation draws from the run's seed
+            torch.manual_seed(int((config or TrainConfig()).seed))
+            apply_lora(model.backbone, r=lora_r, alpha=lora_alpha, target=tuple(lora_target or DEFAULT_TARGETS))
     elif mode == "frozen":
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -281,8 +285,10 @@ class EncoderClassifier:
                 h.group_names = list(self.groups_)
         backbone = self._backbone()
         if self.mode == "lora":
-            apply_lora(backbone.net, r=self.lora_r, alpha=self.lora_alpha,
-                       target=tuple(self.lora_target or DEFAULT_TARGETS))
+            with torch.random.fork_rng(devices=[]):  # the adapters' initialisation draws from the seed
+                torch.manual_seed(self.seed)
+                apply_lora(backbone.net, r=self.lora_r, alpha=self.lora_alpha,
+                           target=tuple(self.lora_target or DEFAULT_TARGETS))
         elif self.mode == "frozen":
             for p in backbone.parameters():
                 p.requires_grad_(False)

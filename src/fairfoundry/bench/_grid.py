@@ -117,6 +117,12 @@ class GridSpec(BaseModel):
     fit: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, float] = Field(default_factory=lambda: {"num_cpus": 1})
 
+    @property
+    def n_cells(self) -> int:
+        """The number of cells (product of the axes' lengths), without reading any input file."""
+        return (len(self.datasets) * len(self.encoders) * len(self.adaptations) * len(self.mitigations)
+                * len(self.label_fractions) * len(self.seeds))
+
     @field_validator("datasets", "encoders", "adaptations", "mitigations", "label_fractions", "seeds")
     @classmethod
     def _axis_nonempty(cls, v):
@@ -366,34 +372,100 @@ def run_cell(cell: Cell, grid_dir: str | os.PathLike) -> dict:
         write_table_atomic(rows_path, rows)  # last: its presence marks the cell finished
         (cell_dir / "error.json").unlink(missing_ok=True)
         return {"cell_id": cell.cell_id, "status": "done", "rows": str(rows_path),
-                "wall_s": time.perf_counter() - t0}
+                "wall_s": time.perf_counter() - t0, "pid": os.getpid()}
     except Exception as exc:  # a failed cell is recorded; the grid goes on
         message = exc.message if isinstance(exc, FairfoundryError) else f"{type(exc).__name__}: {exc}"
         write_json_atomic(cell_dir / "error.json", {"cell_id": cell.cell_id, "error": message,
                                                     "traceback": traceback.format_exc()})
-        return {"cell_id": cell.cell_id, "status": "failed", "error": message, "wall_s": time.perf_counter() - t0}
+        return {"cell_id": cell.cell_id, "status": "failed", "error": message, "wall_s": time.perf_counter() - t0,
+                "pid": os.getpid()}
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+#: relative cost of one epoch of a cell's adaptation, for the order in which Ray receives cells
+_EPOCH_COST = {"full": 3.0, "lora": 3.0, "frozen": 2.0, "clip-adapter": 1.0}
+
+
+def _cell_cost(cell: Cell) -> float:
+    """A rough relative cost of a cell: image passes through the encoder per epoch, or one pass.
+
+    Only the order matters (longest first): a list scheduler such as Ray's finishes a grid sooner
+    when its long cells (fine-tuning from images) start first and its short ones (a probe on cached
+    embeddings) fill the gaps at the end, instead of one long cell starting last on an otherwise idle
+    cluster."""
+    cfg = cell.fit_config
+    kind = cfg.get("adaptation", "probe")
+    if kind in _EPOCH_COST:
+        return _EPOCH_COST[kind] * float(cfg.get("epochs", 1)) * cell.label_fraction
+    if kind == "zero-shot":
+        return 1.0
+    return 0.1 if "embeddings" in cfg else 1.0  # a probe embeds its images once unless they are cached
+
+
+def _pinned_cell(cell: Cell, grid_dir: str, threads: int) -> dict:
+    """:func:`run_cell` with every thread pool of the process (torch, BLAS, OpenMP) held to ``threads``:
+    a Ray task granted ``num_cpus`` uses that many cores, whatever ``OMP_NUM_THREADS`` the worker
+    inherited, so cells running side by side do not oversubscribe the machine."""
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - every cell fits with torch; run_cell records the error
+        torch = None
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        status = run_cell(cell, grid_dir)
+    if torch is not None:
+        status["threads"] = torch.get_num_threads()
+    status["niceness"] = os.nice(0)
+    return status
+
+
 def _ray_cells(cells: list[Cell], grid_dir: Path, *, resources: dict, address: str | None,
-               num_cpus: int | None, finish: Callable[[Cell, dict], None]) -> None:
+               num_cpus: int | None, finish: Callable[[Cell, dict], None]) -> dict:
+    """Run ``cells`` as Ray tasks, longest first; ``finish`` is called in the driver as each one ends.
+
+    One task per cell, on the workers Ray starts once per CPU slot and reuses for every task (no
+    ``max_calls``, no per-task runtime environment), so each worker imports torch and fairfoundry
+    once. A task receives the cell (its resolved configuration and input paths, a few kB) and
+    returns a status dict; inputs are read from their paths and outputs written under
+    ``grid_dir`` by the worker, so nothing large crosses the object store.
+
+    Returns the timings: ``startup_s`` (starting or connecting to the cluster), ``cells_s`` (first
+    task submitted to last result received), ``shutdown_s`` (stopping a cluster started here),
+    ``workers`` (distinct processes that ran cells), and the ``threads_per_cell`` and
+    ``worker_niceness`` the cells ran with.
+    """
     from .._ray import ray_session
 
+    threads = max(1, int(resources.get("num_cpus", 1)))
+    t0 = time.perf_counter()
     with ray_session(address=address, num_cpus=num_cpus) as ray:
+        started = time.perf_counter()
         remote = ray.remote(num_cpus=float(resources.get("num_cpus", 1)),
-                            num_gpus=float(resources.get("num_gpus", 0)))(run_cell)
-        pending = {remote.remote(c, str(grid_dir)): c for c in cells}
+                            num_gpus=float(resources.get("num_gpus", 0)))(_pinned_cell)
+        ordered = sorted(cells, key=_cell_cost, reverse=True)  # stable: grid order among equals
+        pending = {remote.remote(c, str(grid_dir), threads): c for c in ordered}
+        pids, threads_seen, nice_seen = set(), set(), set()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 cell = pending.pop(ref)
                 try:
                     status = ray.get(ref)
+                    pids.add(status.get("pid"))
+                    threads_seen.add(status.get("threads"))
+                    nice_seen.add(status.get("niceness"))
                 except Exception as exc:  # the worker died: recorded as a failed cell
                     status = {"cell_id": cell.cell_id, "status": "failed", "error": f"ray task failed: {exc}",
                               "wall_s": float("nan")}
                 finish(cell, status)
+        ended = time.perf_counter()
+    return {"startup_s": started - t0, "cells_s": ended - started, "shutdown_s": time.perf_counter() - ended,
+            "workers": len(pids - {None}), "threads_per_cell": sorted(threads_seen - {None}),
+            "worker_niceness": sorted(nice_seen - {None})}
 
 
 def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, *,
@@ -415,7 +487,11 @@ def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, 
 
     Returns
     -------
-    dict: ``cells``, ``done``, ``skipped``, ``failed`` (list of ``{cell_id, error}``), ``out``.
+    dict: ``cells``, ``done``, ``skipped``, ``failed`` (list of ``{cell_id, error}``), ``out``, and
+    ``timing``: ``executor``, ``startup_s`` (Ray: starting or reaching the cluster), ``cells_s``
+    (running the cells and ingesting their rows), ``shutdown_s`` (Ray: stopping a cluster started
+    here), ``total_s`` and ``workers`` (distinct processes that ran cells: 1 locally; on Ray, the
+    workers it started and reused). Also in ``summary.json``.
     """
     import shutil
 
@@ -467,9 +543,15 @@ def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, 
             if progress is not None:
                 progress(1)
 
+        timing: dict[str, Any] = {"executor": executor}
+        t0 = time.perf_counter()
         if executor == "local":
+            pids = set()
             for cell in cells:
-                finish(cell, run_cell(cell, out))
+                status = run_cell(cell, out)
+                pids.add(status.get("pid"))
+                finish(cell, status)
+            timing.update(startup_s=0.0, cells_s=time.perf_counter() - t0, workers=len(pids - {None}))
         else:
             todo = []
             for cell in cells:
@@ -477,8 +559,11 @@ def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, 
                     finish(cell, run_cell(cell, out))  # skipped without a task
                 else:
                     todo.append(cell)
+            timing.update(startup_s=0.0, cells_s=0.0, shutdown_s=0.0, workers=0)
             if todo:
-                _ray_cells(todo, out, resources=spec.resources, address=ray_address, num_cpus=num_cpus,
-                           finish=finish)
+                timing.update(_ray_cells(todo, out, resources=spec.resources, address=ray_address,
+                                         num_cpus=num_cpus, finish=finish))
+        timing["total_s"] = time.perf_counter() - t0
+    summary["timing"] = timing
     write_json_atomic(out / "summary.json", summary)
     return summary

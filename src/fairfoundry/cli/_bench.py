@@ -31,15 +31,18 @@ def bench_run_command(
 
     Example: fairfoundry bench run grid.yaml --out runs/grid --executor ray
     """
-    from ..bench import grid_cells, load_grid, run_grid
+    from ..bench import load_grid, run_grid
 
     spec = load_grid(grid)
-    n = len(grid_cells(spec))
-    with rich_progress("grid cells", total=n) as advance:
+    with rich_progress("grid cells", total=spec.n_cells) as advance:  # the count reads no input file
         summary = run_grid(spec, out, executor=executor, resume=resume, overwrite=overwrite,
                            ray_address=ray_address, num_cpus=num_cpus, progress=advance)
     typer.echo(f"wrote {out}: {summary['cells']} cells, {summary['done']} run, {summary['skipped']} already "
                f"finished, {len(summary['failed'])} failed")
+    t = summary["timing"]
+    if t["executor"] == "ray":
+        typer.echo(f"  ray: cluster ready in {t['startup_s']:.1f} s, cells {t['cells_s']:.1f} s on {t['workers']} "
+                   "worker process(es)")
     for f in summary["failed"][:10]:
         typer.echo(f"  failed {f['cell_id']} ({f['dataset']}, {f['encoder']}, {f['adaptation']}, "
                    f"{f['mitigation']}, fraction {f['label_fraction']}, seed {f['seed']}): {f['error']}", err=True)
