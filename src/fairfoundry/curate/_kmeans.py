@@ -115,41 +115,64 @@ def _assign(X, C, *, xx=None, block: int | None = None):
     return labels, dist
 
 
-def _kmeanspp(X, k: int, gen, *, xx=None) -> object:
+def _stale_limit(j: int, max_stale: int) -> int:
+    """Centroids that may be added before the distance bounds are refreshed, at centroid ``j``."""
+    return max(1, min(max_stale, j // 4))
+
+
+def _kmeanspp(X, k: int, gen, *, xx=None, max_stale: int = 64) -> object:
     r"""k-means++ seeding on the rows of ``X`` (already a subsample).
 
     Each next centroid is the row drawn with probability proportional to :math:`D(x)^2`, its
-    squared distance to the nearest centroid so far (inverse-CDF draw: a cumulative sum and a
-    binary search). The squared distances to each new centroid come from one matrix-vector
-    product, :math:`\lVert x \rVert^2 - 2 x \cdot c + \lVert c \rVert^2`.
+    squared distance to the nearest centroid so far (Arthur & Vassilvitskii 2007), exactly, but
+    without a pass over all rows per centroid: every row keeps an upper bound
+    :math:`U(x) \ge D(x)^2`, its squared distance to the centroids up to the last refresh. A row
+    is proposed with probability :math:`\propto U(x)` (cumulative sum and binary search), its
+    :math:`D(x)^2` is completed against the few centroids added since, and it is accepted with
+    probability :math:`D(x)^2 / U(x)`: rejection sampling, so accepted rows follow :math:`D^2`
+    exactly. The bounds are refreshed by one matrix product against the centroids added since
+    (``_stale_limit``: at most ``max_stale`` of them, a quarter of those so far) or after 8
+    rejections in a row, instead of one matrix-vector product per centroid.
     """
     torch = _torch()
     n = X.shape[0]
     if xx is None:
         xx = _row_norms(X)
-    u = torch.rand(k, generator=gen, dtype=torch.float64).tolist()  # every draw up front, seeded
     C = torch.empty((k, X.shape[1]), dtype=X.dtype, device=X.device)
-    d2 = torch.empty(n, dtype=X.dtype, device=X.device)
-    buf = torch.empty(n, dtype=X.dtype, device=X.device)
-    cum = torch.empty(n, dtype=X.dtype, device=X.device)
 
-    def dist_to(i: int, out):
-        torch.mv(X, X[i], out=out)
-        return out.mul_(-2.0).add_(xx).add_(xx[i]).clamp_min_(0)
+    def uniform() -> int:
+        return min(int(float(torch.rand(1, generator=gen, dtype=torch.float64)) * n), n - 1)
 
-    idx = min(int(u[0] * n), n - 1)
-    C[0] = X[idx]
-    dist_to(idx, d2)
-    for j in range(1, k):
-        torch.cumsum(d2, 0, out=cum)
-        total = float(cum[-1])
+    first = uniform()
+    C[0] = X[first]
+    U = torch.mv(X, C[0]).mul_(-2.0).add_(xx).add_(xx[first]).clamp_min_(0)
+    cum = torch.cumsum(U, 0)
+    total = float(cum[-1])
+    done, j, rejections = 1, 1, 0  # C[:done] are folded into U
+    while j < k:
+        if j - done >= _stale_limit(j, max_stale) or rejections >= 8:
+            B = C[done:j]
+            D = torch.addmm(_row_norms(B), X, B.T, beta=1, alpha=-2).min(1).values
+            torch.minimum(U, D.add_(xx).clamp_min_(0), out=U)
+            torch.cumsum(U, 0, out=cum)
+            total = float(cum[-1])
+            done, rejections = j, 0
         if total <= 0:  # fewer distinct points than k: any point will do
-            idx = min(int(u[j] * n), n - 1)
+            idx = uniform()
         else:
-            where = cum.new_tensor([u[j] * total])
-            idx = min(int(torch.searchsorted(cum, where, right=True)), n - 1)
+            u, v = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
+            idx = min(int(torch.searchsorted(cum, cum.new_tensor([u * total]), right=True)), n - 1)
+            bound = float(U[idx])
+            true = bound
+            if done < j:
+                diff = C[done:j] - X[idx]
+                true = min(bound, float((diff * diff).sum(1).min()))
+            if not v * bound < true:
+                rejections += 1
+                continue
         C[j] = X[idx]
-        torch.minimum(d2, dist_to(idx, buf), out=d2)
+        j += 1
+        rejections = 0
     return C
 
 
@@ -161,7 +184,8 @@ def _lloyd(X, C, *, n_iter: int, xx=None, tol: float = 1e-6):
         xx = _row_norms(X)
     prev = math.inf
     it = 0
-    for it in range(1, n_iter + 1):
+    while it < n_iter:
+        it += 1
         labels, dist = _assign(X, C, xx=xx)
         sums = torch.zeros_like(C).index_add_(0, labels, X)
         counts = torch.bincount(labels, minlength=k).to(X.dtype)
