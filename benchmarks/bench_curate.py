@@ -123,9 +123,11 @@ def main() -> None:
     print(f"fairfoundry ({args.backend}, {args.device}) hierarchical k-means {ks}, resampling steps {steps}, "
           f"+ balanced sample of {len(idx)}: {t_ff:.1f} s ({t_ff / 60:.1f} min), peak rss {_rss_gb():.2f} GB "
           f"(data included), {_load()}")
-    for phase, s in hk.timings_.items():
+    phases = {p: s for p, s in hk.timings_.items() if not p.startswith("level ")}
+    for phase, s in {**phases, "balanced sampling": t_sample}.items():
         print(f"  {phase:<22s} {s:8.1f} s")
-    print(f"  {'balanced sampling':<22s} {t_sample:8.1f} s")
+    print("  per level (the same seconds again): " + ", ".join(
+        f"{p} {s:.1f} s" for p, s in hk.timings_.items() if p.startswith("level ")))
     work = 0.0
     for level in sorted({r["level"] for r in hk.kmeans_runs_}):
         runs = [r for r in hk.kmeans_runs_ if r["level"] == level]

@@ -71,8 +71,10 @@ def test_seeding_looks_at_a_bounded_subsample(monkeypatch):
 
 def test_fit_records_phases_and_lloyd_iterations():
     X = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    threads = torch.get_num_threads()
     hk = HierarchicalKMeans(n_clusters=(30, 5), resampling_steps=(2, 0), n_iter=7, seed=0).fit(X)
-    assert {"seeding", "lloyd", "resampling selection", "final assignment"} <= set(hk.timings_)
+    assert torch.get_num_threads() == threads  # small levels run on one thread, then it is restored
+    assert {"seeding", "lloyd", "resampling selection", "final assignment", "level 1", "level 2"} <= set(hk.timings_)
     level1 = [r for r in hk.kmeans_runs_ if r["level"] == 1]
     assert [r["resampling_step"] for r in level1] == [0, 1, 2] and level1[0]["n"] == 3000
     assert all(1 <= r["lloyd_iterations"] <= 7 for r in hk.kmeans_runs_)

@@ -86,7 +86,26 @@ class _Stats:
 
 
 def _row_norms(X):
-    return (X * X).sum(1)
+    return _torch().linalg.vector_norm(X, dim=1).square_()
+
+
+# below this many multiply-adds per assignment (n k d), one thread: the work of a thread pool's
+# start and barrier is then larger than the arithmetic, badly so on a loaded machine
+_SMALL_WORK = 1 << 26
+
+
+@contextmanager
+def _threads_for(n: int, k: int, d: int, device):
+    torch = _torch()
+    if getattr(device, "type", str(device)) != "cpu" or n * k * d >= _SMALL_WORK or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _assign(X, C, *, xx=None, block: int | None = None):
@@ -244,9 +263,10 @@ def kmeans(X, k: int, *, n_iter: int = 20, seed: int = 0, device: str = "cpu", i
     torch = _torch()
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32) if not torch.is_tensor(X) else X,
                          dtype=torch.float32, device=device)
-    xx = _row_norms(Xt)
-    C = _fit_centroids(Xt, k, n_iter=n_iter, seed=seed, init=init, backend=backend, xx=xx)
-    labels, _ = _assign(Xt, C, xx=xx)
+    with _threads_for(Xt.shape[0], k, Xt.shape[1], Xt.device):
+        xx = _row_norms(Xt)
+        C = _fit_centroids(Xt, k, n_iter=n_iter, seed=seed, init=init, backend=backend, xx=xx)
+        labels, _ = _assign(Xt, C, xx=xx)
     return C.cpu().numpy(), labels.cpu().numpy()
 
 
@@ -355,7 +375,8 @@ class HierarchicalKMeans:
     labels_ : (n, T) int array, the cluster of every point at every level
     counts_ : list of (k_t,) point counts per cluster
     timings_ : wall seconds of ``fit`` per phase (``seeding``, ``lloyd``, ``resampling
-        selection``, ``final assignment``)
+        selection``, ``final assignment``) and per level (``level 1``, ...; these overlap the
+        phases)
     kmeans_runs_ : one dict per k-means run (``level``, ``resampling_step``, ``k``, ``n``
         points, ``lloyd_iterations`` actually run)
 
@@ -443,8 +464,9 @@ class HierarchicalKMeans:
         for t, k in enumerate(self.n_clusters):
             log.info("hierarchical k-means: level %d, k=%d on %d items", t + 1, k, cur.shape[0])
             stats.context = {"level": t + 1}
-            C, lab = self._level(cur, k, self.seed + 1000 * t, self._steps(t),
-                                 self.n_init if t == 0 else max(self.n_init, 10), stats)
+            with stats.phase(f"level {t + 1}"), _threads_for(cur.shape[0], k, cur.shape[1], cur.device):
+                C, lab = self._level(cur, k, self.seed + 1000 * t, self._steps(t),
+                                     self.n_init if t == 0 else max(self.n_init, 10), stats)
             self.centroids_.append(C.cpu().numpy())
             lab = lab.cpu().numpy()
             point_labels.append(lab if t == 0 else lab[point_labels[-1]])
