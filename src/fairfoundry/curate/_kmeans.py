@@ -96,8 +96,10 @@ _SMALL_WORK = 1 << 26
 
 @contextmanager
 def _threads_for(n: int, k: int, d: int, device):
+    """One torch thread inside the block when the work is small (or always, with ``n=0``)."""
     torch = _torch()
-    if getattr(device, "type", str(device)) != "cpu" or n * k * d >= _SMALL_WORK or torch.get_num_threads() == 1:
+    small = n * k * d < _SMALL_WORK
+    if getattr(device, "type", str(device)) != "cpu" or not small or torch.get_num_threads() == 1:
         yield
         return
     before = torch.get_num_threads()
@@ -293,7 +295,9 @@ def _fit_centroids(Xt, k: int, *, n_iter: int, seed: int, init=None, backend: st
     if not 1 <= k <= n:
         raise FairfoundryError(f"k={k} must be between 1 and the {n} points to cluster")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    with stats.phase("seeding"):
+    # seeding: sequential draws, each a few small operations on the subsample (one thread is
+    # faster than two), and a matrix product per batch of centroids
+    with stats.phase("seeding"), _threads_for(0, k, 0, Xt.device):
         if init is None:
             m = _seed_subsample_size(n, k)
             if m == n:
