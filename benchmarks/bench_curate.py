@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue as queue_mod
 import resource
 import time
 
@@ -29,6 +30,14 @@ import numpy as np
 
 
 def _rss_gb() -> float:
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024 ** 2
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
@@ -53,6 +62,7 @@ def make_data(n: int, d: int, *, blobs: int = 2000, seed: int = 0):
 
 def _peer(name: str, n: int, d: int, k: int, n_iter: int, batch_size: int, queue) -> None:
     X, _ = make_data(n, d)
+    queue.put("ready")  # the parent's clock for --peer-timeout starts now
     t = time.perf_counter()
     if name == "sklearn":
         from sklearn.cluster import MiniBatchKMeans
@@ -74,14 +84,23 @@ def run_peer(name: str, args, k: int) -> tuple[float | None, str]:
     q = ctx.Queue()
     p = ctx.Process(target=_peer, args=(name, args.n, args.d, k, args.n_iter, args.batch_size, q))
     p.start()
-    deadline = time.monotonic() + args.peer_timeout + 600  # + data generation in the child
-    while p.is_alive() and q.empty() and time.monotonic() < deadline:
-        p.join(1.0)
-    if q.empty():
+
+    def wait(seconds: float):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and (p.is_alive() or not q.empty()):
+            try:
+                return q.get(timeout=1.0)
+            except queue_mod.Empty:
+                continue
+        return None
+
+    got = wait(600.0)  # data generation, untimed
+    got = wait(args.peer_timeout) if got == "ready" else None
+    if got is None:
         p.terminate()
         p.join()
         return None, f"stopped after --peer-timeout={args.peer_timeout:.0f} s (or failed, exit {p.exitcode})"
-    secs, rss, extra = q.get()
+    secs, rss, extra = got
     p.join()
     return secs, f"{extra}; peak rss of its process {rss:.2f} GB"
 
