@@ -44,12 +44,12 @@ def test_docs_curate_examples(cli, tmp_path, monkeypatch):
     ag = pd.read_csv("curated/proxies/agreement.csv").set_index("attribute")
     assert round(ag.loc["sex", "ami"], 3) == 0.019 and round(ag.loc["sex", "ami_p_value"], 3) == 0.005
     pairs = pd.read_csv("curated/dedup/pairs.csv")
-    assert set(pairs["kind"]) == {"semantic"} and len(pairs) == 13 and pairs["cross_patient"].all()
+    assert set(pairs["kind"]) == {"semantic"} and len(pairs) == 14 and pairs["cross_patient"].all()
     bal = pd.read_csv("curated/balanced/manifest.csv")
     assert len(bal) == 150
     summary = pd.read_csv("runs/curation/summary.csv").set_index("arm")
     assert summary["seeds"].eq(5).all() and list(summary["n_train"]) == [179, 175, 89, 89]
-    assert round(summary.loc["balanced", "auc"], 3) == 0.618
+    assert round(summary.loc["balanced", "auc"], 3) == 0.542
     html = Path("runs/curation/report.html").read_text()
     assert "No detectable effect of curation here" in html
     sl = pd.read_csv("curated/slices/slices.csv")
