@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,21 @@ def tiny_options() -> dict:
 def write_textures_fn():
     """The texture-manifest writer, for tests that need more (held-out) data."""
     return write_textures
+
+
+@pytest.fixture(scope="session")
+def nih_probe_dir(tmp_path_factory):
+    """The bundled NIH X-rays as ``train.csv`` (the train split, for pre-training) and
+    ``probe.csv`` (every row; its test rows point at files that do not exist, so a run that
+    read one would fail). Paths are absolute."""
+    import fairfoundry
+
+    nih = Path(fairfoundry.__file__).parent / "datasets" / "_data" / "nih_images_256" / "manifest.csv"
+    d = tmp_path_factory.mktemp("nih")
+    m = pd.read_csv(nih)
+    m["path"] = [str(nih.parent / p) for p in m["path"]]
+    m[m["split"] == "train"].to_csv(d / "train.csv", index=False)
+    test = m["split"] == "test"
+    m.loc[test, "path"] = [str(d / "unreadable" / f"{i}.png") for i in range(int(test.sum()))]
+    m.to_csv(d / "probe.csv", index=False)
+    return d

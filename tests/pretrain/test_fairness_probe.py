@@ -23,18 +23,9 @@ MAE = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}
 
 
 @pytest.fixture(scope="module")
-def nih(tmp_path_factory):
-    """The bundled NIH X-rays: a pre-training manifest (train split) and a probe manifest whose
-    test rows point at files that do not exist (reading one would fail the run)."""
-    d = tmp_path_factory.mktemp("nih")
-    m = pd.read_csv(NIH)
-    m["path"] = [str(NIH.parent / p) for p in m["path"]]
-    m[m["split"] == "train"].to_csv(d / "train.csv", index=False)
-    probe = m.copy()
-    test = probe["split"] == "test"
-    probe.loc[test, "path"] = [str(d / "unreadable" / f"{i}.png") for i in range(int(test.sum()))]
-    probe.to_csv(d / "probe.csv", index=False)
-    return d
+def nih(nih_probe_dir):
+    """The bundled NIH X-rays: ``train.csv`` and ``probe.csv`` (see ``nih_probe_dir``)."""
+    return nih_probe_dir
 
 
 def _cfg(d, **kw):
@@ -263,7 +254,8 @@ def test_cli_probe_and_select_dto(cli, tiny_manifest, tmp_path):
 @pytest.mark.parametrize("adaptation", ["full", "lora"])
 def test_fit_from_images_writes_the_same_probe_curves(cli, tmp_path, adaptation):
     """``fit --adaptation full|lora --probe-every N`` probes the fine-tuned backbone on the
-    validation split with the probe of pre-training (same probe.csv format)."""
+    validation split with the probe of pre-training (same probe.csv format), and its model card
+    reports the probe."""
     from fairfoundry.pretrain import build_vit, save_vit
 
     torch.manual_seed(0)
@@ -288,6 +280,20 @@ def test_fit_from_images_writes_the_same_probe_curves(cli, tmp_path, adaptation)
     run = json.loads((out / "run.json").read_text())
     assert run["run"]["probe"]["probes"] == probe["step"].nunique()
     assert json.loads((out / "head.json").read_text())["adaptation"] == adaptation
+    # the model card reports the probe and its best step by fit's criterion (the argmax of the
+    # validation probe), and says the weights come from fit's own selection
+    o = probe[(probe["metric"] == "auc") & (probe["attribute"] == "overall")].set_index("step")["estimate"]
+    card = json.loads((out / "model_card.json").read_text())
+    sel = card["fairness_probe"]["selected"]
+    assert sel["criterion"] == "overall_auc" and sel["step"] == int(o.idxmax())
+    assert sel["value"] == pytest.approx(o.max())
+    md = (out / "model_card.md").read_text()
+    assert "## Fairness probe during fine-tuning (validation, 95% CI)" in md
+    assert f"Selected step: **{sel['step']}**" in md and "Reported, not applied" in md
+    assert "the probe read the 25 rows of `split == val`" in md and "25 `test` rows" in md
+    at = card["fairness_probe"]["at_selected"]
+    assert at["overall_auc"]["estimate"] == pytest.approx(o.max()) and at["overall_auc"]["n"] == 25
+    assert not (out / "encoder_selected.safetensors").exists()  # fit reports the probe; it chooses nothing by it
 
 
 def test_grid_cells_that_fine_tune_from_images_carry_the_probe(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,24 +23,18 @@ MAE = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}
 
 
 @pytest.fixture(scope="module")
-def probed(tmp_path_factory):
+def probed(nih_probe_dir):
     """A 4-step MAE run on the bundled train split, probed every 2 steps on the val split of a
     manifest whose test rows point at files that do not exist, selecting by worst-group AUC."""
     from fairfoundry.pretrain import pretrain
 
-    d = tmp_path_factory.mktemp("card")
-    m = pd.read_csv(NIH)
-    m["path"] = [str(NIH.parent / p) for p in m["path"]]
-    m[m["split"] == "train"].to_csv(d / "train.csv", index=False)
-    test = m["split"] == "test"
-    m.loc[test, "path"] = [str(d / "unreadable" / f"{i}.png") for i in range(int(test.sum()))]
-    m.to_csv(d / "probe.csv", index=False)
+    d = nih_probe_dir
     cfg = {"objective": "mae", "manifest": str(d / "train.csv"), **TINY, "options": MAE, "steps": 4, "seed": 3,
            "probe_every": 2, "probe_manifest": str(d / "probe.csv"), "probe_label": "No_Finding",
            "probe_sensitive": ["sex"], "probe_bootstrap": 30, "probe_permutations": 19,
            "select": "worst_group_auc"}
-    summary = pretrain(cfg, out=d / "run")
-    return d / "run", summary
+    summary = pretrain(cfg, out=d / "card-run")
+    return d / "card-run", summary
 
 
 def test_the_pretraining_card_states_the_run_and_the_selected_steps_validation_probe(probed):
@@ -136,38 +129,3 @@ def test_the_distillation_card_names_the_teachers_and_the_probe(tiny_manifest, t
     step = summary["probe"]["selected"]["step"]
     assert "Selection rule: `overall_auc` (argmax" in md and f"Selected step: **{step}**" in md
     assert "40 rows; no other rows were dropped" in md and "The test split was never read." in md
-
-
-def test_fit_from_images_puts_the_probes_best_step_on_its_card(cli, tmp_path):
-    """``fit --adaptation full --probe-every N``: the card reports the probe, its best step by the
-    fit's criterion (the argmax of the validation probe) and that the weights come from fit's
-    own selection."""
-    from fairfoundry.pretrain import build_vit, save_vit
-
-    torch.manual_seed(0)
-    enc = tmp_path / "tiny.safetensors"
-    save_vit(build_vit(**{k: v for k, v in TINY.items() if k != "batch_size"}), enc, image_size=32,
-             pixel_mean=[0.5] * 3, pixel_std=[0.5] * 3)
-    m = pd.read_csv(NIH).head(100)
-    m["path"] = [str(NIH.parent / p) for p in m["path"]]
-    m["split"] = np.array(["train", "train", "val", "test"])[np.arange(100) % 4]
-    m.to_csv(tmp_path / "m.csv", index=False)
-    out = tmp_path / "fit"
-    r = cli("fit", "--manifest", tmp_path / "m.csv", "--encoder", enc, "--adaptation", "full", "--label",
-            "No_Finding", "--sensitive", "sex", "--out", out, "--no-html", "--epochs", "2", "--batch-size", "20",
-            "--bootstrap", "0", "--no-emissions", "--probe-every", "2", "--probe-bootstrap", "20",
-            "--probe-permutations", "0", "--select", "overall_auc")
-    assert r.code == 0, r
-    probe = pd.read_csv(out / "probe.csv")
-    o = probe[(probe["metric"] == "auc") & (probe["attribute"] == "overall")].set_index("step")["estimate"]
-    card = json.loads((out / "model_card.json").read_text())
-    sel = card["fairness_probe"]["selected"]
-    assert sel["criterion"] == "overall_auc" and sel["step"] == int(o.idxmax())
-    assert sel["value"] == pytest.approx(o.max())
-    md = (out / "model_card.md").read_text()
-    assert "## Fairness probe during fine-tuning (validation, 95% CI)" in md
-    assert f"Selected step: **{sel['step']}**" in md and "Reported, not applied" in md
-    assert "the probe read the 25 rows of `split == val`" in md and "25 `test` rows" in md
-    at = card["fairness_probe"]["at_selected"]
-    assert at["overall_auc"]["estimate"] == pytest.approx(o.max()) and at["overall_auc"]["n"] == 25
-    assert not (out / "encoder_selected.safetensors").exists()  # fit reports the probe; it chooses nothing by it

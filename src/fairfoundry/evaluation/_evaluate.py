@@ -200,26 +200,19 @@ def _headline_family(metrics, labels, all_labels: list[str]) -> dict:
     from ._findings import HEADLINE_METRICS
     from ._plan import UNDERDIAGNOSIS_LABEL
 
-    out: dict = {"headline_metrics": None, "headline_labels": None}
-    if metrics is not None:
-        ms = [str(m).strip().lower() for m in ([metrics] if isinstance(metrics, str) else metrics)]
-        bad = [m for m in ms if m not in HEADLINE_METRICS]
-        if bad or not ms:
-            raise FairfoundryError(f"headline_metrics={', '.join(bad or ms)!r}: not a headline "
-                                   "metric",
-                                   hint="choose from " + ", ".join(HEADLINE_METRICS),
-                                   param="headline_metrics")
-        out["headline_metrics"] = list(dict.fromkeys(ms))
-    if labels is not None:
-        ls = [str(x).strip() for x in ([labels] if isinstance(labels, str) else labels)]
-        known = [*all_labels, UNDERDIAGNOSIS_LABEL]
-        bad = [x for x in ls if x not in known]
-        if bad or not ls:
-            raise FairfoundryError(f"headline_labels={', '.join(bad or ls)!r}: not an evaluated "
-                                   "label",
-                                   hint="choose from " + ", ".join(known),
-                                   param="headline_labels")
-        out["headline_labels"] = list(dict.fromkeys(ls))
+    out: dict = {}
+    for name, given, known, what, norm in (
+            ("headline_metrics", metrics, list(HEADLINE_METRICS), "a headline metric", str.lower),
+            ("headline_labels", labels, [*all_labels, UNDERDIAGNOSIS_LABEL], "an evaluated label", str)):
+        out[name] = None
+        if given is None:
+            continue
+        vals = [norm(str(v).strip()) for v in ([given] if isinstance(given, str) else given)]
+        bad = [v for v in vals if v not in known]
+        if bad or not vals:
+            raise FairfoundryError(f"{name}={', '.join(bad or vals)!r}: not {what}",
+                                   hint="choose from " + ", ".join(known), param=name)
+        out[name] = list(dict.fromkeys(vals))
     return out
 
 
