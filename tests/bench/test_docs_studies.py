@@ -84,7 +84,25 @@ def _check_zoo(out: Path) -> None:
     assert any("too few datasets to rank" in f for f in study["findings"])
 
 
-CHECKS = {"label-scarcity": _check_label_scarcity, "cross-site": _check_cross_site, "zoo-benchmark": _check_zoo}
+def _check_peft(out: Path) -> None:
+    study = json.loads((out / "study.json").read_text())
+    kinds = {"linear-probe", "lora-r4", "lora-r16", "frozen", "partial-last2", "full"}
+    assert study["cells"] == len(kinds) * 2 and not study["failed"]
+    auc = pd.read_csv(out / "tables" / "auc.csv")
+    assert set(auc["adaptation"]) == kinds
+    import duckdb
+
+    with duckdb.connect(str(out / "grid" / "results.duckdb"), read_only=True) as con:
+        ids = dict(con.execute("SELECT adaptation, cell_id FROM cells WHERE seed = 0").fetchall())
+    heads = {a: json.loads(next((out / "grid" / "cells" / ids[a]).rglob("head.json")).read_text())
+             for a in ("frozen", "partial-last2", "full")}
+    assert heads["partial-last2"]["adaptation"] == "partial" and heads["partial-last2"]["partial_blocks"] == 2
+    share = {a: h["trainable_share"] for a, h in heads.items()}
+    assert share["frozen"] < share["partial-last2"] < 0.3 < share["full"]  # 2 of 12 blocks + norm + head
+
+
+CHECKS = {"label-scarcity": _check_label_scarcity, "cross-site": _check_cross_site, "zoo-benchmark": _check_zoo,
+          "peft-vs-full": _check_peft}
 
 
 def test_every_study_has_a_documented_command():
@@ -92,12 +110,15 @@ def test_every_study_has_a_documented_command():
                                                                    "zoo-benchmark", "peft-vs-full"}
 
 
+_EXPERIMENTS = _commands("fairfoundry experiment")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("study", sorted(CHECKS))
-def test_documented_study_command_runs(study, tmp_path, monkeypatch):
+@pytest.mark.parametrize("argv", _EXPERIMENTS, ids=[f"{c[1]}-{i}" for i, c in enumerate(_EXPERIMENTS)])
+def test_documented_study_command_runs(argv, tmp_path, monkeypatch):
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)  # the documented commands use repository paths (tests/data/...)
-    (argv,) = [c for c in _commands("fairfoundry experiment") if c[1] == study]
+    study = argv[1]
     argv = [a if not a.startswith("runs/") else str(tmp_path / a) for a in argv]
     extra = list(FAST)
     if study == "label-scarcity":

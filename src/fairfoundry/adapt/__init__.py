@@ -1,4 +1,4 @@
-"""Adaptation of foundation models: heads on cached embeddings, fine-tuning, LoRA, zero-shot.
+"""Adaptation of foundation models: heads on cached embeddings, full / partial fine-tuning, LoRA, zero-shot.
 
 Everything trains through the one loop in :mod:`fairfoundry.adapt._loop` (:class:`Trainer`
 with :class:`Hook` s), so every mitigation is a small hook, not a copy of the loop.
@@ -23,6 +23,7 @@ from ._lora import (
     trainable_share,
     unmerge_lora,
 )
+from ._partial import find_blocks, freeze_all_but_last_blocks
 from ._selection import CRITERIA, auc, dto, pareto_front, selection_scores
 from ._zeroshot import DEFAULT_TEMPLATES, CLIPAdapterClassifier, text_classifier, zero_shot_scores
 
@@ -43,7 +44,9 @@ __all__ = [
     "ImageClassifier",
     "ImageDataset",
     "apply_lora",
+    "find_blocks",
     "fit_images",
+    "freeze_all_but_last_blocks",
     "lora_parameters",
     "merge_lora",
     "predict_images",

@@ -1,12 +1,13 @@
-"""Adaptation from images: full fine-tuning, LoRA or a frozen backbone, through the one loop.
+"""Adaptation from images: full, partial or LoRA fine-tuning or a frozen backbone, through the one loop.
 
 :class:`ImageDataset` reads a manifest's images with :func:`fairfoundry.data.load_image`,
 resizes, converts to 3 channels and normalises; items are dicts ``x, y, group``.
 :class:`ImageClassifier` puts a linear head on a backbone that maps images to features
 (``timm.create_model(..., num_classes=0)``, an open_clip ``visual`` tower, a HF model's pooled
 output through ``feature_fn``); it exposes ``features`` and ``out`` so per-group hooks
-(group heads, FIN) work on it. :func:`fit_images` trains with ``mode="full"``, ``"lora"`` or
-``"frozen"`` and returns the trained model and the :class:`TrainResult`.
+(group heads, FIN) work on it. :func:`fit_images` trains with ``mode="full"``, ``"lora"``,
+``"partial"`` (the last blocks, see :mod:`fairfoundry.adapt._partial`) or ``"frozen"`` and returns
+the trained model and the :class:`TrainResult`.
 """
 
 from __future__ import annotations
@@ -139,16 +140,43 @@ def ImageClassifier(backbone, n_out: int = 1, *, feature_dim: int | None = None,
     return _ImageClassifier()
 
 
+MODES = ("full", "lora", "partial", "frozen")
+
+
+def prepare_backbone(net, *, mode: str, seed: int, lora_r: int = 8, lora_alpha: float = 16.0,
+                     lora_target: Sequence[str] | None = None, partial_blocks: int = 2) -> None:
+    """Make ``net`` trainable for ``mode``: LoRA adapters (initialised from ``seed``), the last
+    ``partial_blocks`` blocks, nothing (``frozen``) or everything (``full``)."""
+    import torch
+
+    from ._lora import DEFAULT_TARGETS, apply_lora
+    from ._partial import freeze_all_but_last_blocks
+
+    if mode not in MODES:
+        raise FairfoundryError(f"unknown adaptation mode {mode!r}", hint=f"use {', '.join(MODES)}")
+    if mode == "lora":
+        with torch.random.fork_rng(devices=[]):  # the adapters' initialisation draws from the run's seed
+            torch.manual_seed(int(seed))
+            apply_lora(net, r=lora_r, alpha=lora_alpha, target=tuple(lora_target or DEFAULT_TARGETS))
+    elif mode == "partial":
+        freeze_all_but_last_blocks(net, partial_blocks)
+    elif mode == "frozen":
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+
 def fit_images(model, train: ImageDataset, *, val: ImageDataset | None = None, mode: str = "full",
                lora_r: int = 8, lora_alpha: float = 16.0, lora_target: Sequence[str] | None = None,
-               hooks: Sequence = (), select: str = "overall_auc", config=None, progress=None,
-               track_emissions: bool = False):
+               partial_blocks: int = 2, hooks: Sequence = (), select: str = "overall_auc", config=None,
+               progress=None, track_emissions: bool = False):
     """Fine-tune an :func:`ImageClassifier` on images with the one training loop.
 
     Parameters
     ----------
-    mode : ``"full"`` (every parameter), ``"lora"`` (LoRA on the backbone, head trainable) or
-        ``"frozen"`` (head only: a linear probe from images).
+    mode : ``"full"`` (every parameter), ``"lora"`` (LoRA on the backbone, head trainable),
+        ``"partial"`` (the backbone's last ``partial_blocks`` blocks and the layers after them, see
+        :func:`~fairfoundry.adapt.freeze_all_but_last_blocks`) or ``"frozen"`` (head only: a
+        linear probe from images).
     select : validation criterion (see :mod:`fairfoundry.adapt._selection`); needs ``val``.
     config : :class:`~fairfoundry.adapt.TrainConfig` (``select`` and ``mode`` are filled in).
 
@@ -159,22 +187,12 @@ def fit_images(model, train: ImageDataset, *, val: ImageDataset | None = None, m
     import dataclasses
 
     from ._loop import SupervisedObjective, TrainConfig, Trainer
-    from ._lora import DEFAULT_TARGETS, apply_lora
     from ._selection import criterion_mode, selection_scores
 
-    if mode not in ("full", "lora", "frozen"):
-        raise FairfoundryError(f"unknown adaptation mode {mode!r}", hint="use full, lora or frozen")
     if train.y is None:
         raise FairfoundryError("the training ImageDataset has no labels")
-    if mode == "lora":
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # the adapters' initialisation draws from the run's seed
-            torch.manual_seed(int((config or TrainConfig()).seed))
-            apply_lora(model.backbone, r=lora_r, alpha=lora_alpha, target=tuple(lora_target or DEFAULT_TARGETS))
-    elif mode == "frozen":
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+    prepare_backbone(model.backbone, mode=mode, seed=(config or TrainConfig()).seed, lora_r=lora_r,
+                     lora_alpha=lora_alpha, lora_target=lora_target, partial_blocks=partial_blocks)
     cfg = config or TrainConfig()
     use_val = val is not None and val.y is not None
     cfg = dataclasses.replace(cfg, select=select if use_val else None,
@@ -212,7 +230,7 @@ def predict_images(model, data: ImageDataset, *, device="cpu", batch_size: int =
 
 
 class EncoderClassifier:
-    """Fine-tune an encoder of the zoo with a linear head from images (LoRA, full or frozen).
+    """Fine-tune an encoder of the zoo with a linear head from images (LoRA, full, partial or frozen).
 
     The counterpart of :class:`~fairfoundry.adapt.HeadClassifier` for adaptation from pixels:
     same ``fit`` / ``predict_score`` / ``save`` interface, same hooks and validation-only
@@ -222,22 +240,24 @@ class EncoderClassifier:
     ----------
     encoder : a loaded :class:`fairfoundry.models.Encoder` (its ``module``, ``image_features``,
         ``preprocess`` and ``embed_dim`` are used).
-    mode : ``"lora"``, ``"full"`` or ``"frozen"``.
+    mode : ``"lora"``, ``"full"``, ``"partial"`` or ``"frozen"`` (see :func:`fit_images`).
     lora_r, lora_alpha, lora_target : LoRA settings (see :func:`~fairfoundry.adapt.apply_lora`).
+    partial_blocks : ``mode="partial"``: how many of the backbone's last blocks are trained.
     """
 
     def __init__(self, encoder, *, mode: str = "lora", lora_r: int = 8, lora_alpha: float = 16.0,
-                 lora_target: Sequence[str] | None = None, epochs: int = 10, batch_size: int = 32, lr: float = 1e-4,
-                 weight_decay: float = 1e-4, hooks: Sequence = (), select: str = "overall_auc",
+                 lora_target: Sequence[str] | None = None, partial_blocks: int = 2, epochs: int = 10,
+                 batch_size: int = 32, lr: float = 1e-4, weight_decay: float = 1e-4, hooks: Sequence = (), select: str = "overall_auc",
                  patience: int | None = 5, seed: int = 0, device: str = "cpu", track_emissions: bool = False,
                  country_iso_code: str = "USA", progress=None, cache_images: bool = True):
         from ._selection import criterion_mode
 
-        if mode not in ("lora", "full", "frozen"):
-            raise FairfoundryError(f"unknown adaptation mode {mode!r}", hint="use lora, full or frozen")
+        if mode not in MODES:
+            raise FairfoundryError(f"unknown adaptation mode {mode!r}", hint=f"use {', '.join(MODES)}")
         criterion_mode(select)
         self.encoder, self.mode = encoder, mode
         self.lora_r, self.lora_alpha, self.lora_target = lora_r, lora_alpha, lora_target
+        self.partial_blocks = partial_blocks
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.hooks, self.select, self.patience, self.seed, self.device = list(hooks), select, patience, seed, device
         self.track_emissions, self.progress, self.cache_images = track_emissions, progress, cache_images
@@ -271,7 +291,7 @@ class EncoderClassifier:
 
         from ._heads import encode_groups
         from ._loop import SupervisedObjective, TrainConfig, Trainer
-        from ._lora import DEFAULT_TARGETS, apply_lora, trainable_share
+        from ._lora import trainable_share
         from ._selection import criterion_mode, dto, selection_scores
 
         y = np.asarray(y, dtype=np.float32)
@@ -284,14 +304,8 @@ class EncoderClassifier:
             if hasattr(h, "unknown"):  # names let fairness terms leave out the group 'unknown'
                 h.group_names = list(self.groups_)
         backbone = self._backbone()
-        if self.mode == "lora":
-            with torch.random.fork_rng(devices=[]):  # the adapters' initialisation draws from the seed
-                torch.manual_seed(self.seed)
-                apply_lora(backbone.net, r=self.lora_r, alpha=self.lora_alpha,
-                           target=tuple(self.lora_target or DEFAULT_TARGETS))
-        elif self.mode == "frozen":
-            for p in backbone.parameters():
-                p.requires_grad_(False)
+        prepare_backbone(backbone.net, mode=self.mode, seed=self.seed, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                         lora_target=self.lora_target, partial_blocks=self.partial_blocks)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = ImageClassifier(backbone, self.n_labels_, feature_dim=backbone.num_features)
@@ -351,7 +365,7 @@ class EncoderClassifier:
 
     def save(self, directory) -> Path:
         """``head.safetensors`` (classifier), ``adapter.safetensors`` (LoRA tensors) or
-        ``model.safetensors`` (full fine-tuning), and ``head.json``."""
+        ``model.safetensors`` (full or partial fine-tuning), and ``head.json``."""
         from safetensors.torch import save_file
 
         from .._io import write_atomic, write_json_atomic
@@ -365,11 +379,12 @@ class EncoderClassifier:
         if self.mode == "lora":
             ad = {k: v.contiguous() for k, v in lora_parameters(self.model_).items()}
             write_atomic(d / "adapter.safetensors", lambda p: save_file(ad, str(p)))
-        elif self.mode == "full":
+        elif self.mode in ("full", "partial"):
             write_atomic(d / "model.safetensors", lambda p: save_file(sd, str(p)))
         write_json_atomic(d / "head.json", {
             "adaptation": self.mode, "encoder": getattr(self.encoder, "name", None), "n_labels": self.n_labels_,
             "groups": self.groups_, "seed": self.seed, "trainable_share": self.trainable_share_,
             "lora": {"r": self.lora_r, "alpha": self.lora_alpha} if self.mode == "lora" else None,
+            "partial_blocks": self.partial_blocks if self.mode == "partial" else None,
             "hooks": [getattr(h, "name", type(h).__name__) for h in self.hooks], "selected": self.selected_})
         return d

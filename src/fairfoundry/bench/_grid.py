@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -74,15 +75,18 @@ class AdaptationEntry(BaseModel):
     encoder zero-shot CLIP / CLIP-Adapter (``fit --adaptation zero-shot``)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["probe", "lora", "full", "frozen", "zero-shot", "clip-adapter"] = "probe"
+    kind: Literal["probe", "lora", "full", "partial", "frozen", "zero-shot", "clip-adapter"] = "probe"
     head: Literal["linear", "mlp"] = "linear"
     lora_r: int = 8
     lora_alpha: float = 16.0
+    partial_blocks: int = Field(2, ge=1)
 
     @property
     def label(self) -> str:
         if self.kind == "probe":
             return "linear-probe" if self.head == "linear" else "mlp-probe"
+        if self.kind == "partial":
+            return f"partial-last{self.partial_blocks}"
         return f"lora-r{self.lora_r}" if self.kind == "lora" else self.kind
 
 
@@ -96,7 +100,7 @@ class GridSpec(BaseModel):
     encoders : encoder names (zoo presets, ``backend:id`` or checkpoints). A dataset with cached
         ``embeddings`` for an encoder uses them; otherwise the manifest's images are embedded.
     adaptations : list of :class:`AdaptationEntry` (or the strings ``probe``, ``mlp``, ``lora``,
-        ``full``, ``frozen``, ``zero-shot``, ``clip-adapter``; the last two need a CLIP-style encoder,
+        ``full``, ``partial``, ``frozen``, ``zero-shot``, ``clip-adapter``; the last two need a CLIP-style encoder,
         prompts in ``fit: {prompts: [...], class_prompts: {...}}``)
     mitigations : method names of ``fairfoundry fit --list-methods`` (``erm`` is the reference),
         or ``{name: ..., args: {...}}``
@@ -134,7 +138,8 @@ class GridSpec(BaseModel):
     @classmethod
     def _adaptations(cls, v):
         named = {"probe": {"kind": "probe"}, "linear": {"kind": "probe"}, "mlp": {"kind": "probe", "head": "mlp"},
-                 "lora": {"kind": "lora"}, "full": {"kind": "full"}, "frozen": {"kind": "frozen"},
+                 "lora": {"kind": "lora"}, "full": {"kind": "full"}, "partial": {"kind": "partial"},
+                 "frozen": {"kind": "frozen"},
                  "zero-shot": {"kind": "zero-shot"}, "clip-adapter": {"kind": "clip-adapter"}}
         out = []
         for a in v or []:
@@ -266,6 +271,8 @@ def grid_cells(spec: GridSpec) -> list[Cell]:
                                "adaptation": ad.kind, "head": ad.head, **spec.fit}
         if ad.kind == "lora":
             cfg.update(lora_r=ad.lora_r, lora_alpha=ad.lora_alpha)
+        if ad.kind == "partial":
+            cfg.update(partial_blocks=ad.partial_blocks)
         if ad.kind == "probe":  # a frozen encoder: the fairness probe of training does not apply
             cfg.pop("probe_every", None)
             cfg.pop("probe_bootstrap", None)
@@ -384,7 +391,7 @@ def run_cell(cell: Cell, grid_dir: str | os.PathLike) -> dict:
 
 
 #: relative cost of one epoch of a cell's adaptation, for the order in which Ray receives cells
-_EPOCH_COST = {"full": 3.0, "lora": 3.0, "frozen": 2.0, "clip-adapter": 1.0}
+_EPOCH_COST = {"full": 3.0, "lora": 3.0, "partial": 2.5, "frozen": 2.0, "clip-adapter": 1.0}
 
 
 def _cell_cost(cell: Cell) -> float:
@@ -490,8 +497,10 @@ def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, 
     dict: ``cells``, ``done``, ``skipped``, ``failed`` (list of ``{cell_id, error}``), ``out``, and
     ``timing``: ``executor``, ``startup_s`` (Ray: starting or reaching the cluster), ``cells_s``
     (running the cells and ingesting their rows), ``shutdown_s`` (Ray: stopping a cluster started
-    here), ``total_s`` and ``workers`` (distinct processes that ran cells: 1 locally; on Ray, the
-    workers it started and reused). Also in ``summary.json``.
+    here), ``total_s``, ``workers`` (distinct processes that ran cells: 1 locally; on Ray, the
+    workers it started and reused) and ``threads_per_cell`` (torch's threads in the cells: the
+    local executor leaves torch at its default, a Ray task is held to its ``num_cpus``; results
+    can differ in the last digits between thread counts). Also in ``summary.json``.
     """
     import shutil
 
@@ -551,7 +560,9 @@ def run_grid(spec: GridSpec | str | os.PathLike | dict, out: str | os.PathLike, 
                 status = run_cell(cell, out)
                 pids.add(status.get("pid"))
                 finish(cell, status)
-            timing.update(startup_s=0.0, cells_s=time.perf_counter() - t0, workers=len(pids - {None}))
+            torch = sys.modules.get("torch")  # imported by the cells that ran; not imported here
+            timing.update(startup_s=0.0, cells_s=time.perf_counter() - t0, workers=len(pids - {None}),
+                          threads_per_cell=[torch.get_num_threads()] if torch is not None else [])
         else:
             todo = []
             for cell in cells:

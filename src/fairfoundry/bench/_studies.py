@@ -9,7 +9,7 @@ difference is shown at this size.
 - ``label-scarcity`` (Q3, section 4.2): linear probe trained on 1, 5, 10, 25, 50 and 100 % of the
   training patients; AUC, fairness gaps and the spread of the gaps over seeds, per fraction.
 - ``peft-vs-full`` (Q1, section 4.1.2): linear probe vs LoRA (several ranks) vs a head trained
-  through the frozen encoder vs full fine-tuning of the same encoder.
+  through the frozen encoder vs partial (last blocks) vs full fine-tuning of the same encoder.
 - ``cross-site`` (the review's geographic generalisation check): HAM10000's two countries
   (``rosendahl``: Queensland, Australia; ``vidir_*`` / ``vienna_dias``: Vienna, Austria); train on
   one, test on the other and on itself.
@@ -59,6 +59,7 @@ class StudyOptions:
     epochs: int = 30
     fine_tune_epochs: int = 3
     lora_ranks: tuple[int, ...] = (4, 16)
+    partial_blocks: int = 2
     fractions: tuple[float, ...] = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
     device: str = "cpu"
     executor: str = "local"
@@ -368,12 +369,14 @@ class _LabelScarcity:
 @register_study("peft-vs-full", question="Q1 (review 4.1.2): do parameter-efficient methods such as LoRA change "
                                          "fairness compared with full fine-tuning?")
 class _PeftVsFull:
-    """Linear probe vs LoRA ranks vs a head trained through the frozen encoder vs full fine-tuning."""
+    """Linear probe vs LoRA ranks vs a head trained through the frozen encoder vs partial (the last
+    blocks) vs full fine-tuning."""
 
     @staticmethod
     def build(out: Path, opts: StudyOptions) -> dict:
         adaptations = [{"kind": "probe"}, *({"kind": "lora", "lora_r": r} for r in opts.lora_ranks),
-                       {"kind": "frozen"}, {"kind": "full"}]
+                       {"kind": "frozen"}, {"kind": "partial", "partial_blocks": opts.partial_blocks},
+                       {"kind": "full"}]
         grid = _grid("peft-vs-full", [_embedded_dataset(out, opts)], opts, encoders=opts.encoders[:1],
                      adaptations=adaptations)
         grid["fit"]["epochs"] = opts.fine_tune_epochs  # one setting for every adaptation: the comparison is fair
@@ -608,6 +611,9 @@ def run_study(name: str, out: str | os.PathLike, *, options: StudyOptions | None
     study, opts = STUDIES[name], options or StudyOptions()
     if len(opts.seeds) < 2:
         raise FairfoundryError("a study needs at least two seeds (its intervals are over seeds)")
+    if opts.partial_blocks < 1 or min(opts.lora_ranks, default=1) < 1 or opts.fine_tune_epochs < 1:
+        raise FairfoundryError("--partial-blocks, --lora-rank and --fine-tune-epochs must be at least 1, got "
+                               f"{opts.partial_blocks}, {list(opts.lora_ranks)} and {opts.fine_tune_epochs}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if overwrite:

@@ -85,7 +85,8 @@ def fit_command(
         None, "--encoder-weights", help="Weights for --encoder (a file, or 'random' for tests)."),
     adaptation: str | None = typer.Option(
         None, "--adaptation",
-        help="probe (default: head on frozen embeddings), or with --encoder from images: lora, full or frozen; "
+        help="probe (default: head on frozen embeddings), or with --encoder from images: lora, full, partial "
+             "(the last --partial-blocks blocks) or frozen; "
              "with a CLIP-style --encoder: zero-shot (class prompts, nothing trained) or clip-adapter."),
     prompt: list[str] | None = typer.Option(
         None, "--prompt",
@@ -96,6 +97,8 @@ def fit_command(
         help="YAML file of zero-shot prompts: templates (list with {label}) and classes (label: [negative, "
              "positive] descriptions; default 'no <label>' / '<label>')."),
     lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank (default 8)."),
+    partial_blocks: int | None = typer.Option(
+        None, "--partial-blocks", help="--adaptation partial: train the encoder's last N blocks (default 2)."),
     manifest: Path | None = typer.Option(
         None, "--manifest", "-m", help="Manifest (CSV/Parquet) with sample_id, label(s), attributes and split."),
     label: list[str] | None = typer.Option(
@@ -148,7 +151,7 @@ def fit_command(
     if list_methods:
         for row in list_mitigations():
             typer.echo(f"{row['name']:<22} {row['stage']:<5} {row['summary']}")
-        typer.echo("\nadaptations (--adaptation): probe, lora, full, frozen, zero-shot (CLIP class prompts, nothing "
+        typer.echo("\nadaptations (--adaptation): probe, lora, full, partial, frozen, zero-shot (CLIP class prompts, nothing "
                    "trained; erm or post-processing), clip-adapter (CLIP-Adapter; training mitigations apply)")
         return
     from ..pipeline import fit_run, load_fit_config
@@ -200,7 +203,8 @@ def fit_command(
             overrides["bins"] = {k: [float(x) for x in v.split(",")] for k, v in kv.items()}
         except ValueError as exc:
             raise FairfoundryError(f"--bins expects numbers, e.g. age=40,60,80: {exc}") from exc
-    for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
+    for key, val in (("adaptation", adaptation), ("lora_r", lora_r), ("partial_blocks", partial_blocks),
+                     ("head", head), ("select", select), ("epochs", epochs), ("batch_size", batch_size),
                      ("lr", lr), ("optimizer", optimizer), ("bootstrap", bootstrap), ("device", device),
                      ("probe_every", probe_every), ("probe_bootstrap", probe_bootstrap),
                      ("probe_permutations", probe_permutations)):

@@ -121,6 +121,8 @@ def _study_command(name: str):
         epochs: int = typer.Option(30, "--epochs", help="Epochs of heads on embeddings."),
         fine_tune_epochs: int = typer.Option(3, "--fine-tune-epochs", help="Epochs of every adaptation (peft-vs-full)."),
         lora_rank: list[int] | None = typer.Option(None, "--lora-rank", help="LoRA ranks (peft-vs-full; default 4, 16)."),
+        partial_blocks: int = typer.Option(
+            2, "--partial-blocks", help="Partial fine-tuning trains the encoder's last N blocks (peft-vs-full)."),
         fraction: list[float] | None = typer.Option(
             None, "--fraction", help="Label fractions (label-scarcity; default 0.01 0.05 0.1 0.25 0.5 1)."),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
@@ -138,6 +140,7 @@ def _study_command(name: str):
             sensitive=tuple(sensitive or defaults.sensitive), encoders=tuple(encoder or defaults.encoders),
             encoder_weights=encoder_weights, seeds=tuple(range(seeds)), bootstrap=bootstrap, epochs=epochs,
             fine_tune_epochs=fine_tune_epochs, lora_ranks=tuple(lora_rank or defaults.lora_ranks),
+            partial_blocks=partial_blocks,
             fractions=tuple(fraction or defaults.fractions), device=device, executor=executor, num_cpus=num_cpus)
         with rich_progress(f"{name} cells", total=None) as advance:
             result = run_study(name, out, options=opts, resume=resume, overwrite=overwrite, progress=advance)

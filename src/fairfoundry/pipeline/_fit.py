@@ -28,7 +28,7 @@ __all__ = ["FitConfig", "MethodSpec", "fit_run", "load_fit_config", "RUN_FILES"]
 log = logging.getLogger(__name__)
 
 #: adaptations that fine-tune from images (the others work on embeddings)
-_FINE_TUNE = ("lora", "full", "frozen")
+_FINE_TUNE = ("lora", "full", "partial", "frozen")
 
 #: files in one run directory
 RUN_FILES = ("predictions.parquet", "head.safetensors", "head.json", "config.yaml", "history.csv",
@@ -62,8 +62,10 @@ class FitConfig(BaseModel):
         :func:`fairfoundry.models.extract_embeddings`) and kept in ``OUT/embeddings``.
     encoder_weights, encoder_kwargs : passed to the encoder loader.
     adaptation : ``probe`` (head on frozen, cached embeddings; the default), or from images with
-        ``encoder``: ``lora`` (LoRA on the encoder + linear head), ``full`` (every weight) or
-        ``frozen`` (linear head trained through the frozen encoder); or, with a CLIP-style
+        ``encoder``: ``lora`` (LoRA on the encoder + linear head), ``full`` (every weight),
+        ``partial`` (the encoder's last ``partial_blocks`` blocks and the layers after them, see
+        :func:`fairfoundry.adapt.freeze_all_but_last_blocks`) or ``frozen`` (linear head trained
+        through the frozen encoder); or, with a CLIP-style
         ``encoder`` (a text tower): ``zero-shot`` (class prompts, nothing trained) or
         ``clip-adapter`` (CLIP-Adapter on the frozen image embeddings), see
         :mod:`fairfoundry.pipeline._zeroshot`.
@@ -78,6 +80,7 @@ class FitConfig(BaseModel):
         confidence of a "confident" positive call, and the events below which a group is "too
         few to judge".
     lora_r, lora_alpha, lora_target : LoRA rank, scale and target layer names.
+    partial_blocks : ``adaptation: partial``: how many of the encoder's last blocks are trained.
     manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
         ``split`` (train/val/test).
     label : one label column or a list (multi-label).
@@ -104,7 +107,7 @@ class FitConfig(BaseModel):
     encoder: str | None = None
     encoder_weights: str | None = None
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
-    adaptation: Literal["probe", "lora", "full", "frozen", "zero-shot", "clip-adapter"] = "probe"
+    adaptation: Literal["probe", "lora", "full", "partial", "frozen", "zero-shot", "clip-adapter"] = "probe"
     prompts: list[str] | None = None
     class_prompts: dict[str, list[str]] = Field(default_factory=dict)
     adapter_ratios: list[float] = Field(default_factory=lambda: [0.2, 0.6])
@@ -115,6 +118,7 @@ class FitConfig(BaseModel):
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_target: list[str] | None = None
+    partial_blocks: int = Field(2, ge=1)
     label: str | list[str]
     sensitive: list[str]
     split_col: str = "split"
@@ -180,8 +184,8 @@ class FitConfig(BaseModel):
             raise ValueError(f"adaptation {self.adaptation!r} fine-tunes from images: it needs 'encoder', "
                              "not 'embeddings'")
         if self.probe_every is not None and self.adaptation == "probe":
-            raise ValueError("probe_every probes an encoder while it is fine-tuned: it needs adaptation lora or "
-                             "full (with adaptation 'probe' the encoder is frozen and its probe never changes)")
+            raise ValueError("probe_every probes an encoder while it is fine-tuned: it needs adaptation lora, "
+                             "partial or full (with adaptation 'probe' the encoder is frozen and its probe never changes)")
         if self.adaptation not in ("zero-shot", "clip-adapter") and (self.prompts is not None or self.class_prompts):
             raise ValueError("prompts and class_prompts are for adaptation zero-shot or clip-adapter, not "
                              f"{self.adaptation!r}")
@@ -314,6 +318,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
             hooks = [*hooks, probe_hook]
         return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
                                  lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,
+                                 partial_blocks=cfg.partial_blocks,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                  weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
                                  patience=cfg.patience, seed=seed, device=cfg.device,
