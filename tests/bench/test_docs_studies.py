@@ -98,7 +98,7 @@ def _check_peft(out: Path) -> None:
              for a in ("frozen", "partial-last2", "full")}
     assert heads["partial-last2"]["adaptation"] == "partial" and heads["partial-last2"]["partial_blocks"] == 2
     share = {a: h["trainable_share"] for a, h in heads.items()}
-    assert share["frozen"] < share["partial-last2"] < 0.3 < share["full"]  # 2 of 12 blocks + norm + head
+    assert share["frozen"] < 0.01 < 0.4 < share["partial-last2"] < 0.6 < share["full"]  # 2 of 4 blocks + norm
 
 
 CHECKS = {"label-scarcity": _check_label_scarcity, "cross-site": _check_cross_site, "zoo-benchmark": _check_zoo,

@@ -10,7 +10,15 @@ pytest.importorskip("torch")
 pytest.importorskip("duckdb")
 
 from fairfoundry._errors import FairfoundryError
-from fairfoundry.bench import STUDIES, StudyOptions, ham10000_sites, run_study, spread_over_seeds
+from fairfoundry.bench import (
+    STUDIES,
+    StudyOptions,
+    ham10000_sites,
+    paired_differences,
+    run_study,
+    simultaneous,
+    spread_over_seeds,
+)
 from fairfoundry.cli import main
 
 FAST = {"bootstrap": 20, "epochs": 5, "seeds": (0, 1)}
@@ -75,3 +83,34 @@ def test_paired_difference_verdict_false_positive_rate_under_the_null():
     d = paired_differences(pd.DataFrame(rows), metric="auc")
     assert len(d) == 400 and (d["n_pairs"] == 5).all()
     assert 0.025 <= d["differs"].mean() <= 0.08
+
+
+def test_simultaneous_verdicts_keep_the_family_wise_rate():
+    # null simulation of a peft-vs-full report: 5 adaptations vs a reference, 3 metrics, 3 seeds, all
+    # equal in distribution; a report states a false "differs" when any of its 15 verdicts does
+    rng = np.random.default_rng(1)
+    adaptations = ["ref", "a", "b", "c", "d", "e"]
+    any_plain = any_sim = 0
+    reps = 400
+    for _rep in range(reps):
+        rows = []
+        for attr in ("overall", "sex", "age"):
+            shared = rng.normal(0, 0.05, size=3)  # seed effects every adaptation shares (same split)
+            for ad in adaptations:
+                for seed in range(3):
+                    rows.append({"dataset": "d", "encoder": "e", "adaptation": ad, "mitigation": "erm",
+                                 "label_fraction": 1.0, "seed": seed, "label": "y", "attribute": attr,
+                                 "group": "", "metric": "m", "estimate": shared[seed] + rng.normal(0, 0.03),
+                                 "kind": "summary"})
+        res = pd.DataFrame(rows)
+        diffs = [paired_differences(res, metric="m", attribute=a, group=None, kind="summary", by="adaptation",
+                                    reference="ref") for a in ("overall", "sex", "age")]
+        family = sum(len(d) for d in diffs)
+        assert family == 15
+        any_plain += any(d["differs"].any() for d in diffs)
+        any_sim += any(simultaneous(d, family)["differs"].any() for d in diffs)
+    print(f"any false differs: {any_plain / reps:.3f} plain, {any_sim / reps:.3f} simultaneous")
+    assert any_sim / reps <= 0.07  # Bonferroni: at most 5 % (up to simulation noise)
+    assert any_plain / reps > 0.3  # 15 plain 95 % intervals: the rate the fix removes
+    d = simultaneous(diffs[0], 15)
+    assert (d["sim_ci_low"] <= d["ci_low"]).all() and (d["sim_ci_high"] >= d["ci_high"]).all()

@@ -38,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def blocks() -> list[Block]:
             opt = _OPT_OUT.search(before)
             out.append(Block(page=str(page.relative_to(ROOT)), line=text[:m.start()].count("\n") + 1,
                              lang=lang, run_at_build=m.group("info").strip() == "run",
-                             code=m.group("code"), opt_out=opt.group("reason") if opt else None))
+                             code=textwrap.dedent(m.group("code")),  # a block inside a list item is indented
+                             opt_out=opt.group("reason") if opt else None))
     return out
 
 

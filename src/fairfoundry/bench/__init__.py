@@ -22,7 +22,8 @@ _LAZY = {
                     "_knownbias"),
     **dict.fromkeys(("FriedmanResult", "average_ranks", "friedman_from_ranks", "friedman_test", "nemenyi_cd",
                      "plot_cd_diagram"), "_rank"),
-    **dict.fromkeys(("ResultsStore", "leaderboard", "paired_differences", "spread_over_seeds"), "_store"),
+    **dict.fromkeys(("ResultsStore", "leaderboard", "paired_differences", "simultaneous", "spread_over_seeds"),
+                   "_store"),
     **dict.fromkeys(("STUDIES", "StudyOptions", "ham10000_sites", "register_study", "run_study"), "_studies"),
     **dict.fromkeys(("PILOT_FILES", "synthetic_pilot"), "_synthetic_pilot"),
 }

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .._errors import FairfoundryError
 
-__all__ = ["ResultsStore", "leaderboard", "paired_differences", "spread_over_seeds"]
+__all__ = ["ResultsStore", "leaderboard", "paired_differences", "simultaneous", "spread_over_seeds"]
 
 _AXES = ("dataset", "encoder", "adaptation", "mitigation", "label_fraction", "seed")
 _SCHEMA = """
@@ -218,6 +218,33 @@ def paired_differences(results: pd.DataFrame, *, metric: str = "auc", attribute:
                          "differs": bool(np.isfinite(lo) and (lo > 0 or hi < 0))})
     return pd.DataFrame(rows, columns=[*keys, by, "reference", "n_pairs", "difference", "ci_low", "ci_high",
                                        "differs"])
+
+
+def simultaneous(d: pd.DataFrame, family_size: int, *, confidence: float = 0.95) -> pd.DataFrame:
+    r"""Widen the paired t-intervals of ``d`` (from :func:`paired_differences`) to hold jointly over a family.
+
+    A report that states a verdict for each of :math:`m` comparisons keeps its chance of any false
+    "differs" at :math:`1 - c` only if each interval has level :math:`1 - (1 - c)/m` (Bonferroni):
+    the half-width of each t-interval is multiplied by
+    :math:`t_{1-(1-c)/(2m),\,n-1} / t_{1-(1-c)/2,\,n-1}`. Adds ``sim_ci_low``, ``sim_ci_high`` and
+    ``family_size``; ``differs`` is then whether the simultaneous interval excludes 0 (the
+    descriptive ``ci_low`` / ``ci_high`` stay per-comparison 95 %). The null simulation in
+    ``tests/bench/test_studies.py`` checks the family-wise rate.
+    """
+    from scipy import stats
+
+    d = d.copy()
+    m = max(int(family_size), 1)
+    alpha = 1 - confidence
+    n = d["n_pairs"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(n > 1, n - 1, np.nan)
+        scale = stats.t.ppf(1 - alpha / (2 * m), df) / stats.t.ppf(1 - alpha / 2, df)
+    half = (d["ci_high"].to_numpy(dtype=float) - d["ci_low"].to_numpy(dtype=float)) / 2 * scale
+    mean = d["difference"].to_numpy(dtype=float)
+    d["sim_ci_low"], d["sim_ci_high"], d["family_size"] = mean - half, mean + half, m
+    d["differs"] = np.isfinite(mean - half) & ((mean - half > 0) | (mean + half < 0))
+    return d
 
 
 def spread_over_seeds(results: pd.DataFrame, *, metric: str, attribute: str, group: str | None = None,

@@ -215,6 +215,14 @@ def _difference_sentence(row, what: str, *, unit: str = "") -> str:
     if row["n_pairs"] < 2:
         return f"{what}: too few paired seeds to judge (n = {row['n_pairs']})."
     d = _fmt(row["difference"], row["ci_low"], row["ci_high"])
+    m = int(row.get("family_size", 1) or 1)
+    if m > 1:
+        sim = _fmt(row["difference"], row["sim_ci_low"], row["sim_ci_high"]).split(" ", 1)[-1]
+        how = (f"95 % t-interval over {row['n_pairs']} paired seeds; simultaneous over the {m} comparisons of this "
+               f"report (Bonferroni): {sim}")
+        if row["differs"]:
+            return f"{what}: differs, {d}{unit} ({how})."
+        return f"{what}: no difference shown ({d}{unit}; {how}, which includes 0)."
     if row["differs"]:
         return f"{what}: differs, {d}{unit} (95 % t-interval over {row['n_pairs']} paired seeds)."
     return (f"{what}: no difference shown at 95 % ({d}{unit}, {row['n_pairs']} paired seeds; the interval "
@@ -386,19 +394,23 @@ class _PeftVsFull:
 
     @staticmethod
     def analyse(results, cells, grid, opts, inputs) -> dict:
-        from ._store import paired_differences
+        from ._store import paired_differences, simultaneous
 
         tables = _metric_tables(results, opts.sensitive)
         text, figures = [], {}
         ref = "linear-probe"
+        diffs = []
         for metric, attr, kind, group in [("auc", "overall", "group", "overall"),
                                           *(("auc_gap", a, "summary", None) for a in opts.sensitive)]:
             d = paired_differences(results, metric=metric, attribute=attr, group=group, kind=kind, by="adaptation",
                                    reference=ref)
-            tables[f"diff_{metric}_{attr}"] = d
+            diffs.append((metric, attr, d, attr == "overall" or _judgeable(results, attr)))
+        family = sum(len(d) for *_, d, judged in diffs if judged)  # every verdict the report states
+        for metric, attr, d, judged in diffs:
+            d = tables[f"diff_{metric}_{attr}"] = simultaneous(d, family)
             for _, r in d.iterrows():
                 what = f"{r['adaptation']} vs {ref}, {metric if attr == 'overall' else f'{metric} by {attr}'}"
-                if not _judgeable(results, attr):
+                if not judged:
                     text.append(f"{what}: too few to judge (a group of {attr} has fewer than {MIN_EVENTS} test "
                                 "positives); the paired difference is in the tables, not a finding.")
                     continue
@@ -458,7 +470,7 @@ class _CrossSite:
         for ds in auc["dataset"].unique():
             tr, te = ds.split("->")
             pairs.setdefault(tr, {})[te] = auc[auc["dataset"] == ds].set_index("seed")["estimate"]
-        from ._store import _t_interval
+        from ._store import _t_interval, simultaneous
 
         rows = []
         for tr, by_test in pairs.items():
@@ -470,9 +482,10 @@ class _CrossSite:
                 differs = bool(np.isfinite(lo) and (lo > 0 or hi < 0))
                 rows.append({"train": tr, "test": te, "n_pairs": len(d), "difference": mean, "ci_low": lo,
                              "ci_high": hi, "differs": differs})
-                text.append(_difference_sentence(rows[-1], f"trained in {tr}: AUC in {te} minus AUC on held-out {tr} "
-                                                           "patients"))
-        tables["generalisation_gap"] = pd.DataFrame(rows)
+        gaps = tables["generalisation_gap"] = simultaneous(pd.DataFrame(rows), len(rows)) if rows else pd.DataFrame()
+        for _, r in gaps.iterrows():
+            text.append(_difference_sentence(r, f"trained in {r['train']}: AUC in {r['test']} minus AUC on held-out "
+                                                f"{r['train']} patients"))
         figures["AUC per train -> test country"] = _figure(
             lambda plt: _errorbar(plt, tables["auc"], "dataset", "test AUC (95 % CI over seeds)"))
         text += _chance_notes(tables["auc"], "dataset")
@@ -522,17 +535,19 @@ class _ZooBenchmark:
             text.append(f"{wide.shape[0]} dataset(s) and {wide.shape[1]} encoder(s): too few datasets to rank the "
                         "encoders across datasets (the Friedman test needs at least 3); compare the intervals per "
                         "dataset.")
-        from ._store import paired_differences
+        from ._store import paired_differences, simultaneous
 
+        per_ds = {}
         for ds in auc["dataset"].unique():
             sub = results[results["dataset"] == ds]
             encs = sorted(sub["encoder"].unique())
-            if len(encs) < 2:
-                continue
-            d = paired_differences(sub, metric="auc", by="encoder", reference=encs[0])
-            tables[f"diff_auc_{ds}"] = d
+            if len(encs) >= 2:
+                per_ds[ds] = (encs[0], paired_differences(sub, metric="auc", by="encoder", reference=encs[0]))
+        family = sum(len(d) for _, d in per_ds.values())
+        for ds, (ref, d) in per_ds.items():
+            d = tables[f"diff_auc_{ds}"] = simultaneous(d, family)
             for _, row in d.iterrows():
-                text.append(_difference_sentence(row, f"{ds}: AUC of {row['encoder']} minus {encs[0]}"))
+                text.append(_difference_sentence(row, f"{ds}: AUC of {row['encoder']} minus {ref}"))
         for enc in auc["encoder"].unique():
             for _, r in auc[auc["encoder"] == enc].iterrows():
                 if r["ci_low"] <= 0.5 <= r["ci_high"]:
