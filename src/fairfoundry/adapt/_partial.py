@@ -63,8 +63,9 @@ def freeze_all_but_last_blocks(module, blocks: int) -> dict:
     blocks = int(blocks)
     name, trunk = find_blocks(module)
     if not 1 <= blocks <= len(trunk):
-        raise FairfoundryError(f"partial_blocks must be between 1 and {len(trunk)} (the blocks of "
-                               f"{name or type(module).__name__}), got {blocks}")
+        raise FairfoundryError(f"partial fine-tuning: partial_blocks (--partial-blocks) must be between 1 and "
+                               f"{len(trunk)}, the number of blocks in the encoder's trunk "
+                               f"'{name or type(module).__name__}', got {blocks}")
     trained = [*trunk[len(trunk) - blocks:]]
     seen_trunk = False
     for sub_name, sub in module.named_modules():  # pre-order, registration order
