@@ -83,6 +83,38 @@ def test_open_clip_resnet_and_hugging_face_trunks():
         freeze_all_but_last_blocks(_vit(depth=4), 5)
 
 
+def test_a_dual_clip_model_adapts_its_image_tower_never_its_text_tower():
+    pytest.importorskip("open_clip")
+    from open_clip.model import CLIP
+
+    torch.manual_seed(0)  # a text tower larger than the image tower, registered after it
+    clip = CLIP(embed_dim=16, vision_cfg={"layers": 2, "width": 32, "patch_size": 8, "image_size": 32, "head_width": 16},
+                text_cfg={"context_length": 8, "vocab_size": 100, "width": 64, "heads": 2, "layers": 4})
+    info = freeze_all_but_last_blocks(clip, 1)  # what EncoderClassifier passes: the whole CLIP
+    trained = _trainable(clip)
+    assert info["container"] == "visual.transformer.resblocks" and info["n_blocks"] == 2
+    assert trained and all(n.startswith(("visual.transformer.resblocks.1.", "visual.ln_post")) for n in trained)
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.CLIPConfig(
+        text_config={"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                       "image_size": 32, "patch_size": 8}, projection_dim=16)
+    hf = transformers.CLIPModel(cfg)
+    freeze_all_but_last_blocks(hf, 1)
+    assert _trainable(hf) and all(n.startswith("vision_model.") for n in _trainable(hf))
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics():
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    freeze_all_but_last_blocks(resnet, 1)
+    frozen_bn, trained_bn = resnet.bn1, resnet.layer4[1].bn1
+    before = frozen_bn.running_mean.clone(), trained_bn.running_mean.clone()
+    resnet.train()
+    resnet(torch.randn(4, 3, 32, 32))
+    assert torch.equal(frozen_bn.running_mean, before[0]) and not frozen_bn.training
+    assert not torch.equal(trained_bn.running_mean, before[1])
+
+
 def test_partial_fit_moves_only_the_last_blocks_on_real_xrays():
     from fairfoundry.datasets import nih_images
 
@@ -97,3 +129,16 @@ def test_partial_fit_moves_only_the_last_blocks_on_real_xrays():
     moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
     assert moved and all(k.startswith(("blocks.2.", "norm.")) for k in moved), sorted(moved)
     assert "blocks.2.mlp.fc2.weight" in moved and res.steps == 2
+
+
+def test_partial_blocks_is_only_accepted_and_recorded_for_partial():
+    from fairfoundry.bench import AdaptationEntry
+    from fairfoundry.pipeline import FitConfig
+
+    assert "partial_blocks" not in AdaptationEntry(kind="lora").model_dump()  # old grids read as unchanged
+    assert AdaptationEntry(kind="partial", partial_blocks=3).model_dump()["partial_blocks"] == 3
+    assert AdaptationEntry(kind="partial", partial_blocks=3).label == "partial-last3"
+    base = {"manifest": "m.csv", "label": "y", "sensitive": ["sex"], "encoder": "fairfoundry-tiny"}
+    assert FitConfig(**base, adaptation="partial", partial_blocks=1).partial_blocks == 1
+    with pytest.raises(ValueError, match="partial_blocks is for adaptation partial"):
+        FitConfig(**base, adaptation="lora", partial_blocks=1)

@@ -161,8 +161,11 @@ def prepare_backbone(net, *, mode: str, seed: int, lora_r: int = 8, lora_alpha: 
     elif mode == "partial":
         freeze_all_but_last_blocks(net, partial_blocks)
     elif mode == "frozen":
+        from ._partial import keep_frozen_norms_in_eval
+
         for p in net.parameters():
             p.requires_grad_(False)
+        keep_frozen_norms_in_eval(net)
 
 
 def fit_images(model, train: ImageDataset, *, val: ImageDataset | None = None, mode: str = "full",

@@ -28,7 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from .._errors import FairfoundryError
 
@@ -80,6 +87,15 @@ class AdaptationEntry(BaseModel):
     lora_r: int = 8
     lora_alpha: float = 16.0
     partial_blocks: int = Field(2, ge=1)
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler):
+        # partial_blocks only shapes partial cells: left out otherwise, so that a grid written before
+        # the field existed reads as unchanged on --resume
+        data = handler(self)
+        if self.kind != "partial":
+            data.pop("partial_blocks", None)
+        return data
 
     @property
     def label(self) -> str:

@@ -126,7 +126,8 @@ def write_model_card(directory: Path, *, cfg, spec, seed: int, info: dict, evalu
          if cfg.adaptation == "clip-adapter" else
          f"- Adaptation: `{cfg.adaptation}` of encoder `{cfg.encoder}` with a linear head"
          + (f" (LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha})" if cfg.adaptation == "lora" else
-            f" (its last {cfg.partial_blocks} blocks trained, the rest frozen)" if cfg.adaptation == "partial" else "")
+            f" (the last {cfg.partial_blocks or 2} blocks of its image trunk and the layers after them trained, "
+            "the rest frozen)" if cfg.adaptation == "partial" else "")
          + f"; trainable share {100 * (info.get('trainable_share') or 0):.2f}%"),
         f"- Mitigation: `{spec.label}` ({info['stage']}-processing): {summary_line}",
         f"- Seed: {seed}; fairfoundry {__version__}; weights `head.safetensors`",

@@ -80,7 +80,8 @@ class FitConfig(BaseModel):
         confidence of a "confident" positive call, and the events below which a group is "too
         few to judge".
     lora_r, lora_alpha, lora_target : LoRA rank, scale and target layer names.
-    partial_blocks : ``adaptation: partial``: how many of the encoder's last blocks are trained.
+    partial_blocks : ``adaptation: partial``: how many of the encoder's last blocks are trained
+        (default 2; an error with any other adaptation).
     manifest : CSV/Parquet with ``sample_id``, the label(s), the sensitive attributes and
         ``split`` (train/val/test).
     label : one label column or a list (multi-label).
@@ -94,7 +95,7 @@ class FitConfig(BaseModel):
     emissions : estimate energy and CO2 with codecarbon's offline tracker.
     html : write each run's ``evaluation/report.html`` (a few seconds per run; the CSV/JSON and
         the comparison page are always written).
-    probe_every : fine-tuning from images (``lora`` / ``full``): run the fairness probe of
+    probe_every : fine-tuning from images (``lora`` / ``partial`` / ``full``): run the fairness probe of
         :mod:`fairfoundry.pretrain` on the fine-tuned backbone every this many steps (and at the
         start and end) on the validation split, writing ``probe.csv`` as pre-training does.
     probe_bootstrap : bootstrap replicates of the probe's CIs.
@@ -118,7 +119,7 @@ class FitConfig(BaseModel):
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_target: list[str] | None = None
-    partial_blocks: int = Field(2, ge=1)
+    partial_blocks: int | None = Field(None, ge=1)
     label: str | list[str]
     sensitive: list[str]
     split_col: str = "split"
@@ -186,6 +187,8 @@ class FitConfig(BaseModel):
         if self.probe_every is not None and self.adaptation == "probe":
             raise ValueError("probe_every probes an encoder while it is fine-tuned: it needs adaptation lora, "
                              "partial or full (with adaptation 'probe' the encoder is frozen and its probe never changes)")
+        if self.partial_blocks is not None and self.adaptation != "partial":
+            raise ValueError(f"partial_blocks is for adaptation partial, not {self.adaptation!r}")
         if self.adaptation not in ("zero-shot", "clip-adapter") and (self.prompts is not None or self.class_prompts):
             raise ValueError("prompts and class_prompts are for adaptation zero-shot or clip-adapter, not "
                              f"{self.adaptation!r}")
@@ -318,7 +321,7 @@ def _one_run(cfg: FitConfig, spec: MethodSpec, seed: int, X, y, manifest, groups
             hooks = [*hooks, probe_hook]
         return EncoderClassifier(encoder, mode=cfg.adaptation, lora_r=cfg.lora_r,
                                  lora_alpha=cfg.lora_alpha, lora_target=cfg.lora_target,
-                                 partial_blocks=cfg.partial_blocks,
+                                 partial_blocks=cfg.partial_blocks or 2,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                  weight_decay=cfg.weight_decay, hooks=hooks, select=cfg.select,
                                  patience=cfg.patience, seed=seed, device=cfg.device,

@@ -731,7 +731,7 @@ def image_probe(*, manifest: str | os.PathLike, label: str, sensitive: Sequence[
                 preprocess: Callable, out: str | os.PathLike, split_column: str = "split", bootstrap: int = 100,
                 max_samples: int = 2000, seed: int = 0, permutations: int = 99, root: str | os.PathLike | None = None,
                 csv_name: str = "probe.csv", select: str | None = None) -> tuple[ProbeHook, ProbeTracker]:
-    """The probe of a fine-tuning run from images (``fit --adaptation lora|full``): its hook and tracker.
+    """The probe of a fine-tuning run from images (``fit --adaptation lora|partial|full``): its hook and tracker.
 
     The validation rows of ``manifest`` are preprocessed once with the encoder's ``preprocess``
     (``image array -> (C, H, W)``) and held as one float16 tensor; the hook embeds them with the
