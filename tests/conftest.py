@@ -23,6 +23,21 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("sim_x")`` imports ``benchmarks/sim_x.py`` (not a package), so a test runs the
+    same simulation as the benchmark script, at a smaller size."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, TESTS_DIR.parent / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err

@@ -4,23 +4,11 @@ agree with the bootstrap / label simulations they replace."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from fairfoundry.monitor import CBPE, MonitorConfig, evaluate_windows
 from fairfoundry.monitor._intervals import auc_interval, proportion_intervals
-
-_SIM = Path(__file__).resolve().parents[2] / "benchmarks" / "sim_monitor_intervals.py"
-
-
-def _sim():
-    spec = importlib.util.spec_from_file_location("sim_monitor_intervals", _SIM)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_delong_variance_matches_the_textbook_pairwise_form():
@@ -54,15 +42,15 @@ def test_clustered_proportion_interval_widens_with_patient_correlation_only():
     assert (hi1[0] - lo1[0]) / (hi0[0] - lo0[0]) == pytest.approx(np.sqrt(3), rel=0.1)
 
 
-def test_null_simulation_realised_intervals_cover_95_percent():
-    sim = _sim()
+def test_null_simulation_realised_intervals_cover_95_percent(load_benchmark):
+    sim = load_benchmark("sim_monitor_intervals")
     cov = sim.realised_coverage(reps=200, patients=400, per_patient=3, seed=1)
     for m in ("prevalence", "tpr", "fpr", "auc"):
         assert 0.91 <= cov[f"{m}_clustered"] <= 0.99, (m, cov)
 
 
-def test_null_simulation_cbpe_intervals_cover_95_percent_and_match_the_simulations():
-    out = _sim().cbpe_coverage(reps=200, n=2000, seed=2)
+def test_null_simulation_cbpe_intervals_cover_95_percent_and_match_the_simulations(load_benchmark):
+    out = load_benchmark("sim_monitor_intervals").cbpe_coverage(reps=200, n=2000, seed=2)
     for m, c in out["coverage"].items():
         assert 0.91 <= c <= 0.99, (m, out)
         assert 0.85 <= out["width_ratio"][m] <= 1.15, (m, out)

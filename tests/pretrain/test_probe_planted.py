@@ -12,27 +12,14 @@ gap), so it is not asserted here.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-_SIM = Path(__file__).resolve().parents[2] / "benchmarks" / "sim_probe_planted.py"
-
-
-def _sim():
-    spec = importlib.util.spec_from_file_location("sim_probe_planted", _SIM)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    sim = _sim()
+def planted(tmp_path_factory, load_benchmark):
+    sim = load_benchmark("sim_probe_planted")
     folder = tmp_path_factory.mktemp("planted")
     return sim, sim.run(folder, runs=("women", "balanced"), steps=100, every=50, bootstrap=200, lr=2e-3), folder
 

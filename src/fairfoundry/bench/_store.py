@@ -229,8 +229,9 @@ def simultaneous(d: pd.DataFrame, family_size: int, *, confidence: float = 0.95)
     :math:`t_{1-(1-c)/(2m),\,n-1} / t_{1-(1-c)/2,\,n-1}`. Adds ``sim_ci_low``, ``sim_ci_high`` and
     ``family_size``; ``differs`` is then whether the simultaneous interval excludes 0 (the
     descriptive ``ci_low`` / ``ci_high`` stay per-comparison). The intervals of ``d`` must have
-    been computed at level ``confidence`` (``paired_differences(..., confidence=...)``). The null simulation in
-    ``tests/bench/test_studies.py`` checks the family-wise rate.
+    been computed at level ``confidence`` (``paired_differences(..., confidence=...)``). The null
+    simulation ``benchmarks/sim_study_verdicts.py`` measures the family-wise rate (5.0-5.3 %,
+    BENCHMARKS.md).
     """
     from scipy import stats
 
